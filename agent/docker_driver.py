@@ -1,0 +1,251 @@
+"""The only module that knows the Docker SDK. Every method blocks: call it through a thread.
+
+It uses the SDK's low-level APIClient: one `containers` call returns state, labels and ports
+of every instance, where the high-level API would inspect each container in turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import docker.errors
+
+from agent.protocol import (
+    LABEL_APP,
+    LABEL_DEPLOYMENT,
+    LABEL_HOST,
+    LABEL_RELEASE,
+    LABEL_REPLICA,
+    Assignment,
+    Instance,
+    PublishedPort,
+)
+
+log = logging.getLogger(__name__)
+
+_EXITED = re.compile(r"Exited \((-?\d+)\)")
+_RESTART: dict[str, dict[str, str | int] | None] = {
+    "no": None,
+    "on-failure": {"Name": "on-failure", "MaximumRetryCount": 0},
+    "unless-stopped": {"Name": "unless-stopped"},
+    "always": {"Name": "always"},
+}
+
+
+class DriverError(Exception):
+    """A Docker operation failed; `message` is safe to show to users."""
+
+
+class DockerDriver:
+    """Runs one host's instances on a Docker Engine."""
+
+    def __init__(self, host: str, base_url: str | None = None, timeout: int = 60) -> None:
+        self.host = host
+        if base_url:
+            self.api = docker.APIClient(base_url=base_url, timeout=timeout)
+        else:
+            self.api = docker.from_env(timeout=timeout).api
+
+    def close(self) -> None:
+        self.api.close()
+
+    def version(self) -> str:
+        return str(self.api.version().get("Version", "unknown"))
+
+    def list_instances(self) -> list[Instance]:
+        """Every container that carries this host's label, running or not."""
+        rows = self.api.containers(all=True, filters={"label": f"{LABEL_HOST}={self.host}"})
+        result = []
+        for row in rows:
+            inst = _instance(row)
+            if inst is not None:
+                result.append(inst)
+        return result
+
+    def present_images(self, refs: set[str]) -> dict[str, str]:
+        """Map each locally present image reference to its digest (or image id)."""
+        found: dict[str, str] = {}
+        for ref in refs:
+            try:
+                info = self.api.inspect_image(ref)  # type: ignore[no-untyped-call]
+            except docker.errors.ImageNotFound:
+                continue
+            except docker.errors.APIError as exc:
+                log.warning("inspect image failed host=%s image=%s: %s", self.host, ref, exc)
+                continue
+            digests = info.get("RepoDigests") or []
+            found[ref] = digests[0].split("@", 1)[1] if digests else str(info.get("Id", ""))
+        return found
+
+    def pull(self, ref: str) -> None:
+        repo, tag = _split_ref(ref)
+        try:
+            self.api.pull(repo, tag=tag)
+        except docker.errors.APIError as exc:
+            raise DriverError(f"pull {ref} failed: {_explain(exc)}") from exc
+
+    def run(self, assignment: Assignment, replica: int, name: str) -> str:
+        """Create and start one instance; return its container id."""
+        spec = assignment.spec
+        labels = dict(spec.labels)
+        labels.update(
+            {
+                LABEL_APP: assignment.app,
+                LABEL_RELEASE: str(assignment.release),
+                LABEL_HOST: self.host,
+                LABEL_DEPLOYMENT: str(assignment.deployment),
+                LABEL_REPLICA: str(replica),
+            }
+        )
+        bindings: dict[int | str, Any] = {}
+        for p in spec.ports:
+            key = f"{p.container}/{p.protocol}"
+            bindings[key] = (p.host_ip, p.host) if p.host else (p.host_ip,)
+        host_config = self.api.create_host_config(
+            port_bindings=bindings,
+            restart_policy=_RESTART.get(spec.restart),
+            mem_limit=spec.memory,
+            nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
+        )
+        try:
+            created = self.api.create_container(
+                spec.image,
+                command=list(spec.command) if spec.command is not None else None,
+                name=name,
+                environment=dict(spec.env),
+                labels=labels,
+                ports=[(p.container, p.protocol) for p in spec.ports],
+                host_config=host_config,
+            )
+        except docker.errors.APIError as exc:
+            raise DriverError(f"create {name} failed: {_explain(exc)}") from exc
+        cid = str(created["Id"])
+        self.start(cid)
+        return cid
+
+    def start(self, container_id: str) -> None:
+        try:
+            self.api.start(container_id)
+        except docker.errors.APIError as exc:
+            raise DriverError(f"start {container_id[:12]} failed: {_explain(exc)}") from exc
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        try:
+            self.api.stop(container_id, timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise DriverError(f"stop {container_id[:12]} failed: {_explain(exc)}") from exc
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise DriverError(f"remove {container_id[:12]} failed: {_explain(exc)}") from exc
+
+    def logs(self, container_id: str, lines: int = 20) -> list[str]:
+        try:
+            raw = self.api.logs(container_id, tail=lines)
+        except docker.errors.APIError:
+            return []
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return text.splitlines()[-lines:]
+
+    def watch_events(self, wake: Any, stop: threading.Event) -> None:
+        """Call `wake()` on every container event of this host until `stop` is set."""
+        filters = {"type": "container", "label": f"{LABEL_HOST}={self.host}"}
+        stream = self.api.events(filters=filters, decode=True)
+        done = threading.Event()
+        closer = threading.Thread(target=_close_when, args=(stop, done, stream), daemon=True)
+        closer.start()
+        try:
+            for _ in _iterate(stream):
+                if stop.is_set():
+                    break
+                wake()
+        finally:
+            done.set()
+
+
+def _close_when(stop: threading.Event, done: threading.Event, stream: Any) -> None:
+    """Close the blocking event stream once the agent stops, so its thread can end."""
+    while not stop.wait(0.5):
+        if done.is_set():
+            return
+    try:
+        stream.close()
+    except Exception:  # closing a dead stream may raise anything; we are leaving anyway
+        pass
+
+
+def _iterate(stream: Any) -> Iterator[Any]:
+    try:
+        yield from stream
+    except Exception as exc:  # a closed or broken stream ends the watch; the caller retries
+        log.debug("docker event stream ended: %s", exc)
+
+
+def _instance(row: dict[str, Any]) -> Instance | None:
+    labels = row.get("Labels") or {}
+    try:
+        release = int(labels[LABEL_RELEASE])
+        replica = int(labels.get(LABEL_REPLICA, "0"))
+        deployment = int(labels.get(LABEL_DEPLOYMENT, "0"))
+        app = labels[LABEL_APP]
+        host = labels[LABEL_HOST]
+    except (KeyError, ValueError):
+        return None  # not one of ours, or damaged labels: never touch it
+    status = str(row.get("Status", ""))
+    match = _EXITED.search(status)
+    health = "none"
+    if "(healthy)" in status:
+        health = "healthy"
+    elif "(unhealthy)" in status:
+        health = "unhealthy"
+    elif "(health: starting)" in status:
+        health = "starting"
+    ports = tuple(
+        PublishedPort(
+            container=int(p["PrivatePort"]),
+            host_ip=str(p.get("IP", "")),
+            host_port=int(p["PublicPort"]),
+            protocol=str(p.get("Type", "tcp")),
+        )
+        for p in row.get("Ports") or []
+        if p.get("PublicPort")
+    )
+    names = row.get("Names") or [""]
+    return Instance(
+        container_id=str(row["Id"]),
+        name=str(names[0]).lstrip("/"),
+        host=host,
+        app=app,
+        release=release,
+        replica=replica,
+        deployment=deployment,
+        state=str(row.get("State", "unknown")),
+        health=health,
+        exit_code=int(match.group(1)) if match else None,
+        image=str(row.get("Image", "")),
+        ports=ports,
+    )
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    if "@" in ref:
+        return ref, None
+    name, _, tag = ref.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)

@@ -1,0 +1,153 @@
+"""Readiness of instances: health probes and `min_healthy_time`, judged from the agent's host.
+
+An instance is ready once its probe (or, without one, its running state) has held for
+`min_healthy_time`. Readiness is sticky for a container id while it keeps running, so a
+retired instance is stopped only after its replacement proved itself once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from agent.protocol import Assignment, HealthSpec, Instance
+
+log = logging.getLogger(__name__)
+
+CommandProbe = Callable[[str, tuple[str, ...], float], Awaitable[bool]]
+
+
+@dataclass
+class _Track:
+    first_running: float
+    passing_since: float | None = None
+    failures: int = 0
+    last_probe: float = float("-inf")
+    last_result: str = ""
+    ready: bool = False
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    detail: str
+
+
+@dataclass
+class HealthTracker:
+    """Remembers, per container, how long it has been running and healthy."""
+
+    command_probe: CommandProbe | None = None
+    session: aiohttp.ClientSession | None = None
+    _tracks: dict[str, _Track] = field(default_factory=dict)
+
+    async def check(
+        self, assignments: Iterable[Assignment], instances: Iterable[Instance], now: float
+    ) -> frozenset[str]:
+        """Probe what is due and return the ids of ready containers."""
+        wanted = {(a.app, a.release): a for a in assignments}
+        seen: set[str] = set()
+        ready: set[str] = set()
+        probes = []
+        for inst in instances:
+            assignment = wanted.get((inst.app, inst.release))
+            if assignment is None or inst.state != "running":
+                continue
+            seen.add(inst.container_id)
+            track = self._tracks.setdefault(inst.container_id, _Track(first_running=now))
+            if track.ready:
+                ready.add(inst.container_id)
+                continue
+            health = assignment.spec.health
+            if health is None:
+                track.passing_since = track.first_running
+            elif now - track.last_probe >= health.interval:
+                track.last_probe = now
+                probes.append(self._probe(inst, health, track, now))
+            if track.passing_since is not None and (
+                now - track.passing_since >= assignment.spec.min_healthy_time
+            ):
+                track.ready = True
+                ready.add(inst.container_id)
+        if probes:
+            await asyncio.gather(*probes)
+        for cid in list(self._tracks):
+            if cid not in seen:
+                del self._tracks[cid]
+        return frozenset(ready)
+
+    def waiting(self) -> bool:
+        """True while some running instance has not proved itself yet (poll faster)."""
+        return any(not t.ready for t in self._tracks.values())
+
+    def failing(self, container_id: str, health: HealthSpec | None, now: float) -> str | None:
+        """The last probe result if the instance has used up its retries, else None."""
+        track = self._tracks.get(container_id)
+        if track is None or health is None or track.ready:
+            return None
+        if now - track.first_running < health.start_period:
+            return None
+        if track.failures >= health.retries:
+            return track.last_result
+        return None
+
+    async def _probe(self, inst: Instance, health: HealthSpec, track: _Track, now: float) -> None:
+        result = await self.probe(inst, health)
+        track.last_result = result.detail
+        if result.ok:
+            track.failures = 0
+            if track.passing_since is None:
+                track.passing_since = now
+        else:
+            track.failures += 1
+            track.passing_since = None
+
+    async def probe(self, inst: Instance, health: HealthSpec) -> ProbeResult:
+        """Run one probe of `inst` now."""
+        if health.type == "cmd":
+            if self.command_probe is None:
+                return ProbeResult(False, "command probes are not available")
+            ok = await self.command_probe(inst.container_id, health.command, health.timeout)
+            return ProbeResult(ok, "command exited 0" if ok else "command failed")
+        port = _published(inst, health.port)
+        if port is None:
+            return ProbeResult(False, f"container port {health.port} is not published")
+        if health.type == "tcp":
+            return await _tcp(port, health.timeout)
+        return await self._http(port, health)
+
+    async def _http(self, port: int, health: HealthSpec) -> ProbeResult:
+        url = f"http://127.0.0.1:{port}{health.path}"
+        timeout = aiohttp.ClientTimeout(total=health.timeout)
+        try:
+            if self.session is None:
+                self.session = aiohttp.ClientSession()
+            async with self.session.get(url, timeout=timeout) as resp:
+                ok = 200 <= resp.status < 400
+                return ProbeResult(ok, f"GET {health.path}: HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return ProbeResult(False, f"GET {health.path}: {type(exc).__name__} {exc}")
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def _published(inst: Instance, container_port: int | None) -> int | None:
+    for p in inst.ports:
+        if container_port is None or p.container == container_port:
+            return p.host_port
+    return None
+
+
+async def _tcp(port: int, limit: float) -> ProbeResult:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), limit)
+    except (OSError, TimeoutError) as exc:
+        return ProbeResult(False, f"tcp {port}: {type(exc).__name__} {exc}")
+    writer.close()
+    return ProbeResult(True, f"tcp {port}: connected")

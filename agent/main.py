@@ -1,0 +1,107 @@
+"""Wires one agent process: Docker driver, reconcile loop, server connection, local /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent import metrics
+from agent.client import Connection
+from agent.docker_driver import DockerDriver
+from agent.health import HealthTracker
+from agent.runner import Agent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    server: str
+    name: str
+    token: str
+    docker_host: str | None = None
+    metrics_listen: str | None = "127.0.0.1:8701"
+    retain: int = 2
+    poll_interval: float = 5.0
+
+
+@contextlib.asynccontextmanager
+async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
+    """Start the agent's tasks; on exit cancel them and close what they opened."""
+    driver = DockerDriver(settings.name, settings.docker_host)
+    docker_version = await asyncio.to_thread(driver.version)
+    health = HealthTracker()
+    agent = Agent(
+        settings.name,
+        driver,
+        retain=settings.retain,
+        poll_interval=settings.poll_interval,
+        health=health,
+    )
+    connection = Connection(agent, settings.server, settings.token, docker_version)
+    stop = threading.Event()
+    tasks = [
+        asyncio.create_task(agent.run(), name="reconcile"),
+        asyncio.create_task(connection.run(), name="connection"),
+        asyncio.create_task(_watch_docker(driver, agent, stop), name="docker-events"),
+    ]
+    runner = await _serve_metrics(settings.metrics_listen) if settings.metrics_listen else None
+    log.info("agent started host=%s docker=%s", settings.name, docker_version)
+    try:
+        yield agent
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+        await health.close()
+        await asyncio.to_thread(driver.close)
+        log.info("agent stopped host=%s", settings.name)
+
+
+async def _watch_docker(driver: DockerDriver, agent: Agent, stop: threading.Event) -> None:
+    """Wake the reconcile loop on container events, so drift is healed at once."""
+    loop = asyncio.get_running_loop()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(agent.wake.set)
+
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(driver.watch_events, wake, stop)
+        except Exception as exc:  # the engine restarted or the socket broke: watch again
+            log.warning("docker event watch failed host=%s: %s", agent.host, exc)
+        await asyncio.sleep(2)
+
+
+async def _serve_metrics(listen: str) -> web.AppRunner:
+    async def metrics_view(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    return runner
+
+
+async def run_forever(settings: AgentSettings) -> None:
+    """The `flotilla agent` command: run until cancelled (SIGINT/SIGTERM)."""
+    async with running_agent(settings):
+        await asyncio.Event().wait()

@@ -1,0 +1,34 @@
+"""The agent's Prometheus metrics: one registry per process, served on its own /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry()
+
+RECONCILE_SECONDS = Histogram(
+    "flotilla_agent_reconcile_duration_seconds",
+    "Time of one reconcile pass.",
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "flotilla_agent_reconcile_errors_total",
+    "Reconcile passes that failed with an unexpected error.",
+    registry=REGISTRY,
+)
+CONTAINER_ACTIONS = Counter(
+    "flotilla_agent_container_actions_total",
+    "Container actions by kind (pull, run, start, stop, remove) and result (ok, error).",
+    ["action", "result"],
+    registry=REGISTRY,
+)
+PULL_SECONDS = Histogram(
+    "flotilla_agent_image_pull_duration_seconds",
+    "Time to pull an image.",
+    registry=REGISTRY,
+)
+DRIFT_HEALS = Counter(
+    "flotilla_agent_drift_heals_total",
+    "Instances the agent restarted or recreated after they were stopped or removed by hand.",
+    registry=REGISTRY,
+)

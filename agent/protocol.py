@@ -1,0 +1,255 @@
+"""The wire protocol between server and agent: stdlib only, imported by both sides.
+
+Desired state (server -> agent) and observed status (agent -> server) are separate types.
+Every desired-state push carries the host's FULL desired state and a growing generation,
+so a lost or repeated message does no harm: the agent applies only a newer generation.
+Messages are JSON objects with a ``type`` field; unknown fields are ignored so that a newer
+peer can add fields without breaking an older one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+LABEL_APP = "flotilla.app"
+LABEL_RELEASE = "flotilla.release"
+LABEL_HOST = "flotilla.host"
+LABEL_DEPLOYMENT = "flotilla.deployment"
+LABEL_REPLICA = "flotilla.replica"
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this protocol."""
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    container: int
+    host: int = 0
+    host_ip: str = "127.0.0.1"
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    type: str  # "http" | "tcp" | "cmd"
+    port: int | None = None
+    path: str = "/"
+    command: tuple[str, ...] = ()
+    interval: float = 1.0
+    timeout: float = 1.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What one instance of a release looks like: the release's container spec."""
+
+    image: str
+    command: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    restart: str = "unless-stopped"
+    labels: tuple[tuple[str, str], ...] = ()
+    health: HealthSpec | None = None
+    min_healthy_time: float = 0.0
+    stop_first: bool = False
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The desired state of one app on one host."""
+
+    app: str
+    release: int
+    deployment: int
+    replicas: int
+    spec: ContainerSpec
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    host: str
+    generation: int
+    assignments: tuple[Assignment, ...] = ()
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    container: int
+    host_ip: str
+    host_port: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One container as the agent observes it."""
+
+    container_id: str
+    name: str
+    host: str  # the flotilla.host label; an agent acts only on its own
+    app: str
+    release: int
+    replica: int
+    deployment: int
+    state: str  # docker's state: created | running | exited | paused | restarting | dead
+    health: str = "none"  # none | starting | healthy | unhealthy
+    exit_code: int | None = None
+    image: str = ""
+    ports: tuple[PublishedPort, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppProblem:
+    """Evidence of why an app cannot converge on this host (pull error, crash, failed probe)."""
+
+    app: str
+    release: int
+    reason: str  # pull_failed | exited | unhealthy | create_failed
+    message: str
+    exit_code: int | None = None
+    logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Status:
+    """The agent's full observed state, sent after every step."""
+
+    host: str
+    generation: int  # the desired generation the agent is working on
+    instances: tuple[Instance, ...] = ()
+    digests: tuple[tuple[str, str], ...] = ()  # (image as given, repo digest)
+    problems: tuple[AppProblem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hello:
+    host: str
+    agent_version: str
+    docker_version: str
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the agent did on its own, e.g. healing drift; goes to the audit log."""
+
+    host: str
+    kind: str
+    app: str
+    message: str
+
+
+Message = Hello | Status | Event | DesiredState
+
+_TYPES: dict[str, type[Any]] = {
+    "hello": Hello,
+    "status": Status,
+    "event": Event,
+    "desired": DesiredState,
+}
+_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def encode(message: Message) -> str:
+    """Serialise a message to JSON text."""
+    body = asdict(message)
+    body["type"] = _NAMES[type(message)]
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> Message:
+    """Parse JSON text into a typed message; raise ProtocolError if it is not one."""
+    try:
+        body = json.loads(text)
+        kind = body.pop("type")
+        cls = _TYPES[kind]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"not a protocol message: {exc}") from exc
+    try:
+        result: Message = _build(cls, body)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ProtocolError(f"bad {kind} message: {exc}") from exc
+    return result
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in value)
+
+
+def _build(cls: type[Any], body: dict[str, Any]) -> Any:
+    """Rebuild nested frozen dataclasses from plain JSON values."""
+    if cls is DesiredState:
+        return DesiredState(
+            host=body["host"],
+            generation=int(body["generation"]),
+            assignments=tuple(_assignment(a) for a in body.get("assignments", ())),
+        )
+    if cls is Status:
+        return Status(
+            host=body["host"],
+            generation=int(body["generation"]),
+            instances=tuple(_instance(i) for i in body.get("instances", ())),
+            digests=_pairs(body.get("digests", ())),
+            problems=tuple(_problem(p) for p in body.get("problems", ())),
+        )
+    if cls is Hello:
+        return Hello(
+            host=body["host"],
+            agent_version=str(body.get("agent_version", "")),
+            docker_version=str(body.get("docker_version", "")),
+            protocol=int(body.get("protocol", PROTOCOL_VERSION)),
+        )
+    return Event(host=body["host"], kind=body["kind"], app=body["app"], message=body["message"])
+
+
+def _known(cls: type[Any], body: dict[str, Any]) -> dict[str, Any]:
+    names = cls.__dataclass_fields__
+    return {k: v for k, v in body.items() if k in names}
+
+
+def _assignment(body: dict[str, Any]) -> Assignment:
+    spec = dict(body["spec"])
+    health = spec.get("health")
+    return Assignment(
+        app=body["app"],
+        release=int(body["release"]),
+        deployment=int(body["deployment"]),
+        replicas=int(body["replicas"]),
+        spec=ContainerSpec(
+            **{
+                **_known(ContainerSpec, spec),
+                "command": tuple(spec["command"]) if spec.get("command") is not None else None,
+                "env": _pairs(spec.get("env", ())),
+                "labels": _pairs(spec.get("labels", ())),
+                "ports": tuple(PortSpec(**_known(PortSpec, p)) for p in spec.get("ports", ())),
+                "health": (
+                    HealthSpec(
+                        **{
+                            **_known(HealthSpec, health),
+                            "command": tuple(health.get("command", ())),
+                        }
+                    )
+                    if health
+                    else None
+                ),
+            }
+        ),
+    )
+
+
+def _instance(body: dict[str, Any]) -> Instance:
+    ports = tuple(PublishedPort(**_known(PublishedPort, p)) for p in body.get("ports", ()))
+    return Instance(**{**_known(Instance, body), "ports": ports})
+
+
+def _problem(body: dict[str, Any]) -> AppProblem:
+    return AppProblem(**{**_known(AppProblem, body), "logs": tuple(body.get("logs", ()))})

@@ -1,0 +1,204 @@
+"""The reconcile planner: desired state + observed containers -> actions. Pure, no I/O.
+
+Modelled on Nomad's diffAllocs and Kubernetes' level-triggered controllers: each pass looks
+at the full desired and actual state and plans the few steps that bring them closer. The
+agent's loop executes the actions and plans again, so a plan need not reach the goal in one
+pass (a start-first update stops the old instance only once the new one is ready).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from agent.protocol import Assignment, Instance, PortSpec
+
+DEFAULT_RETAIN = 2
+
+
+@dataclass(frozen=True)
+class Pull:
+    app: str
+    release: int
+    image: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """Create and start instance `replica` of an assignment's release."""
+
+    assignment: Assignment
+    replica: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Start:
+    container_id: str
+    app: str
+    release: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    container_id: str
+    app: str
+    release: int
+
+
+@dataclass(frozen=True)
+class Remove:
+    container_id: str
+    app: str
+    release: int
+
+
+Action = Pull | Run | Start | Stop | Remove
+
+
+def container_name(app: str, release: int, replica: int, host: str) -> str:
+    """Stable, readable name: the host suffix lets several agents share one engine."""
+    return f"flotilla-{app}-{release}-{replica}.{host}"
+
+
+def plan_reconcile(
+    host: str,
+    assignments: Sequence[Assignment],
+    actual: Iterable[Instance],
+    images: frozenset[str],
+    ready: frozenset[str] = frozenset(),
+    retain: int = DEFAULT_RETAIN,
+) -> list[Action]:
+    """Plan the next steps for `host`.
+
+    `images` are the image references present on the engine, `ready` the ids of containers
+    that passed their health gate. Containers not labelled with `host` are never touched.
+    """
+    mine = [i for i in actual if i.host == host]
+    by_app: dict[str, list[Instance]] = defaultdict(list)
+    for inst in mine:
+        by_app[inst.app].append(inst)
+    wanted = {a.app: a for a in assignments}
+    actions: list[Action] = []
+    pulled: set[str] = set()
+    for app in sorted(set(by_app) | set(wanted)):
+        assignment = wanted.get(app)
+        instances = by_app.get(app, [])
+        if assignment is None:
+            actions += _retire(instances, keep=set(), retain=retain, release=None)
+            continue
+        actions += _plan_app(host, assignment, instances, images, ready, retain, pulled)
+    return actions
+
+
+def _plan_app(
+    host: str,
+    assignment: Assignment,
+    instances: list[Instance],
+    images: frozenset[str],
+    ready: frozenset[str],
+    retain: int,
+    pulled: set[str],
+) -> list[Action]:
+    current: dict[int, Instance] = {}
+    duplicates: list[Instance] = []
+    for inst in sorted(instances, key=_preference):
+        if inst.release != assignment.release or inst.replica >= assignment.replicas:
+            continue
+        if inst.replica in current:
+            duplicates.append(inst)
+        else:
+            current[inst.replica] = inst
+    old_running = [i for i in instances if i.release != assignment.release and i.state == "running"]
+    surplus = [
+        i for i in instances if i.release == assignment.release and i.replica >= assignment.replicas
+    ]
+    bring_up: list[Action] = []
+    for replica in range(assignment.replicas):
+        existing = current.get(replica)
+        if existing is None:
+            image = assignment.spec.image
+            if image not in images and image not in pulled:
+                pulled.add(image)
+                bring_up.append(Pull(assignment.app, assignment.release, image))
+            name = container_name(assignment.app, assignment.release, replica, host)
+            bring_up.append(Run(assignment, replica, name))
+        elif existing.state not in ("running", "restarting"):
+            bring_up.append(Start(existing.container_id, existing.app, existing.release))
+
+    stop_first = assignment.spec.stop_first or _port_conflict(assignment.spec.ports, old_running)
+    all_ready = not bring_up and all(
+        current[r].container_id in ready for r in range(assignment.replicas)
+    )
+    actions: list[Action] = []
+    if stop_first and bring_up:
+        actions += [Stop(i.container_id, i.app, i.release) for i in old_running]
+    actions += bring_up
+    actions += [Remove(i.container_id, i.app, i.release) for i in duplicates + surplus]
+    if all_ready or (stop_first and bring_up):
+        keep = {i.container_id for i in current.values()}
+        retired = [i for i in instances if i not in duplicates and i not in surplus]
+        already = {a.container_id for a in actions if isinstance(a, Stop)}
+        actions += [
+            a
+            for a in _retire(retired, keep, retain, assignment.release)
+            if not (isinstance(a, Stop) and a.container_id in already)
+        ]
+    return actions
+
+
+def _retire(
+    instances: list[Instance], keep: set[str], retain: int, release: int | None
+) -> list[Action]:
+    """Stop old instances; keep the newest `retain` old releases stopped, remove the rest."""
+    old = [i for i in instances if i.container_id not in keep and i.release != release]
+    releases = sorted({i.release for i in old}, reverse=True)
+    kept_releases = set(releases[:retain])
+    actions: list[Action] = []
+    for inst in sorted(old, key=lambda i: (i.release, i.replica, i.container_id)):
+        if inst.state in ("running", "restarting", "paused"):
+            actions.append(Stop(inst.container_id, inst.app, inst.release))
+        if inst.release not in kept_releases:
+            actions.append(Remove(inst.container_id, inst.app, inst.release))
+    return actions
+
+
+def _preference(inst: Instance) -> tuple[int, str]:
+    """Among duplicates of one replica, keep a running one, then the lowest id (stable)."""
+    return (0 if inst.state == "running" else 1, inst.container_id)
+
+
+def _port_conflict(ports: Sequence[PortSpec], running: list[Instance]) -> bool:
+    fixed = {(p.host_ip, p.host, p.protocol) for p in ports if p.host}
+    if not fixed:
+        return False
+    held = {(p.host_ip, p.host_port, p.protocol) for i in running for p in i.ports}
+    return bool(fixed & held)
+
+
+def simulate(host: str, actual: Sequence[Instance], actions: Sequence[Action]) -> list[Instance]:
+    """What the engine would hold after `actions`: for tests and the benchmark's fake driver."""
+    result = {i.container_id: i for i in actual}
+    for action in actions:
+        if isinstance(action, Run):
+            a = action.assignment
+            cid = f"sim-{a.app}-{a.release}-{action.replica}-{len(result)}"
+            result[cid] = Instance(
+                container_id=cid,
+                name=action.name,
+                host=host,
+                app=a.app,
+                release=a.release,
+                replica=action.replica,
+                deployment=a.deployment,
+                state="running",
+                image=a.spec.image,
+            )
+        elif isinstance(action, Start):
+            result[action.container_id] = replace(result[action.container_id], state="running")
+        elif isinstance(action, Stop):
+            result[action.container_id] = replace(result[action.container_id], state="exited")
+        elif isinstance(action, Remove):
+            del result[action.container_id]
+    return list(result.values())

@@ -1,0 +1,280 @@
+"""The agent's reconcile loop: a thin I/O shell around `plan_reconcile`.
+
+A push, a Docker event or a timer only wakes the loop; each pass re-reads the containers,
+plans, and executes the plan one action at a time, reporting status after each step. Docker
+SDK calls run in a thread. A failing action is recorded and retried with capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent import metrics
+from agent.health import HealthTracker
+from agent.protocol import (
+    AppProblem,
+    Assignment,
+    DesiredState,
+    Event,
+    Instance,
+    Message,
+    Status,
+)
+from agent.reconcile import Action, Pull, Run, Start, Stop, plan_reconcile
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Driver(Protocol):
+    """What the loop needs from a Docker driver (the real one, or a benchmark's fake)."""
+
+    def list_instances(self) -> list[Instance]: ...
+    def present_images(self, refs: set[str]) -> dict[str, str]: ...
+    def pull(self, ref: str) -> None: ...
+    def run(self, assignment: Assignment, replica: int, name: str) -> str: ...
+    def start(self, container_id: str) -> None: ...
+    def stop(self, container_id: str, timeout: int = 10) -> None: ...
+    def remove(self, container_id: str) -> None: ...
+    def logs(self, container_id: str, lines: int = 20) -> list[str]: ...
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    not_before: float = 0.0
+
+
+class Agent:
+    """Holds the last desired state and makes the engine match it."""
+
+    def __init__(
+        self,
+        host: str,
+        driver: Driver,
+        *,
+        retain: int = 2,
+        poll_interval: float = 5.0,
+        health: HealthTracker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
+        self.driver = driver
+        self.retain = retain
+        self.poll_interval = poll_interval
+        self.health = health or HealthTracker()
+        self.clock = clock
+        self.desired: DesiredState | None = None
+        self.wake = asyncio.Event()
+        self._send: Send | None = None
+        self._backoff: dict[tuple[str, int, str], _Backoff] = {}
+        self._problems: dict[tuple[str, int], AppProblem] = {}
+        self._converged: set[tuple[str, int, int]] = set()
+        self._digests: dict[str, str] = {}
+        self._instances: list[Instance] = []
+
+    def attach(self, send: Send | None) -> None:
+        """Set (or clear, with None) where status and events go."""
+        self._send = send
+
+    def accept(self, desired: DesiredState) -> bool:
+        """Take a pushed desired state if it is newer than the one held; wake the loop."""
+        if desired.host != self.host:
+            log.warning("ignoring desired state for host=%s (I am %s)", desired.host, self.host)
+            return False
+        if self.desired is not None and desired.generation <= self.desired.generation:
+            return False
+        log.info("desired state host=%s generation=%d", self.host, desired.generation)
+        self.desired = desired
+        self._backoff.clear()
+        self.wake.set()
+        return True
+
+    async def run(self) -> None:
+        """Reconcile on every wake-up, and at least every `poll_interval` seconds."""
+        while True:
+            timeout = 0.5 if self.health.waiting() else self.poll_interval
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                metrics.RECONCILE_ERRORS.inc()
+                log.exception("reconcile pass failed host=%s", self.host)
+
+    async def run_once(self) -> None:
+        """One pass: observe, plan, act step by step, report."""
+        started = time.perf_counter()
+        desired = self.desired
+        await self._observe()
+        if desired is None:
+            await self.report()  # never act before the server said what it wants
+            return
+        refs = {a.spec.image for a in desired.assignments}
+        self._digests.update(await asyncio.to_thread(self.driver.present_images, refs))
+        ready = await self.health.check(desired.assignments, self._instances, self.clock())
+        await self._note_unhealthy(desired)
+        actions = plan_reconcile(
+            self.host,
+            desired.assignments,
+            self._instances,
+            frozenset(self._digests),
+            ready,
+            self.retain,
+        )
+        for action in actions:
+            if self.desired is not desired:
+                break  # a newer desired state arrived: replan from scratch
+            if await self._execute(action):
+                await self._observe()
+                await self.report()
+        self._remember_converged(desired, ready)
+        await self.report()
+        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def report(self) -> None:
+        """Send the full observed status, if connected."""
+        if self._send is None:
+            return
+        desired = self.desired
+        current = {(a.app, a.release) for a in desired.assignments} if desired else set()
+        status = Status(
+            host=self.host,
+            generation=desired.generation if desired else 0,
+            instances=tuple(self._instances),
+            digests=tuple(sorted(self._digests.items())),
+            problems=tuple(p for k, p in self._problems.items() if k in current),
+        )
+        await self._safe_send(status)
+
+    async def _observe(self) -> None:
+        self._instances = await asyncio.to_thread(self.driver.list_instances)
+
+    async def _execute(self, action: Action) -> bool:
+        key = _key(action)
+        gate = self._backoff.get(key)
+        now = self.clock()
+        if gate is not None and now < gate.not_before:
+            return False
+        await self._note_drift(action)
+        kind = type(action).__name__.lower()
+        try:
+            await asyncio.to_thread(self._call, action)
+        except Exception as exc:
+            metrics.CONTAINER_ACTIONS.labels(kind, "error").inc()
+            gate = self._backoff.setdefault(key, _Backoff())
+            gate.failures += 1
+            delay = min(60.0, 0.5 * 2**gate.failures) * random.uniform(0.5, 1.0)
+            gate.not_before = now + delay
+            log.warning(
+                "%s failed host=%s app=%s release=%s: %s (retry in %.1fs)",
+                kind, self.host, key[0], key[1], exc, delay,
+            )  # fmt: skip
+            reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
+            self._problems[key[:2]] = AppProblem(key[0], key[1], reason, str(exc))
+            return True
+        metrics.CONTAINER_ACTIONS.labels(kind, "ok").inc()
+        self._backoff.pop(key, None)
+        if isinstance(action, Pull | Run):
+            self._problems.pop(key[:2], None)
+        log.info("%s host=%s app=%s release=%s", kind, self.host, key[0], key[1])
+        return True
+
+    def _call(self, action: Action) -> None:
+        if isinstance(action, Pull):
+            started = time.perf_counter()
+            self.driver.pull(action.image)
+            metrics.PULL_SECONDS.observe(time.perf_counter() - started)
+            self._digests.update(self.driver.present_images({action.image}))
+        elif isinstance(action, Run):
+            self.driver.run(action.assignment, action.replica, action.name)
+        elif isinstance(action, Start):
+            self.driver.start(action.container_id)
+        elif isinstance(action, Stop):
+            self.driver.stop(action.container_id)
+        else:
+            self.driver.remove(action.container_id)
+
+    async def _note_drift(self, action: Action) -> None:
+        """A Run or Start of an instance that had converged means someone removed or stopped it."""
+        if isinstance(action, Run):
+            a = action.assignment
+            slot = (a.app, a.release, action.replica)
+            what = "removed; recreated"
+        elif isinstance(action, Start):
+            inst = next((i for i in self._instances if i.container_id == action.container_id), None)
+            if inst is None:
+                return
+            slot = (inst.app, inst.release, inst.replica)
+            what = f"{inst.state} (exit code {inst.exit_code}); started again"
+        else:
+            return
+        if slot not in self._converged:
+            return
+        self._converged.discard(slot)
+        metrics.DRIFT_HEALS.inc()
+        message = f"instance {slot[2]} of release {slot[1]} was {what}"
+        log.warning("drift healed host=%s app=%s: %s", self.host, slot[0], message)
+        await self._safe_send(Event(self.host, "drift_healed", slot[0], message))
+
+    def _remember_converged(self, desired: DesiredState, ready: frozenset[str]) -> None:
+        wanted = {(a.app, a.release) for a in desired.assignments}
+        self._converged = {
+            (i.app, i.release, i.replica)
+            for i in self._instances
+            if (i.app, i.release) in wanted and i.container_id in ready
+        }
+
+    async def _note_unhealthy(self, desired: DesiredState) -> None:
+        """Record evidence for instances that crashed or fail their probe."""
+        specs = {(a.app, a.release): a.spec for a in desired.assignments}
+        now = self.clock()
+        for inst in self._instances:
+            spec = specs.get((inst.app, inst.release))
+            if spec is None:
+                continue
+            key = (inst.app, inst.release)
+            if inst.state in ("exited", "dead", "restarting") and inst.exit_code not in (None, 0):
+                known = self._problems.get(key)
+                if known is not None and known.message.startswith(f"container {inst.name} "):
+                    continue  # evidence already taken; do not fetch logs every pass
+                logs = await asyncio.to_thread(self.driver.logs, inst.container_id)
+                self._problems[key] = AppProblem(
+                    inst.app,
+                    inst.release,
+                    "exited",
+                    f"container {inst.name} exited with code {inst.exit_code}",
+                    exit_code=inst.exit_code,
+                    logs=tuple(logs),
+                )
+            elif (detail := self.health.failing(inst.container_id, spec.health, now)) is not None:
+                self._problems[key] = AppProblem(
+                    inst.app, inst.release, "unhealthy", f"health check failing: {detail}"
+                )
+
+    async def _safe_send(self, message: Message) -> None:
+        send = self._send
+        if send is None:
+            return
+        try:
+            await send(message)
+        except Exception as exc:  # the connection dropped; the client reconnects and resends
+            log.debug("send failed host=%s: %s", self.host, exc)
+
+
+def _key(action: Action) -> tuple[str, int, str]:
+    if isinstance(action, Pull):
+        return (action.app, action.release, "pull")
+    if isinstance(action, Run):
+        return (action.assignment.app, action.assignment.release, f"run{action.replica}")
+    return (action.app, action.release, action.container_id)
