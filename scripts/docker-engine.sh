@@ -196,7 +196,7 @@ kill_leftover_shims() {
     for f in /proc/[0-9]*/cmdline; do
         pid=${f#/proc/}
         pid=${pid%/cmdline}
-        if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "-address $dir/exec/containerd/containerd.sock "; then
+        if tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "-address $dir/exec/containerd/containerd.sock "; then
             log "killing leftover containerd shim $pid of $dir and its container"
             for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
                 kill -KILL "$child" 2>/dev/null || true
