@@ -105,6 +105,7 @@ class Instance:
     exit_code: int | None = None
     image: str = ""
     ports: tuple[PublishedPort, ...] = ()
+    ready: bool = False  # passed its health gate for min_healthy_time (set by the agent)
 
 
 @dataclass(frozen=True)

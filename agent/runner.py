@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from agent import metrics
@@ -79,6 +79,7 @@ class Agent:
         self._converged: set[tuple[str, int, int]] = set()
         self._digests: dict[str, str] = {}
         self._instances: list[Instance] = []
+        self._ready: frozenset[str] = frozenset()
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
@@ -123,6 +124,7 @@ class Agent:
         refs = {a.spec.image for a in desired.assignments}
         self._digests.update(await asyncio.to_thread(self.driver.present_images, refs))
         ready = await self.health.check(desired.assignments, self._instances, self.clock())
+        self._ready = ready
         await self._note_unhealthy(desired)
         actions = plan_reconcile(
             self.host,
@@ -151,7 +153,10 @@ class Agent:
         status = Status(
             host=self.host,
             generation=desired.generation if desired else 0,
-            instances=tuple(self._instances),
+            instances=tuple(
+                replace(i, ready=True) if i.container_id in self._ready else i
+                for i in self._instances
+            ),
             digests=tuple(sorted(self._digests.items())),
             problems=tuple(p for k, p in self._problems.items() if k in current),
         )

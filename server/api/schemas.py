@@ -1,0 +1,231 @@
+"""Request and response bodies, each defined once as a typed pydantic model.
+
+The same models validate input (unknown fields rejected, strict types) and, later, generate
+the published OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+# The distribution reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOSTPART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:{_HOSTPART}(?:\.{_HOSTPART})*(?::[0-9]+)?/)"
+_TAG = r"(?::[\w][\w.-]{0,127})?"
+_DIGEST = r"(?:@sha256:[a-f0-9]{64})?"
+IMAGE_REF = re.compile(rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*{_TAG}{_DIGEST}$")
+_MEMORY = re.compile(r"^([1-9][0-9]*)([bkmg]?)$", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _image(value: str) -> str:
+    if len(value) > 512 or not IMAGE_REF.match(value):
+        raise ValueError("not a valid image reference (such as nginx:1.27 or registry:5000/app:v2)")
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("not an IP address") from None
+    return value
+
+
+def _memory(value: str) -> str:
+    if not _MEMORY.match(value):
+        raise ValueError("memory must be a number with an optional unit b, k, m or g, e.g. 256m")
+    return value
+
+
+def _env(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _ENV_NAME.match(key):
+            raise ValueError(f"{key!r} is not a valid environment variable name")
+    return value
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if key.startswith("flotilla."):
+            raise ValueError(f"label {key!r}: the flotilla. prefix is reserved")
+        if not key or len(key) > 255:
+            raise ValueError("label names must be 1-255 characters")
+    return value
+
+
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+ImageRef = Annotated[str, AfterValidator(_image)]
+Seconds = Annotated[float, Field(ge=0, le=86400)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PortIn(Strict):
+    container: int = Field(ge=1, le=65535)
+    host: int = Field(default=0, ge=0, le=65535)
+    host_ip: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class ResourcesIn(Strict):
+    memory: Annotated[str, AfterValidator(_memory)] | None = None
+    cpus: float | None = Field(default=None, gt=0, le=512)
+
+
+class HostSelector(Strict):
+    names: list[DnsLabel] | None = Field(default=None, max_length=10000)
+    labels: dict[str, str] | None = None
+
+
+class HealthIn(Strict):
+    type: Literal["http", "tcp", "cmd"]
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str = Field(default="/", pattern=r"^/", max_length=1000)
+    command: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    interval: float = Field(default=1.0, gt=0, le=3600)
+    timeout: float = Field(default=1.0, gt=0, le=3600)
+    retries: int = Field(default=3, ge=1, le=1000)
+    start_period: Seconds = 0.0
+
+    @model_validator(mode="after")
+    def _command_for_cmd(self) -> HealthIn:
+        if self.type == "cmd" and not self.command:
+            raise ValueError("a cmd health check needs a command")
+        return self
+
+
+class StrategyIn(Strict):
+    max_parallel: int = Field(default=1, ge=1, le=100000)
+    order: Literal["start-first", "stop-first"] | None = None
+    canary: int = Field(default=0, ge=0, le=100000)
+    auto_promote: bool = False
+    min_healthy_time: Seconds = 0.0
+    healthy_deadline: float = Field(default=60.0, gt=0, le=86400)
+    progress_deadline: float = Field(default=600.0, gt=0, le=604800)
+    auto_rollback: bool = True
+
+
+class DeploymentIn(Strict):
+    """POST /v1/apps/{app}/deployments."""
+
+    image: ImageRef
+    command: list[Annotated[str, Field(max_length=10000)]] | None = Field(
+        default=None, max_length=1000
+    )
+    env: Annotated[dict[str, Annotated[str, Field(max_length=65536)]], AfterValidator(_env)] = (
+        Field(default_factory=dict)
+    )
+    ports: list[PortIn] = Field(default_factory=list, max_length=100)
+    replicas: int = Field(default=1, ge=1, le=100)
+    resources: ResourcesIn | None = None
+    restart: Literal["no", "on-failure", "unless-stopped", "always"] = "unless-stopped"
+    labels: Annotated[dict[str, str], AfterValidator(_labels)] = Field(default_factory=dict)
+    message: str | None = Field(default=None, max_length=2000)
+    hosts: HostSelector | None = None
+    health: HealthIn | None = None
+    strategy: StrategyIn | None = None
+
+    @model_validator(mode="after")
+    def _ports_unique(self) -> DeploymentIn:
+        fixed = [(p.host_ip, p.host, p.protocol) for p in self.ports if p.host]
+        if len(fixed) != len(set(fixed)):
+            raise ValueError("ports: the same host port is published twice")
+        if fixed and self.replicas > 1:
+            raise ValueError("ports: a fixed host port allows only one replica per host")
+        if fixed and self.strategy and self.strategy.order == "start-first":
+            raise ValueError(
+                "strategy.order: start-first cannot work with a fixed host port "
+                "(the new instance could not bind it while the old one runs); use stop-first "
+                "or an ephemeral host port (0)"
+            )
+        health = self.health
+        published = {p.container for p in self.ports}
+        if health and health.type != "cmd" and health.port not in (None, *published):
+            raise ValueError("health.port must be one of the published container ports")
+        return self
+
+
+class HostState(BaseModel):
+    name: str
+    state: str
+    error: str | None = None
+    previous_release: int | None = None
+    evidence: dict[str, object] = Field(default_factory=dict)
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    app: str
+    release: int
+    kind: str
+    trigger: str
+    status: str
+    reason: str | None = None
+    error: str | None = None
+    rollback_of: int | None = None
+    strategy: dict[str, object]
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    hosts: list[HostState]
+
+
+class ReleaseOut(BaseModel):
+    number: int
+    image: str
+    digest: str | None
+    outcome: str | None
+    created_at: dt.datetime
+    created_by: str
+    message: str | None
+
+
+class PublishedPortOut(BaseModel):
+    container: int
+    host_ip: str
+    host_port: int
+    protocol: str
+
+
+class InstanceOut(BaseModel):
+    container_id: str
+    name: str
+    release: int
+    state: str
+    ready: bool
+    ports: list[PublishedPortOut]
+
+
+class AppHostOut(BaseModel):
+    name: str
+    release: int | None
+    state: str
+    instances: list[InstanceOut]
+
+
+class AppOut(BaseModel):
+    name: str
+    current_release: int | None
+    spec: dict[str, object] | None
+    created_at: dt.datetime
+    hosts: list[AppHostOut] = Field(default_factory=list)
+
+
+class HostOut(BaseModel):
+    name: str
+    labels: dict[str, str]
+    status: Literal["connected", "disconnected"]
+    last_seen: dt.datetime | None
+    agent_version: str | None
+    docker_version: str | None

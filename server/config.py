@@ -1,0 +1,60 @@
+"""One frozen Settings per process, built by the command line from flags, env and defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:8700"
+DEFAULT_DATA_DIR = ".flotilla"
+MAX_BODY_BYTES = 256 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    database_url: str = ""
+    max_body_bytes: int = MAX_BODY_BYTES
+    host_timeout: float = 30.0  # a host is disconnected this long after its last message
+    controller_interval: float = 1.0
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'flotilla.db'}"
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def validate(self) -> Settings:
+        """Fail at start, with the setting's name, rather than later."""
+        _, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(
+                f"--listen / FLOTILLA_LISTEN must be HOST:PORT, got {self.listen!r}"
+            )
+        url = self.effective_database_url
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise SettingsError(
+                "--database-url / FLOTILLA_DATABASE_URL must start with sqlite+aiosqlite:// "
+                f"or postgresql+asyncpg://, got {url.split('://')[0]!r}"
+            )
+        return self
+
+
+def env(name: str, default: str | None = None, environ: dict[str, str] | None = None) -> str | None:
+    """Read a FLOTILLA_* (or other) variable; only the command line calls this."""
+    source = os.environ if environ is None else environ
+    return source.get(name, default)

@@ -1,0 +1,146 @@
+"""The database schema as typed SQLAlchemy 2 models. Change it only with an Alembic migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Json = dict[str, Any]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        Json: JSON,
+        dt.datetime: DateTime(timezone=True),
+    }
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    labels: Mapped[Json] = mapped_column(default=dict)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    connected: Mapped[bool] = mapped_column(default=False)
+    last_seen: Mapped[dt.datetime | None]
+    agent_version: Mapped[str | None] = mapped_column(String(50))
+    docker_version: Mapped[str | None] = mapped_column(String(50))
+    observed: Mapped[Json] = mapped_column(default=dict)  # the agent's last Status
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class App(Base):
+    __tablename__ = "apps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    current_release: Mapped[int | None]
+    last_release: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Release(Base):
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("app_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id"), index=True)
+    number: Mapped[int]
+    image: Mapped[str] = mapped_column(String(512))
+    digest: Mapped[str | None] = mapped_column(String(100))
+    spec: Mapped[Json]
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    created_by: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("app_id", "idempotency_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id"), index=True)
+    release: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(20))  # deploy | rollback
+    trigger: Mapped[str] = mapped_column(String(100))  # a token's name, or "auto"
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    strategy: Mapped[Json]
+    selector: Mapped[Json]
+    reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    rollback_of: Mapped[int | None]
+    promoted: Mapped[bool] = mapped_column(default=False)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class DeploymentHost(Base):
+    """One target host of a deployment and its progress (pending, updating, healthy, failed)."""
+
+    __tablename__ = "deployment_hosts"
+    __table_args__ = (UniqueConstraint("deployment_id", "host_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
+    host_name: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(20))
+    previous_release: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[Json] = mapped_column(default=dict)
+    assigned_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Assignment(Base):
+    """The desired state of one app on one host. The rollout controller is the only writer."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("host_id", "app_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id"))
+    release: Mapped[int]
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """The append-only audit log."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str] = mapped_column(String(100))
+    app: Mapped[str | None] = mapped_column(String(63), index=True)
+    deployment_id: Mapped[int | None]
+    host: Mapped[str | None] = mapped_column(String(63))
+    message: Mapped[str] = mapped_column(Text)

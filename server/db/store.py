@@ -1,0 +1,244 @@
+"""Queries and writes behind the REST API and the CLI. Only server/db knows SQLAlchemy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import App, Deployment, DeploymentHost, Event, Host, Release, Token, utcnow
+from server.errors import Conflict, NotFound
+
+TOKEN_PREFIX = "flt_"
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+async def count_tokens(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count(Token.id))) or 0)
+
+
+async def create_token(session: AsyncSession, name: str, scopes: Sequence[str]) -> str:
+    token = new_token()
+    session.add(Token(name=name, token_hash=hash_token(token), scopes=",".join(scopes)))
+    await session.flush()
+    return token
+
+
+async def find_token(session: AsyncSession, token: str) -> Token | None:
+    return await session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
+
+
+async def add_host(session: AsyncSession, name: str, labels: dict[str, str]) -> str:
+    """Register a host and return its token (shown once; only its hash is stored)."""
+    if await session.scalar(select(Host.id).where(Host.name == name)) is not None:
+        raise Conflict("host_exists", f"host {name!r} is already registered")
+    token = new_token()
+    session.add(Host(name=name, labels=labels, token_hash=hash_token(token)))
+    await session.flush()
+    await add_event(session, "host_added", "cli", f"host {name} registered", host=name)
+    return token
+
+
+async def host_by_token(session: AsyncSession, token: str) -> Host | None:
+    return await session.scalar(select(Host).where(Host.token_hash == hash_token(token)))
+
+
+async def list_hosts(session: AsyncSession) -> Sequence[Host]:
+    return (await session.scalars(select(Host).order_by(Host.name))).all()
+
+
+async def add_event(
+    session: AsyncSession,
+    kind: str,
+    actor: str,
+    message: str,
+    *,
+    app: str | None = None,
+    deployment_id: int | None = None,
+    host: str | None = None,
+) -> None:
+    session.add(
+        Event(
+            kind=kind,
+            actor=actor,
+            message=message,
+            app=app,
+            deployment_id=deployment_id,
+            host=host,
+        )
+    )
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+async def find_idempotent(
+    session: AsyncSession, app_name: str, key: str, body_hash: str
+) -> Deployment | None:
+    """The deployment an earlier request with this Idempotency-Key created, if any."""
+    found = await session.scalar(
+        select(Deployment)
+        .join(App, App.id == Deployment.app_id)
+        .where(App.name == app_name, Deployment.idempotency_key == key)
+    )
+    if found is not None and found.request_hash != body_hash:
+        raise Conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body",
+        )
+    return found
+
+
+async def lock_app(session: AsyncSession, name: str, create: bool) -> App | None:
+    """The app row, locked for this transaction (created on first deploy when `create`)."""
+    app = await session.scalar(select(App).where(App.name == name).with_for_update())
+    if app is None and create:
+        try:
+            async with session.begin_nested():
+                session.add(App(name=name, last_release=0))
+        except IntegrityError:
+            pass  # created concurrently: read the winner's row below
+        app = await session.scalar(select(App).where(App.name == name).with_for_update())
+    return app
+
+
+async def create_release(
+    session: AsyncSession, app: App, spec: dict[str, Any], actor: str, message: str | None
+) -> Release:
+    app.last_release += 1
+    release = Release(
+        app_id=app.id,
+        number=app.last_release,
+        image=spec["image"],
+        spec=spec,
+        created_by=actor,
+        message=message,
+    )
+    session.add(release)
+    await session.flush()
+    return release
+
+
+async def create_deployment(
+    session: AsyncSession,
+    app: App,
+    release: int,
+    *,
+    kind: str,
+    trigger: str,
+    strategy: dict[str, Any],
+    selector: dict[str, Any],
+    reason: str | None = None,
+    rollback_of: int | None = None,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Deployment:
+    deployment = Deployment(
+        app_id=app.id,
+        release=release,
+        kind=kind,
+        trigger=trigger,
+        status="pending",
+        strategy=strategy,
+        selector=selector,
+        reason=reason,
+        rollback_of=rollback_of,
+        idempotency_key=idempotency_key,
+        request_hash=body_hash,
+    )
+    session.add(deployment)
+    await session.flush()
+    await add_event(
+        session,
+        f"{kind}_requested",
+        trigger,
+        f"{kind} of release {release} requested" + (f": {reason}" if reason else ""),
+        app=app.name,
+        deployment_id=deployment.id,
+    )
+    return deployment
+
+
+async def get_app(session: AsyncSession, name: str) -> App:
+    app = await session.scalar(select(App).where(App.name == name))
+    if app is None:
+        raise NotFound(f"app {name!r} does not exist", "app")
+    return app
+
+
+async def list_apps(session: AsyncSession) -> Sequence[App]:
+    return (await session.scalars(select(App).order_by(App.name))).all()
+
+
+async def get_release(session: AsyncSession, app: App, number: int) -> Release | None:
+    return await session.scalar(
+        select(Release).where(Release.app_id == app.id, Release.number == number)
+    )
+
+
+async def list_releases(session: AsyncSession, app: App) -> Sequence[Release]:
+    query = select(Release).where(Release.app_id == app.id).order_by(Release.number.desc())
+    return (await session.scalars(query)).all()
+
+
+async def get_deployment(session: AsyncSession, deployment_id: int) -> Deployment:
+    found = await session.get(Deployment, deployment_id)
+    if found is None:
+        raise NotFound(f"deployment {deployment_id} does not exist", "id")
+    return found
+
+
+async def deployment_hosts(session: AsyncSession, deployment_id: int) -> Sequence[DeploymentHost]:
+    query = (
+        select(DeploymentHost)
+        .where(DeploymentHost.deployment_id == deployment_id)
+        .order_by(DeploymentHost.host_name)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def app_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    rows = await session.execute(select(App.id, App.name).where(App.id.in_(ids)))
+    return {row.id: row.name for row in rows}
+
+
+async def list_deployments(
+    session: AsyncSession, app: App | None, limit: int
+) -> Sequence[Deployment]:
+    query = select(Deployment).order_by(Deployment.id.desc()).limit(limit)
+    if app is not None:
+        query = query.where(Deployment.app_id == app.id)
+    return (await session.scalars(query)).all()
+
+
+async def set_digest(session: AsyncSession, image: str, digest: str) -> None:
+    """Record the digest an agent resolved for an image on releases that lack one."""
+    query = select(Release).where(Release.image == image, Release.digest.is_(None))
+    for release in (await session.scalars(query)).all():
+        release.digest = digest
+
+
+def now() -> dt.datetime:
+    return utcnow()

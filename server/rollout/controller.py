@@ -1,0 +1,245 @@
+"""The rollout controller loop: a thin I/O shell around `plan_rollout`.
+
+Each pass, in one transaction, reads every active deployment and what its hosts report,
+asks the planner for the next step, and writes it (host states, assignments, status,
+events). Then it wakes the hub for hosts whose assignment changed. An agent's status or a new
+deployment only wakes the loop; a timer covers deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import rollouts, store
+from server.db.models import App, Deployment, Host
+from server.db.session import Sessions
+from server.metrics import Metrics
+from server.rollout.planner import TERMINAL, Strategy, Target, View, plan_rollout
+
+log = logging.getLogger(__name__)
+
+Push = Callable[[set[str]], Any]
+
+
+class Controller:
+    """Drives every active deployment to a terminal state."""
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        metrics: Metrics,
+        is_connected: Callable[[str], bool],
+        interval: float = 1.0,
+    ) -> None:
+        self.sessions = sessions
+        self.metrics = metrics
+        self.is_connected = is_connected
+        self.interval = interval
+        self.wake = asyncio.Event()
+        self.push: Push | None = None
+        self._gauged: set[str] = set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.interval)
+            self.wake.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("rollout controller pass failed")
+
+    async def run_once(self) -> None:
+        """One pass over all active deployments."""
+        pushes: set[str] = set()
+        async with self.sessions.begin() as session:
+            active = await rollouts.active_deployments(session)
+            by_app: dict[int, list[Deployment]] = defaultdict(list)
+            for deployment in active:
+                by_app[deployment.app_id].append(deployment)
+            for app_id, deployments in by_app.items():
+                app = await session.get(App, app_id)
+                assert app is not None
+                newest = deployments[-1]
+                for older in deployments[:-1]:
+                    await self._finish(
+                        session, app, older, "superseded", f"superseded by {newest.id}"
+                    )
+                pushes |= await self._drive(session, app, newest)
+            await self._gauge_in_progress(session, by_app)
+        if pushes and self.push is not None:
+            await self.push(pushes)
+
+    async def _drive(self, session: AsyncSession, app: App, deployment: Deployment) -> set[str]:
+        now = store.now()
+        if deployment.status == "pending":
+            await rollouts.create_targets(session, deployment)
+            deployment.status = "running"
+            deployment.started_at = now
+            await store.add_event(
+                session,
+                f"{deployment.kind}_started",
+                deployment.trigger,
+                f"{deployment.kind} of release {deployment.release} started",
+                app=app.name,
+                deployment_id=deployment.id,
+            )
+        rows = await rollouts.targets(session, deployment.id)
+        hosts = await rollouts.hosts_by_id(session, {r.host_id for r in rows})
+        release = await rollouts.release_row(session, app.id, deployment.release)
+        replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
+        view = self._view(app, deployment, rows, hosts, replicas)
+        step = plan_rollout(view, now.timestamp())
+        pushes: set[str] = set()
+        by_name = {r.host_name: r for r in rows}
+        for name, (state, error) in step.host_states.items():
+            row = by_name[name]
+            row.state = state
+            row.error = error
+            row.updated_at = now
+            if state == "failed":
+                row.evidence = _evidence(hosts[row.host_id], app.name, deployment.release)
+        for name in step.assign:
+            row = by_name[name]
+            row.assigned_at = now
+            await rollouts.assign(session, hosts[row.host_id], deployment)
+            pushes.add(name)
+        if step.promoted and not deployment.promoted:
+            deployment.promoted = True
+        if step.status != deployment.status:
+            if step.status in TERMINAL:
+                await self._finish(session, app, deployment, step.status, step.error)
+            else:
+                deployment.status = step.status
+                await store.add_event(
+                    session,
+                    f"deployment_{step.status}",
+                    "controller",
+                    f"{deployment.kind} {deployment.id} is {step.status}",
+                    app=app.name,
+                    deployment_id=deployment.id,
+                )
+        return pushes
+
+    def _view(
+        self, app: App, deployment: Deployment, rows: Any, hosts: dict[int, Host], replicas: int
+    ) -> View:
+        targets = []
+        for row in rows:
+            host = hosts[row.host_id]
+            converged, problem = _observed(host, app.name, deployment.release, replicas)
+            targets.append(
+                Target(
+                    name=row.host_name,
+                    state=row.state,
+                    assigned_at=_ts(row.assigned_at),
+                    connected=self.is_connected(row.host_name),
+                    converged=converged,
+                    problem=problem,
+                )
+            )
+        started = _ts(deployment.started_at) or 0.0
+        changes = [_ts(r.updated_at) or 0.0 for r in rows if r.state != "pending"]
+        return View(
+            status=deployment.status,
+            strategy=Strategy.from_dict(deployment.strategy),
+            targets=tuple(targets),
+            started_at=started,
+            last_progress_at=max([started, *changes]),
+            promoted=deployment.promoted,
+            cancel_requested=deployment.cancel_requested,
+        )
+
+    async def _finish(
+        self,
+        session: AsyncSession,
+        app: App,
+        deployment: Deployment,
+        status: str,
+        error: str | None,
+    ) -> None:
+        now = store.now()
+        deployment.status = status
+        deployment.error = error
+        deployment.finished_at = now
+        release = await rollouts.release_row(session, app.id, deployment.release)
+        if status == "succeeded":
+            app.current_release = deployment.release
+            self.metrics.app_release.labels(app.name).set(deployment.release)
+            if release is not None and release.outcome != "bad":
+                release.outcome = "succeeded"
+        elif status == "failed" and release is not None and release.outcome is None:
+            release.outcome = "failed"
+        await store.add_event(
+            session,
+            f"deployment_{status}",
+            "controller",
+            f"{deployment.kind} {deployment.id} of release {deployment.release} {status}"
+            + (f": {error}" if error else ""),
+            app=app.name,
+            deployment_id=deployment.id,
+        )
+        self.metrics.deployments.labels(app.name, deployment.kind, status).inc()
+        if deployment.started_at is not None:
+            elapsed = (now - (store.as_utc(deployment.started_at) or now)).total_seconds()
+            self.metrics.deployment_duration.labels(app.name, deployment.kind, status).observe(
+                elapsed
+            )
+        log.info(
+            "deployment finished app=%s deployment=%s release=%s status=%s",
+            app.name, deployment.id, deployment.release, status,
+        )  # fmt: skip
+
+    async def _gauge_in_progress(
+        self, session: AsyncSession, by_app: dict[int, list[Deployment]]
+    ) -> None:
+        names = await store.app_names(session, set(by_app)) if by_app else {}
+        now_active = {
+            names[i]: sum(d.status not in TERMINAL for d in ds) for i, ds in by_app.items()
+        }
+        for name in self._gauged - set(now_active):
+            self.metrics.in_progress.labels(name).set(0)
+        for name, count in now_active.items():
+            self.metrics.in_progress.labels(name).set(count)
+        self._gauged = set(now_active)
+
+
+def _ts(value: Any) -> float | None:
+    value = store.as_utc(value)
+    return value.timestamp() if value is not None else None
+
+
+def _observed(host: Host, app: str, release: int, replicas: int) -> tuple[bool, str | None]:
+    """From the host's last status: are all replicas of `release` ready; any problem?"""
+    observed = host.observed or {}
+    ready = [
+        i
+        for i in observed.get("instances", [])
+        if i.get("app") == app
+        and i.get("release") == release
+        and i.get("state") == "running"
+        and i.get("ready")
+    ]
+    problem = None
+    for p in observed.get("problems", []):
+        if p.get("app") == app and p.get("release") == release:
+            problem = str(p.get("message"))
+    return (len(ready) >= replicas and problem is None), problem
+
+
+def _evidence(host: Host, app: str, release: int) -> dict[str, Any]:
+    observed = host.observed or {}
+    problems = [
+        p
+        for p in observed.get("problems", [])
+        if p.get("app") == app and p.get("release") == release
+    ]
+    instances = [i for i in observed.get("instances", []) if i.get("app") == app]
+    return {"problems": problems, "instances": instances}

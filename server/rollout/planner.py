@@ -1,0 +1,135 @@
+"""The rollout planner: a deployment and what its hosts report -> the next step. Pure, no I/O.
+
+Hosts move pending -> updating -> healthy | failed. Canaries go first; then at most
+`max_parallel` hosts are updating at once. A terminal deployment never changes. The clock is
+an argument (`now`, seconds), so every deadline is testable without waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+TERMINAL = frozenset({"succeeded", "failed", "rolled_back", "cancelled", "superseded"})
+ACTIVE = frozenset({"pending", "running", "paused"})
+
+
+@dataclass(frozen=True)
+class Strategy:
+    max_parallel: int = 1
+    canary: int = 0
+    auto_promote: bool = False
+    healthy_deadline: float = 60.0
+    progress_deadline: float = 600.0
+    auto_rollback: bool = True
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object]) -> Strategy:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in raw.items() if k in names})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target host as the controller sees it this pass."""
+
+    name: str
+    state: str  # pending | updating | healthy | failed
+    assigned_at: float | None = None
+    connected: bool = True
+    converged: bool = False  # all replicas of the target release are running and ready
+    problem: str | None = None  # the agent's evidence of failure for the target release
+
+
+@dataclass(frozen=True)
+class View:
+    status: str
+    strategy: Strategy
+    targets: tuple[Target, ...]
+    started_at: float
+    last_progress_at: float
+    promoted: bool = False  # canaries were promoted (by hand or automatically)
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    status: str
+    assign: tuple[str, ...] = ()
+    host_states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    error: str | None = None
+    promoted: bool = False
+
+    @property
+    def progressed(self) -> bool:
+        return bool(self.assign) or any(s == "healthy" for s, _ in self.host_states.values())
+
+
+def plan_rollout(view: View, now: float) -> Step:
+    """Decide what the controller does next for one deployment."""
+    if view.status in TERMINAL:
+        return Step(status=view.status)
+    strategy = view.strategy
+    changes: dict[str, tuple[str, str | None]] = {}
+    states: dict[str, str] = {}
+    for t in view.targets:
+        state, error = _judge(t, strategy, now)
+        states[t.name] = state
+        if state != t.state:
+            changes[t.name] = (state, error)
+
+    failed = [name for name, s in states.items() if s == "failed"]
+    if not view.targets:
+        return Step(status="failed", error="no host matches the deployment's host selector")
+    if failed:
+        first = next(t for t in view.targets if t.name == failed[0])
+        reason = changes.get(first.name, (None, None))[1] or first.problem or "failed"
+        return Step("failed", host_states=changes, error=f"host {failed[0]}: {reason}")
+    if all(s == "healthy" for s in states.values()):
+        return Step("succeeded", host_states=changes)
+    if view.cancel_requested and not any(s == "updating" for s in states.values()):
+        return Step("cancelled", host_states=changes)
+    progressed = any(s == "healthy" for s, _ in changes.values())
+    if not progressed and now - view.last_progress_at > strategy.progress_deadline:
+        return Step(
+            "failed",
+            host_states=changes,
+            error=f"no progress within progress_deadline ({strategy.progress_deadline:g}s)",
+        )
+
+    order = [t.name for t in view.targets]
+    canaries = order[: strategy.canary]
+    promoted = view.promoted
+    if canaries and not promoted:
+        if all(states[n] == "healthy" for n in canaries):
+            if not strategy.auto_promote:
+                return Step("paused", host_states=changes)
+            promoted = True
+        pool = canaries
+    else:
+        pool = order
+    if view.status == "paused" or view.cancel_requested:
+        return Step(view.status, host_states=changes, promoted=promoted)
+    in_flight = sum(1 for s in states.values() if s == "updating")
+    room = max(0, strategy.max_parallel - in_flight)
+    assign = tuple(n for n in pool if states[n] == "pending")[:room]
+    for name in assign:
+        changes[name] = ("updating", None)
+    return Step("running", assign=assign, host_states=changes, promoted=promoted)
+
+
+def _judge(t: Target, strategy: Strategy, now: float) -> tuple[str, str | None]:
+    """The state a target host is in now, with the reason when it failed."""
+    if t.state != "updating":
+        return t.state, None
+    if t.converged:
+        return "healthy", None
+    if t.problem:
+        return "failed", t.problem
+    if t.assigned_at is not None and now - t.assigned_at > strategy.healthy_deadline:
+        why = "" if t.connected else " (host disconnected)"
+        return (
+            "failed",
+            f"not healthy within healthy_deadline ({strategy.healthy_deadline:g}s){why}",
+        )
+    return "updating", None

@@ -1,0 +1,67 @@
+"""Converts stored release specs into the agent's wire types, at the edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.protocol import ContainerSpec, HealthSpec, PortSpec
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def memory_bytes(value: str | None) -> int | None:
+    if not value:
+        return None
+    unit = value[-1].lower() if value[-1].isalpha() else ""
+    number = value[:-1] if unit else value
+    return int(number) * _UNITS[unit]
+
+
+def stop_first(spec: dict[str, Any], strategy: dict[str, Any]) -> bool:
+    """stop-first when asked, or when a fixed host port is published (it cannot be shared)."""
+    order = strategy.get("order")
+    if order:
+        return bool(order == "stop-first")
+    return any(p.get("host") for p in spec.get("ports", []))
+
+
+def container_spec(spec: dict[str, Any], strategy: dict[str, Any]) -> ContainerSpec:
+    """The ContainerSpec an agent runs for a release deployed with `strategy`."""
+    resources = spec.get("resources") or {}
+    health = spec.get("health")
+    command = spec.get("command")
+    return ContainerSpec(
+        image=spec["image"],
+        command=tuple(command) if command is not None else None,
+        env=tuple(sorted((spec.get("env") or {}).items())),
+        ports=tuple(_port(p) for p in spec.get("ports", [])),
+        memory=memory_bytes(resources.get("memory")),
+        cpus=resources.get("cpus"),
+        restart=spec.get("restart", "unless-stopped"),
+        labels=tuple(sorted((spec.get("labels") or {}).items())),
+        health=(
+            HealthSpec(
+                type=health["type"],
+                port=health.get("port"),
+                path=health.get("path", "/"),
+                command=tuple(health.get("command") or ()),
+                interval=health.get("interval", 1.0),
+                timeout=health.get("timeout", 1.0),
+                retries=health.get("retries", 3),
+                start_period=health.get("start_period", 0.0),
+            )
+            if health
+            else None
+        ),
+        min_healthy_time=float(strategy.get("min_healthy_time", 0.0)),
+        stop_first=stop_first(spec, strategy),
+    )
+
+
+def _port(raw: dict[str, Any]) -> PortSpec:
+    return PortSpec(
+        container=raw["container"],
+        host=raw.get("host", 0),
+        host_ip=raw.get("host_ip", "127.0.0.1"),
+        protocol=raw.get("protocol", "tcp"),
+    )
