@@ -68,7 +68,7 @@ build_hash=$(
     } | sha256sum | cut -c1-16
 )
 
-existing=$(docker image inspect -f '{{index .Config.Labels "flotilla.build-hash"}}' "$tag" 2>/dev/null || true)
+existing=$(docker image inspect -f '{{index .Config.Labels "busybox-image.build-hash"}}' "$tag" 2>/dev/null || true)
 if [ "$existing" != "$build_hash" ]; then
     root=$(mktemp -d /tmp/flt-image.XXXXXX)
     trap 'rm -rf "$root"' EXIT
@@ -89,7 +89,7 @@ if [ "$existing" != "$build_hash" ]; then
         docker import \
             --change "CMD $cmd" \
             --change 'EXPOSE 80' \
-            --change "LABEL flotilla.build-hash=$build_hash" \
+            --change "LABEL busybox-image.build-hash=$build_hash" \
             --message "flotilla test image $tag" \
             - "$tag" >/dev/null ||
         die "docker import of $tag failed"
