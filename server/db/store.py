@@ -9,14 +9,25 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from server.db.models import App, Deployment, DeploymentHost, Event, Host, Release, Token, utcnow
+from server.db.models import (
+    App,
+    Assignment,
+    Deployment,
+    DeploymentHost,
+    Event,
+    Host,
+    Release,
+    Token,
+    utcnow,
+)
 from server.errors import Conflict, NotFound
 
 TOKEN_PREFIX = "flt_"
+ConcurrentWrite = IntegrityError  # a unique constraint hit by a concurrent writer: retry
 
 
 def new_token() -> str:
@@ -242,3 +253,23 @@ async def set_digest(session: AsyncSession, image: str, digest: str) -> None:
 
 def now() -> dt.datetime:
     return utcnow()
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def assignments_of_app(session: AsyncSession, app: App) -> Sequence[Assignment]:
+    return (await session.scalars(select(Assignment).where(Assignment.app_id == app.id))).all()
+
+
+async def set_host_token(session: AsyncSession, name: str, labels: dict[str, str]) -> str:
+    """Register `name` or, if it exists, give it a new token; return the token."""
+    host = await session.scalar(select(Host).where(Host.name == name))
+    if host is None:
+        return await add_host(session, name, labels)
+    token = new_token()
+    host.token_hash = hash_token(token)
+    await add_event(session, "host_token_rotated", "cli", f"host {name} got a new token", host=name)
+    return token

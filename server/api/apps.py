@@ -1,0 +1,56 @@
+"""Apps and their releases."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.api.auth import require
+from server.api.deployments import app_name
+from server.api.views import app_out, release_out
+from server.db import store
+from server.keys import SESSIONS
+
+
+async def list_apps(request: web.Request) -> web.Response:
+    """GET /v1/apps."""
+    await require(request, "read")
+    async with request.app[SESSIONS]() as session:
+        apps = await store.list_apps(session)
+    return web.json_response(
+        {
+            "apps": [
+                {
+                    "name": a.name,
+                    "current_release": a.current_release,
+                    "last_release": a.last_release,
+                }
+                for a in apps
+            ]
+        }
+    )
+
+
+async def get_app(request: web.Request) -> web.Response:
+    """GET /v1/apps/{app}: current release, its spec, and what runs on each host."""
+    await require(request, "read")
+    name = app_name(request)
+    async with request.app[SESSIONS]() as session:
+        app = await store.get_app(session, name)
+        number = app.current_release or app.last_release
+        release = await store.get_release(session, app, number) if number else None
+        hosts = await store.list_hosts(session)
+        assigned = await store.assignments_of_app(session, app)
+    out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned})
+    return web.json_response(out.model_dump(mode="json"))
+
+
+async def list_releases(request: web.Request) -> web.Response:
+    """GET /v1/apps/{app}/releases: newest first."""
+    await require(request, "read")
+    name = app_name(request)
+    async with request.app[SESSIONS]() as session:
+        app = await store.get_app(session, name)
+        releases = await store.list_releases(session, app)
+    return web.json_response(
+        {"releases": [release_out(r).model_dump(mode="json") for r in releases]}
+    )

@@ -1,0 +1,155 @@
+"""Deployments: create one (a new release), read one, list them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from aiohttp import web
+
+from server.api.auth import require
+from server.api.body import read_body
+from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
+from server.api.views import deployment_out
+from server.db import store
+from server.db.models import Deployment
+from server.errors import ApiError, FieldError, Invalid
+from server.keys import CONTROLLER, SESSIONS
+from server.rollout.planner import TERMINAL
+
+_APP_NAME = re.compile(DNS_LABEL)
+MAX_WAIT_SECONDS = 600.0
+
+
+def app_name(request: web.Request) -> str:
+    name = request.match_info["app"]
+    if len(name) > 63 or not _APP_NAME.match(name):
+        raise Invalid(
+            "app names are lowercase DNS labels: 1-63 characters of a-z, 0-9 and '-'",
+            [FieldError("app", f"{name[:80]!r} is not a valid app name")],
+        )
+    return name
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise Invalid(
+            "Idempotency-Key must be 1-200 characters",
+            [FieldError("Idempotency-Key", "must be 1-200 characters")],
+        )
+    return key
+
+
+async def create_deployment(request: web.Request) -> web.Response:
+    """POST /v1/apps/{app}/deployments: record release N+1 and a pending deployment."""
+    caller = await require(request, "deploy")
+    name = app_name(request)
+    body = await read_body(request, DeploymentIn)
+    key = idempotency_key(request)
+    raw = body.model_dump(mode="json")
+    body_hash = store.request_hash(raw)
+    spec = body.model_dump(mode="json", exclude={"message", "hosts", "strategy"})
+    strategy = (body.strategy or StrategyIn()).model_dump(mode="json")
+    selector = (body.hosts or HostSelector()).model_dump(mode="json", exclude_none=True)
+    sessions = request.app[SESSIONS]
+    for attempt in range(3):
+        try:
+            async with sessions.begin() as session:
+                found = None
+                if key is not None:
+                    found = await store.find_idempotent(session, name, key, body_hash)
+                if found is not None:
+                    deployment = found
+                else:
+                    app = await store.lock_app(session, name, create=True)
+                    assert app is not None
+                    release = await store.create_release(
+                        session, app, spec, caller.name, body.message
+                    )
+                    deployment = await store.create_deployment(
+                        session,
+                        app,
+                        release.number,
+                        kind="deploy",
+                        trigger=caller.name,
+                        strategy=strategy,
+                        selector=selector,
+                        reason=body.message,
+                        idempotency_key=key,
+                        body_hash=body_hash,
+                    )
+                hosts = await store.deployment_hosts(session, deployment.id)
+            break
+        except store.ConcurrentWrite:
+            if attempt == 2:
+                message = "concurrent requests changed this app; retry"
+                raise ApiError(409, "conflict", message) from None
+    request.app[CONTROLLER].wake.set()
+    out = deployment_out(deployment, name, hosts)
+    return web.json_response(
+        out.model_dump(mode="json"),
+        status=202,
+        headers={"Location": f"/v1/deployments/{deployment.id}"},
+    )
+
+
+async def get_deployment(request: web.Request) -> web.Response:
+    """GET /v1/deployments/{id}[?wait=SECONDS]: with wait, answer once it ends or time is up."""
+    await require(request, "read")
+    deployment_id = _int(request.match_info["id"], "id")
+    wait = _wait(request)
+    deadline = time.monotonic() + wait
+    while True:
+        async with request.app[SESSIONS]() as session:
+            deployment = await store.get_deployment(session, deployment_id)
+            hosts = await store.deployment_hosts(session, deployment_id)
+            names = await store.app_names(session, {deployment.app_id})
+        if deployment.status in TERMINAL or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+    out = deployment_out(deployment, names[deployment.app_id], hosts)
+    return web.json_response(out.model_dump(mode="json"))
+
+
+async def list_deployments(request: web.Request) -> web.Response:
+    """GET /v1/deployments[?app=NAME&limit=N]: newest first."""
+    await require(request, "read")
+    limit = _int(request.query.get("limit", "50"), "limit")
+    if not 1 <= limit <= 1000:
+        raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
+    async with request.app[SESSIONS]() as session:
+        app = None
+        if "app" in request.query:
+            app = await store.get_app(session, request.query["app"])
+        rows: list[Deployment] = list(await store.list_deployments(session, app, limit))
+        names = await store.app_names(session, {d.app_id for d in rows})
+        result = []
+        for d in rows:
+            hosts = await store.deployment_hosts(session, d.id)
+            result.append(deployment_out(d, names[d.app_id], hosts).model_dump(mode="json"))
+    return web.json_response({"deployments": result})
+
+
+def _int(value: str, field: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise Invalid(
+            f"{field} must be an integer", [FieldError(field, "not an integer")]
+        ) from None
+
+
+def _wait(request: web.Request) -> float:
+    raw = request.query.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise Invalid(
+            f"wait must be 0-{MAX_WAIT_SECONDS:g} seconds",
+            [FieldError("wait", f"must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}")],
+        )
+    return wait

@@ -1,0 +1,99 @@
+"""Renders errors as RFC 9457 problem+json; one middleware, one error shape.
+
+Anything unexpected is logged with its traceback and answered with a bare 500 that reveals
+nothing. While the server stops, requests get 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server.errors import ApiError
+from server.keys import METRICS, STOPPING
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def problem(request: web.Request, error: ApiError) -> web.Response:
+    body: dict[str, Any] = {
+        "type": f"urn:flotilla:problem:{error.code}",
+        "title": _TITLES.get(error.status, "Error"),
+        "status": error.status,
+        "code": error.code,
+        "detail": error.message,
+        "instance": request.path,
+    }
+    if error.fields:
+        body["errors"] = [{"field": f.field, "message": f.message} for f in error.fields]
+    response = web.json_response(body, status=error.status, content_type=PROBLEM_JSON)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="flotilla"'
+    return response
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn ApiError and aiohttp's own HTTP errors into problem+json; count every request."""
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    template = route.canonical if route is not None else "unmatched"
+    metrics = request.app[METRICS]
+    status = 500
+    try:
+        if request.app[STOPPING][0] and not request.path.startswith("/v1/agent"):
+            raise ApiError(503, "stopping", "the server is shutting down; retry shortly")
+        response = await handler(request)
+        status = response.status
+        return response
+    except ApiError as exc:
+        status = exc.status
+        return problem(request, exc)
+    except web.HTTPException as exc:
+        status = exc.status
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 413 else f"request body too large: {exc.text}"
+        return problem(request, ApiError(exc.status, code, message))
+    except Exception:
+        log.exception("unexpected error %s %s", request.method, request.path)
+        status = 500
+        return web.json_response(
+            {"type": "about:blank", "title": "Internal Server Error", "status": 500},
+            status=500,
+            content_type=PROBLEM_JSON,
+        )
+    finally:
+        metrics.http_requests.labels(template, request.method, str(status)).inc()
+        metrics.http_duration.labels(template, request.method).observe(
+            time.perf_counter() - started
+        )

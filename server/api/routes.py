@@ -1,0 +1,23 @@
+"""The URL map."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.api import apps, deployments, health, hosts
+from server.keys import HUB
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", health.healthz)
+    r.add_get("/readyz", health.readyz)
+    r.add_get("/metrics", health.metrics)
+    r.add_get("/v1/apps", apps.list_apps)
+    r.add_get("/v1/apps/{app}", apps.get_app)
+    r.add_get("/v1/apps/{app}/releases", apps.list_releases)
+    r.add_post("/v1/apps/{app}/deployments", deployments.create_deployment)
+    r.add_get("/v1/deployments", deployments.list_deployments)
+    r.add_get("/v1/deployments/{id}", deployments.get_deployment)
+    r.add_get("/v1/hosts", hosts.list_hosts)
+    r.add_get("/v1/agent/connect", app[HUB].handle)

@@ -1,0 +1,136 @@
+"""Converts rows into response schemas, at the edge; ORM rows are never serialised directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from server.api.schemas import (
+    AppHostOut,
+    AppOut,
+    DeploymentOut,
+    HostOut,
+    HostState,
+    InstanceOut,
+    PublishedPortOut,
+    ReleaseOut,
+)
+from server.db.models import App, Deployment, DeploymentHost, Host, Release
+from server.db.store import as_utc
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return as_utc(value)
+
+
+def deployment_out(
+    deployment: Deployment, app: str, hosts: Sequence[DeploymentHost]
+) -> DeploymentOut:
+    return DeploymentOut(
+        id=deployment.id,
+        app=app,
+        release=deployment.release,
+        kind=deployment.kind,
+        trigger=deployment.trigger,
+        status=deployment.status,
+        reason=deployment.reason,
+        error=deployment.error,
+        rollback_of=deployment.rollback_of,
+        strategy=deployment.strategy,
+        created_at=as_utc(deployment.created_at) or deployment.created_at,
+        started_at=_utc(deployment.started_at),
+        finished_at=_utc(deployment.finished_at),
+        hosts=[
+            HostState(
+                name=h.host_name,
+                state=h.state,
+                error=h.error,
+                previous_release=h.previous_release,
+                evidence=h.evidence or {},
+            )
+            for h in hosts
+        ],
+    )
+
+
+def release_out(release: Release) -> ReleaseOut:
+    return ReleaseOut(
+        number=release.number,
+        image=release.image,
+        digest=release.digest,
+        outcome=release.outcome,
+        created_at=as_utc(release.created_at) or release.created_at,
+        created_by=release.created_by,
+        message=release.message,
+    )
+
+
+def host_out(host: Host, now: dt.datetime, timeout: float) -> HostOut:
+    seen = as_utc(host.last_seen)
+    fresh = seen is not None and (now - seen).total_seconds() <= timeout
+    return HostOut(
+        name=host.name,
+        labels=host.labels,
+        status="connected" if host.connected and fresh else "disconnected",
+        last_seen=seen,
+        agent_version=host.agent_version,
+        docker_version=host.docker_version,
+    )
+
+
+def app_out(
+    app: App, release: Release | None, hosts: Sequence[Host], assigned: dict[int, int]
+) -> AppOut:
+    """The app with its current spec and, per host it is assigned to, what runs there."""
+    per_host = []
+    for host in hosts:
+        instances = [
+            i for i in (host.observed or {}).get("instances", []) if i.get("app") == app.name
+        ]
+        if host.id not in assigned and not instances:
+            continue
+        running = [i for i in instances if i.get("state") == "running"]
+        per_host.append(
+            AppHostOut(
+                name=host.name,
+                release=max((i["release"] for i in running), default=None),
+                state=_host_state(instances, assigned.get(host.id)),
+                instances=[_instance(i) for i in instances],
+            )
+        )
+    return AppOut(
+        name=app.name,
+        current_release=app.current_release,
+        spec=release.spec if release is not None else None,
+        created_at=as_utc(app.created_at) or app.created_at,
+        hosts=per_host,
+    )
+
+
+def _host_state(instances: list[dict[str, Any]], wanted: int | None) -> str:
+    current = [i for i in instances if i.get("release") == wanted]
+    if any(i.get("state") == "running" and i.get("ready") for i in current):
+        return "running"
+    if current:
+        return "starting"
+    return "pending"
+
+
+def _instance(raw: dict[str, Any]) -> InstanceOut:
+    return InstanceOut(
+        container_id=raw["container_id"],
+        name=raw.get("name", ""),
+        release=raw["release"],
+        state=raw.get("state", "unknown"),
+        ready=bool(raw.get("ready")),
+        ports=[
+            PublishedPortOut(
+                container=p["container"],
+                host_ip=p["host_ip"],
+                host_port=p["host_port"],
+                protocol=p.get("protocol", "tcp"),
+            )
+            for p in raw.get("ports", [])
+        ],
+    )

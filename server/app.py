@@ -1,0 +1,86 @@
+"""The application factory: every dependency comes in as an argument."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from server.api.problems import problems_middleware
+from server.api.routes import setup_routes
+from server.config import Settings
+from server.db import store
+from server.db.session import create_engine, create_sessions
+from server.hub import Hub
+from server.keys import CONTROLLER, ENGINE, HUB, METRICS, SESSIONS, SETTINGS, STOPPING
+from server.metrics import create_metrics
+from server.rollout.controller import Controller
+
+log = logging.getLogger(__name__)
+
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the server; the database must already be migrated (see server.db.migrate)."""
+    app = web.Application(
+        middlewares=[problems_middleware], client_max_size=settings.max_body_bytes
+    )
+    engine = create_engine(settings.effective_database_url)
+    sessions = create_sessions(engine)
+    metrics = create_metrics()
+    controller = Controller(sessions, metrics, lambda name: hub.is_connected(name))
+    controller.interval = settings.controller_interval
+    hub = Hub(sessions, metrics, controller.wake.set)
+    controller.push = hub.push
+    app[SETTINGS] = settings
+    app[ENGINE] = engine
+    app[SESSIONS] = sessions
+    app[METRICS] = metrics
+    app[HUB] = hub
+    app[CONTROLLER] = controller
+    app[STOPPING] = [False]
+    setup_routes(app)
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_controller_ctx)
+    app.on_shutdown.append(_on_shutdown)
+    return app
+
+
+async def ensure_admin_token(app: web.Application) -> str | None:
+    """On first start with no tokens, create an admin token and write it to the data dir."""
+    settings = app[SETTINGS]
+    async with app[SESSIONS].begin() as session:
+        if await store.count_tokens(session):
+            return None
+        token = await store.create_token(session, "admin", ["admin"])
+    path = Path(settings.data_dir) / ADMIN_TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    token = await ensure_admin_token(app)
+    if token is not None:
+        print(f"Created the admin token (also in {app[SETTINGS].data_dir}/{ADMIN_TOKEN_FILE}):")
+        print(token, flush=True)
+    yield
+    await app[ENGINE].dispose()
+
+
+async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[STOPPING][0] = True
+    await app[HUB].close_all()

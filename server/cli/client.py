@@ -1,0 +1,127 @@
+"""Client commands (`flotilla deploy`, `flotilla status`): they talk to the REST API only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+TERMINAL = {"succeeded", "failed", "rolled_back", "cancelled", "superseded"}
+
+
+def add_commands(sub: Any) -> None:
+    for name, help_text in (
+        ("deploy", "deploy an image of an app (creates a new release)"),
+        ("status", "show a deployment"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(
+            "--server",
+            default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
+            help="server URL (env FLOTILLA_SERVER; default %(default)s)",
+        )
+        p.add_argument(
+            "--token",
+            default=os.environ.get("FLOTILLA_TOKEN"),
+            help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
+        )
+        if name == "deploy":
+            p.add_argument("app")
+            p.add_argument("image")
+            p.add_argument(
+                "--port",
+                action="append",
+                default=[],
+                metavar="CONTAINER[:HOST]",
+                help="publish a container port on 127.0.0.1 (host 0 or absent: ephemeral)",
+            )
+            p.add_argument("--message", help="why: a commit, a ticket")
+            p.add_argument("--idempotency-key", help="repeat-safe key for retries")
+            p.add_argument(
+                "--wait",
+                action="store_true",
+                help="wait until the deployment ends; exit 0 only if it succeeded",
+            )
+            p.add_argument("--timeout", type=float, default=600, help="seconds to --wait")
+        else:
+            p.add_argument("deployment", type=int)
+
+
+def run(args: argparse.Namespace) -> int:
+    token = args.token or _default_token()
+    if not token:
+        print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "deploy":
+            return _deploy(args, token)
+        status, body = _call(args.server, token, "GET", f"/v1/deployments/{args.deployment}")
+        print(json.dumps(body, indent=2))
+        return 0 if status < 400 else 1
+    except urllib.error.URLError as exc:
+        print(f"flotilla: cannot reach {args.server}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
+def _deploy(args: argparse.Namespace, token: str) -> int:
+    ports = []
+    for item in args.port:
+        container, _, host = item.partition(":")
+        ports.append({"container": int(container), "host": int(host or 0)})
+    body: dict[str, Any] = {"image": args.image, "ports": ports}
+    if args.message:
+        body["message"] = args.message
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    path = f"/v1/apps/{args.app}/deployments"
+    status, answer = _call(args.server, token, "POST", path, body, headers)
+    if status >= 400:
+        print(f"flotilla: {answer.get('detail', answer)}", file=sys.stderr)
+        for err in answer.get("errors", []):
+            print(f"  {err['field']}: {err['message']}", file=sys.stderr)
+        return 1
+    print(
+        f"deployment {answer['id']}: release {answer['release']} of {args.app} {answer['status']}"
+    )
+    if not args.wait:
+        return 0
+    deployment_path = f"/v1/deployments/{answer['id']}?wait={min(args.timeout, 600):g}"
+    status, answer = _call(args.server, token, "GET", deployment_path, timeout=args.timeout + 30)
+    print(f"deployment {answer['id']}: {answer['status']}")
+    if answer.get("error"):
+        print(f"  {answer['error']}", file=sys.stderr)
+    return 0 if answer.get("status") == "succeeded" else 1
+
+
+def _call(
+    server: str,
+    token: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server.rstrip("/") + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        request.add_header(k, v)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _default_token() -> str | None:
+    path = Path(os.environ.get("FLOTILLA_DATA_DIR", ".flotilla")) / "admin.token"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None

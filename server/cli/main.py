@@ -1,0 +1,310 @@
+"""The `flotilla` command: builds one frozen Settings per process from flags, env and defaults.
+
+This is the one place that imports both the server and the agent (`flotilla dev` runs both
+in one process); the agent package never imports the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from server.cli import client
+from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
+
+log = logging.getLogger("flotilla")
+
+DEV_HOST = "local"
+DEV_TOKEN_FILE = "dev-host.token"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
+    if listen:
+        parser.add_argument(
+            "--listen",
+            default=_env("FLOTILLA_LISTEN", DEFAULT_LISTEN),
+            help="address to serve on, HOST:PORT (env FLOTILLA_LISTEN; default %(default)s)",
+        )
+    parser.add_argument(
+        "--data-dir",
+        default=_env("FLOTILLA_DATA_DIR", DEFAULT_DATA_DIR),
+        help="folder for the SQLite file and admin.token (env FLOTILLA_DATA_DIR; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=_env("FLOTILLA_DATABASE_URL", ""),
+        help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB "
+        "(env FLOTILLA_DATABASE_URL; default: SQLite in the data dir)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flotilla", description="Deployment control plane for Docker hosts."
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("FLOTILLA_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (env FLOTILLA_LOG_LEVEL; default %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("server", help="run the control plane (REST API, agent hub, rollouts)")
+    _server_flags(p)
+
+    p = sub.add_parser("agent", help="run the agent of one host")
+    p.add_argument(
+        "--server", default=_env("FLOTILLA_SERVER"), help="server URL (env FLOTILLA_SERVER)"
+    )
+    p.add_argument(
+        "--name", default=_env("FLOTILLA_HOST_NAME"), help="host name (env FLOTILLA_HOST_NAME)"
+    )
+    p.add_argument(
+        "--token", default=_env("FLOTILLA_HOST_TOKEN"), help="host token (env FLOTILLA_HOST_TOKEN)"
+    )
+    p.add_argument(
+        "--docker-host",
+        default=_env("DOCKER_HOST"),
+        help="Docker Engine URL (env DOCKER_HOST; default the local socket)",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        default=_env("FLOTILLA_METRICS_LISTEN", "127.0.0.1:8701"),
+        help="HOST:PORT for the agent's /metrics and /healthz; 'off' to disable "
+        "(env FLOTILLA_METRICS_LISTEN; default %(default)s)",
+    )
+
+    p = sub.add_parser("dev", help="server and one local agent in one process (SQLite)")
+    _server_flags(p)
+    p.add_argument(
+        "--docker-host", default=_env("DOCKER_HOST"), help="Docker Engine URL (env DOCKER_HOST)"
+    )
+    p.add_argument(
+        "--host-name", default=DEV_HOST, help="the local host's name (default %(default)s)"
+    )
+
+    p = sub.add_parser("host", help="manage hosts (run where the server's database is)")
+    host_sub = p.add_subparsers(dest="host_command", required=True, metavar="ACTION")
+    add = host_sub.add_parser("add", help="register a host and print its token")
+    add.add_argument("name", help="host name: a lowercase DNS label")
+    add.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="a label, repeatable"
+    )
+    _server_flags(add, listen=False)
+
+    p = sub.add_parser("db", help="database maintenance")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_sub.add_parser("upgrade", help="run the Alembic migrations to the newest revision")
+    _server_flags(up, listen=False)
+
+    client.add_commands(sub)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        listen=getattr(args, "listen", DEFAULT_LISTEN),
+        data_dir=Path(args.data_dir),
+        database_url=args.database_url or "",
+    ).validate()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        if args.command == "server":
+            return _server(settings_from(args))
+        if args.command == "agent":
+            return _agent(args)
+        if args.command == "dev":
+            return _dev(settings_from(args), args)
+        if args.command == "host":
+            return _host_add(settings_from(args), args)
+        if args.command == "db":
+            settings = settings_from(args)
+            _migrate(settings)
+            print("database is at the newest revision")
+            return 0
+        return client.run(args)
+    except SettingsError as exc:
+        print(f"flotilla: {exc}", file=sys.stderr)
+        return 2
+
+
+def _migrate(settings: Settings) -> None:
+    from server.db import migrate
+
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+
+
+def _server(settings: Settings) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+
+    _migrate(settings)
+    app = create_app(settings)
+    log.info("serving on http://%s", settings.listen)
+    web.run_app(
+        app,
+        host=settings.listen_host,
+        port=settings.listen_port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from agent.main import AgentSettings, run_forever
+
+    missing = [f"--{n}" for n in ("server", "name", "token") if not getattr(args, n)]
+    if missing:
+        print(f"flotilla agent: missing {', '.join(missing)} (or their env vars)", file=sys.stderr)
+        return 2
+    settings = AgentSettings(
+        server=args.server,
+        name=args.name,
+        token=args.token,
+        docker_host=args.docker_host,
+        metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
+    )
+    return _run_until_signal(lambda: run_forever(settings))
+
+
+def _run_until_signal(factory: Callable[[], Awaitable[None]]) -> int:
+    """Run a coroutine until SIGINT or SIGTERM, then cancel it cleanly and exit 0."""
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(factory())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(runner())
+    return 0
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from agent.main import AgentSettings, running_agent
+    from server.app import create_app
+
+    _migrate(settings)
+    token = asyncio.run(_dev_host_token(settings, args.host_name))
+    app = create_app(settings)
+    agent_settings = AgentSettings(
+        server=f"http://{settings.listen}",
+        name=args.host_name,
+        token=token,
+        docker_host=args.docker_host,
+        metrics_listen=None,
+    )
+
+    async def agent_ctx(_: web.Application):  # type: ignore[no-untyped-def]
+        async with running_agent(agent_settings):
+            yield
+
+    app.cleanup_ctx.append(agent_ctx)
+    log.info("dev mode: server on http://%s with local host %r", settings.listen, args.host_name)
+    web.run_app(
+        app,
+        host=settings.listen_host,
+        port=settings.listen_port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+async def _dev_host_token(settings: Settings, name: str) -> str:
+    """Register the local host once; keep its token in the data dir for the next start."""
+    from server.db import store
+    from server.db.session import create_engine, create_sessions
+
+    path = settings.data_dir / DEV_TOKEN_FILE
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with create_sessions(engine).begin() as session:
+            token = path.read_text().strip() if path.exists() else ""
+            known = await store.host_by_token(session, token) if token else None
+            if known is not None and known.name == name:
+                return token
+            token = await store.set_host_token(session, name, {"role": "dev"})
+    finally:
+        await engine.dispose()
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def _host_add(settings: Settings, args: argparse.Namespace) -> int:
+    import re
+
+    from server.api.schemas import DNS_LABEL
+
+    if not re.match(DNS_LABEL, args.name):
+        print(f"flotilla host add: {args.name!r} is not a lowercase DNS label", file=sys.stderr)
+        return 2
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"flotilla host add: --label {item!r} must be KEY=VALUE", file=sys.stderr)
+            return 2
+        labels[key] = value
+    _migrate(settings)
+    try:
+        token = asyncio.run(_add_host(settings, args.name, labels))
+    except Exception as exc:
+        from server.errors import ApiError
+
+        if isinstance(exc, ApiError):
+            print(f"flotilla host add: {exc.message}", file=sys.stderr)
+            return 1
+        raise
+    print(f"Registered host {args.name!r}. Its token (shown once):")
+    print(token)
+    return 0
+
+
+async def _add_host(settings: Settings, name: str, labels: dict[str, str]) -> str:
+    from server.db import store
+    from server.db.session import create_engine, create_sessions
+
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with create_sessions(engine).begin() as session:
+            return await store.add_host(session, name, labels)
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

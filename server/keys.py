@@ -1,0 +1,20 @@
+"""Typed application keys: the only way handlers reach shared state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.config import Settings
+from server.db.session import Sessions
+from server.hub import Hub
+from server.metrics import Metrics
+from server.rollout.controller import Controller
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", Sessions)
+METRICS = web.AppKey("metrics", Metrics)
+HUB = web.AppKey("hub", Hub)
+CONTROLLER = web.AppKey("controller", Controller)
+STOPPING = web.AppKey("stopping", list[bool])
