@@ -273,3 +273,14 @@ async def set_host_token(session: AsyncSession, name: str, labels: dict[str, str
     host.token_hash = hash_token(token)
     await add_event(session, "host_token_rotated", "cli", f"host {name} got a new token", host=name)
     return token
+
+
+async def list_events(
+    session: AsyncSession, app: str | None, deployment_id: int | None, limit: int
+) -> Sequence[Event]:
+    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    if app is not None:
+        query = query.where(Event.app == app)
+    if deployment_id is not None:
+        query = query.where(Event.deployment_id == deployment_id)
+    return (await session.scalars(query)).all()
