@@ -1,0 +1,377 @@
+"""Properties and examples of the pure rollout planner (`server.rollout.planner`).
+
+The property tests play the controller: plan a step, apply its host states and assignments,
+let hosts converge, fail or stall as time passes, sometimes promote or cancel, and plan again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.rollout.planner import TERMINAL, Step, Strategy, Target, View, plan_rollout
+
+SETTINGS = settings(max_examples=200, deadline=None)
+HEALTHY_DEADLINE = 60.0
+PROGRESS_DEADLINE = 600.0
+
+
+def strategy(**kw: Any) -> Strategy:
+    return replace(
+        Strategy(healthy_deadline=HEALTHY_DEADLINE, progress_deadline=PROGRESS_DEADLINE), **kw
+    )
+
+
+def view(*targets: Target, status: str = "running", **kw: Any) -> View:
+    base = View(
+        status=status,
+        strategy=strategy(),
+        targets=targets,
+        started_at=0.0,
+        last_progress_at=0.0,
+    )
+    return replace(base, **kw)
+
+
+# --- a small controller, for the property tests -----------------------------------------------
+
+
+@dataclass
+class Rollout:
+    strategy: Strategy
+    targets: dict[str, Target]
+    status: str = "running"
+    now: float = 0.0
+    last_progress_at: float = 0.0
+    promoted: bool = False
+    cancel_requested: bool = False
+    assigned: list[str] = field(default_factory=list)
+
+    def view(self) -> View:
+        return View(
+            status=self.status,
+            strategy=self.strategy,
+            targets=tuple(self.targets.values()),
+            started_at=0.0,
+            last_progress_at=self.last_progress_at,
+            promoted=self.promoted,
+            cancel_requested=self.cancel_requested,
+        )
+
+    def apply(self, step: Step) -> None:
+        """What the controller writes: host states, assignments, promotion, status."""
+        for name, (state, _error) in step.host_states.items():
+            self.targets[name] = replace(self.targets[name], state=state)
+        for name in step.assign:
+            self.targets[name] = replace(self.targets[name], assigned_at=self.now)
+            self.assigned.append(name)
+        if step.host_states:
+            self.last_progress_at = self.now
+        self.promoted = self.promoted or step.promoted
+        self.status = step.status
+
+    def states(self) -> dict[str, str]:
+        return {n: t.state for n, t in self.targets.items()}
+
+
+strategies = st.builds(
+    strategy,
+    max_parallel=st.integers(1, 4),
+    canary=st.integers(0, 3),
+    auto_promote=st.booleans(),
+)
+
+
+def play(data: st.DataObject, rollout: Rollout, passes: int = 40) -> list[tuple[View, Step]]:
+    """Drive a rollout to the end (or `passes`), checking the invariants of every pass."""
+    history = []
+    canaries = list(rollout.targets)[: rollout.strategy.canary]
+    for _ in range(passes):
+        before = rollout.view()
+        pending = {n for n, s in rollout.states().items() if s == "pending"}
+        step = plan_rollout(before, rollout.now)
+        history.append((before, step))
+        rollout.apply(step)
+        states = rollout.states()
+
+        assert set(step.assign) <= pending, "only pending hosts are assigned"
+        assert len(set(step.assign)) == len(step.assign)
+        updating = [n for n, s in states.items() if s == "updating"]
+        assert len(updating) <= rollout.strategy.max_parallel, (step, states)
+        if canaries and any(n not in canaries for n in step.assign):
+            assert all(states[c] == "healthy" for c in canaries), (step, states)
+            assert before.promoted, "non-canaries wait for the promotion to be recorded"
+        if before.cancel_requested:
+            assert step.assign == ()
+        if (
+            canaries
+            and not rollout.strategy.auto_promote
+            and not before.promoted
+            and all(states[c] == "healthy" for c in canaries)
+            and step.status not in TERMINAL
+        ):
+            assert step.status == "paused"
+
+        if step.status in TERMINAL:
+            again = plan_rollout(rollout.view(), rollout.now + data.draw(st.floats(0, 1e6)))
+            assert (again.status, again.assign, again.host_states) == (step.status, (), {})
+            break
+
+        # The world moves on: promote by hand, cancel, time passes, hosts report.
+        if step.status == "paused" and data.draw(st.booleans(), label="promote"):
+            rollout.promoted, rollout.status = True, "running"
+        if data.draw(st.integers(0, 15), label="cancel") == 0:
+            rollout.cancel_requested = True
+        rollout.now += data.draw(st.floats(0, 45), label="elapsed")
+        for name in updating:
+            outcome = data.draw(
+                st.sampled_from(
+                    ["wait", "converge", "converge", "converge", "problem", "disconnect"]
+                ),
+                label=f"outcome {name}",
+            )
+            t = rollout.targets[name]
+            if outcome == "converge":
+                rollout.targets[name] = replace(t, converged=True)
+            elif outcome == "problem":
+                rollout.targets[name] = replace(t, problem="exited with code 1")
+            elif outcome == "disconnect":
+                rollout.targets[name] = replace(t, connected=False)
+    return history
+
+
+@st.composite
+def rollouts(draw: st.DrawFn) -> Rollout:
+    n = draw(st.integers(1, 8))
+    names = [f"host-{i}" for i in range(n)]
+    targets = {name: Target(name=name, state="pending") for name in names}
+    return Rollout(strategy=draw(strategies), targets=targets)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(rollout=rollouts(), data=st.data())
+def test_rollout_invariants_hold_on_every_pass(rollout: Rollout, data: st.DataObject) -> None:
+    """Over any run: at most `max_parallel` hosts updating, only pending hosts assigned, canaries
+    healthy and promoted before any other host, `paused` while canaries await a manual
+    promotion, no assignment once cancel is asked, and a terminal status is final."""
+    play(data, rollout)
+
+
+@SETTINGS
+@given(rollout=rollouts(), data=st.data())
+def test_every_host_is_assigned_at_most_once(rollout: Rollout, data: st.DataObject) -> None:
+    """A host gets the release once per deployment; success means every host was assigned."""
+    history = play(data, rollout, passes=60)
+    assert len(rollout.assigned) == len(set(rollout.assigned))
+    if history[-1][1].status == "succeeded":
+        assert sorted(rollout.assigned) == sorted(rollout.targets)
+        assert set(rollout.states().values()) == {"healthy"}
+
+
+@SETTINGS
+@given(
+    status=st.sampled_from(sorted(TERMINAL)),
+    states=st.lists(st.sampled_from(["pending", "updating", "healthy", "failed"]), max_size=6),
+    converged=st.booleans(),
+    problem=st.none() | st.just("exited"),
+    cancel=st.booleans(),
+    promoted=st.booleans(),
+    now=st.floats(0, 1e7),
+    strat=strategies,
+)
+def test_terminal_status_never_changes(
+    status: str,
+    states: list[str],
+    converged: bool,
+    problem: str | None,
+    cancel: bool,
+    promoted: bool,
+    now: float,
+    strat: Strategy,
+) -> None:
+    """A finished deployment stays finished: same status, no assignments, no host changes."""
+    targets = tuple(
+        Target(f"h{i}", s, assigned_at=0.0, converged=converged, problem=problem)
+        for i, s in enumerate(states)
+    )
+    v = view(*targets, status=status, strategy=strat, cancel_requested=cancel, promoted=promoted)
+    step = plan_rollout(v, now)
+    assert (step.status, step.assign, step.host_states) == (status, (), {})
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+
+def test_all_hosts_healthy_succeeds() -> None:
+    """The last host to converge turns the deployment `succeeded`."""
+    step = plan_rollout(
+        view(
+            Target("a", "healthy"),
+            Target("b", "updating", assigned_at=10.0, converged=True),
+        ),
+        now=20.0,
+    )
+    assert step.status == "succeeded"
+    assert step.host_states == {"b": ("healthy", None)}
+    assert step.error is None
+
+
+def test_problem_while_updating_fails_naming_the_host() -> None:
+    """The agent's evidence fails the deployment, and the error says which host and why."""
+    step = plan_rollout(
+        view(
+            Target("a", "healthy"),
+            Target("web-7", "updating", assigned_at=10.0, problem="exited with code 3"),
+            Target("c", "pending"),
+        ),
+        now=20.0,
+    )
+    assert step.status == "failed"
+    assert step.host_states == {"web-7": ("failed", "exited with code 3")}
+    assert step.error is not None
+    assert "web-7" in step.error and "exited with code 3" in step.error
+    assert step.assign == ()
+
+
+def test_updating_past_healthy_deadline_fails() -> None:
+    """A host not healthy by `healthy_deadline` fails it; just before the deadline it waits."""
+    targets = (Target("web-2", "updating", assigned_at=100.0), Target("b", "pending"))
+    waiting = plan_rollout(view(*targets), now=100.0 + HEALTHY_DEADLINE)
+    assert waiting.status == "running" and waiting.host_states == {}
+
+    late = plan_rollout(view(*targets), now=100.0 + HEALTHY_DEADLINE + 1)
+    assert late.status == "failed"
+    assert late.error is not None and "web-2" in late.error and "healthy_deadline" in late.error
+    assert late.host_states["web-2"][0] == "failed"
+
+
+def test_disconnected_host_past_healthy_deadline_says_so() -> None:
+    """The error tells the operator the host was unreachable, not merely slow."""
+    t = Target("web-2", "updating", assigned_at=0.0, connected=False)
+    step = plan_rollout(view(t), now=HEALTHY_DEADLINE + 1)
+    assert step.status == "failed"
+    assert step.error is not None and "disconnected" in step.error
+
+
+def test_no_progress_past_progress_deadline_fails() -> None:
+    """A rollout that stalls longer than `progress_deadline` fails with that reason."""
+    v = view(
+        Target("a", "healthy"),
+        Target("b", "updating", assigned_at=None),
+        strategy=strategy(healthy_deadline=1e9),
+        last_progress_at=50.0,
+    )
+    assert plan_rollout(v, now=50.0 + PROGRESS_DEADLINE).status == "running"
+    step = plan_rollout(v, now=50.0 + PROGRESS_DEADLINE + 1)
+    assert step.status == "failed"
+    assert step.error is not None and "progress_deadline" in step.error
+
+
+def test_progress_in_this_pass_beats_the_progress_deadline() -> None:
+    """A host turning healthy in this very pass is progress, however late it is."""
+    v = view(
+        Target("a", "updating", assigned_at=0.0, converged=True),
+        Target("b", "pending"),
+        strategy=strategy(healthy_deadline=1e9),
+    )
+    step = plan_rollout(v, now=PROGRESS_DEADLINE * 2)
+    assert step.status == "running"
+    assert step.assign == ("b",)
+
+
+def test_empty_targets_fail_with_a_clear_error() -> None:
+    """No host matches the selector: fail at once, and say so."""
+    step = plan_rollout(view(), now=0.0)
+    assert step.status == "failed"
+    assert step.error is not None and "no host" in step.error
+    assert step.assign == ()
+
+
+def test_cancel_with_nothing_updating_is_cancelled() -> None:
+    """Cancel stops the rollout where it is: no new assignments."""
+    v = view(Target("a", "healthy"), Target("b", "pending"), cancel_requested=True)
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "cancelled"
+    assert step.assign == ()
+
+
+def test_cancel_waits_for_updating_hosts_without_assigning_more() -> None:
+    """Cancel lets hosts in flight finish, assigns nothing new, then is cancelled."""
+    updating = Target("a", "updating", assigned_at=0.0)
+    v = view(updating, Target("b", "pending"), cancel_requested=True)
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "running" and step.assign == ()
+
+    done = plan_rollout(replace(v, targets=(replace(updating, converged=True), v.targets[1])), 2.0)
+    assert done.status == "cancelled" and done.assign == ()
+    assert done.host_states == {"a": ("healthy", None)}
+
+
+def test_first_pass_assigns_the_canaries_only() -> None:
+    """Canaries go first, `max_parallel` at a time, in target order."""
+    v = view(
+        *(Target(f"h{i}", "pending") for i in range(5)),
+        strategy=strategy(canary=2, max_parallel=3),
+    )
+    step = plan_rollout(v, now=0.0)
+    assert step.status == "running"
+    assert step.assign == ("h0", "h1")
+
+
+def test_healthy_canaries_pause_for_manual_promotion() -> None:
+    """Without auto_promote the rollout pauses once the canaries are healthy."""
+    canary = Target("h0", "updating", assigned_at=0.0, converged=True)
+    v = view(canary, Target("h1", "pending"), strategy=strategy(canary=1))
+    step = plan_rollout(v, now=5.0)
+    assert step.status == "paused"
+    assert step.assign == ()
+    assert step.host_states == {"h0": ("healthy", None)}
+
+
+def test_promoted_rollout_assigns_the_rest() -> None:
+    """After a promotion the remaining hosts go out, `max_parallel` at a time."""
+    v = view(
+        Target("h0", "healthy"),
+        Target("h1", "pending"),
+        Target("h2", "pending"),
+        Target("h3", "pending"),
+        strategy=strategy(canary=1, max_parallel=2),
+        promoted=True,
+    )
+    step = plan_rollout(v, now=5.0)
+    assert step.status == "running"
+    assert step.assign == ("h1", "h2")
+
+
+def test_auto_promote_records_the_promotion() -> None:
+    """With auto_promote, healthy canaries promote the deployment instead of pausing it."""
+    canary = Target("h0", "updating", assigned_at=0.0, converged=True)
+    v = view(canary, Target("h1", "pending"), strategy=strategy(canary=1, auto_promote=True))
+    step = plan_rollout(v, now=5.0)
+    assert step.status == "running"
+    assert step.promoted is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the progress_deadline check (planner.py, before the paused/cancel branch) also runs "
+    "for a paused deployment, so a rollout waiting for a manual promote or resume fails with "
+    "'no progress' once it has waited progress_deadline (Kubernetes skips it while paused)",
+)
+def test_paused_rollout_does_not_fail_on_progress_deadline() -> None:
+    """Waiting for a human to promote is not a stalled rollout."""
+    v = view(
+        Target("h0", "healthy"),
+        Target("h1", "pending"),
+        status="paused",
+        strategy=strategy(canary=1),
+        last_progress_at=0.0,
+    )
+    assert plan_rollout(v, now=PROGRESS_DEADLINE + 1).status == "paused"
