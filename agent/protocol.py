@@ -177,7 +177,7 @@ def decode(text: str | bytes) -> Message:
         raise ProtocolError(f"not a protocol message: {exc}") from exc
     try:
         result: Message = _build(cls, body)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ProtocolError(f"bad {kind} message: {exc}") from exc
     return result
 
@@ -205,8 +205,8 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Any:
     if cls is Hello:
         return Hello(
             host=body["host"],
-            agent_version=str(body.get("agent_version", "")),
-            docker_version=str(body.get("docker_version", "")),
+            agent_version=str(body["agent_version"]),
+            docker_version=str(body["docker_version"]),
             protocol=int(body.get("protocol", PROTOCOL_VERSION)),
         )
     return Event(host=body["host"], kind=body["kind"], app=body["app"], message=body["message"])

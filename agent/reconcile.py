@@ -133,7 +133,10 @@ def _plan_app(
     )
     actions: list[Action] = []
     if stop_first and bring_up:
+        # pull first: a slow or failing pull must not leave the host with nothing running
+        actions += [a for a in bring_up if isinstance(a, Pull)]
         actions += [Stop(i.container_id, i.app, i.release) for i in old_running]
+        bring_up = [a for a in bring_up if not isinstance(a, Pull)]
     actions += bring_up
     actions += [Remove(i.container_id, i.app, i.release) for i in duplicates + surplus]
     if all_ready or (stop_first and bring_up):

@@ -208,6 +208,7 @@ class Process:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        self._file.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

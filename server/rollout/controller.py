@@ -217,7 +217,8 @@ def _ts(value: Any) -> float | None:
 
 
 def _observed(host: Host, app: str, release: int, replicas: int) -> tuple[bool, str | None]:
-    """From the host's last status: are all replicas of `release` ready; any problem?"""
+    """From the host's last status: are all replicas of `release` ready and every older
+    instance stopped (the host is done); and the agent's problem report, if any."""
     observed = host.observed or {}
     ready = [
         i
@@ -227,11 +228,17 @@ def _observed(host: Host, app: str, release: int, replicas: int) -> tuple[bool, 
         and i.get("state") == "running"
         and i.get("ready")
     ]
+    stale = [
+        i
+        for i in observed.get("instances", [])
+        if i.get("app") == app and i.get("release") != release and i.get("state") == "running"
+    ]
     problem = None
     for p in observed.get("problems", []):
         if p.get("app") == app and p.get("release") == release:
             problem = str(p.get("message"))
-    return (len(ready) >= replicas and problem is None), problem
+    done = len(ready) >= replicas and not stale and problem is None
+    return done, problem
 
 
 def _evidence(host: Host, app: str, release: int) -> dict[str, Any]:

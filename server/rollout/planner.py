@@ -90,7 +90,8 @@ def plan_rollout(view: View, now: float) -> Step:
     if view.cancel_requested and not any(s == "updating" for s in states.values()):
         return Step("cancelled", host_states=changes)
     progressed = any(s == "healthy" for s, _ in changes.values())
-    if not progressed and now - view.last_progress_at > strategy.progress_deadline:
+    stalled = now - view.last_progress_at > strategy.progress_deadline
+    if stalled and not progressed and view.status != "paused":
         return Step(
             "failed",
             host_states=changes,

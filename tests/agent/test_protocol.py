@@ -210,11 +210,6 @@ def test_rejects_missing_fields(wire: dict[str, object]) -> None:
         decode(json.dumps(wire))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Hello.agent_version and Hello.docker_version are required fields but decode() "
-    "fills in '' when they are missing (protocol.py _build, Hello branch) instead of rejecting",
-)
 @pytest.mark.parametrize("missing", ["agent_version", "docker_version"])
 def test_rejects_hello_without_versions(missing: str) -> None:
     """A hello without the agent's or the engine's version is not a valid hello."""
@@ -224,12 +219,6 @@ def test_rejects_hello_without_versions(missing: str) -> None:
         decode(json.dumps(body))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a nested value that is not an object (e.g. an instance, port or health given as a "
-    "list or string) raises AttributeError from _known()/body.get(), which decode() does not "
-    "turn into ProtocolError; the hub and agent catch only ProtocolError",
-)
 @pytest.mark.parametrize(
     "wire",
     [

@@ -336,11 +336,6 @@ def test_exited_container_of_desired_release_is_restarted_not_recreated() -> Non
     assert {i.container_id: i.state for i in world.instances} == {"r1": "running", "r2": "exited"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stop-first plans Stop(old) before Pull(new image): a pull that fails (bad tag, "
-    "registry down) leaves the app with nothing running; the pull should come first",
-)
 def test_stop_first_pulls_before_stopping_old() -> None:
     """Stop-first downtime must not include the pull, and a failed pull must not cause an outage."""
     desired = [assignment("web", 2, stop_first=True)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -359,12 +358,6 @@ def test_auto_promote_records_the_promotion() -> None:
     assert step.promoted is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the progress_deadline check (planner.py, before the paused/cancel branch) also runs "
-    "for a paused deployment, so a rollout waiting for a manual promote or resume fails with "
-    "'no progress' once it has waited progress_deadline (Kubernetes skips it while paused)",
-)
 def test_paused_rollout_does_not_fail_on_progress_deadline() -> None:
     """Waiting for a human to promote is not a stalled rollout."""
     v = view(
