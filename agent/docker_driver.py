@@ -111,6 +111,9 @@ class DockerDriver:
             restart_policy=_RESTART.get(spec.restart),
             mem_limit=spec.memory,
             nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
+            # a tiny init as PID 1 forwards SIGTERM: processes that ignore it as PID 1
+            # (busybox httpd, most shells) then stop at once instead of after the timeout
+            init=True,
         )
         try:
             created = self.api.create_container(
