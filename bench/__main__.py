@@ -1,0 +1,64 @@
+"""`python -m bench [NAME [OPTIONS]]`: run all benchmarks, or one, and rewrite bench/RESULTS.md.
+
+    python -m bench                              every benchmark with its defaults
+    python -m bench deploy-latency --runs 10     one benchmark
+    python -m bench --report                     only rebuild RESULTS.md from bench/results/
+
+Uses the Docker Engine at DOCKER_HOST, or starts a private one (scripts/docker-engine.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from bench import deploy_latency
+from bench.common import log, write_result, write_results_md
+
+# Later benchmarks (warm rollback vs `docker start`, fan-out, API load) are added here.
+BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (deploy_latency,)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--report", action="store_true", help="only rebuild RESULTS.md from bench/results/"
+    )
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    for name, module in BENCHMARKS.items():
+        module.add_arguments(sub.add_parser(name, help=module.TITLE))
+    return parser
+
+
+def run_one(module: ModuleType, args: argparse.Namespace) -> None:
+    log(f"running {module.NAME}")
+    result = module.run(args)
+    path = write_result(module.RESULT_FILE, result)
+    log(f"wrote {path}")
+    for metric in result["metrics"]:
+        unit = metric["unit"]
+        scale, suffix = (1000.0, " ms") if unit == "s" else (1.0, "x")
+        print(
+            f"{module.NAME}: {metric['key']}: median {metric['median'] * scale:.1f}{suffix} "
+            f"min {metric['min'] * scale:.1f}{suffix} max {metric['max'] * scale:.1f}{suffix}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.report:
+        if args.benchmark:
+            run_one(BENCHMARKS[args.benchmark], args)
+        else:
+            for name, module in BENCHMARKS.items():
+                run_one(module, build_parser().parse_args([name]))
+    path = write_results_md()
+    log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
