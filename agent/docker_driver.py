@@ -153,6 +153,23 @@ class DockerDriver:
         except docker.errors.APIError as exc:
             raise DriverError(f"remove {container_id[:12]} failed: {_explain(exc)}") from exc
 
+    def remove_image(self, ref: str) -> None:
+        """Remove an image no container uses any more; one still in use is kept (409)."""
+        try:
+            self.api.remove_image(ref)
+        except docker.errors.APIError as exc:
+            log.debug("image kept host=%s image=%s: %s", self.host, ref, _explain(exc))
+
+    def exec_ok(self, container_id: str, command: tuple[str, ...]) -> bool:
+        """Run a command inside the container (a `cmd` health probe); True if it exits 0."""
+        try:
+            created = self.api.exec_create(container_id, list(command))
+            self.api.exec_start(created["Id"])
+            info = self.api.exec_inspect(created["Id"])
+        except docker.errors.APIError:
+            return False
+        return info.get("ExitCode") == 0
+
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         try:
             raw = self.api.logs(container_id, tail=lines)

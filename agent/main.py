@@ -29,6 +29,7 @@ class AgentSettings:
     docker_host: str | None = None
     metrics_listen: str | None = "127.0.0.1:8701"
     retain: int = 2
+    prune_images: bool = True
     poll_interval: float = 5.0
 
 
@@ -37,11 +38,20 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
     """Start the agent's tasks; on exit cancel them and close what they opened."""
     driver = DockerDriver(settings.name, settings.docker_host)
     docker_version = await asyncio.to_thread(driver.version)
-    health = HealthTracker()
+
+    async def command_probe(container_id: str, command: tuple[str, ...], limit: float) -> bool:
+        probe = asyncio.to_thread(driver.exec_ok, container_id, command)
+        try:
+            return await asyncio.wait_for(probe, limit)
+        except TimeoutError:
+            return False
+
+    health = HealthTracker(command_probe=command_probe)
     agent = Agent(
         settings.name,
         driver,
         retain=settings.retain,
+        prune_images=settings.prune_images,
         poll_interval=settings.poll_interval,
         health=health,
     )

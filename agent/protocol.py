@@ -75,10 +75,20 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class Prepull:
+    """An image to have on the host before a rollout reaches it (pulled, nothing started)."""
+
+    app: str
+    release: int
+    image: str
+
+
+@dataclass(frozen=True)
 class DesiredState:
     host: str
     generation: int
     assignments: tuple[Assignment, ...] = ()
+    prepull: tuple[Prepull, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +203,10 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Any:
             host=body["host"],
             generation=int(body["generation"]),
             assignments=tuple(_assignment(a) for a in body.get("assignments", ())),
+            prepull=tuple(
+                Prepull(str(p["app"]), int(p["release"]), str(p["image"]))
+                for p in body.get("prepull", ())
+            ),
         )
     if cls is Status:
         return Status(

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from agent.protocol import Assignment, Instance, PortSpec
+from agent.protocol import Assignment, Instance, PortSpec, Prepull
 
 DEFAULT_RETAIN = 2
 
@@ -52,6 +52,7 @@ class Remove:
     container_id: str
     app: str
     release: int
+    prune_image: str = ""  # also remove this image: no kept container or desired release uses it
 
 
 Action = Pull | Run | Start | Stop | Remove
@@ -69,11 +70,15 @@ def plan_reconcile(
     images: frozenset[str],
     ready: frozenset[str] = frozenset(),
     retain: int = DEFAULT_RETAIN,
+    prepull: Sequence[Prepull] = (),
+    prune_images: bool = True,
 ) -> list[Action]:
     """Plan the next steps for `host`.
 
     `images` are the image references present on the engine, `ready` the ids of containers
-    that passed their health gate. Containers not labelled with `host` are never touched.
+    that passed their health gate, `prepull` images a coming rollout needs (pulled first, so
+    that no host stops anything before every host has the new image). Containers not
+    labelled with `host` are never touched.
     """
     mine = [i for i in actual if i.host == host]
     by_app: dict[str, list[Instance]] = defaultdict(list)
@@ -82,6 +87,10 @@ def plan_reconcile(
     wanted = {a.app: a for a in assignments}
     actions: list[Action] = []
     pulled: set[str] = set()
+    for p in prepull:
+        if p.image not in images and p.image not in pulled:
+            pulled.add(p.image)
+            actions.append(Pull(p.app, p.release, p.image))
     for app in sorted(set(by_app) | set(wanted)):
         assignment = wanted.get(app)
         instances = by_app.get(app, [])
@@ -89,7 +98,31 @@ def plan_reconcile(
             actions += _retire(instances, keep=set(), retain=retain, release=None)
             continue
         actions += _plan_app(host, assignment, instances, images, ready, retain, pulled)
-    return actions
+    if not prune_images:
+        return actions
+    return _prune_images(actions, mine, assignments, prepull)
+
+
+def _prune_images(
+    actions: list[Action],
+    mine: list[Instance],
+    assignments: Sequence[Assignment],
+    prepull: Sequence[Prepull],
+) -> list[Action]:
+    """Let a Remove take its image along when nothing kept or wanted still needs it."""
+    removed = {a.container_id for a in actions if isinstance(a, Remove)}
+    needed = {a.spec.image for a in assignments} | {p.image for p in prepull}
+    needed |= {i.image for i in mine if i.container_id not in removed}
+    image_of = {i.container_id: i.image for i in mine}
+    result: list[Action] = []
+    for action in actions:
+        if isinstance(action, Remove):
+            image = image_of.get(action.container_id, "")
+            if image and image not in needed:
+                needed.add(image)  # once: the first Remove takes it
+                action = replace(action, prune_image=image)
+        result.append(action)
+    return result
 
 
 def _plan_app(

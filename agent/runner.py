@@ -43,6 +43,8 @@ class Driver(Protocol):
     def start(self, container_id: str) -> None: ...
     def stop(self, container_id: str, timeout: int = 10) -> None: ...
     def remove(self, container_id: str) -> None: ...
+    def remove_image(self, ref: str) -> None: ...
+    def exec_ok(self, container_id: str, command: tuple[str, ...]) -> bool: ...
     def logs(self, container_id: str, lines: int = 20) -> list[str]: ...
 
 
@@ -61,6 +63,7 @@ class Agent:
         driver: Driver,
         *,
         retain: int = 2,
+        prune_images: bool = True,
         poll_interval: float = 5.0,
         health: HealthTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -68,6 +71,7 @@ class Agent:
         self.host = host
         self.driver = driver
         self.retain = retain
+        self.prune_images = prune_images
         self.poll_interval = poll_interval
         self.health = health or HealthTracker()
         self.clock = clock
@@ -121,10 +125,12 @@ class Agent:
         if desired is None:
             await self.report()  # never act before the server said what it wants
             return
-        refs = {a.spec.image for a in desired.assignments}
+        refs = {a.spec.image for a in desired.assignments} | {p.image for p in desired.prepull}
         self._digests.update(await asyncio.to_thread(self.driver.present_images, refs))
         ready = await self.health.check(desired.assignments, self._instances, self.clock())
-        self._ready = ready
+        if ready != self._ready:
+            self._ready = ready
+            await self.report()  # readiness first: retiring old instances may take a while
         await self._note_unhealthy(desired)
         actions = plan_reconcile(
             self.host,
@@ -133,6 +139,8 @@ class Agent:
             frozenset(self._digests),
             ready,
             self.retain,
+            desired.prepull,
+            self.prune_images,
         )
         for action in actions:
             if self.desired is not desired:
@@ -149,7 +157,10 @@ class Agent:
         if self._send is None:
             return
         desired = self.desired
-        current = {(a.app, a.release) for a in desired.assignments} if desired else set()
+        current = set()
+        if desired is not None:
+            current = {(a.app, a.release) for a in desired.assignments}
+            current |= {(p.app, p.release) for p in desired.prepull}
         status = Status(
             host=self.host,
             generation=desired.generation if desired else 0,
@@ -209,6 +220,8 @@ class Agent:
             self.driver.stop(action.container_id)
         else:
             self.driver.remove(action.container_id)
+            if action.prune_image:
+                self.driver.remove_image(action.prune_image)
 
     async def _note_drift(self, action: Action) -> None:
         """A Run or Start of an instance that had converged means someone removed or stopped it."""

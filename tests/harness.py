@@ -183,7 +183,7 @@ async def agent(server: str, name: str, token: str, docker_url: str) -> AsyncIte
     """Run an agent in this process until the block ends."""
     settings = AgentSettings(
         server=server, name=name, token=token, docker_host=docker_url, metrics_listen=None,
-        poll_interval=2.0,
+        poll_interval=2.0, prune_images=False,
     )  # fmt: skip
     async with running_agent(settings) as running:
         yield running

@@ -100,6 +100,7 @@ class Deployment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    progress_at: Mapped[dt.datetime | None]  # last resume or promote: restarts progress_deadline
 
 
 class DeploymentHost(Base):

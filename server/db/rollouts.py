@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Assignment as WireAssignment
-from agent.protocol import DesiredState
+from agent.protocol import DesiredState, Prepull
 from server.db.models import App, Assignment, Deployment, DeploymentHost, Host, Release, utcnow
 from server.rollout.planner import ACTIVE
 from server.wire import container_spec
@@ -50,6 +50,7 @@ async def create_targets(session: AsyncSession, deployment: Deployment) -> list[
             state="pending",
             previous_release=current.release if current else None,
         )
+        host.generation += 1  # its desired state now lists the release's image to pre-pull
         session.add(row)
         rows.append(row)
     await session.flush()
@@ -105,7 +106,12 @@ async def desired_state(session: AsyncSession, host: Host) -> DesiredState:
                 spec=container_spec(spec, strategy),
             )
         )
-    return DesiredState(host=host.name, generation=host.generation, assignments=tuple(assignments))
+    return DesiredState(
+        host=host.name,
+        generation=host.generation,
+        assignments=tuple(assignments),
+        prepull=tuple(await prepulls(session, host)),
+    )
 
 
 async def host_by_name(session: AsyncSession, name: str) -> Host | None:
@@ -116,3 +122,30 @@ async def release_row(session: AsyncSession, app_id: int, number: int) -> Releas
     return await session.scalar(
         select(Release).where(Release.app_id == app_id, Release.number == number)
     )
+
+
+async def last_good_release(
+    session: AsyncSession, app_id: int, exclude: int, before: int | None = None
+) -> int | None:
+    """The newest release that succeeded (other than `exclude`, older than `before`)."""
+    query = select(Release.number).where(
+        Release.app_id == app_id, Release.outcome == "succeeded", Release.number != exclude
+    )
+    if before is not None:
+        query = query.where(Release.number < before)
+    return await session.scalar(query.order_by(Release.number.desc()).limit(1))
+
+
+async def prepulls(session: AsyncSession, host: Host) -> list[Prepull]:
+    """Images of active deployments that target the host: pulled before any batch starts."""
+    query = (
+        select(App.name, Deployment.release, Release.image)
+        .join(DeploymentHost, DeploymentHost.deployment_id == Deployment.id)
+        .join(App, App.id == Deployment.app_id)
+        .join(
+            Release,
+            (Release.app_id == Deployment.app_id) & (Release.number == Deployment.release),
+        )
+        .where(DeploymentHost.host_id == host.id, Deployment.status.in_(ACTIVE))
+    )
+    return [Prepull(name, number, image) for name, number, image in await session.execute(query)]

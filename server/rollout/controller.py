@@ -79,8 +79,10 @@ class Controller:
 
     async def _drive(self, session: AsyncSession, app: App, deployment: Deployment) -> set[str]:
         now = store.now()
+        pushes: set[str] = set()
         if deployment.status == "pending":
-            await rollouts.create_targets(session, deployment)
+            created = await rollouts.create_targets(session, deployment)
+            pushes |= {r.host_name for r in created}  # their desired state now lists a pre-pull
             deployment.status = "running"
             deployment.started_at = now
             await store.add_event(
@@ -95,9 +97,9 @@ class Controller:
         hosts = await rollouts.hosts_by_id(session, {r.host_id for r in rows})
         release = await rollouts.release_row(session, app.id, deployment.release)
         replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
-        view = self._view(app, deployment, rows, hosts, replicas)
+        image = release.image if release is not None else ""
+        view = self._view(app, deployment, rows, hosts, replicas, image)
         step = plan_rollout(view, now.timestamp())
-        pushes: set[str] = set()
         by_name = {r.host_name: r for r in rows}
         for name, (state, error) in step.host_states.items():
             row = by_name[name]
@@ -114,7 +116,9 @@ class Controller:
         if step.promoted and not deployment.promoted:
             deployment.promoted = True
         if step.status != deployment.status:
-            if step.status in TERMINAL:
+            if step.status == "failed":
+                await self._fail(session, app, deployment, step.error or "failed", rows)
+            elif step.status in TERMINAL:
                 await self._finish(session, app, deployment, step.status, step.error)
             else:
                 deployment.status = step.status
@@ -129,12 +133,19 @@ class Controller:
         return pushes
 
     def _view(
-        self, app: App, deployment: Deployment, rows: Any, hosts: dict[int, Host], replicas: int
+        self,
+        app: App,
+        deployment: Deployment,
+        rows: Any,
+        hosts: dict[int, Host],
+        replicas: int,
+        image: str,
     ) -> View:
         targets = []
         for row in rows:
             host = hosts[row.host_id]
             converged, problem = _observed(host, app.name, deployment.release, replicas)
+            pulled, pull_error = _pulled(host, app.name, deployment.release, image)
             targets.append(
                 Target(
                     name=row.host_name,
@@ -143,10 +154,13 @@ class Controller:
                     connected=self.is_connected(row.host_name),
                     converged=converged,
                     problem=problem,
+                    pulled=pulled,
+                    pull_error=pull_error,
                 )
             )
         started = _ts(deployment.started_at) or 0.0
         changes = [_ts(r.updated_at) or 0.0 for r in rows if r.state != "pending"]
+        changes.append(_ts(deployment.progress_at) or 0.0)
         return View(
             status=deployment.status,
             strategy=Strategy.from_dict(deployment.strategy),
@@ -156,6 +170,47 @@ class Controller:
             promoted=deployment.promoted,
             cancel_requested=deployment.cancel_requested,
         )
+
+    async def _fail(
+        self, session: AsyncSession, app: App, deployment: Deployment, error: str, rows: Any
+    ) -> None:
+        """Fail a deployment; with auto_rollback, start a rollback to the last good release."""
+        strategy = Strategy.from_dict(deployment.strategy)
+        good = None
+        if deployment.kind == "deploy" and strategy.auto_rollback:
+            good = await rollouts.last_good_release(session, app.id, deployment.release)
+        if good is None:
+            await self._finish(session, app, deployment, "failed", error)
+            return
+        touched = [r.host_name for r in rows if r.state != "pending"]
+        # a pre-pull failure touched nothing: the rollback then just confirms the old release
+        names = touched or [r.host_name for r in rows]
+        await self._finish(session, app, deployment, "rolled_back", error)
+        release = await rollouts.release_row(session, app.id, deployment.release)
+        if release is not None:
+            release.outcome = "bad"
+        await store.create_deployment(
+            session,
+            app,
+            good,
+            kind="rollback",
+            trigger="auto",
+            strategy={
+                "max_parallel": max(1, len(names)),
+                "healthy_deadline": strategy.healthy_deadline,
+                "progress_deadline": strategy.progress_deadline,
+                "auto_rollback": False,
+            },
+            selector={"names": names},
+            reason=f"automatic rollback of deployment {deployment.id}: {error}",
+            rollback_of=deployment.id,
+        )
+        self.metrics.rollbacks.labels(app.name, "auto").inc()
+        log.warning(
+            "auto rollback app=%s deployment=%s release=%s to release=%s hosts=%s",
+            app.name, deployment.id, deployment.release, good, ",".join(names),
+        )  # fmt: skip
+        self.wake.set()
 
     async def _finish(
         self,
@@ -171,6 +226,11 @@ class Controller:
         deployment.finished_at = now
         release = await rollouts.release_row(session, app.id, deployment.release)
         if status == "succeeded":
+            previous = app.current_release
+            if deployment.kind == "rollback" and previous and previous != deployment.release:
+                rolled = await rollouts.release_row(session, app.id, previous)
+                if rolled is not None and rolled.outcome in (None, "succeeded"):
+                    rolled.outcome = "rolled_back"
             app.current_release = deployment.release
             self.metrics.app_release.labels(app.name).set(deployment.release)
             if release is not None and release.outcome != "bad":
@@ -250,3 +310,13 @@ def _evidence(host: Host, app: str, release: int) -> dict[str, Any]:
     ]
     instances = [i for i in observed.get("instances", []) if i.get("app") == app]
     return {"problems": problems, "instances": instances}
+
+
+def _pulled(host: Host, app: str, release: int, image: str) -> tuple[bool, str | None]:
+    """Has the host got the release's image (pre-pull); the pull error if it failed."""
+    observed = host.observed or {}
+    have = any(pair[0] == image for pair in observed.get("digests", []))
+    for p in observed.get("problems", []):
+        if (p.get("app"), p.get("release"), p.get("reason")) == (app, release, "pull_failed"):
+            return have, str(p.get("message"))
+    return have, None

@@ -1,7 +1,8 @@
 """The rollout planner: a deployment and what its hosts report -> the next step. Pure, no I/O.
 
-Hosts move pending -> updating -> healthy | failed. Canaries go first; then at most
-`max_parallel` hosts are updating at once. A terminal deployment never changes. The clock is
+Hosts move pending -> updating -> healthy | failed. Nothing is assigned until every target
+host has pulled the new image; then canaries go first, then at most `max_parallel` hosts are
+updating at once. A terminal deployment never changes. The clock is
 an argument (`now`, seconds), so every deadline is testable without waiting.
 """
 
@@ -39,6 +40,8 @@ class Target:
     connected: bool = True
     converged: bool = False  # all replicas of the target release are running and ready
     problem: str | None = None  # the agent's evidence of failure for the target release
+    pulled: bool = True  # the host has the release's image (pre-pull done)
+    pull_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ def plan_rollout(view: View, now: float) -> Step:
         pool = order
     if view.status == "paused" or view.cancel_requested:
         return Step(view.status, host_states=changes, promoted=promoted)
+    if not all(t.pulled for t in view.targets if states[t.name] == "pending"):
+        # pre-pull: no host stops anything before every target host has the new image
+        return Step("running", host_states=changes, promoted=promoted)
     in_flight = sum(1 for s in states.values() if s == "updating")
     room = max(0, strategy.max_parallel - in_flight)
     assign = tuple(n for n in pool if states[n] == "pending")[:room]
@@ -121,6 +127,8 @@ def plan_rollout(view: View, now: float) -> Step:
 
 def _judge(t: Target, strategy: Strategy, now: float) -> tuple[str, str | None]:
     """The state a target host is in now, with the reason when it failed."""
+    if t.state == "pending" and t.pull_error:
+        return "failed", t.pull_error
     if t.state != "updating":
         return t.state, None
     if t.converged:
