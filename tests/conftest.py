@@ -110,6 +110,7 @@ class Flotilla:
     settings: Settings
     url: str
     hosts: list[str]
+    hosts_prefix: str = ""
 
     async def add_host(self, name: str | None = None, **labels: str) -> tuple[str, str]:
         name = name or unique("h")
@@ -147,7 +148,9 @@ async def _flotilla(url: str, tmp_path: Path, engine: Engine) -> AsyncIterator[F
     token = (tmp_path / "admin.token").read_text().strip()
     base = f"http://127.0.0.1:{server.port}"
     api = Api(base, token)
-    f = Flotilla(server=server, api=api, settings=settings, url=base, hosts=[])
+    f = Flotilla(
+        server=server, api=api, settings=settings, url=base, hosts=[], hosts_prefix=unique("f")
+    )
     try:
         yield f
     finally:

@@ -98,7 +98,7 @@ async def create_deployment(request: web.Request) -> web.Response:
 async def get_deployment(request: web.Request) -> web.Response:
     """GET /v1/deployments/{id}[?wait=SECONDS]: with wait, answer once it ends or time is up."""
     await require(request, "read")
-    deployment_id = _int(request.match_info["id"], "id")
+    deployment_id = deployment_id_of(request)
     wait = _wait(request)
     deadline = time.monotonic() + wait
     while True:
@@ -130,6 +130,10 @@ async def list_deployments(request: web.Request) -> web.Response:
             hosts = await store.deployment_hosts(session, d.id)
             result.append(deployment_out(d, names[d.app_id], hosts).model_dump(mode="json"))
     return web.json_response({"deployments": result})
+
+
+def deployment_id_of(request: web.Request) -> int:
+    return _int(request.match_info["id"], "id")
 
 
 def _int(value: str, field: str) -> int:

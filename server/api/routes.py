@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import apps, deployments, events, health, hosts
+from server.api import actions, apps, deployments, events, health, hosts
 from server.keys import HUB
 
 
@@ -19,6 +19,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/v1/apps/{app}/deployments", deployments.create_deployment)
     r.add_get("/v1/deployments", deployments.list_deployments)
     r.add_get("/v1/deployments/{id}", deployments.get_deployment)
+    r.add_post("/v1/apps/{app}/rollback", actions.rollback)
+    r.add_post("/v1/deployments/{id}/pause", actions.pause)
+    r.add_post("/v1/deployments/{id}/resume", actions.resume)
+    r.add_post("/v1/deployments/{id}/promote", actions.promote)
+    r.add_post("/v1/deployments/{id}/cancel", actions.cancel)
     r.add_get("/v1/hosts", hosts.list_hosts)
     r.add_get("/v1/events", events.list_events)
     r.add_get("/v1/agent/connect", app[HUB].handle)

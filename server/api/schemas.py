@@ -156,6 +156,14 @@ class DeploymentIn(Strict):
         return self
 
 
+class RollbackIn(Strict):
+    """POST /v1/apps/{app}/rollback."""
+
+    release: int | None = Field(default=None, ge=1)
+    reason: str | None = Field(default=None, max_length=2000)
+    strategy: StrategyIn | None = None
+
+
 class HostState(BaseModel):
     name: str
     state: str

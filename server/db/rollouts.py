@@ -149,3 +149,19 @@ async def prepulls(session: AsyncSession, host: Host) -> list[Prepull]:
         .where(DeploymentHost.host_id == host.id, Deployment.status.in_(ACTIVE))
     )
     return [Prepull(name, number, image) for name, number, image in await session.execute(query)]
+
+
+async def assigned_hosts(session: AsyncSession, app_id: int) -> list[str]:
+    """Names of the hosts that have an assignment of the app."""
+    query = (
+        select(Host.name)
+        .join(Assignment, Assignment.host_id == Host.id)
+        .where(Assignment.app_id == app_id)
+        .order_by(Host.name)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def lock_deployment(session: AsyncSession, deployment_id: int) -> Deployment | None:
+    query = select(Deployment).where(Deployment.id == deployment_id).with_for_update()
+    return await session.scalar(query)

@@ -1,0 +1,143 @@
+"""Acting on rollouts: manual rollback, and pause, resume, cancel, promote of a deployment."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.api.auth import require
+from server.api.body import read_body
+from server.api.deployments import app_name, deployment_id_of
+from server.api.schemas import RollbackIn, StrategyIn
+from server.api.views import deployment_out
+from server.db import rollouts, store
+from server.db.models import Deployment
+from server.errors import Conflict, FieldError, Invalid, NotFound
+from server.keys import CONTROLLER, METRICS, SESSIONS
+from server.rollout.planner import TERMINAL
+
+
+async def rollback(request: web.Request) -> web.Response:
+    """POST /v1/apps/{app}/rollback: a rollback deployment through the same health gates."""
+    caller = await require(request, "deploy")
+    name = app_name(request)
+    body = await read_body(request, RollbackIn)
+    async with request.app[SESSIONS].begin() as session:
+        app = await store.lock_app(session, name, create=False)
+        if app is None:
+            raise NotFound(f"app {name!r} does not exist", "app")
+        current = app.current_release
+        target = body.release
+        if target is None:
+            if current is None:
+                raise Conflict("nothing_to_roll_back", f"app {name!r} has no current release")
+            target = await rollouts.last_good_release(session, app.id, current, before=current)
+            if target is None:
+                raise Conflict(
+                    "nothing_to_roll_back",
+                    f"app {name!r} has no release that succeeded before release {current}",
+                )
+        elif await store.get_release(session, app, target) is None:
+            raise Invalid(
+                f"release {target} of {name!r} does not exist",
+                [FieldError("release", f"no release {target}")],
+            )
+        hosts = await rollouts.assigned_hosts(session, app.id)
+        if not hosts:
+            raise Conflict("nothing_to_roll_back", f"app {name!r} is not on any host")
+        last = await store.list_deployments(session, app, 1)
+        base = dict(last[0].strategy) if last else {}
+        strategy = (body.strategy or StrategyIn.model_validate(_known(base))).model_dump(
+            mode="json"
+        )
+        strategy["auto_rollback"] = False  # a failing rollback stops; it never bounces back
+        deployment = await store.create_deployment(
+            session,
+            app,
+            target,
+            kind="rollback",
+            trigger=caller.name,
+            strategy=strategy,
+            selector={"names": hosts},
+            reason=body.reason,
+        )
+        request.app[METRICS].rollbacks.labels(name, "manual").inc()
+        out = deployment_out(deployment, name, [])
+    request.app[CONTROLLER].wake.set()
+    return web.json_response(
+        out.model_dump(mode="json"),
+        status=202,
+        headers={"Location": f"/v1/deployments/{deployment.id}"},
+    )
+
+
+def _known(raw: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in raw.items() if k in StrategyIn.model_fields}
+
+
+async def _act(request: web.Request, action: str) -> web.Response:
+    caller = await require(request, "deploy")
+    deployment_id = deployment_id_of(request)
+    async with request.app[SESSIONS].begin() as session:
+        deployment = await rollouts.lock_deployment(session, deployment_id)
+        if deployment is None:
+            raise NotFound(f"deployment {deployment_id} does not exist", "id")
+        if deployment.status in TERMINAL:
+            raise Conflict(
+                "deployment_finished", f"deployment {deployment_id} already {deployment.status}"
+            )
+        _apply(deployment, action)
+        names = await store.app_names(session, {deployment.app_id})
+        await store.add_event(
+            session,
+            f"deployment_{action}",
+            caller.name,
+            f"{action} of {deployment.kind} {deployment_id} requested",
+            app=names[deployment.app_id],
+            deployment_id=deployment_id,
+        )
+        hosts = await store.deployment_hosts(session, deployment_id)
+        out = deployment_out(deployment, names[deployment.app_id], hosts)
+    request.app[CONTROLLER].wake.set()
+    return web.json_response(out.model_dump(mode="json"))
+
+
+def _apply(deployment: Deployment, action: str) -> None:
+    now = store.now()
+    if action == "pause":
+        if deployment.status == "pending":
+            raise Conflict("not_running", "a pending deployment cannot be paused yet; retry")
+        deployment.status = "paused"
+    elif action == "resume":
+        if deployment.status != "paused":
+            raise Conflict("not_paused", f"deployment {deployment.id} is {deployment.status}")
+        deployment.status = "running"
+        deployment.progress_at = now
+    elif action == "promote":
+        if not deployment.strategy.get("canary"):
+            raise Conflict("no_canary", f"deployment {deployment.id} has no canary to promote")
+        deployment.promoted = True
+        if deployment.status == "paused":
+            deployment.status = "running"
+        deployment.progress_at = now
+    else:  # cancel: finish the current batch, start no new one, roll nothing back
+        deployment.cancel_requested = True
+
+
+async def pause(request: web.Request) -> web.Response:
+    """POST /v1/deployments/{id}/pause: no new batch starts until resumed."""
+    return await _act(request, "pause")
+
+
+async def resume(request: web.Request) -> web.Response:
+    """POST /v1/deployments/{id}/resume."""
+    return await _act(request, "resume")
+
+
+async def promote(request: web.Request) -> web.Response:
+    """POST /v1/deployments/{id}/promote: the canaries are good; roll out to the rest."""
+    return await _act(request, "promote")
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """POST /v1/deployments/{id}/cancel: stop after the current batch; hosts stay as they are."""
+    return await _act(request, "cancel")
