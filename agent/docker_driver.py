@@ -28,7 +28,7 @@ from agent.protocol import (
 
 log = logging.getLogger(__name__)
 
-_EXITED = re.compile(r"Exited \((-?\d+)\)")
+_EXITED = re.compile(r"(?:Exited|Restarting) \((-?\d+)\)")
 _RESTART: dict[str, dict[str, str | int] | None] = {
     "no": None,
     "on-failure": {"Name": "on-failure", "MaximumRetryCount": 0},

@@ -18,6 +18,10 @@ from agent.protocol import Assignment, HealthSpec, Instance
 
 log = logging.getLogger(__name__)
 
+# Without a probe, an instance must keep running this long: a process that crashes at once
+# is often seen "running" for a moment, and must not pass for healthy.
+SETTLE_SECONDS = 1.0
+
 CommandProbe = Callable[[str, tuple[str, ...], float], Awaitable[bool]]
 
 
@@ -63,14 +67,14 @@ class HealthTracker:
                 ready.add(inst.container_id)
                 continue
             health = assignment.spec.health
+            needed = assignment.spec.min_healthy_time
             if health is None:
                 track.passing_since = track.first_running
+                needed = max(needed, SETTLE_SECONDS)
             elif now - track.last_probe >= health.interval:
                 track.last_probe = now
                 probes.append(self._probe(inst, health, track, now))
-            if track.passing_since is not None and (
-                now - track.passing_since >= assignment.spec.min_healthy_time
-            ):
+            if track.passing_since is not None and now - track.passing_since >= needed:
                 track.ready = True
                 ready.add(inst.container_id)
         if probes:

@@ -84,6 +84,7 @@ class Agent:
         self._digests: dict[str, str] = {}
         self._instances: list[Instance] = []
         self._ready: frozenset[str] = frozenset()
+        self._ran: set[str] = set()  # containers seen running for the current desired state
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
@@ -99,6 +100,7 @@ class Agent:
         log.info("desired state host=%s generation=%d", self.host, desired.generation)
         self.desired = desired
         self._backoff.clear()
+        self._ran.clear()
         self.wake.set()
         return True
 
@@ -254,16 +256,28 @@ class Agent:
         }
 
     async def _note_unhealthy(self, desired: DesiredState) -> None:
-        """Record evidence for instances that crashed or fail their probe."""
+        """Record evidence for instances that crashed or fail their probe; forget it once
+        they run again. Only a container seen running for this desired state can have
+        crashed: a retired one we stopped ourselves exits 143 and is no evidence."""
         specs = {(a.app, a.release): a.spec for a in desired.assignments}
         now = self.clock()
         for inst in self._instances:
-            spec = specs.get((inst.app, inst.release))
-            if spec is None:
-                continue
-            key = (inst.app, inst.release)
-            if inst.state in ("exited", "dead", "restarting") and inst.exit_code not in (None, 0):
-                known = self._problems.get(key)
+            if (inst.app, inst.release) in specs and inst.state == "running":
+                self._ran.add(inst.container_id)
+        for key, spec in specs.items():
+            insts = [i for i in self._instances if (i.app, i.release) == key]
+            crashed = [
+                i
+                for i in insts
+                if i.exit_code not in (None, 0)
+                and (
+                    i.state == "restarting"
+                    or (i.state in ("exited", "dead") and i.container_id in self._ran)
+                )
+            ]
+            known = self._problems.get(key)
+            if crashed:
+                inst = crashed[0]
                 if known is not None and known.message.startswith(f"container {inst.name} "):
                     continue  # evidence already taken; do not fetch logs every pass
                 logs = await asyncio.to_thread(self.driver.logs, inst.container_id)
@@ -275,10 +289,23 @@ class Agent:
                     exit_code=inst.exit_code,
                     logs=tuple(logs),
                 )
-            elif (detail := self.health.failing(inst.container_id, spec.health, now)) is not None:
+                continue
+            failing = [
+                d
+                for i in insts
+                if (d := self.health.failing(i.container_id, spec.health, now)) is not None
+            ]
+            if failing:
                 self._problems[key] = AppProblem(
-                    inst.app, inst.release, "unhealthy", f"health check failing: {detail}"
+                    key[0], key[1], "unhealthy", f"health check failing: {failing[0]}"
                 )
+            elif (
+                known is not None
+                and known.reason != "pull_failed"
+                and insts
+                and all(i.state == "running" for i in insts)
+            ):
+                del self._problems[key]  # it runs again: old evidence would fail a new rollout
 
     async def _safe_send(self, message: Message) -> None:
         send = self._send
