@@ -11,14 +11,23 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-TERMINAL = {"succeeded", "failed", "rolled_back", "cancelled", "superseded"}
+COMMANDS = {
+    "deploy": "deploy an image of an app (creates a new release)",
+    "rollback": "roll an app back (default: to the last release that succeeded before)",
+    "status": "show a deployment",
+    "history": "list an app's deployments, newest first",
+    "releases": "list an app's releases and their outcomes",
+    "hosts": "list hosts and whether their agents are connected",
+    "events": "show the audit log",
+    "pause": "pause a deployment (no new batch starts)",
+    "resume": "resume a paused deployment",
+    "promote": "promote a deployment's canaries to the rest of the hosts",
+    "cancel": "cancel a deployment after its current batch (no rollback)",
+}
 
 
 def add_commands(sub: Any) -> None:
-    for name, help_text in (
-        ("deploy", "deploy an image of an app (creates a new release)"),
-        ("status", "show a deployment"),
-    ):
+    for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.add_argument(
             "--server",
@@ -42,14 +51,23 @@ def add_commands(sub: Any) -> None:
             )
             p.add_argument("--message", help="why: a commit, a ticket")
             p.add_argument("--idempotency-key", help="repeat-safe key for retries")
+        if name == "rollback":
+            p.add_argument("app")
+            p.add_argument("--release", type=int, help="release number to go back to")
+            p.add_argument("--reason", help="why, for the audit log")
+        if name in ("deploy", "rollback"):
             p.add_argument(
                 "--wait",
                 action="store_true",
                 help="wait until the deployment ends; exit 0 only if it succeeded",
             )
             p.add_argument("--timeout", type=float, default=600, help="seconds to --wait")
-        else:
+        if name in ("status", "pause", "resume", "promote", "cancel"):
             p.add_argument("deployment", type=int)
+        if name in ("history", "releases"):
+            p.add_argument("app")
+        if name == "events":
+            p.add_argument("--app")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,12 +78,65 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "deploy":
             return _deploy(args, token)
-        status, body = _call(args.server, token, "GET", f"/v1/deployments/{args.deployment}")
-        print(json.dumps(body, indent=2))
-        return 0 if status < 400 else 1
+        if args.command == "rollback":
+            body: dict[str, Any] = {}
+            if args.release is not None:
+                body["release"] = args.release
+            if args.reason:
+                body["reason"] = args.reason
+            status, answer = _call(
+                args.server, token, "POST", f"/v1/apps/{args.app}/rollback", body
+            )
+            return _started(args, token, status, answer)
+        method, path = _route(args)
+        status, answer = _call(args.server, token, method, path)
+        if status >= 400:
+            return _problem(answer)
+        print(json.dumps(answer, indent=2))
+        return 0
     except urllib.error.URLError as exc:
         print(f"flotilla: cannot reach {args.server}: {exc.reason}", file=sys.stderr)
         return 1
+
+
+def _route(args: argparse.Namespace) -> tuple[str, str]:
+    if args.command == "status":
+        return "GET", f"/v1/deployments/{args.deployment}"
+    if args.command in ("pause", "resume", "promote", "cancel"):
+        return "POST", f"/v1/deployments/{args.deployment}/{args.command}"
+    if args.command == "history":
+        return "GET", f"/v1/deployments?app={args.app}"
+    if args.command == "releases":
+        return "GET", f"/v1/apps/{args.app}/releases"
+    if args.command == "hosts":
+        return "GET", "/v1/hosts"
+    return "GET", "/v1/events" + (f"?app={args.app}" if args.app else "")
+
+
+def _problem(answer: Any) -> int:
+    detail = answer.get("detail", answer) if isinstance(answer, dict) else answer
+    print(f"flotilla: {detail}", file=sys.stderr)
+    for err in answer.get("errors", []) if isinstance(answer, dict) else []:
+        print(f"  {err['field']}: {err['message']}", file=sys.stderr)
+    return 1
+
+
+def _started(args: argparse.Namespace, token: str, status: int, answer: Any) -> int:
+    """Report a new deployment; with --wait, follow it to its end."""
+    if status >= 400:
+        return _problem(answer)
+    print(
+        f"deployment {answer['id']}: {answer['kind']} of {answer['app']} to release "
+        f"{answer['release']} {answer['status']}"
+    )
+    if not args.wait:
+        return 0
+    path = f"/v1/deployments/{answer['id']}?wait={min(args.timeout, 600):g}"
+    status, answer = _call(args.server, token, "GET", path, timeout=args.timeout + 30)
+    print(f"deployment {answer['id']}: {answer['status']}")
+    if answer.get("error"):
+        print(f"  {answer['error']}", file=sys.stderr)
+    return 0 if answer.get("status") == "succeeded" else 1
 
 
 def _deploy(args: argparse.Namespace, token: str) -> int:
@@ -79,22 +150,7 @@ def _deploy(args: argparse.Namespace, token: str) -> int:
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     path = f"/v1/apps/{args.app}/deployments"
     status, answer = _call(args.server, token, "POST", path, body, headers)
-    if status >= 400:
-        print(f"flotilla: {answer.get('detail', answer)}", file=sys.stderr)
-        for err in answer.get("errors", []):
-            print(f"  {err['field']}: {err['message']}", file=sys.stderr)
-        return 1
-    print(
-        f"deployment {answer['id']}: release {answer['release']} of {args.app} {answer['status']}"
-    )
-    if not args.wait:
-        return 0
-    deployment_path = f"/v1/deployments/{answer['id']}?wait={min(args.timeout, 600):g}"
-    status, answer = _call(args.server, token, "GET", deployment_path, timeout=args.timeout + 30)
-    print(f"deployment {answer['id']}: {answer['status']}")
-    if answer.get("error"):
-        print(f"  {answer['error']}", file=sys.stderr)
-    return 0 if answer.get("status") == "succeeded" else 1
+    return _started(args, token, status, answer)
 
 
 def _call(
@@ -106,6 +162,8 @@ def _call(
     headers: dict[str, str] | None = None,
     timeout: float = 30,
 ) -> tuple[int, dict[str, Any]]:
+    if body is None and method == "POST":
+        body = {}
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(server.rstrip("/") + path, data=data, method=method)
     request.add_header("Authorization", f"Bearer {token}")

@@ -21,7 +21,14 @@ from server.db import rollouts, store
 from server.db.models import App, Deployment, Host
 from server.db.session import Sessions
 from server.metrics import Metrics
-from server.rollout.planner import TERMINAL, Strategy, Target, View, plan_rollout
+from server.rollout.planner import (
+    TERMINAL,
+    Strategy,
+    Target,
+    View,
+    plan_rollout,
+    rollback_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +189,7 @@ class Controller:
         if good is None:
             await self._finish(session, app, deployment, "failed", error)
             return
-        touched = [r.host_name for r in rows if r.state != "pending"]
-        # a pre-pull failure touched nothing: the rollback then just confirms the old release
-        names = touched or [r.host_name for r in rows]
+        names = list(rollback_targets({r.host_name: r.state for r in rows}))
         await self._finish(session, app, deployment, "rolled_back", error)
         release = await rollouts.release_row(session, app.id, deployment.release)
         if release is not None:

@@ -125,6 +125,16 @@ def plan_rollout(view: View, now: float) -> Step:
     return Step("running", assign=assign, host_states=changes, promoted=promoted)
 
 
+def rollback_targets(states: Mapping[str, str]) -> tuple[str, ...]:
+    """The hosts an automatic rollback goes to: those the failed deployment touched.
+
+    A failure before any host was assigned (a pre-pull error) touched nothing; the rollback
+    then goes to every target, where it just confirms the release they still run.
+    """
+    touched = tuple(name for name, state in states.items() if state != "pending")
+    return touched or tuple(states)
+
+
 def _judge(t: Target, strategy: Strategy, now: float) -> tuple[str, str | None]:
     """The state a target host is in now, with the reason when it failed."""
     if t.state == "pending" and t.pull_error:
