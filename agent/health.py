@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from agent import metrics
 from agent.protocol import Assignment, HealthSpec, Instance
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class HealthTracker:
 
     async def _probe(self, inst: Instance, health: HealthSpec, track: _Track, now: float) -> None:
         result = await self.probe(inst, health)
+        metrics.HEALTH_PROBES.labels(health.type, "ok" if result.ok else "fail").inc()
         track.last_result = result.detail
         if result.ok:
             track.failures = 0

@@ -27,6 +27,24 @@ PULL_SECONDS = Histogram(
     "Time to pull an image.",
     registry=REGISTRY,
 )
+DOCKER_SECONDS = Histogram(
+    "flotilla_agent_docker_api_duration_seconds",
+    "Latency of Docker Engine calls by call (list, images, pull, run, start, stop, remove).",
+    ["call"],
+    registry=REGISTRY,
+)
+PULLS = Counter(
+    "flotilla_agent_image_pulls_total",
+    "Image pulls by result (ok, error).",
+    ["result"],
+    registry=REGISTRY,
+)
+HEALTH_PROBES = Counter(
+    "flotilla_agent_health_probes_total",
+    "Health probes by type (http, tcp, cmd) and result (ok, fail).",
+    ["type", "result"],
+    registry=REGISTRY,
+)
 DRIFT_HEALS = Counter(
     "flotilla_agent_drift_heals_total",
     "Instances the agent restarted or recreated after they were stopped or removed by hand.",

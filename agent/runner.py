@@ -176,7 +176,9 @@ class Agent:
         await self._safe_send(status)
 
     async def _observe(self) -> None:
+        started = time.perf_counter()
         self._instances = await asyncio.to_thread(self.driver.list_instances)
+        metrics.DOCKER_SECONDS.labels("list").observe(time.perf_counter() - started)
 
     async def _execute(self, action: Action) -> bool:
         key = _key(action)
@@ -186,10 +188,13 @@ class Agent:
             return False
         await self._note_drift(action)
         kind = type(action).__name__.lower()
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(self._call, action)
         except Exception as exc:
             metrics.CONTAINER_ACTIONS.labels(kind, "error").inc()
+            if isinstance(action, Pull):
+                metrics.PULLS.labels("error").inc()
             gate = self._backoff.setdefault(key, _Backoff())
             gate.failures += 1
             delay = min(60.0, 0.5 * 2**gate.failures) * random.uniform(0.5, 1.0)
@@ -201,7 +206,10 @@ class Agent:
             reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
             self._problems[key[:2]] = AppProblem(key[0], key[1], reason, str(exc))
             return True
+        metrics.DOCKER_SECONDS.labels(kind).observe(time.perf_counter() - started)
         metrics.CONTAINER_ACTIONS.labels(kind, "ok").inc()
+        if isinstance(action, Pull):
+            metrics.PULLS.labels("ok").inc()
         self._backoff.pop(key, None)
         if isinstance(action, Pull | Run):
             self._problems.pop(key[:2], None)

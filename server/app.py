@@ -14,6 +14,7 @@ from server.api.routes import setup_routes
 from server.config import Settings
 from server.db import store
 from server.db.session import create_engine, create_sessions
+from server.fleet_metrics import FleetMetrics
 from server.hub import Hub
 from server.keys import CONTROLLER, ENGINE, HUB, METRICS, SESSIONS, SETTINGS, STOPPING
 from server.metrics import create_metrics
@@ -75,10 +76,18 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller")
+    settings = app[SETTINGS]
+    fleet = FleetMetrics(
+        app[SESSIONS], app[METRICS], settings.host_timeout, settings.fleet_metrics_interval
+    )
+    tasks = [
+        asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller"),
+        asyncio.create_task(fleet.run(), name="fleet-metrics"),
+    ]
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -23,6 +23,7 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     host_timeout: float = 30.0  # a host is disconnected this long after its last message
     controller_interval: float = 1.0
+    fleet_metrics_interval: float = 5.0  # how often host and app gauges are refreshed
 
     @property
     def effective_database_url(self) -> str:

@@ -21,6 +21,11 @@ class Metrics:
     drift_heals: Counter
     http_requests: Counter
     http_duration: Histogram
+    host_app_release: Gauge
+    app_hosts: Gauge
+    hosts: Gauge
+    host_last_seen: Gauge
+    instances: Gauge
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -79,6 +84,38 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "flotilla_http_request_duration_seconds",
             "HTTP request latency by route template and method.",
             ["route", "method"],
+            registry=registry,
+        ),
+        host_app_release=Gauge(
+            "flotilla_host_app_release",
+            "The release of the app each host runs (its newest running instance).",
+            ["host", "app"],
+            registry=registry,
+        ),
+        app_hosts=Gauge(
+            "flotilla_app_hosts",
+            "Hosts assigned to the app by state: updated (running the current release), "
+            "healthy (its instances ready), unhealthy (not ready or failing), pending (not yet "
+            "running the release assigned to it).",
+            ["app", "state"],
+            registry=registry,
+        ),
+        hosts=Gauge(
+            "flotilla_hosts",
+            "Registered hosts by status (connected, disconnected).",
+            ["status"],
+            registry=registry,
+        ),
+        host_last_seen=Gauge(
+            "flotilla_host_last_seen_timestamp_seconds",
+            "When the server last heard from each host's agent (Unix time).",
+            ["host"],
+            registry=registry,
+        ),
+        instances=Gauge(
+            "flotilla_instances",
+            "Instances by app and state (running, ready, exited, restarting, ...).",
+            ["app", "state"],
             registry=registry,
         ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -165,3 +166,28 @@ async def assigned_hosts(session: AsyncSession, app_id: int) -> list[str]:
 async def lock_deployment(session: AsyncSession, deployment_id: int) -> Deployment | None:
     query = select(Deployment).where(Deployment.id == deployment_id).with_for_update()
     return await session.scalar(query)
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    hosts: Sequence[Host]
+    current: dict[str, int | None]  # app -> current release
+    assigned: dict[str, dict[str, int]]  # host -> app -> assigned release
+
+
+async def fleet_snapshot(session: AsyncSession) -> FleetSnapshot:
+    """Everything the fleet gauges need, in three queries."""
+    hosts = (await session.scalars(select(Host).order_by(Host.name))).all()
+    current = {
+        name: release
+        for name, release in await session.execute(select(App.name, App.current_release))
+    }
+    assigned: dict[str, dict[str, int]] = {}
+    query = (
+        select(Host.name, App.name, Assignment.release)
+        .join(Host, Host.id == Assignment.host_id)
+        .join(App, App.id == Assignment.app_id)
+    )
+    for host, app, release in await session.execute(query):
+        assigned.setdefault(host, {})[app] = release
+    return FleetSnapshot(hosts, current, assigned)

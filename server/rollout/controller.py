@@ -115,6 +115,17 @@ class Controller:
             row.updated_at = now
             if state == "failed":
                 row.evidence = _evidence(hosts[row.host_id], app.name, deployment.release)
+        done = [n for n, (s, _) in step.host_states.items() if s == "healthy"]
+        if done and not any(r.state == "updating" for r in rows if r.host_name not in step.assign):
+            await store.add_event(
+                session,
+                "deployment_batch_done",
+                "controller",
+                f"{deployment.kind} {deployment.id}: {', '.join(sorted(done))} healthy on "
+                f"release {deployment.release}",
+                app=app.name,
+                deployment_id=deployment.id,
+            )
         for name in step.assign:
             row = by_name[name]
             row.assigned_at = now

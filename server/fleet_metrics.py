@@ -1,0 +1,95 @@
+"""Fleet gauges (hosts, releases per host, app progress), refreshed from the database.
+
+Prometheus collects synchronously, so the gauges are a snapshot refreshed every few seconds
+by a thin loop; the database stays the source of truth when several servers share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections import Counter
+from typing import Any
+
+from server.db import rollouts
+from server.db.session import Sessions
+from server.db.store import as_utc, now
+from server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class FleetMetrics:
+    def __init__(
+        self, sessions: Sessions, metrics: Metrics, host_timeout: float, interval: float = 5.0
+    ) -> None:
+        self.sessions = sessions
+        self.metrics = metrics
+        self.host_timeout = host_timeout
+        self.interval = interval
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("fleet metrics refresh failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.interval)
+            self.wake.clear()
+
+    async def refresh(self) -> None:
+        async with self.sessions() as session:
+            snapshot = await rollouts.fleet_snapshot(session)
+        self.publish(snapshot, now())
+
+    def publish(self, snapshot: rollouts.FleetSnapshot, at: dt.datetime) -> None:
+        """Replace every fleet gauge at once (no await in between: scrapes see all or none)."""
+        m = self.metrics
+        for gauge in (m.host_app_release, m.app_hosts, m.hosts, m.host_last_seen, m.instances):
+            gauge.clear()
+        statuses: Counter[str] = Counter()
+        app_states: Counter[tuple[str, str]] = Counter()
+        instance_states: Counter[tuple[str, str]] = Counter()
+        for host in snapshot.hosts:
+            seen = as_utc(host.last_seen)
+            fresh = seen is not None and (at - seen).total_seconds() <= self.host_timeout
+            statuses["connected" if host.connected and fresh else "disconnected"] += 1
+            if seen is not None:
+                m.host_last_seen.labels(host.name).set(seen.timestamp())
+            instances: list[dict[str, Any]] = (host.observed or {}).get("instances", [])
+            problems = {
+                (p.get("app"), p.get("release")) for p in (host.observed or {}).get("problems", [])
+            }
+            running: dict[str, int] = {}
+            for inst in instances:
+                app = str(inst.get("app"))
+                state = str(inst.get("state"))
+                instance_states[(app, "ready" if inst.get("ready") else state)] += 1
+                if state == "running":
+                    running[app] = max(running.get(app, 0), int(inst.get("release", 0)))
+            for app, release in running.items():
+                m.host_app_release.labels(host.name, app).set(release)
+            for app, assigned in snapshot.assigned.get(host.name, {}).items():
+                current = snapshot.current.get(app)
+                mine = [
+                    i for i in instances if i.get("app") == app and i.get("release") == assigned
+                ]
+                if current is not None and running.get(app) == current:
+                    app_states[(app, "updated")] += 1
+                if not mine or not all(i.get("state") == "running" for i in mine):
+                    app_states[(app, "pending")] += 1
+                elif (app, assigned) in problems or not all(i.get("ready") for i in mine):
+                    app_states[(app, "unhealthy")] += 1
+                else:
+                    app_states[(app, "healthy")] += 1
+        for status in ("connected", "disconnected"):
+            m.hosts.labels(status).set(statuses[status])
+        for app in snapshot.current:
+            for state in ("updated", "healthy", "unhealthy", "pending"):
+                m.app_hosts.labels(app, state).set(app_states[(app, state)])
+        for (app, state), count in instance_states.items():
+            m.instances.labels(app, state).set(count)
