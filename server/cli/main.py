@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from server.cli import client
+from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
 
 log = logging.getLogger("flotilla")
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default=_env("FLOTILLA_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING or ERROR (env FLOTILLA_LOG_LEVEL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env("FLOTILLA_LOG_FORMAT", "text"),
+        help="text, or json: one object per line with level, message and the ids involved "
+        "(env FLOTILLA_LOG_FORMAT; default %(default)s)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -123,12 +131,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    configure_logging(args.log_level, args.log_format)
     try:
         if args.command == "server":
             return _server(settings_from(args))

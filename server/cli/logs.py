@@ -1,0 +1,46 @@
+"""Logging setup for the entry point: plain text, or one JSON object per line.
+
+Log lines carry their ids as `key=value` (`app=web deployment=12 host=web-1`); the JSON
+formatter lifts those into fields, so every existing line is structured without a second
+logging convention.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+
+ID_FIELDS = ("app", "release", "deployment", "host", "image", "status")
+_IDS = re.compile(r"\b(" + "|".join(ID_FIELDS) + r")=([^\s,]+)")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        body: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in _IDS.findall(message):
+            body.setdefault(key, value)
+        if record.exc_info:
+            body["error"] = self.formatException(record.exc_info)
+        return json.dumps(body, separators=(",", ":"))
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Configure the root logger once, in the entry point."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
