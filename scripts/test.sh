@@ -15,7 +15,7 @@ say() { echo "==> $*" >&2; }
 die() { echo "test.sh: $*" >&2; exit 1; }
 
 say "Debian packages"
-scripts/ensure-deps.sh docker.io busybox-static postgresql curl iproute2
+scripts/ensure-deps.sh docker.io busybox-static postgresql curl iproute2 prometheus
 say "virtualenv"
 make --no-print-directory venv
 
