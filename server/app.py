@@ -12,13 +12,14 @@ from aiohttp import web
 from server.api.problems import problems_middleware
 from server.api.routes import setup_routes
 from server.config import Settings
-from server.db import store
+from server.db import store, webhooks
 from server.db.session import create_engine, create_sessions
 from server.fleet_metrics import FleetMetrics
 from server.hub import Hub
 from server.keys import CONTROLLER, ENGINE, HUB, METRICS, SESSIONS, SETTINGS, STOPPING
 from server.metrics import create_metrics
 from server.rollout.controller import Controller
+from server.webhooks.delivery import DELIVERER, Deliverer, deliveries_ctx
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,12 @@ def create_app(settings: Settings) -> web.Application:
     app[HUB] = hub
     app[CONTROLLER] = controller
     app[STOPPING] = [False]
+    app[DELIVERER] = Deliverer(sessions)
+    webhooks.wake_after_commit(sessions, app[DELIVERER].wake.set)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_controller_ctx)
+    app.cleanup_ctx.append(deliveries_ctx)
     app.on_shutdown.append(_on_shutdown)
     return app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import actions, apps, deployments, events, health, hosts
+from server.api import actions, apps, deployments, events, health, hosts, webhooks
 from server.keys import HUB
 
 
@@ -26,4 +26,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/v1/deployments/{id}/cancel", actions.cancel)
     r.add_get("/v1/hosts", hosts.list_hosts)
     r.add_get("/v1/events", events.list_events)
+    r.add_post("/v1/webhooks", webhooks.create_webhook)
+    r.add_get("/v1/webhooks", webhooks.list_webhooks)
+    r.add_delete("/v1/webhooks/{id}", webhooks.delete_webhook)
+    r.add_get("/v1/webhooks/{id}/deliveries", webhooks.list_deliveries)
     r.add_get("/v1/agent/connect", app[HUB].handle)

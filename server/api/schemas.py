@@ -237,3 +237,47 @@ class HostOut(BaseModel):
     last_seen: dt.datetime | None
     agent_version: str | None
     docker_version: str | None
+
+
+def _webhook_url(value: str) -> str:
+    from server import webhooks  # appended here: keep the imports at the top untouched
+
+    return webhooks.check_url(value)
+
+
+def _event_pattern(value: str) -> str:
+    from server import webhooks
+
+    return webhooks.check_pattern(value)
+
+
+class WebhookIn(Strict):
+    """POST /v1/webhooks."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_webhook_url)]
+    events: list[Annotated[str, AfterValidator(_event_pattern)]] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=100
+    )
+    secret: str = Field(min_length=16, max_length=200)
+
+
+class WebhookOut(BaseModel):
+    """A webhook as the API shows it: never with its secret."""
+
+    id: int
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: dt.datetime
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: int
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime | None
+    delivered_at: dt.datetime | None

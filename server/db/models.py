@@ -145,3 +145,37 @@ class Event(Base):
     deployment_id: Mapped[int | None]
     host: Mapped[str | None] = mapped_column(String(63))
     message: Mapped[str] = mapped_column(Text)
+
+
+class Webhook(Base):
+    """An outbound notification target. The secret is kept as given: it keys every signature."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)  # patterns such as "deployment.*"
+    secret: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[dt.datetime | None]  # a server replica is sending its deliveries
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one webhook, written in the transaction of the event.
+
+    No foreign key to webhooks on purpose: deleting a webhook must never fail the transaction
+    of a rollout that is enqueueing for it; the sender only reads deliveries of live webhooks.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[Json]  # at, app, deployment, host, message
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime]
+    delivered_at: Mapped[dt.datetime | None]

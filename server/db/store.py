@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from server.db import webhooks
 from server.db.models import (
     App,
     Assignment,
@@ -99,6 +100,7 @@ async def add_event(
             host=host,
         )
     )
+    await webhooks.enqueue(session, kind, message, app=app, deployment_id=deployment_id, host=host)
 
 
 def request_hash(body: dict[str, Any]) -> str:

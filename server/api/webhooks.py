@@ -1,0 +1,100 @@
+"""Webhooks: register, list and delete them, and see their recent deliveries (scope admin)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.api.auth import require
+from server.api.body import read_body
+from server.api.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut
+from server.db import webhooks as db
+from server.db.models import Webhook, WebhookDelivery
+from server.db.store import as_utc
+from server.errors import FieldError, Invalid, NotFound
+from server.keys import SESSIONS
+
+
+def webhook_out(hook: Webhook) -> WebhookOut:
+    return WebhookOut(
+        id=hook.id,
+        url=hook.url,
+        events=list(hook.events),
+        created_by=hook.created_by,
+        created_at=as_utc(hook.created_at) or hook.created_at,
+    )
+
+
+def delivery_out(row: WebhookDelivery) -> WebhookDeliveryOut:
+    pending = row.status == "pending"
+    return WebhookDeliveryOut(
+        id=row.id,
+        event=row.event,
+        status=row.status,
+        attempts=row.attempts,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        created_at=as_utc(row.created_at) or row.created_at,
+        next_attempt_at=as_utc(row.next_attempt_at) if pending else None,
+        delivered_at=as_utc(row.delivered_at),
+    )
+
+
+def _id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise Invalid("id must be an integer", [FieldError("id", "not an integer")]) from None
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
+    return int(raw)
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    """POST /v1/webhooks: subscribe a URL to events; answers without the secret."""
+    caller = await require(request, "admin")
+    body = await read_body(request, WebhookIn)
+    async with request.app[SESSIONS].begin() as session:
+        hook = await db.create_webhook(
+            session, body.url, list(dict.fromkeys(body.events)), body.secret, caller.name
+        )
+    return web.json_response(
+        webhook_out(hook).model_dump(mode="json"),
+        status=201,
+        headers={"Location": f"/v1/webhooks/{hook.id}"},
+    )
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    """GET /v1/webhooks."""
+    await require(request, "admin")
+    async with request.app[SESSIONS]() as session:
+        hooks = await db.list_webhooks(session)
+    return web.json_response({"webhooks": [webhook_out(h).model_dump(mode="json") for h in hooks]})
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    """DELETE /v1/webhooks/{id}: stop sending; its pending deliveries are dropped."""
+    await require(request, "admin")
+    webhook_id = _id(request)
+    async with request.app[SESSIONS].begin() as session:
+        if not await db.delete_webhook(session, webhook_id):
+            raise NotFound(f"webhook {webhook_id} does not exist", "id")
+    return web.Response(status=204)
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    """GET /v1/webhooks/{id}/deliveries[?limit=N]: newest first."""
+    await require(request, "admin")
+    webhook_id = _id(request)
+    limit = _limit(request)
+    async with request.app[SESSIONS]() as session:
+        if await db.get_webhook(session, webhook_id) is None:
+            raise NotFound(f"webhook {webhook_id} does not exist", "id")
+        rows = await db.list_deliveries(session, webhook_id, limit)
+    return web.json_response(
+        {"deliveries": [delivery_out(r).model_dump(mode="json") for r in rows]}
+    )

@@ -1,0 +1,237 @@
+"""Every query and write of webhooks and their delivery outbox.
+
+Deliveries are enqueued by `enqueue`, called from `store.add_event` in the transaction that
+records the event, so an event and its deliveries commit (or vanish) together. The sender
+claims a webhook with a short lease (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so server
+replicas never wait on each other), sends its oldest pending delivery, records the outcome and
+moves to the next: one webhook's deliveries go out one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, event, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, aliased
+
+from server.db.models import Webhook, WebhookDelivery, utcnow
+from server.db.session import Sessions
+from server.webhooks import matches, public_name
+
+ENQUEUED = "flotilla.webhook_enqueued"  # a session.info flag: wake the sender after commit
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A webhook this process holds the lease of: it alone sends its deliveries."""
+
+    id: int
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class Due:
+    """The oldest pending delivery of a webhook, due now."""
+
+    id: int
+    event: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: dt.datetime
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def create_webhook(
+    session: AsyncSession, url: str, events: list[str], secret: str, actor: str
+) -> Webhook:
+    hook = Webhook(url=url, events=events, secret=secret, created_by=actor)
+    session.add(hook)
+    await session.flush()
+    return hook
+
+
+async def list_webhooks(session: AsyncSession) -> Sequence[Webhook]:
+    return (await session.scalars(select(Webhook).order_by(Webhook.id))).all()
+
+
+async def get_webhook(session: AsyncSession, webhook_id: int) -> Webhook | None:
+    return await session.get(Webhook, webhook_id)
+
+
+async def delete_webhook(session: AsyncSession, webhook_id: int) -> bool:
+    """Delete a webhook and its deliveries; False if there was none."""
+    result = await session.execute(delete(Webhook).where(Webhook.id == webhook_id))
+    await session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def list_deliveries(
+    session: AsyncSession, webhook_id: int, limit: int
+) -> Sequence[WebhookDelivery]:
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    message: str,
+    *,
+    app: str | None,
+    deployment_id: int | None,
+    host: str | None,
+) -> None:
+    """Queue one delivery per webhook that subscribes to this event (none if unpublished)."""
+    name = public_name(kind)
+    if name is None:
+        return
+    hooks = (await session.execute(select(Webhook.id, Webhook.events))).all()
+    wanted = [h.id for h in hooks if matches(h.events, name)]
+    if not wanted:
+        return
+    now = utcnow()
+    payload = {
+        "at": now.isoformat(),
+        "app": app,
+        "deployment": deployment_id,
+        "host": host,
+        "message": message,
+    }
+    for webhook_id in wanted:
+        session.add(
+            WebhookDelivery(
+                webhook_id=webhook_id,
+                event=name,
+                payload=payload,
+                status="pending",
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+    session.info[ENQUEUED] = True
+
+
+def wake_after_commit(sessions: Sessions, wake: Callable[[], None]) -> None:
+    """Call `wake` after every commit, by a session of `sessions`, that enqueued a delivery.
+
+    A subclass per call keeps the listener to this sessionmaker (one per app, several apps per
+    test process) instead of every Session in the process.
+    """
+
+    class _Session(Session):
+        pass
+
+    def _committed(session: Session) -> None:
+        if session.info.pop(ENQUEUED, False):
+            wake()
+
+    event.listen(_Session, "after_commit", _committed)
+    sessions.configure(sync_session_class=_Session)
+
+
+async def claim(
+    session: AsyncSession, now: dt.datetime, limit: int, lease_until: dt.datetime
+) -> list[Claim]:
+    """Lease up to `limit` webhooks whose oldest pending delivery is due and that no one holds."""
+    if limit <= 0:
+        return []
+    d = aliased(WebhookDelivery)
+    older = aliased(WebhookDelivery)
+    head = (
+        select(func.min(older.id))
+        .where(older.webhook_id == d.webhook_id, older.status == "pending")
+        .scalar_subquery()
+    )
+    query = (
+        select(Webhook)
+        .join(d, d.webhook_id == Webhook.id)
+        .where(
+            d.status == "pending",
+            d.next_attempt_at <= now,
+            d.id == head,
+            or_(Webhook.lease_until.is_(None), Webhook.lease_until < now),
+        )
+        .order_by(d.next_attempt_at, d.id)
+        .limit(limit)
+    )
+    if _postgres(session):
+        query = query.with_for_update(of=Webhook, skip_locked=True)
+    hooks = (await session.scalars(query)).unique().all()
+    for hook in hooks:
+        hook.lease_until = lease_until
+    return [Claim(h.id, h.url, h.secret) for h in hooks]
+
+
+async def next_due(session: AsyncSession, webhook_id: int, now: dt.datetime) -> Due | None:
+    """The webhook's oldest pending delivery if it is due; None if none or it must wait."""
+    row = await session.scalar(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
+        .order_by(WebhookDelivery.id)
+        .limit(1)
+    )
+    if row is None or _utc(row.next_attempt_at) > now:
+        return None
+    return Due(row.id, row.event, dict(row.payload), row.attempts, _utc(row.created_at))
+
+
+async def record(
+    session: AsyncSession,
+    delivery_id: int,
+    *,
+    status: str,
+    attempts: int,
+    status_code: int | None,
+    error: str | None,
+    next_attempt_at: dt.datetime,
+    delivered_at: dt.datetime | None,
+) -> None:
+    """Write the outcome of one attempt (only while the delivery is still pending)."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending")
+        .values(
+            status=status,
+            attempts=attempts,
+            last_status_code=status_code,
+            last_error=error,
+            next_attempt_at=next_attempt_at,
+            delivered_at=delivered_at,
+        )
+    )
+
+
+async def set_lease(session: AsyncSession, webhook_id: int, until: dt.datetime | None) -> None:
+    """Extend (or, with None, release) this process's lease on a webhook."""
+    await session.execute(update(Webhook).where(Webhook.id == webhook_id).values(lease_until=until))
+
+
+async def prune(session: AsyncSession, finished_before: dt.datetime) -> int:
+    """Forget finished deliveries older than the retention, and those of deleted webhooks."""
+    old = await session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.status != "pending", WebhookDelivery.created_at < finished_before
+        )
+    )
+    orphans = await session.execute(
+        delete(WebhookDelivery).where(WebhookDelivery.webhook_id.not_in(select(Webhook.id)))
+    )
+    return int(getattr(old, "rowcount", 0) or 0) + int(getattr(orphans, "rowcount", 0) or 0)
