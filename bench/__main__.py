@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from bench import deploy_latency
+from bench import deploy_latency, rollback_latency
 from bench.common import log, write_result, write_results_md
 
-# Later benchmarks (warm rollback vs `docker start`, fan-out, API load) are added here.
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (deploy_latency,)}
+# Later benchmarks (fan-out, API load) are added here.
+BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (deploy_latency, rollback_latency)}
 
 
 def build_parser() -> argparse.ArgumentParser:

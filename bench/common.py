@@ -76,6 +76,16 @@ def build_image(tag: str, text: str, docker_url: str) -> None:
     )
 
 
+def build_image_variant(tag: str, text: str, docker_url: str, *flags: str) -> None:
+    """Like build_image, with extra scripts/build-image.sh flags (e.g. "--no-health")."""
+    subprocess.run(
+        [str(ROOT / "scripts" / "build-image.sh"), tag, "--text", text, "--no-check", *flags],
+        check=True,
+        env={**os.environ, "DOCKER_HOST": docker_url},
+        stdout=subprocess.DEVNULL,
+    )
+
+
 # ---- HTTP ---------------------------------------------------------------------------------
 
 
