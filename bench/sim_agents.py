@@ -1,0 +1,210 @@
+"""Simulated hosts for the fan-out benchmark: N real agents with a fake driver, one process.
+
+    python -m bench.sim_agents --server http://127.0.0.1:PORT --tokens FILE --count N
+
+Each simulated host is a real `agent.runner.Agent` with a real `agent.client.Connection` (a
+real WebSocket client speaking the real protocol: hello, status after every step, heartbeat
+every 5 s, reconnect with backoff), but its Docker driver is `bench.fake_driver.FakeDriver`,
+an in-memory simulation that answers at once. This is a benchmark tool only: it is never
+evidence that a feature works.
+
+TOKENS FILE: one "NAME TOKEN" per line. Connects are staggered (--rate per second). Prints
+"connected N in S s" on stdout when every agent is connected. Then reads commands on stdin,
+one per line, and answers one JSON line on stdout each:
+
+    stats IMAGE   when each agent accepted its last desired state and created a container
+                  of IMAGE (wall-clock times), and how many status messages were sent
+    quit          stop
+
+By default the fake driver's calls run inline instead of through asyncio.to_thread (the
+driver answers at once, and 10,000 agents sharing one default thread pool would measure the
+pool, not the server); --threads keeps the real thread hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from agent.client import Connection
+from agent.protocol import DesiredState, Message, Status
+from agent.runner import Agent
+from bench.fake_driver import FakeDriver
+
+T = TypeVar("T")
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.status_sent = 0
+        self.bytes_sent = 0
+        self.other_sent = 0
+        self.started = time.monotonic()
+
+
+class SimAgent(Agent):
+    """A real Agent that also notes when it took a desired state and ran each image."""
+
+    def __init__(self, host: str, driver: FakeDriver, counters: Counters, **kw: Any) -> None:
+        super().__init__(host, driver, **kw)
+        self.counters = counters
+        self.accepted_at = 0.0
+        self.ran_at: dict[str, float] = {}
+        driver.on_run = self._note_run
+
+    def _note_run(self, image: str) -> None:
+        self.ran_at.setdefault(image, time.time())
+
+    def accept(self, desired: DesiredState) -> bool:
+        took = super().accept(desired)
+        if took:
+            self.accepted_at = time.time()
+        return took
+
+    def attach(self, send: Callable[[Message], Any] | None) -> None:
+        if send is None:
+            super().attach(None)
+            return
+        counters = self.counters
+
+        async def counted(message: Message) -> None:
+            await send(message)
+            if isinstance(message, Status):
+                counters.status_sent += 1
+            else:
+                counters.other_sent += 1
+
+        super().attach(counted)
+
+
+async def _inline(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    return func(*args, **kwargs)
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def read_tokens(path: str, count: int) -> list[tuple[str, str]]:
+    pairs = []
+    with open(path) as f:
+        for line in f:
+            name, _, token = line.strip().partition(" ")
+            if name and token:
+                pairs.append((name, token))
+    if len(pairs) < count:
+        raise SystemExit(f"sim_agents: {path} has {len(pairs)} tokens, {count} wanted")
+    return pairs[:count]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    counters = Counters()
+    pairs = read_tokens(args.tokens, args.count)
+    agents: list[SimAgent] = []
+    conns: list[Connection] = []
+    tasks: list[asyncio.Task[None]] = []
+    started = time.monotonic()
+    for i, (name, token) in enumerate(pairs):
+        driver = FakeDriver(name)
+        agent = SimAgent(name, driver, counters, poll_interval=args.poll_interval)
+        conn = Connection(agent, args.server, token, driver.version())
+        agents.append(agent)
+        conns.append(conn)
+        tasks.append(asyncio.create_task(agent.run()))
+        tasks.append(asyncio.create_task(conn.run()))
+        # stagger: at most `rate` new connects per second
+        due = started + (i + 1) / args.rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    last = 0.0
+    while True:
+        up = sum(c.connected.is_set() for c in conns)
+        if up == len(conns):
+            break
+        now = time.monotonic()
+        if now - last > 5:
+            print(f"sim_agents: {up}/{len(conns)} connected", file=sys.stderr, flush=True)
+            last = now
+        if now - started > args.connect_timeout:
+            print(
+                f"sim_agents: only {up}/{len(conns)} connected after {args.connect_timeout}s",
+                file=sys.stderr,
+                flush=True,
+            )
+            break
+        await asyncio.sleep(0.1)
+    up = sum(c.connected.is_set() for c in conns)
+    print(f"connected {up} in {time.monotonic() - started:.2f} s", flush=True)
+    await serve_commands(agents, conns, counters)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve_commands(
+    agents: list[SimAgent], conns: list[Connection], counters: Counters
+) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line or line == "quit":
+            return
+        cmd, _, arg = line.partition(" ")
+        if cmd == "stats":
+            ran = [a.ran_at[arg] for a in agents if arg in a.ran_at]
+            answer = {
+                "agents": len(agents),
+                "connected": sum(c.connected.is_set() for c in conns),
+                "ran": ran,
+                "accepted": [a.accepted_at for a in agents],
+                "status_sent": counters.status_sent,
+                "other_sent": counters.other_sent,
+                "seconds": time.monotonic() - counters.started,
+                "now": time.time(),
+            }
+        else:
+            answer = {"error": f"unknown command {cmd!r}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sim_agents", description=__doc__)
+    parser.add_argument("--server", required=True, help="server URL, http://127.0.0.1:PORT")
+    parser.add_argument("--tokens", required=True, help='file of "NAME TOKEN" lines')
+    parser.add_argument("--count", type=int, required=True, help="how many agents")
+    parser.add_argument("--rate", type=float, default=500.0, help="connects per second")
+    parser.add_argument("--poll-interval", type=float, default=5.0, help="agent poll (s)")
+    parser.add_argument("--connect-timeout", type=float, default=600.0)
+    parser.add_argument("--threads", action="store_true", help="keep asyncio.to_thread hops")
+    parser.add_argument("--log-level", default="ERROR")
+    args = parser.parse_args()
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    limit = raise_fd_limit()
+    if limit < args.count + 100:
+        print(f"sim_agents: fd limit {limit} is too low for {args.count}", file=sys.stderr)
+        return 2
+    if not args.threads:
+        asyncio.to_thread = _inline  # type: ignore[assignment]  # this process only
+    try:
+        asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
