@@ -182,7 +182,19 @@ class Profiler:
         self.path = path
         exe = Path(sys.executable).parent / "py-spy"
         self.proc = subprocess.Popen(
-            [str(exe), "record", "--format", "raw", "-o", str(path), "--pid", str(pid), "-r", "50"],
+            [
+                str(exe),
+                "record",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                str(path),
+                "--pid",
+                str(pid),
+                "-r",
+                "50",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -359,14 +371,16 @@ def start_sims(server_url: str, tokens: Path, n: int, rate: float, work: Path) -
 
 
 def wait_connected(sims: Child, server: Server, n: int, timeout: float) -> float:
+    """Until the sims say every agent is connected (the server's GET /v1/hosts is only
+    logged: it judges hosts by last_seen, which idle agents no longer refresh)."""
     watch = Stopwatch()
     line = sims.readline(timeout)
     if not line.startswith("connected"):
         raise RuntimeError(f"sim_agents: {line}\n{sims.tail()}")
-    while (up := server.connected_hosts()) < n:
-        if watch() > 60:
-            raise RuntimeError(f"server sees {up}/{n} connected")
-        time.sleep(0.5)
+    up = int(line.split()[1])
+    log(f"sims: {line}; GET /v1/hosts says {server.connected_hosts()} connected")
+    if up < n:
+        raise RuntimeError(f"only {up}/{n} agents connected ({line})\n{sims.tail()}")
     return watch()
 
 
