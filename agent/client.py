@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 
 import aiohttp
 
@@ -19,7 +20,8 @@ from agent.runner import Agent
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 5.0  # check for a changed status this often
+REFRESH_SECONDS = 60.0  # and send the full status this often even when nothing changed
 
 
 class Connection:
@@ -70,9 +72,7 @@ class Connection:
 
     async def _serve(self, session: aiohttp.ClientSession) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with session.ws_connect(
-            self.url, headers=headers, heartbeat=HEARTBEAT_SECONDS * 3, compress=0
-        ) as ws:
+        async with session.ws_connect(self.url, headers=headers, heartbeat=20.0, compress=0) as ws:
 
             async def send(message: Message) -> None:
                 await ws.send_str(encode(message))
@@ -81,7 +81,7 @@ class Connection:
             self.agent.attach(send)
             self.connected.set()
             log.info("connected host=%s server=%s", self.agent.host, self.url)
-            await self.agent.report()
+            await self.agent.report(force=True)
             beat = asyncio.create_task(self._heartbeat())
             try:
                 async for msg in ws:
@@ -99,7 +99,12 @@ class Connection:
         log.warning("server closed the connection host=%s", self.agent.host)
 
     async def _heartbeat(self) -> None:
-        """A full status every few seconds doubles as the heartbeat the server watches."""
+        """Send status when it changed, and in full now and then; liveness itself is the
+        WebSocket's ping/pong, so an idle fleet costs the server almost nothing."""
+        last_full = time.monotonic()
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            await self.agent.report()
+            full = time.monotonic() - last_full >= REFRESH_SECONDS
+            if full:
+                last_full = time.monotonic()
+            await self.agent.report(force=full)

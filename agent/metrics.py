@@ -50,3 +50,6 @@ DRIFT_HEALS = Counter(
     "Instances the agent restarted or recreated after they were stopped or removed by hand.",
     registry=REGISTRY,
 )
+
+for _result in ("ok", "error"):  # present from the start, so rate() and increase() see them
+    PULLS.labels(_result)

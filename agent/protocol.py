@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -72,6 +73,7 @@ class Assignment:
     deployment: int
     replicas: int
     spec: ContainerSpec
+    keep: tuple[int, ...] = ()  # releases that succeeded: retain their containers first
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,26 @@ _NAMES = {cls: name for name, cls in _TYPES.items()}
 
 def encode(message: Message) -> str:
     """Serialise a message to JSON text."""
+    if isinstance(message, DesiredState):
+        return _encode_desired(message)
     body = asdict(message)
     body["type"] = _NAMES[type(message)]
     return json.dumps(body, separators=(",", ":"))
+
+
+@lru_cache(maxsize=4096)
+def _fragment(item: Assignment | Prepull) -> str:
+    """JSON of one assignment: a fan-out sends the same one to thousands of hosts."""
+    return json.dumps(asdict(item), separators=(",", ":"))
+
+
+def _encode_desired(d: DesiredState) -> str:
+    assignments = ",".join(_fragment(a) for a in d.assignments)
+    prepull = ",".join(_fragment(p) for p in d.prepull)
+    return (
+        f'{{"type":"desired","host":{json.dumps(d.host)},"generation":{int(d.generation)},'
+        f'"assignments":[{assignments}],"prepull":[{prepull}]}}'
+    )
 
 
 def decode(text: str | bytes) -> Message:
@@ -239,6 +258,7 @@ def _assignment(body: dict[str, Any]) -> Assignment:
         release=int(body["release"]),
         deployment=int(body["deployment"]),
         replicas=int(body["replicas"]),
+        keep=tuple(int(r) for r in body.get("keep", ())),
         spec=ContainerSpec(
             **{
                 **_known(ContainerSpec, spec),

@@ -178,19 +178,29 @@ def _plan_app(
         already = {a.container_id for a in actions if isinstance(a, Stop)}
         actions += [
             a
-            for a in _retire(retired, keep, retain, assignment.release)
+            for a in _retire(retired, keep, retain, assignment.release, assignment.keep)
             if not (isinstance(a, Stop) and a.container_id in already)
         ]
     return actions
 
 
 def _retire(
-    instances: list[Instance], keep: set[str], retain: int, release: int | None
+    instances: list[Instance],
+    keep: set[str],
+    retain: int,
+    release: int | None,
+    good: tuple[int, ...] = (),
 ) -> list[Action]:
-    """Stop old instances; keep the newest `retain` old releases stopped, remove the rest."""
+    """Stop old instances; keep `retain` old releases stopped for fast rollbacks (the newest
+    of the `good` ones the server names, else the newest), remove the rest."""
     old = [i for i in instances if i.container_id not in keep and i.release != release]
     releases = sorted({i.release for i in old}, reverse=True)
-    kept_releases = set(releases[:retain])
+    if good:
+        present = set(releases)
+        kept_releases = {r for r in good if r in present and r != release}
+        kept_releases = set(sorted(kept_releases, reverse=True)[:retain])
+    else:
+        kept_releases = set(releases[:retain])
     actions: list[Action] = []
     for inst in sorted(old, key=lambda i: (i.release, i.replica, i.container_id)):
         if inst.state in ("running", "restarting", "paused"):

@@ -85,10 +85,12 @@ class Agent:
         self._instances: list[Instance] = []
         self._ready: frozenset[str] = frozenset()
         self._ran: set[str] = set()  # containers seen running for the current desired state
+        self._last_status: Status | None = None
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
         self._send = send
+        self._last_status = None
 
     def accept(self, desired: DesiredState) -> bool:
         """Take a pushed desired state if it is newer than the one held; wake the loop."""
@@ -154,8 +156,8 @@ class Agent:
         await self.report()
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def report(self) -> None:
-        """Send the full observed status, if connected."""
+    async def report(self, force: bool = False) -> None:
+        """Send the full observed status, if connected and it changed (or `force`)."""
         if self._send is None:
             return
         desired = self.desired
@@ -173,6 +175,9 @@ class Agent:
             digests=tuple(sorted(self._digests.items())),
             problems=tuple(p for k, p in self._problems.items() if k in current),
         )
+        if status == self._last_status and not force:
+            return  # liveness is the WebSocket's ping/pong: an unchanged status is not news
+        self._last_status = status
         await self._safe_send(status)
 
     async def _observe(self) -> None:

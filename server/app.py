@@ -87,6 +87,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller"),
         asyncio.create_task(fleet.run(), name="fleet-metrics"),
+        asyncio.create_task(app[HUB].run(), name="hub-writer"),
     ]
     yield
     for task in tasks:

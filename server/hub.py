@@ -2,14 +2,22 @@
 
 Pushes are level-triggered: each one carries the host's whole desired state and its
 generation, read fresh from the database, so a lost or repeated push does no harm.
+
+Writes are batched: what agents report is kept per host (only the newest status counts) and
+flushed in one transaction a few times a second, so ten thousand agents cost a handful of
+commits, not one per message. Liveness comes from the WebSocket's own ping/pong; the hub
+touches `last_seen` of every connected host in one statement every few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
@@ -22,6 +30,23 @@ from server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
+FLUSH_DELAY = 0.05  # coalesce a burst of reports into one commit
+TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
+PUSH_CONCURRENCY = 256
+
+
+@dataclass
+class _Pending:
+    """What to write at the next flush."""
+
+    observed: dict[int, str] = field(default_factory=dict)  # host id -> status JSON
+    connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
+    transitions: list[tuple[str, bool]] = field(default_factory=list)  # for the audit log
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    digests: set[tuple[str, str]] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.observed or self.connections or self.events or self.digests)
 
 
 class Hub:
@@ -32,8 +57,11 @@ class Hub:
         self.metrics = metrics
         self.on_status = on_status
         self._sockets: dict[str, web.WebSocketResponse] = {}
+        self._ids: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._digests: dict[str, set[tuple[str, str]]] = {}
+        self._digests: set[tuple[str, str]] = set()
+        self._pending = _Pending()
+        self._dirty = asyncio.Event()
 
     def is_connected(self, host: str) -> bool:
         return host in self._sockets
@@ -45,11 +73,11 @@ class Hub:
             host = await store.host_by_token(session, token) if token else None
         if host is None:
             raise Unauthorized("unknown host token")
-        name = host.name
-        ws = web.WebSocketResponse(heartbeat=30.0, compress=False, max_msg_size=64 * 1024 * 1024)
+        name, host_id = host.name, host.id
+        ws = web.WebSocketResponse(heartbeat=20.0, compress=False, max_msg_size=64 * 1024 * 1024)
         await ws.prepare(request)
         try:
-            hello = await self._hello(ws, name)
+            hello = await self._hello(ws)
         except (TimeoutError, ProtocolError) as exc:
             log.warning("agent handshake failed host=%s: %s", name, exc)
             await ws.close(code=4000, message=b"expected hello")
@@ -60,47 +88,120 @@ class Hub:
             return ws
         previous = self._sockets.get(name)
         self._sockets[name] = ws
+        self._ids[name] = host_id
         self.metrics.agent_connections.set(len(self._sockets))
         if previous is not None:
             await previous.close(code=4001, message=b"replaced by a newer connection")
-        await self._connected(name, hello, True)
+        self._queue_connection(host_id, name, True, hello)
         log.info("agent connected host=%s version=%s", name, hello.agent_version)
         try:
             await self.push([name])
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    await self._receive(name, msg.data)
+                    self._receive(host_id, name, msg.data)
         finally:
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
                 self.metrics.agent_connections.set(len(self._sockets))
-                await self._connected(name, None, False)
+                self._queue_connection(host_id, name, False, None)
                 log.info("agent disconnected host=%s", name)
         return ws
 
     async def push(self, hosts: Iterable[str]) -> None:
-        """Send each connected host its full desired state."""
-        for name in hosts:
+        """Send each connected host its full desired state (read in a few batched queries)."""
+        names = [n for n in dict.fromkeys(hosts) if n in self._sockets]
+        if not names:
+            return
+        async with self.sessions() as session:
+            states = await rollouts.desired_states(session, names)
+        limit = asyncio.Semaphore(PUSH_CONCURRENCY)
+
+        async def send(name: str) -> None:
             ws = self._sockets.get(name)
-            if ws is None:
-                continue
-            lock = self._locks.setdefault(name, asyncio.Lock())
-            async with lock:
-                async with self.sessions() as session:
-                    host = await rollouts.host_by_name(session, name)
-                    if host is None:
-                        continue
-                    desired = await rollouts.desired_state(session, host)
+            desired = states.get(name)
+            if ws is None or desired is None:
+                return
+            async with limit, self._locks.setdefault(name, asyncio.Lock()):
                 try:
                     await ws.send_str(encode(desired))
                 except (ConnectionError, RuntimeError) as exc:
                     log.warning("push failed host=%s: %s", name, exc)
 
+        await asyncio.gather(*(send(n) for n in names))
+
+    async def run(self) -> None:
+        """Flush what agents reported, in batches, until cancelled (then flush once more)."""
+        last_touch = time.monotonic()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), TOUCH_INTERVAL)
+                await asyncio.sleep(FLUSH_DELAY)
+                self._dirty.clear()
+                touch = time.monotonic() - last_touch >= TOUCH_INTERVAL
+                if touch:
+                    last_touch = time.monotonic()
+                try:
+                    await self.flush(touch)
+                except Exception:
+                    log.exception("hub flush failed; retrying")
+                    self._dirty.set()
+                    await asyncio.sleep(1)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush(False))
+
+    async def flush(self, touch: bool = False) -> None:
+        """Write queued status, connections and events in one transaction."""
+        pending, self._pending = self._pending, _Pending()
+        connected_ids = list(self._ids[n] for n in self._sockets) if touch else []
+        if not pending and not connected_ids:
+            return
+        try:
+            async with self.sessions.begin() as session:
+                await rollouts.record_reports(
+                    session,
+                    observed={k: json.loads(v) for k, v in pending.observed.items()},
+                    connections={
+                        host_id: (
+                            up,
+                            hello.agent_version if hello else None,
+                            hello.docker_version if hello else None,
+                        )
+                        for host_id, (up, hello) in pending.connections.items()
+                    },
+                    touch=connected_ids,
+                )
+                for name, up in pending.transitions:
+                    kind = "host_connected" if up else "host_disconnected"
+                    await store.add_event(session, kind, name, f"agent {kind[5:]}", host=name)
+                for name, event in pending.events:
+                    await store.add_event(
+                        session, event.kind, name, event.message, app=event.app, host=name
+                    )
+                for image, digest in pending.digests:
+                    await store.set_digest(session, image, digest)
+        except Exception:
+            self._requeue(pending)
+            raise
+        self._digests |= pending.digests
+        if pending.observed or pending.connections:
+            self.on_status()
+
     async def close_all(self) -> None:
         for ws in list(self._sockets.values()):
             await ws.close(code=1001, message=b"server shutting down")
 
-    async def _hello(self, ws: web.WebSocketResponse, name: str) -> Hello:
+    def _requeue(self, pending: _Pending) -> None:
+        for k, v in pending.observed.items():
+            self._pending.observed.setdefault(k, v)
+        for k2, c in pending.connections.items():
+            self._pending.connections.setdefault(k2, c)
+        self._pending.transitions[:0] = pending.transitions
+        self._pending.events[:0] = pending.events
+        self._pending.digests |= pending.digests
+
+    async def _hello(self, ws: web.WebSocketResponse) -> Hello:
         msg = await ws.receive(timeout=HELLO_TIMEOUT)
         if msg.type != WSMsgType.TEXT:
             raise ProtocolError(f"expected a text hello, got {msg.type.name}")
@@ -109,47 +210,24 @@ class Hub:
             raise ProtocolError("the first message must be hello")
         return hello
 
-    async def _connected(self, name: str, hello: Hello | None, connected: bool) -> None:
-        async with self.sessions.begin() as session:
-            host = await rollouts.host_by_name(session, name)
-            if host is None:
-                return
-            host.connected = connected
-            host.last_seen = store.now()
-            if hello is not None:
-                host.agent_version = hello.agent_version[:50]
-                host.docker_version = hello.docker_version[:50]
-            kind = "host_connected" if connected else "host_disconnected"
-            await store.add_event(session, kind, name, f"agent {kind[5:]}", host=name)
-        self.on_status()
+    def _queue_connection(self, host_id: int, name: str, up: bool, hello: Hello | None) -> None:
+        self._pending.connections[host_id] = (up, hello)
+        self._pending.transitions.append((name, up))
+        self._dirty.set()
 
-    async def _receive(self, name: str, data: str) -> None:
+    def _receive(self, host_id: int, name: str, data: str) -> None:
         try:
             message = decode(data)
         except ProtocolError as exc:
             log.warning("bad message host=%s: %s", name, exc)
             return
         if isinstance(message, Status):
-            await self._status(name, message, data)
+            self._pending.observed[host_id] = data
+            self._pending.digests |= {d for d in message.digests if d not in self._digests}
         elif isinstance(message, Event):
-            async with self.sessions.begin() as session:
-                await store.add_event(
-                    session, message.kind, name, message.message, app=message.app, host=name
-                )
+            self._pending.events.append((name, message))
             if message.kind == "drift_healed":
                 self.metrics.drift_heals.labels(message.app).inc()
-
-    async def _status(self, name: str, status: Status, data: str) -> None:
-        known = self._digests.setdefault(name, set())
-        fresh = [d for d in status.digests if d not in known]
-        async with self.sessions.begin() as session:
-            host = await rollouts.host_by_name(session, name)
-            if host is None:
-                return
-            host.observed = json.loads(data)
-            host.last_seen = store.now()
-            host.connected = True
-            for image, digest in fresh:
-                await store.set_digest(session, image, digest)
-        known.update(fresh)
-        self.on_status()
+        else:
+            return
+        self._dirty.set()

@@ -14,7 +14,7 @@ from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
 from server.api.views import deployment_out
 from server.db import store
 from server.db.models import Deployment
-from server.errors import ApiError, FieldError, Invalid
+from server.errors import ApiError, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, SESSIONS
 from server.rollout.planner import TERMINAL
 
@@ -82,7 +82,10 @@ async def create_deployment(request: web.Request) -> web.Response:
                     )
                 hosts = await store.deployment_hosts(session, deployment.id)
             break
-        except store.ConcurrentWrite:
+        except store.ConcurrentWrite as exc:
+            if not store.retryable(exc):
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
             if attempt == 2:
                 message = "concurrent requests changed this app; retry"
                 raise ApiError(409, "conflict", message) from None
@@ -136,13 +139,21 @@ def deployment_id_of(request: web.Request) -> int:
     return _int(request.match_info["id"], "id")
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database we support
+
+
 def _int(value: str, field: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise Invalid(
             f"{field} must be an integer", [FieldError(field, "not an integer")]
         ) from None
+    if not 0 <= number <= MAX_ID:
+        if field == "id":  # a well-formed id that cannot exist
+            raise NotFound(f"deployment {number} does not exist", "id")
+        raise Invalid(f"{field} must be from 0 to {MAX_ID}", [FieldError(field, "out of range")])
+    return number
 
 
 def _wait(request: web.Request) -> float:

@@ -18,7 +18,8 @@ DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # The distribution reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOSTPART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_DOMAIN = rf"(?:{_HOSTPART}(?:\.{_HOSTPART})*(?::[0-9]+)?/)"
+# as Docker reads it: a first component is a registry only with a dot, a port, or localhost
+_DOMAIN = rf"(?:(?:{_HOSTPART}(?:\.{_HOSTPART})+(?::[0-9]+)?|{_HOSTPART}:[0-9]+|localhost)/)"
 _TAG = r"(?::[\w][\w.-]{0,127})?"
 _DIGEST = r"(?:@sha256:[a-f0-9]{64})?"
 IMAGE_REF = re.compile(rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*{_TAG}{_DIGEST}$")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.db import webhooks
@@ -28,7 +28,20 @@ from server.db.models import (
 from server.errors import Conflict, NotFound
 
 TOKEN_PREFIX = "flt_"
-ConcurrentWrite = IntegrityError  # a unique constraint hit by a concurrent writer: retry
+# a unique constraint hit by a concurrent writer, or a deadlock / serialization failure
+# (PostgreSQL SQLSTATE 40P01, 40001): the transaction is safe to run again
+ConcurrentWrite = (IntegrityError, OperationalError, DBAPIError)
+RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def retryable(exc: Exception) -> bool:
+    """Is this database error one that a fresh transaction can get past?"""
+    if isinstance(exc, IntegrityError):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(
+        getattr(getattr(exc, "orig", None), "__cause__", None), "sqlstate", None
+    )
+    return state in RETRYABLE_SQLSTATES or "deadlock" in str(exc).lower()
 
 
 def new_token() -> str:

@@ -127,10 +127,11 @@ class Controller:
                 deployment_id=deployment.id,
             )
         for name in step.assign:
-            row = by_name[name]
-            row.assigned_at = now
-            await rollouts.assign(session, hosts[row.host_id], deployment)
+            by_name[name].assigned_at = now
             pushes.add(name)
+        if step.assign:
+            chosen = [hosts[by_name[n].host_id] for n in step.assign]
+            await rollouts.assign(session, chosen, deployment)
         if step.promoted and not deployment.promoted:
             deployment.promoted = True
         if step.status != deployment.status:
