@@ -154,8 +154,12 @@ class DockerDriver:
             raise DriverError(f"remove {container_id[:12]} failed: {_explain(exc)}") from exc
 
     def remove_image(self, ref: str) -> None:
-        """Remove an image no container uses any more; one still in use is kept (409)."""
+        """Remove an image no container uses any more; one still in use is kept (409), and so
+        is one built or imported locally (no registry digest): it could not be pulled back."""
         try:
+            info = self.api.inspect_image(ref)  # type: ignore[no-untyped-call]
+            if not info.get("RepoDigests"):
+                return
             self.api.remove_image(ref)
         except docker.errors.APIError as exc:
             log.debug("image kept host=%s image=%s: %s", self.host, ref, _explain(exc))

@@ -130,7 +130,9 @@ class Agent:
             await self.report()  # never act before the server said what it wants
             return
         refs = {a.spec.image for a in desired.assignments} | {p.image for p in desired.prepull}
-        self._digests.update(await asyncio.to_thread(self.driver.present_images, refs))
+        unknown = refs - set(self._digests)  # known images are not inspected again each pass
+        if unknown:
+            self._digests.update(await asyncio.to_thread(self.driver.present_images, unknown))
         ready = await self.health.check(desired.assignments, self._instances, self.clock())
         if ready != self._ready:
             self._ready = ready
@@ -208,6 +210,8 @@ class Agent:
                 "%s failed host=%s app=%s release=%s: %s (retry in %.1fs)",
                 kind, self.host, key[0], key[1], exc, delay,
             )  # fmt: skip
+            if isinstance(action, Run):  # perhaps its image was removed by hand: look again
+                self._digests.pop(action.assignment.spec.image, None)
             reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
             self._problems[key[:2]] = AppProblem(key[0], key[1], reason, str(exc))
             return True
@@ -237,6 +241,7 @@ class Agent:
             self.driver.remove(action.container_id)
             if action.prune_image:
                 self.driver.remove_image(action.prune_image)
+                self._digests.pop(action.prune_image, None)
 
     async def _note_drift(self, action: Action) -> None:
         """A Run or Start of an instance that had converged means someone removed or stopped it."""

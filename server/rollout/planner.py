@@ -76,7 +76,7 @@ def plan_rollout(view: View, now: float) -> Step:
     changes: dict[str, tuple[str, str | None]] = {}
     states: dict[str, str] = {}
     for t in view.targets:
-        state, error = _judge(t, strategy, now)
+        state, error = _judge(t, strategy, now, view.started_at)
         states[t.name] = state
         if state != t.state:
             changes[t.name] = (state, error)
@@ -135,10 +135,15 @@ def rollback_targets(states: Mapping[str, str]) -> tuple[str, ...]:
     return touched or tuple(states)
 
 
-def _judge(t: Target, strategy: Strategy, now: float) -> tuple[str, str | None]:
+def _judge(t: Target, strategy: Strategy, now: float, started_at: float) -> tuple[str, str | None]:
     """The state a target host is in now, with the reason when it failed."""
     if t.state == "pending" and t.pull_error:
         return "failed", t.pull_error
+    away = t.state == "pending" and not t.pulled and not t.connected
+    # the pre-pull waits for every target: a host that is away cannot hold it forever
+    if away and now - started_at > strategy.healthy_deadline:
+        limit = f"{strategy.healthy_deadline:g}s"
+        return "failed", f"host disconnected: no pre-pull within healthy_deadline ({limit})"
     if t.state != "updating":
         return t.state, None
     if t.converged:

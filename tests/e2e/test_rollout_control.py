@@ -9,8 +9,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from tests.conftest import Flotilla, Images
 from tests.e2e.fleet import Fleet, fleet, simple
 from tests.harness import agent, eventually, fetch_text, published_port
@@ -260,14 +258,6 @@ async def test_stopped_agent_is_listed_disconnected(flotilla_sqlite: Flotilla, d
         await eventually(marked, timeout=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/rollout/planner.py:117 plan_rollout: the pre-pull gate (`if not all(t.pulled "
-    "for t in view.targets if states[t.name] == 'pending')`) waits for a disconnected host "
-    "that can never pull, and healthy_deadline only applies to `updating` hosts, so no host "
-    "is ever assigned and the deployment stays `running` until progress_deadline (600 s), "
-    "never naming the disconnected host",
-)
 async def test_disconnected_host_fails_the_deployment(
     flotilla_sqlite: Flotilla, images: Images, docker_url: str
 ):
