@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[Message], Awaitable[None]]
 
+AFTER_ACTION_SECONDS = 0.25
+RESTART_WINDOW = 30.0  # a container started again within this long is crash-looping
+
 
 class Driver(Protocol):
     """What the loop needs from a Docker driver (the real one, or a benchmark's fake)."""
@@ -86,6 +89,7 @@ class Agent:
         self._ready: frozenset[str] = frozenset()
         self._ran: set[str] = set()  # containers seen running for the current desired state
         self._last_status: Status | None = None
+        self._starts: dict[str, tuple[int, float]] = {}
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
@@ -148,12 +152,18 @@ class Agent:
             desired.prepull,
             self.prune_images,
         )
+        acted = False
         for action in actions:
             if self.desired is not desired:
                 break  # a newer desired state arrived: replan from scratch
             if await self._execute(action):
+                acted = True
                 await self._observe()
                 await self.report()
+        if acted:
+            # look again soon: what was just started has to prove itself, and the next step
+            # (retiring the old instance) should not wait for the poll interval
+            asyncio.get_running_loop().call_later(AFTER_ACTION_SECONDS, self.wake.set)
         self._remember_converged(desired, ready)
         await self.report()
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -193,6 +203,16 @@ class Agent:
         now = self.clock()
         if gate is not None and now < gate.not_before:
             return False
+        if isinstance(action, Start):
+            # starting the same container again and again is a crash loop: back off
+            count, last = self._starts.get(action.container_id, (0, float("-inf")))
+            if now - last < RESTART_WINDOW:
+                if now - last < min(60.0, 0.5 * 2**count):
+                    return False
+                count += 1
+            else:
+                count = 1
+            self._starts[action.container_id] = (count, now)
         await self._note_drift(action)
         kind = type(action).__name__.lower()
         started = time.perf_counter()

@@ -16,8 +16,19 @@ from server.db import store, webhooks
 from server.db.session import create_engine, create_sessions
 from server.fleet_metrics import FleetMetrics
 from server.hub import Hub
-from server.keys import CONTROLLER, ENGINE, HUB, METRICS, SESSIONS, SETTINGS, STOPPING
+from server.keys import (
+    CONTROLLER,
+    ENGINE,
+    HUB,
+    METRICS,
+    READ_CACHE,
+    SESSIONS,
+    SETTINGS,
+    STOPPING,
+    TOKENS,
+)
 from server.metrics import create_metrics
+from server.read_cache import ReadCache
 from server.rollout.controller import Controller
 from server.webhooks.delivery import DELIVERER, Deliverer, deliveries_ctx
 
@@ -32,12 +43,18 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[problems_middleware], client_max_size=settings.max_body_bytes
     )
     engine = create_engine(settings.effective_database_url)
-    sessions = create_sessions(engine)
+    read_cache = ReadCache()
+    sessions = create_sessions(engine, on_commit=read_cache.bump)
     metrics = create_metrics()
-    controller = Controller(sessions, metrics, lambda name: hub.is_connected(name))
+    controller = Controller(
+        sessions,
+        metrics,
+        lambda name: hub.is_connected(name),
+        observed_of=lambda name: hub.observed.get(name),
+    )
     controller.interval = settings.controller_interval
     hub = Hub(sessions, metrics, controller.wake.set)
-    controller.push = hub.push
+    controller.push = hub.request_push
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[SESSIONS] = sessions
@@ -45,6 +62,8 @@ def create_app(settings: Settings) -> web.Application:
     app[HUB] = hub
     app[CONTROLLER] = controller
     app[STOPPING] = [False]
+    app[READ_CACHE] = read_cache
+    app[TOKENS] = {}
     app[DELIVERER] = Deliverer(sessions)
     webhooks.wake_after_commit(sessions, app[DELIVERER].wake.set)
     setup_routes(app)

@@ -16,6 +16,7 @@ from typing import Any
 from server.db import rollouts
 from server.db.session import Sessions
 from server.db.store import as_utc, now
+from server.loops import unit_of_work
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class FleetMetrics:
     async def run(self) -> None:
         while True:
             try:
-                await self.refresh()
+                await unit_of_work(self.refresh())
             except Exception:
                 log.exception("fleet metrics refresh failed")
             with contextlib.suppress(TimeoutError):

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -25,6 +26,7 @@ from agent.protocol import Event, Hello, ProtocolError, Status, decode, encode
 from server.db import rollouts, store
 from server.db.session import Sessions
 from server.errors import Unauthorized
+from server.loops import unit_of_work
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,10 @@ class Hub:
         self._digests: set[tuple[str, str]] = set()
         self._pending = _Pending()
         self._dirty = asyncio.Event()
+        self._to_push: set[str] = set()
+        self._push_wanted = asyncio.Event()
+        self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
+        self.observed: dict[str, dict[str, Any]] = {}  # newest status per connected host
 
     def is_connected(self, host: str) -> bool:
         return host in self._sockets
@@ -69,11 +75,10 @@ class Hub:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/agent/connect: one agent's WebSocket, for as long as it stays."""
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        async with self.sessions() as session:
-            host = await store.host_by_token(session, token) if token else None
-        if host is None:
+        known = await self._host_of(token)
+        if known is None:
             raise Unauthorized("unknown host token")
-        name, host_id = host.name, host.id
+        host_id, name = known
         ws = web.WebSocketResponse(heartbeat=20.0, compress=False, max_msg_size=64 * 1024 * 1024)
         await ws.prepare(request)
         try:
@@ -95,13 +100,14 @@ class Hub:
         self._queue_connection(host_id, name, True, hello)
         log.info("agent connected host=%s version=%s", name, hello.agent_version)
         try:
-            await self.push([name])
+            self.request_push([name])  # batched: a reconnect storm costs a few queries
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._receive(host_id, name, msg.data)
         finally:
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
+                self.observed.pop(name, None)
                 self.metrics.agent_connections.set(len(self._sockets))
                 self._queue_connection(host_id, name, False, None)
                 log.info("agent disconnected host=%s", name)
@@ -129,7 +135,46 @@ class Hub:
 
         await asyncio.gather(*(send(n) for n in names))
 
+    def request_push(self, hosts: Iterable[str]) -> None:
+        """Push to these hosts soon, together with whatever else is waiting."""
+        self._to_push.update(hosts)
+        self._push_wanted.set()
+
     async def run(self) -> None:
+        """The hub's two loops: batched pushes and batched writes."""
+        await asyncio.gather(self._push_loop(), self._flush_loop())
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._push_wanted.wait()
+            await asyncio.sleep(FLUSH_DELAY)
+            self._push_wanted.clear()
+            batch, self._to_push = self._to_push, set()
+            try:
+                await unit_of_work(self.push(batch))
+            except Exception:
+                log.exception("push of %d hosts failed; retrying", len(batch))
+                self.request_push(batch)
+                await asyncio.sleep(1)
+
+    async def _host_of(self, token: str) -> tuple[int, str] | None:
+        """The host a token belongs to; cached for a minute (a reconnect storm is cheap)."""
+        if not token:
+            return None
+        now = time.monotonic()
+        cached = self._tokens.get(token)
+        if cached is not None and cached[2] > now:
+            return cached[0], cached[1]
+        async with self.sessions() as session:
+            host = await store.host_by_token(session, token)
+        if host is None:
+            return None
+        if len(self._tokens) > 100_000:
+            self._tokens.clear()
+        self._tokens[token] = (host.id, host.name, now + 60.0)
+        return host.id, host.name
+
+    async def _flush_loop(self) -> None:
         """Flush what agents reported, in batches, until cancelled (then flush once more)."""
         last_touch = time.monotonic()
         try:
@@ -142,14 +187,16 @@ class Hub:
                 if touch:
                     last_touch = time.monotonic()
                 try:
-                    await self.flush(touch)
+                    await unit_of_work(self.flush(touch))
                 except Exception:
                     log.exception("hub flush failed; retrying")
                     self._dirty.set()
                     await asyncio.sleep(1)
         finally:
+            # the last reports (disconnects on shutdown): awaited here, not shielded, so the
+            # engine is disposed only after this transaction is done
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.flush(False))
+                await self.flush(False)
 
     async def flush(self, touch: bool = False) -> None:
         """Write queued status, connections and events in one transaction."""
@@ -223,6 +270,7 @@ class Hub:
             return
         if isinstance(message, Status):
             self._pending.observed[host_id] = data
+            self.observed[name] = json.loads(data)
             self._pending.digests |= {d for d in message.digests if d not in self._digests}
         elif isinstance(message, Event):
             self._pending.events.append((name, message))

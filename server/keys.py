@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -9,6 +11,7 @@ from server.config import Settings
 from server.db.session import Sessions
 from server.hub import Hub
 from server.metrics import Metrics
+from server.read_cache import ReadCache
 from server.rollout.controller import Controller
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,3 +21,5 @@ METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 CONTROLLER = web.AppKey("controller", Controller)
 STOPPING = web.AppKey("stopping", list[bool])
+READ_CACHE = web.AppKey("read_cache", ReadCache)
+TOKENS = web.AppKey("tokens", dict[str, tuple[Any, float]])  # token -> (caller, expiry)

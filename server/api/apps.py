@@ -8,7 +8,7 @@ from server.api.auth import require
 from server.api.deployments import app_name
 from server.api.views import app_out, release_out
 from server.db import store
-from server.keys import SESSIONS
+from server.keys import READ_CACHE, SESSIONS
 
 
 async def list_apps(request: web.Request) -> web.Response:
@@ -34,6 +34,11 @@ async def get_app(request: web.Request) -> web.Response:
     """GET /v1/apps/{app}: current release, its spec, and what runs on each host."""
     await require(request, "read")
     name = app_name(request)
+    cache = request.app[READ_CACHE]
+    cached = cache.get(request.path)
+    if cached is not None:
+        return web.Response(body=cached, content_type="application/json")
+    version = cache.version
     async with request.app[SESSIONS]() as session:
         app = await store.get_app(session, name)
         number = app.current_release or app.last_release
@@ -41,7 +46,9 @@ async def get_app(request: web.Request) -> web.Response:
         hosts = await store.list_hosts(session)
         assigned = await store.assignments_of_app(session, app)
     out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned})
-    return web.json_response(out.model_dump(mode="json"))
+    body = out.model_dump_json().encode()
+    cache.put(request.path, version, body)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def list_releases(request: web.Request) -> web.Response:

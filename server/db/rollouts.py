@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from agent.protocol import Assignment as WireAssignment
 from agent.protocol import DesiredState, Prepull
@@ -65,8 +66,23 @@ async def targets(session: AsyncSession, deployment_id: int) -> Sequence[Deploym
 
 
 async def hosts_by_id(session: AsyncSession, ids: set[int]) -> dict[int, Host]:
-    rows = (await session.scalars(select(Host).where(Host.id.in_(ids)))).all()
-    return {h.id: h for h in rows}
+    """Hosts without their observed status (large; the hub holds it in memory)."""
+    result: dict[int, Host] = {}
+    for chunk in _chunks(list(ids)):
+        query = select(Host).where(Host.id.in_(chunk)).options(defer(Host.observed, raiseload=True))
+        result.update({h.id: h for h in (await session.scalars(query)).all()})
+    return result
+
+
+async def observed_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The last status the database holds for hosts this process has no live status of."""
+    result: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(list(ids)):
+        query = select(Host.id, Host.observed).where(Host.id.in_(chunk))
+        result.update(
+            {host_id: observed or {} for host_id, observed in await session.execute(query)}
+        )
+    return result
 
 
 async def assign(session: AsyncSession, hosts: Sequence[Host], deployment: Deployment) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -24,8 +26,16 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def create_sessions(engine: AsyncEngine) -> Sessions:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_sessions(engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> Sessions:
+    """A session factory; `on_commit` runs after every committed transaction (cache bust)."""
+    if on_commit is None:
+        return async_sessionmaker(engine, expire_on_commit=False)
+
+    class CommitAwareSession(Session):
+        pass
+
+    event.listen(CommitAwareSession, "after_commit", lambda _session: on_commit())
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CommitAwareSession)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

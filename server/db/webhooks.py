@@ -136,8 +136,10 @@ def wake_after_commit(sessions: Sessions, wake: Callable[[], None]) -> None:
     test process) instead of every Session in the process.
     """
 
-    class _Session(Session):
-        pass
+    base: type[Session] = sessions.kw.get("sync_session_class") or Session
+
+    class _Session(base):  # type: ignore[misc,valid-type]
+        pass  # keeps listeners already on `base` (the read cache's)
 
     def _committed(session: Session) -> None:
         if session.info.pop(ENQUEUED, False):

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db import rollouts, store
 from server.db.models import App, Deployment, Host
 from server.db.session import Sessions
+from server.loops import unit_of_work
 from server.metrics import Metrics
 from server.rollout.planner import (
     TERMINAL,
@@ -32,7 +33,7 @@ from server.rollout.planner import (
 
 log = logging.getLogger(__name__)
 
-Push = Callable[[set[str]], Any]
+Push = Callable[[set[str]], None]
 
 
 class Controller:
@@ -44,13 +45,16 @@ class Controller:
         metrics: Metrics,
         is_connected: Callable[[str], bool],
         interval: float = 1.0,
+        observed_of: Callable[[str], dict[str, Any] | None] = lambda _: None,
     ) -> None:
         self.sessions = sessions
         self.metrics = metrics
         self.is_connected = is_connected
+        self.observed_of = observed_of
         self.interval = interval
         self.wake = asyncio.Event()
         self.push: Push | None = None
+        self._seen: dict[int, dict[str, Any] | None] = {}
         self._gauged: set[str] = set()
 
     async def run(self) -> None:
@@ -59,7 +63,7 @@ class Controller:
                 await asyncio.wait_for(self.wake.wait(), self.interval)
             self.wake.clear()
             try:
-                await self.run_once()
+                await unit_of_work(self.run_once())
             except Exception:
                 log.exception("rollout controller pass failed")
 
@@ -82,7 +86,7 @@ class Controller:
                 pushes |= await self._drive(session, app, newest)
             await self._gauge_in_progress(session, by_app)
         if pushes and self.push is not None:
-            await self.push(pushes)
+            self.push(pushes)
 
     async def _drive(self, session: AsyncSession, app: App, deployment: Deployment) -> set[str]:
         now = store.now()
@@ -102,6 +106,10 @@ class Controller:
             )
         rows = await rollouts.targets(session, deployment.id)
         hosts = await rollouts.hosts_by_id(session, {r.host_id for r in rows})
+        observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
+        missing = [host_id for host_id, seen in observed.items() if seen is None]
+        observed.update(await rollouts.observed_by_id(session, missing) if missing else {})
+        self._seen = observed
         release = await rollouts.release_row(session, app.id, deployment.release)
         replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
         image = release.image if release is not None else ""
@@ -114,7 +122,7 @@ class Controller:
             row.error = error
             row.updated_at = now
             if state == "failed":
-                row.evidence = _evidence(hosts[row.host_id], app.name, deployment.release)
+                row.evidence = _evidence(observed[row.host_id] or {}, app.name, deployment.release)
         done = [n for n, (s, _) in step.host_states.items() if s == "healthy"]
         if done and not any(r.state == "updating" for r in rows if r.host_name not in step.assign):
             await store.add_event(
@@ -162,9 +170,9 @@ class Controller:
     ) -> View:
         targets = []
         for row in rows:
-            host = hosts[row.host_id]
-            converged, problem = _observed(host, app.name, deployment.release, replicas)
-            pulled, pull_error = _pulled(host, app.name, deployment.release, image)
+            seen = self._seen.get(row.host_id) or {}
+            converged, problem = _observed(seen, app.name, deployment.release, replicas)
+            pulled, pull_error = _pulled(seen, app.name, deployment.release, image)
             targets.append(
                 Target(
                     name=row.host_name,
@@ -293,10 +301,11 @@ def _ts(value: Any) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def _observed(host: Host, app: str, release: int, replicas: int) -> tuple[bool, str | None]:
+def _observed(
+    observed: dict[str, Any], app: str, release: int, replicas: int
+) -> tuple[bool, str | None]:
     """From the host's last status: are all replicas of `release` ready and every older
     instance stopped (the host is done); and the agent's problem report, if any."""
-    observed = host.observed or {}
     ready = [
         i
         for i in observed.get("instances", [])
@@ -318,8 +327,7 @@ def _observed(host: Host, app: str, release: int, replicas: int) -> tuple[bool, 
     return done, problem
 
 
-def _evidence(host: Host, app: str, release: int) -> dict[str, Any]:
-    observed = host.observed or {}
+def _evidence(observed: dict[str, Any], app: str, release: int) -> dict[str, Any]:
     problems = [
         p
         for p in observed.get("problems", [])
@@ -329,9 +337,10 @@ def _evidence(host: Host, app: str, release: int) -> dict[str, Any]:
     return {"problems": problems, "instances": instances}
 
 
-def _pulled(host: Host, app: str, release: int, image: str) -> tuple[bool, str | None]:
+def _pulled(
+    observed: dict[str, Any], app: str, release: int, image: str
+) -> tuple[bool, str | None]:
     """Has the host got the release's image (pre-pull); the pull error if it failed."""
-    observed = host.observed or {}
     have = any(pair[0] == image for pair in observed.get("digests", []))
     for p in observed.get("problems", []):
         if (p.get("app"), p.get("release"), p.get("reason")) == (app, release, "pull_failed"):

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from server.db import webhooks as db
 from server.db.session import Sessions
+from server.loops import unit_of_work
 from server.webhooks import signing
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,14 @@ class Deliverer:
                     await asyncio.wait_for(self.wake.wait(), self.policy.interval)
                 self.wake.clear()
                 try:
-                    await self.run_once()
+                    await unit_of_work(self.run_once())
                 except Exception:
                     log.exception("webhook delivery pass failed")
         finally:
+            # let senders finish the attempt in flight (a cancelled database call can leak
+            # its connection), then cancel whatever still waits on a slow receiver
+            if self._senders:
+                await asyncio.wait(set(self._senders), timeout=6)
             for task in self._senders:
                 task.cancel()
             await asyncio.gather(*self._senders, return_exceptions=True)
