@@ -14,11 +14,13 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from bench import deploy_latency, rollback_latency
+from bench import agent_footprint, api_load, deploy_latency, fanout, rollback_latency
 from bench.common import log, write_result, write_results_md
 
 # Later benchmarks (fan-out, API load) are added here.
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (deploy_latency, rollback_latency)}
+BENCHMARKS: dict[str, ModuleType] = {
+    m.NAME: m for m in (deploy_latency, rollback_latency, fanout, api_load, agent_footprint)
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +41,7 @@ def run_one(module: ModuleType, args: argparse.Namespace) -> None:
     log(f"wrote {path}")
     for metric in result["metrics"]:
         unit = metric["unit"]
-        scale, suffix = (1000.0, " ms") if unit == "s" else (1.0, "x")
+        scale, suffix = (1000.0, " ms") if unit == "s" else (1.0, f" {unit}")
         print(
             f"{module.NAME}: {metric['key']}: median {metric['median'] * scale:.1f}{suffix} "
             f"min {metric['min'] * scale:.1f}{suffix} max {metric['max'] * scale:.1f}{suffix}"
