@@ -134,6 +134,8 @@ class Agent:
             await self.report()  # never act before the server said what it wants
             return
         refs = {a.spec.image for a in desired.assignments} | {p.image for p in desired.prepull}
+        # images of retained instances too: the server then knows a rollback needs no pull
+        refs |= {i.image for i in self._instances if i.image and not i.image.startswith("sha256:")}
         unknown = refs - set(self._digests)  # known images are not inspected again each pass
         if unknown:
             self._digests.update(await asyncio.to_thread(self.driver.present_images, unknown))
@@ -286,6 +288,8 @@ class Agent:
         await self._safe_send(Event(self.host, "drift_healed", slot[0], message))
 
     def _remember_converged(self, desired: DesiredState, ready: frozenset[str]) -> None:
+        for cid in ready:
+            self._starts.pop(cid, None)  # it proved itself: its next start is no crash loop
         wanted = {(a.app, a.release) for a in desired.assignments}
         self._converged = {
             (i.app, i.release, i.replica)

@@ -28,6 +28,7 @@ from bench.common import Stopwatch, invocation, log, machine, now_utc, percentil
 from bench.fanout import Server, cpu_seconds, scratch_database
 
 NAME = "api-load"
+HALF_LOAD_TARGET = 1000.0  # req/s: half the 2,000 req/s target
 RESULT_FILE = "api_load"
 TITLE = "API load: GET /v1/apps/{app} and POST /v1/apps/{app}/deployments"
 APP = "load"
@@ -143,7 +144,9 @@ def measure(label: str, database_url: str, args: argparse.Namespace) -> dict[str
                     f"server CPU {r['server_cpu_pct']:.0f}%, statuses {r['statuses']}"
                 )
             out[method] = runs
-        half = statistics.median(r["rps"] for r in out["GET"]) / 2
+        # "p99 at half that load": half the measured maximum, but at most half the 2,000
+        # req/s target: one Python load generator cannot keep a fixed schedule much faster
+        half = min(statistics.median(r["rps"] for r in out["GET"]), HALF_LOAD_TARGET * 2) / 2
         out["GET_half"] = []
         for i in range(args.runs):
             r = run_generator(cases[0][1], token, "GET", args.duration, args.concurrency, half)

@@ -32,7 +32,7 @@ from server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
-FLUSH_DELAY = 0.05  # coalesce a burst of reports into one commit
+FLUSH_DELAY = 0.005  # a moment to coalesce a burst; more gathers while a flush runs
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 PUSH_CONCURRENCY = 256
 

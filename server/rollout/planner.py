@@ -114,8 +114,11 @@ def plan_rollout(view: View, now: float) -> Step:
         pool = order
     if view.status == "paused" or view.cancel_requested:
         return Step(view.status, host_states=changes, promoted=promoted)
-    if not all(t.pulled for t in view.targets if states[t.name] == "pending"):
-        # pre-pull: no host stops anything before every target host has the new image
+    if len(view.targets) > 1 and not all(
+        t.pulled for t in view.targets if states[t.name] == "pending"
+    ):
+        # pre-pull: no host stops anything before every target host has the new image. A
+        # single host needs no gate: its agent pulls before it stops anything, on its own.
         return Step("running", host_states=changes, promoted=promoted)
     in_flight = sum(1 for s in states.values() if s == "updating")
     room = max(0, strategy.max_parallel - in_flight)
