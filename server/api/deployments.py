@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 
@@ -20,6 +21,7 @@ from server.rollout.planner import TERMINAL
 
 _APP_NAME = re.compile(DNS_LABEL)
 MAX_WAIT_SECONDS = 600.0
+WRITE_ATTEMPTS = 8
 
 
 def app_name(request: web.Request) -> str:
@@ -54,7 +56,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     strategy = (body.strategy or StrategyIn()).model_dump(mode="json")
     selector = (body.hosts or HostSelector()).model_dump(mode="json", exclude_none=True)
     sessions = request.app[SESSIONS]
-    for attempt in range(3):
+    for attempt in range(WRITE_ATTEMPTS):
         try:
             async with sessions.begin() as session:
                 found = None
@@ -80,15 +82,17 @@ async def create_deployment(request: web.Request) -> web.Response:
                         idempotency_key=key,
                         body_hash=body_hash,
                     )
-                hosts = await store.deployment_hosts(session, deployment.id)
+                # a new deployment has no targets yet; a repeated one may have
+                hosts = await store.deployment_hosts(session, deployment.id) if found else []
             break
         except store.ConcurrentWrite as exc:
             if not store.retryable(exc):
                 raise
-            await asyncio.sleep(0.01 * (attempt + 1))
-            if attempt == 2:
+            if attempt == WRITE_ATTEMPTS - 1:
                 message = "concurrent requests changed this app; retry"
                 raise ApiError(409, "conflict", message) from None
+            # SQLite refuses a write whose read snapshot went stale (WAL): try again shortly
+            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
     request.app[CONTROLLER].wake.set()
     out = deployment_out(deployment, name, hosts)
     return web.json_response(
