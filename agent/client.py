@@ -72,7 +72,8 @@ class Connection:
 
     async def _serve(self, session: aiohttp.ClientSession) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with session.ws_connect(self.url, headers=headers, heartbeat=20.0, compress=0) as ws:
+        # the server pings every 20 s; our own pings only need to notice a dead server
+        async with session.ws_connect(self.url, headers=headers, heartbeat=60.0, compress=0) as ws:
 
             async def send(message: Message) -> None:
                 await ws.send_str(encode(message))

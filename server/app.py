@@ -101,7 +101,11 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     fleet = FleetMetrics(
-        app[SESSIONS], app[METRICS], settings.host_timeout, settings.fleet_metrics_interval
+        app[SESSIONS],
+        app[METRICS],
+        settings.host_timeout,
+        settings.fleet_metrics_interval,
+        observed_of=app[HUB].observed.get,
     )
     tasks = [
         asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller"),

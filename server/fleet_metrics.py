@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from server.db import rollouts
@@ -24,8 +25,14 @@ log = logging.getLogger(__name__)
 
 class FleetMetrics:
     def __init__(
-        self, sessions: Sessions, metrics: Metrics, host_timeout: float, interval: float = 5.0
+        self,
+        sessions: Sessions,
+        metrics: Metrics,
+        host_timeout: float,
+        interval: float = 5.0,
+        observed_of: Callable[[str], dict[str, Any] | None] = lambda _: None,
     ) -> None:
+        self.observed_of = observed_of
         self.sessions = sessions
         self.metrics = metrics
         self.host_timeout = host_timeout
@@ -61,10 +68,11 @@ class FleetMetrics:
             statuses["connected" if host.connected and fresh else "disconnected"] += 1
             if seen is not None:
                 m.host_last_seen.labels(host.name).set(seen.timestamp())
-            instances: list[dict[str, Any]] = (host.observed or {}).get("instances", [])
-            problems = {
-                (p.get("app"), p.get("release")) for p in (host.observed or {}).get("problems", [])
-            }
+            # a host's instances come from its live status (connected hosts only: what a
+            # disconnected host runs is unknown, and it shows in flotilla_hosts)
+            live = self.observed_of(host.name) or {}
+            instances: list[dict[str, Any]] = live.get("instances", [])
+            problems = {(p.get("app"), p.get("release")) for p in live.get("problems", [])}
             running: dict[str, int] = {}
             for inst in instances:
                 app = str(inst.get("app"))

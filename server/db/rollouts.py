@@ -151,8 +151,10 @@ class FleetSnapshot:
 
 
 async def fleet_snapshot(session: AsyncSession) -> FleetSnapshot:
-    """Everything the fleet gauges need, in three queries."""
-    hosts = (await session.scalars(select(Host).order_by(Host.name))).all()
+    """Everything the fleet gauges need, in three queries (hosts without their status JSON:
+    the live status of connected hosts is in the hub's memory)."""
+    hosts_query = select(Host).order_by(Host.name).options(defer(Host.observed, raiseload=True))
+    hosts = (await session.scalars(hosts_query)).all()
     current = {
         name: release
         for name, release in await session.execute(select(App.name, App.current_release))
