@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import Stopwatch, invocation, log, machine, now_utc, percentile
+from bench.common import metric as common_metric
 from bench.fanout import Server, cpu_seconds, scratch_database
 
 NAME = "api-load"
@@ -179,9 +180,8 @@ def _result(args: argparse.Namespace, cases: list[dict[str, Any]]) -> dict[str, 
     notes = []
 
     def metric(key: str, label: str, samples: list[float], unit: str) -> None:
-        from bench.common import summary
 
-        metrics.append({"key": key, "label": label, "unit": unit, **summary(samples)})
+        metrics.append(common_metric(key, label, samples, unit))
 
     for c in cases:
         db = c["database"]

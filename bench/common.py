@@ -194,6 +194,11 @@ class Stopwatch:
 # ---- machine ------------------------------------------------------------------------------
 
 
+def metric(key: str, label: str, samples: Sequence[float], unit: str = "s") -> dict[str, Any]:
+    """One row of a result: its key, label, unit and the statistics of its samples."""
+    return {"key": key, "label": label, "unit": unit, **summary(samples)}
+
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -37,8 +37,8 @@ from bench.common import (
     invocation,
     log,
     machine,
+    metric,
     now_utc,
-    summary,
 )
 
 NAME = "deploy-latency"
@@ -386,10 +386,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return _result(args, engine, docker_version, dev_command, first, floors, deploys)
 
 
-def _metric(key: str, label: str, samples: list[float], unit: str = "s") -> dict[str, Any]:
-    return {"key": key, "label": label, "unit": unit, **summary(samples)}
-
-
 def _result(
     args: argparse.Namespace,
     engine: EngineInfo,
@@ -403,21 +399,21 @@ def _result(
     flot = [d.answered for d in deploys]
     ratios = [d / f for d, f in zip(flot, floor, strict=True)]
     metrics = [
-        _metric("floor_answered", "floor: `docker run` until its port answers", floor),
-        _metric("flotilla_answered", "**flotilla: POST until the new container answers**", flot),
-        _metric("ratio_per_pair", "ratio flotilla/floor, per interleaved pair", ratios, "x"),
-        _metric(
+        metric("floor_answered", "floor: `docker run` until its port answers", floor),
+        metric("flotilla_answered", "**flotilla: POST until the new container answers**", flot),
+        metric("ratio_per_pair", "ratio flotilla/floor, per interleaved pair", ratios, "x"),
+        metric(
             "floor_run_returned",
             "floor: create+start+port returned",
             [f.run_returned for f in floors],
         ),
-        _metric("flotilla_accepted", "flotilla: POST answered 202", [d.accepted for d in deploys]),
-        _metric(
+        metric("flotilla_accepted", "flotilla: POST answered 202", [d.accepted for d in deploys]),
+        metric(
             "flotilla_visible",
             "flotilla: GET /v1/apps shows the release running with its port",
             [d.visible for d in deploys],
         ),
-        _metric(
+        metric(
             "flotilla_succeeded",
             "flotilla: GET /v1/deployments/{id} says succeeded",
             [d.succeeded for d in deploys],
@@ -431,7 +427,7 @@ def _result(
     ):
         samples = [d.phases[key] for d in deploys if key in d.phases]
         if samples:
-            metrics.append(_metric(key, label, samples))
+            metrics.append(metric(key, label, samples))
     med_floor, med_flot = statistics.median(floor), statistics.median(flot)
     notes = [
         f"Median ratio of medians flotilla/floor: **{med_flot / med_floor:.2f}x** "

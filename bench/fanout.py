@@ -49,7 +49,9 @@ from bench.common import (
     log,
     machine,
     now_utc,
-    summary,
+)
+from bench.common import (
+    metric as common_metric,
 )
 
 NAME = "fanout"
@@ -597,7 +599,7 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
 
     def metric(key: str, label: str, samples: list[float], unit: str) -> None:
         if samples:
-            metrics.append({"key": key, "label": label, "unit": unit, **summary(samples)})
+            metrics.append(common_metric(key, label, samples, unit))
 
     for e in per_n:
         n = e["n"]

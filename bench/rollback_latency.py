@@ -39,8 +39,8 @@ from bench.common import (
     invocation,
     log,
     machine,
+    metric,
     now_utc,
-    summary,
 )
 from bench.deploy_latency import DevServer
 
@@ -622,10 +622,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 # ---- the result ---------------------------------------------------------------------------
 
 
-def _metric(key: str, label: str, samples: list[float], unit: str = "s") -> dict[str, Any]:
-    return {"key": key, "label": label, "unit": unit, **summary(samples)}
-
-
 def _med(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -643,30 +639,30 @@ def _result(
     floor = [f.answered for f in floors]
     warm = [b.answered for b in backs]
     metrics = [
-        _metric("floor_answered", "floor: `docker start` until its port answers", floor),
-        _metric(
+        metric("floor_answered", "floor: `docker start` until its port answers", floor),
+        metric(
             "warm_answered",
             "**warm rollback: POST until release A's restarted container answers**",
             warm,
         ),
-        _metric(
+        metric(
             "ratio_per_pair",
             "ratio warm rollback/floor, per interleaved pair",
             [w / f for w, f in zip(warm, floor, strict=True)],
             "x",
         ),
-        _metric(
+        metric(
             "floor_start_returned",
             "floor: `docker start` returned",
             [f.start_returned for f in floors],
         ),
-        _metric("warm_accepted", "warm rollback: POST answered 202", [b.accepted for b in backs]),
-        _metric(
+        metric("warm_accepted", "warm rollback: POST answered 202", [b.accepted for b in backs]),
+        metric(
             "warm_visible",
             "warm rollback: GET /v1/apps shows A running with its port",
             [b.visible for b in backs],
         ),
-        _metric(
+        metric(
             "warm_succeeded",
             "warm rollback: GET /v1/deployments/{id} says succeeded",
             [b.succeeded for b in backs],
@@ -683,9 +679,9 @@ def _result(
     ):
         samples = [b.phases[key] for b in backs if key in b.phases]
         if samples:
-            metrics.append(_metric(key, label, samples))
+            metrics.append(metric(key, label, samples))
     metrics.append(
-        _metric(
+        metric(
             "forward_answered",
             "roll forward (rollback to B, its retained container): POST until B answers",
             [f.answered for f in forwards],
@@ -696,28 +692,28 @@ def _result(
             continue
         k = order.replace("-", "_")
         metrics += [
-            _metric(
+            metric(
                 f"auto_{k}_done",
                 f"**auto rollback ({order}): POST of the failing release until A answers "
                 "and the rollback succeeded**",
                 [r.done for r in runs],
             ),
-            _metric(
+            metric(
                 f"auto_{k}_rolled_back",
                 f"auto rollback ({order}): failing deployment reports rolled_back",
                 [r.bad_rolled_back for r in runs],
             ),
-            _metric(
+            metric(
                 f"auto_{k}_succeeded",
                 f"auto rollback ({order}): rollback deployment reports succeeded",
                 [r.rollback_succeeded for r in runs],
             ),
-            _metric(
+            metric(
                 f"auto_{k}_a_answers",
                 f"auto rollback ({order}): A answers (after its outage, if any)",
                 [r.a_answers for r in runs],
             ),
-            _metric(
+            metric(
                 f"auto_{k}_a_down",
                 f"auto rollback ({order}): A not answering (first failed probe to answer)",
                 [r.a_down for r in runs],
@@ -734,9 +730,7 @@ def _result(
             samples = [r.phases[key] for r in runs if key in r.phases]
             if samples:
                 metrics.append(
-                    _metric(
-                        f"auto_{k}_{key}", f"auto rollback ({order}, dev log): {label}", samples
-                    )
+                    metric(f"auto_{k}_{key}", f"auto rollback ({order}, dev log): {label}", samples)
                 )
     same = sum(b.same_container for b in backs)
     same_fwd = sum(f.same_container for f in forwards)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +52,3 @@ class Settings:
                 f"or postgresql+asyncpg://, got {url.split('://')[0]!r}"
             )
         return self
-
-
-def env(name: str, default: str | None = None, environ: dict[str, str] | None = None) -> str | None:
-    """Read a FLOTILLA_* (or other) variable; only the command line calls this."""
-    source = os.environ if environ is None else environ
-    return source.get(name, default)

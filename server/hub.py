@@ -41,7 +41,7 @@ PUSH_CONCURRENCY = 256
 class _Pending:
     """What to write at the next flush."""
 
-    observed: dict[int, str] = field(default_factory=dict)  # host id -> status JSON
+    observed: dict[int, dict[str, Any]] = field(default_factory=dict)  # host id -> status
     connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
     transitions: list[tuple[str, bool]] = field(default_factory=list)  # for the audit log
     events: list[tuple[str, Event]] = field(default_factory=list)
@@ -208,7 +208,7 @@ class Hub:
             async with self.sessions.begin() as session:
                 await rollouts.record_reports(
                     session,
-                    observed={k: json.loads(v) for k, v in pending.observed.items()},
+                    observed=pending.observed,
                     connections={
                         host_id: (
                             up,
@@ -269,8 +269,9 @@ class Hub:
             log.warning("bad message host=%s: %s", name, exc)
             return
         if isinstance(message, Status):
-            self._pending.observed[host_id] = data
-            self.observed[name] = json.loads(data)
+            status = json.loads(data)  # decode() validated it; this dict is stored as is
+            self._pending.observed[host_id] = status
+            self.observed[name] = status
             self._pending.digests |= {d for d in message.digests if d not in self._digests}
         elif isinstance(message, Event):
             self._pending.events.append((name, message))

@@ -284,15 +284,13 @@ def _host_add(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         labels[key] = value
     _migrate(settings)
+    from server.errors import ApiError
+
     try:
         token = asyncio.run(_add_host(settings, args.name, labels))
-    except Exception as exc:
-        from server.errors import ApiError
-
-        if isinstance(exc, ApiError):
-            print(f"flotilla host add: {exc.message}", file=sys.stderr)
-            return 1
-        raise
+    except ApiError as exc:
+        print(f"flotilla host add: {exc.message}", file=sys.stderr)
+        return 1
     print(f"Registered host {args.name!r}. Its token (shown once):")
     print(token)
     return 0

@@ -56,15 +56,6 @@ async def create_targets(session: AsyncSession, deployment: Deployment) -> list[
     return rows
 
 
-async def targets(session: AsyncSession, deployment_id: int) -> Sequence[DeploymentHost]:
-    query = (
-        select(DeploymentHost)
-        .where(DeploymentHost.deployment_id == deployment_id)
-        .order_by(DeploymentHost.host_name)
-    )
-    return (await session.scalars(query)).all()
-
-
 async def hosts_by_id(session: AsyncSession, ids: set[int]) -> dict[int, Host]:
     """Hosts without their observed status (large; the hub holds it in memory)."""
     result: dict[int, Host] = {}
@@ -103,10 +94,6 @@ async def assign(session: AsyncSession, hosts: Sequence[Host], deployment: Deplo
         row.deployment_id = deployment.id
         row.updated_at = at
         host.generation += 1
-
-
-async def host_by_name(session: AsyncSession, name: str) -> Host | None:
-    return await session.scalar(select(Host).where(Host.name == name))
 
 
 async def release_row(session: AsyncSession, app_id: int, number: int) -> Release | None:

@@ -104,7 +104,7 @@ class Controller:
                 app=app.name,
                 deployment_id=deployment.id,
             )
-        rows = await rollouts.targets(session, deployment.id)
+        rows = await store.deployment_hosts(session, deployment.id)
         hosts = await rollouts.hosts_by_id(session, {r.host_id for r in rows})
         observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
         missing = [host_id for host_id, seen in observed.items() if seen is None]
