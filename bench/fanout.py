@@ -414,7 +414,9 @@ def deploy_once(
 
     stats = json.loads(sims.readline(120))
     ran = sorted(t - post_wall for t in stats["ran"])
+    timeline = deploy_timeline(stats, post_wall)
     return {
+        "timeline": timeline,
         "image": image,
         "deployment": dep_id,
         "status": final or "timeout",
@@ -425,6 +427,30 @@ def deploy_once(
         "median_ran": statistics.median(ran) if ran else None,
         "last_ran": ran[-1] if ran else None,
     }
+
+
+def deploy_timeline(stats: dict[str, Any], post_wall: float) -> dict[str, float | None]:
+    """When the median and the last agent passed each step of one deploy, in seconds after
+    the POST: took the pre-pull push, sent the status that lists the image, took the
+    assignment, created the container, sent the status that says it is ready."""
+    rounds: list[list[float]] = [[], []]
+    for times in stats["accepts"]:
+        after = [t - post_wall for t in times if t >= post_wall]
+        for i, t in enumerate(after[:2]):
+            rounds[i].append(t)
+    steps = {
+        "prepull_taken": rounds[0],
+        "pulled_sent": [t - post_wall for t in stats["pulled_sent"] if t >= post_wall],
+        "assignment_taken": rounds[1],
+        "ran": [t - post_wall for t in stats["ran"]],
+        "ready_sent": [t - post_wall for t in stats["ready_sent"]],
+    }
+    out: dict[str, float | None] = {}
+    for step, values in steps.items():
+        out[f"{step}_median"] = statistics.median(values) if values else None
+        out[f"{step}_last"] = max(values) if values else None
+        out[f"{step}_count"] = len(values)
+    return out
 
 
 def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -492,11 +518,26 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
                 f"{r['status']} after {r['elapsed']:.2f}s; {r['agents_ran']} agents ran it, "
                 f"last at {r['last_ran'] if r['last_ran'] is None else round(r['last_ran'], 2)}s"
             )
+            log(
+                "  timeline (median/last, s after POST): "
+                + "; ".join(
+                    f"{step} {_s(r['timeline'][step + '_median'])}/"
+                    f"{_s(r['timeline'][step + '_last'])} (n={r['timeline'][step + '_count']})"
+                    for step in TIMELINE_STEPS
+                )
+            )
             time.sleep(3)
         out["runs"] = runs
         out["sims_connected_at_end"] = json.loads(_ask(sims, "stats -"))["connected"]
         out["server_alive"] = server.child.proc.poll() is None
     return out
+
+
+TIMELINE_STEPS = ("prepull_taken", "pulled_sent", "assignment_taken", "ran", "ready_sent")
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _ask(child: Child, line: str) -> str:

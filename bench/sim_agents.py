@@ -56,7 +56,10 @@ class SimAgent(Agent):
         super().__init__(host, driver, **kw)
         self.counters = counters
         self.accepted_at = 0.0
+        self.accepts: list[float] = []  # wall-clock time of every desired state taken
         self.ran_at: dict[str, float] = {}
+        self.pulled_sent: dict[str, float] = {}  # image -> first status that listed it
+        self.ready_sent: dict[str, float] = {}  # image -> first status with it ready
         driver.on_run = self._note_run
 
     def _note_run(self, image: str) -> None:
@@ -66,6 +69,7 @@ class SimAgent(Agent):
         took = super().accept(desired)
         if took:
             self.accepted_at = time.time()
+            self.accepts.append(self.accepted_at)
         return took
 
     def attach(self, send: Callable[[Message], Any] | None) -> None:
@@ -78,6 +82,12 @@ class SimAgent(Agent):
             await send(message)
             if isinstance(message, Status):
                 counters.status_sent += 1
+                now = time.time()
+                for image, _ in message.digests:
+                    self.pulled_sent.setdefault(image, now)
+                for inst in message.instances:
+                    if inst.ready and inst.image:
+                        self.ready_sent.setdefault(inst.image, now)
             else:
                 counters.other_sent += 1
 
@@ -170,6 +180,9 @@ async def serve_commands(
                 "connected": sum(c.connected.is_set() for c in conns),
                 "ran": ran,
                 "accepted": [a.accepted_at for a in agents],
+                "accepts": [a.accepts[-3:] for a in agents],
+                "pulled_sent": [a.pulled_sent[arg] for a in agents if arg in a.pulled_sent],
+                "ready_sent": [a.ready_sent[arg] for a in agents if arg in a.ready_sent],
                 "status_sent": counters.status_sent,
                 "other_sent": counters.other_sent,
                 "seconds": time.monotonic() - counters.started,

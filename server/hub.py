@@ -22,11 +22,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agent.protocol import Event, Hello, ProtocolError, Status, decode, encode
+from agent.protocol import DesiredState, Event, Hello, ProtocolError, Status, decode, encode
 from server.db import rollouts, store
 from server.db.session import Sessions
 from server.errors import Unauthorized
-from server.loops import unit_of_work
+from server.loops import timed, unit_of_work
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,14 @@ class Hub:
         names = [n for n in dict.fromkeys(hosts) if n in self._sockets]
         if not names:
             return
-        async with self.sessions() as session:
-            states = await rollouts.desired_states(session, names)
+        with timed(log, "push") as fields:
+            started = time.perf_counter()
+            async with self.sessions() as session:
+                states = await rollouts.desired_states(session, names)
+            fields.update(hosts=len(names), read_ms=round(1000 * (time.perf_counter() - started)))
+            await self._send_all(names, states)
+
+    async def _send_all(self, names: list[str], states: dict[str, DesiredState]) -> None:
         limit = asyncio.Semaphore(PUSH_CONCURRENCY)
 
         async def send(name: str) -> None:
@@ -204,6 +210,14 @@ class Hub:
         connected_ids = list(self._ids[n] for n in self._sockets) if touch else []
         if not pending and not connected_ids:
             return
+        with timed(log, "flush") as fields:
+            fields.update(statuses=len(pending.observed), connections=len(pending.connections))
+            await self._write(pending, connected_ids)
+        self._digests |= pending.digests
+        if pending.observed or pending.connections:
+            self.on_status()
+
+    async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
         try:
             async with self.sessions.begin() as session:
                 await rollouts.record_reports(
@@ -231,9 +245,6 @@ class Hub:
         except Exception:
             self._requeue(pending)
             raise
-        self._digests |= pending.digests
-        if pending.observed or pending.connections:
-            self.on_status()
 
     async def close_all(self) -> None:
         for ws in list(self._sockets.values()):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import logging
+import time
+from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -26,3 +28,22 @@ async def unit_of_work(work: Awaitable[T]) -> T:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(task, FINISH_SECONDS)
         raise
+
+
+SLOW_SECONDS = 0.05
+
+
+@contextlib.contextmanager
+def timed(logger: logging.Logger, what: str) -> Iterator[dict[str, object]]:
+    """Log how long a pass took: at INFO when slow (what a fleet operator should see),
+    at DEBUG otherwise. The caller fills the yielded dict with what the pass handled."""
+    fields: dict[str, object] = {}
+    started = time.perf_counter()
+    try:
+        yield fields
+    finally:
+        elapsed = time.perf_counter() - started
+        level = logging.INFO if elapsed >= SLOW_SECONDS else logging.DEBUG
+        if logger.isEnabledFor(level):
+            detail = " ".join(f"{k}={v}" for k, v in fields.items())
+            logger.log(level, "%s took %.0f ms %s", what, elapsed * 1000, detail)

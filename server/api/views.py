@@ -16,17 +16,15 @@ from server.api.schemas import (
     PublishedPortOut,
     ReleaseOut,
 )
-from server.db.models import App, Deployment, DeploymentHost, Host, Release
-from server.db.store import as_utc
+from server.db.models import App, Deployment, Host, Release
+from server.db.store import Target, as_utc
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return as_utc(value)
 
 
-def deployment_out(
-    deployment: Deployment, app: str, hosts: Sequence[DeploymentHost]
-) -> DeploymentOut:
+def deployment_out(deployment: Deployment, app: str, hosts: Sequence[Target]) -> DeploymentOut:
     return DeploymentOut(
         id=deployment.id,
         app=app,

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from agent.protocol import Assignment as WireAssignment
 from agent.protocol import DesiredState, Prepull
+from server.db import store
 from server.db.models import App, Assignment, Deployment, DeploymentHost, Host, Release, utcnow
 from server.rollout.planner import ACTIVE
 from server.wire import container_spec
@@ -22,47 +22,60 @@ async def active_deployments(session: AsyncSession) -> Sequence[Deployment]:
     return (await session.scalars(query.with_for_update())).all()
 
 
-def selects(host: Host, selector: dict[str, Any]) -> bool:
+def selects(name: str, labels: dict[str, Any], selector: dict[str, Any]) -> bool:
     """Does a deployment's host selector (names and/or labels) pick this host?"""
     names = selector.get("names")
-    if names is not None and host.name not in names:
+    if names is not None and name not in names:
         return False
-    labels = selector.get("labels") or {}
-    return all(host.labels.get(k) == v for k, v in labels.items())
+    wanted = selector.get("labels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
-async def create_targets(session: AsyncSession, deployment: Deployment) -> list[DeploymentHost]:
-    """Resolve the selector to hosts, in name order, recording each host's previous release."""
-    hosts = (await session.scalars(select(Host).order_by(Host.name))).all()
+async def save_targets(session: AsyncSession, changes: Sequence[dict[str, Any]]) -> None:
+    """Write changed columns of target rows (each dict has "id"), one executemany per shape."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        shapes.setdefault(tuple(sorted(change)), []).append(change)
+    for group in shapes.values():
+        await session.execute(update(DeploymentHost), group)
+
+
+async def create_targets(session: AsyncSession, deployment: Deployment) -> list[store.Target]:
+    """Resolve the selector to hosts, in name order, recording each host's previous release;
+    bump their generations (their desired state now lists the release's image to pre-pull)."""
+    hosts = await session.execute(select(Host.id, Host.name, Host.labels).order_by(Host.name))
     query = select(Assignment.host_id, Assignment.release).where(
         Assignment.app_id == deployment.app_id
     )
     current = {host_id: release for host_id, release in (await session.execute(query)).all()}
-    rows = []
-    for host in hosts:
-        if not selects(host, deployment.selector):
-            continue
-        row = DeploymentHost(
-            deployment_id=deployment.id,
-            host_id=host.id,
-            host_name=host.name,
-            state="pending",
-            previous_release=current.get(host.id),
+    at = utcnow()
+    rows: list[dict[str, Any]] = [
+        {
+            "deployment_id": deployment.id,
+            "host_id": host_id,
+            "host_name": name,
+            "state": "pending",
+            "previous_release": current.get(host_id),
+            "evidence": {},
+            "updated_at": at,
+        }
+        for host_id, name, labels in hosts
+        if selects(name, labels or {}, deployment.selector)
+    ]
+    if rows:
+        await session.execute(insert(DeploymentHost), rows)
+        await _bump_generations(session, [r["host_id"] for r in rows])
+    return await store.deployment_hosts(session, deployment.id)
+
+
+async def _bump_generations(session: AsyncSession, host_ids: Sequence[int]) -> None:
+    for chunk in _chunks(list(host_ids)):
+        await session.execute(
+            update(Host)
+            .where(Host.id.in_(chunk))
+            .values(generation=Host.generation + 1)
+            .execution_options(synchronize_session=False)
         )
-        host.generation += 1  # its desired state now lists the release's image to pre-pull
-        session.add(row)
-        rows.append(row)
-    await session.flush()
-    return rows
-
-
-async def hosts_by_id(session: AsyncSession, ids: set[int]) -> dict[int, Host]:
-    """Hosts without their observed status (large; the hub holds it in memory)."""
-    result: dict[int, Host] = {}
-    for chunk in _chunks(list(ids)):
-        query = select(Host).where(Host.id.in_(chunk)).options(defer(Host.observed, raiseload=True))
-        result.update({h.id: h for h in (await session.scalars(query)).all()})
-    return result
 
 
 async def observed_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -76,24 +89,29 @@ async def observed_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int,
     return result
 
 
-async def assign(session: AsyncSession, hosts: Sequence[Host], deployment: Deployment) -> None:
+async def assign(session: AsyncSession, host_ids: Sequence[int], deployment: Deployment) -> None:
     """Point the hosts' assignments for the app at the deployment's release; bump generations."""
-    existing: dict[int, Assignment] = {}
-    for chunk in _chunks([h.id for h in hosts]):
-        query = select(Assignment).where(
+    existing: set[int] = set()
+    for chunk in _chunks(list(host_ids)):
+        query = select(Assignment.host_id).where(
             Assignment.app_id == deployment.app_id, Assignment.host_id.in_(chunk)
         )
-        existing.update({a.host_id: a for a in (await session.scalars(query)).all()})
+        existing.update((await session.scalars(query)).all())
     at = utcnow()
-    for host in hosts:
-        row = existing.get(host.id)
-        if row is None:
-            row = Assignment(host_id=host.id, app_id=deployment.app_id, release=0, deployment_id=0)
-            session.add(row)
-        row.release = deployment.release
-        row.deployment_id = deployment.id
-        row.updated_at = at
-        host.generation += 1
+    values = {"release": deployment.release, "deployment_id": deployment.id, "updated_at": at}
+    for chunk in _chunks([h for h in host_ids if h in existing]):
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.app_id == deployment.app_id, Assignment.host_id.in_(chunk))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    new = [
+        {"host_id": h, "app_id": deployment.app_id, **values} for h in host_ids if h not in existing
+    ]
+    if new:
+        await session.execute(insert(Assignment), new)
+    await _bump_generations(session, host_ids)
 
 
 async def release_row(session: AsyncSession, app_id: int, number: int) -> Release | None:
@@ -191,9 +209,10 @@ async def record_reports(
 
 async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[str, DesiredState]:
     """Full desired state of many hosts in a few queries (a fan-out pushes to thousands)."""
-    hosts: list[Host] = []
+    hosts: list[Any] = []  # rows of (id, name, generation): not the large observed JSON
     for chunk in _chunks(list(names)):
-        hosts += (await session.scalars(select(Host).where(Host.name.in_(chunk)))).all()
+        names_query = select(Host.id, Host.name, Host.generation).where(Host.name.in_(chunk))
+        hosts += (await session.execute(names_query)).all()
     by_id = {h.id: h for h in hosts}
     assignments: dict[int, list[WireAssignment]] = {h.id: [] for h in hosts}
     prepull: dict[int, list[Prepull]] = {h.id: [] for h in hosts}
@@ -201,7 +220,15 @@ async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[st
     good = await _good_releases(session)
     for chunk in _chunks(list(by_id)):
         query = (
-            select(Assignment, App.name, Release.spec, Deployment.strategy)
+            select(
+                Assignment.host_id,
+                Assignment.app_id,
+                Assignment.release,
+                Assignment.deployment_id,
+                App.name,
+                Release.spec,
+                Deployment.strategy,
+            )
             .join(App, App.id == Assignment.app_id)
             .join(
                 Release,
@@ -211,20 +238,19 @@ async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[st
             .where(Assignment.host_id.in_(chunk))
             .order_by(App.name)
         )
-        for row, app_name, spec, strategy in (await session.execute(query)).all():
-            key = (row.app_id, row.deployment_id)
-            if key not in specs:  # one ContainerSpec per release and deployment, shared
-                specs[key] = container_spec(spec, strategy)
-            assignments[row.host_id].append(
-                WireAssignment(
+        rows = (await session.execute(query)).all()
+        for host_id, app_id, release, deployment_id, app_name, spec, strategy in rows:
+            key = (app_id, deployment_id)
+            if key not in specs:  # one wire assignment per release and deployment, shared
+                specs[key] = WireAssignment(
                     app=app_name,
-                    release=row.release,
-                    deployment=row.deployment_id,
+                    release=release,
+                    deployment=deployment_id,
                     replicas=int(spec.get("replicas", 1)),
-                    spec=specs[key],
-                    keep=good.get(row.app_id, ()),
+                    spec=container_spec(spec, strategy),
+                    keep=good.get(app_id, ()),
                 )
-            )
+            assignments[host_id].append(specs[key])
         query2 = (
             select(DeploymentHost.host_id, App.name, Deployment.release, Release.image)
             .join(Deployment, DeploymentHost.deployment_id == Deployment.id)

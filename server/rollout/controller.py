@@ -18,18 +18,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import rollouts, store
-from server.db.models import App, Deployment, Host
+from server.db.models import App, Deployment
 from server.db.session import Sessions
-from server.loops import unit_of_work
+from server.loops import timed, unit_of_work
 from server.metrics import Metrics
 from server.rollout.planner import (
     TERMINAL,
     Strategy,
-    Target,
     View,
     plan_rollout,
     rollback_targets,
 )
+from server.rollout.planner import Target as PlannedTarget
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +70,24 @@ class Controller:
     async def run_once(self) -> None:
         """One pass over all active deployments."""
         pushes: set[str] = set()
-        async with self.sessions.begin() as session:
-            active = await rollouts.active_deployments(session)
-            by_app: dict[int, list[Deployment]] = defaultdict(list)
-            for deployment in active:
-                by_app[deployment.app_id].append(deployment)
-            for app_id, deployments in by_app.items():
-                app = await session.get(App, app_id)
-                assert app is not None
-                newest = deployments[-1]
-                for older in deployments[:-1]:
-                    await self._finish(
-                        session, app, older, "superseded", f"superseded by {newest.id}"
-                    )
-                pushes |= await self._drive(session, app, newest)
-            await self._gauge_in_progress(session, by_app)
+        with timed(log, "controller pass") as fields:
+            async with self.sessions.begin() as session:
+                active = await rollouts.active_deployments(session)
+                fields["deployments"] = len(active)
+                by_app: dict[int, list[Deployment]] = defaultdict(list)
+                for deployment in active:
+                    by_app[deployment.app_id].append(deployment)
+                for app_id, deployments in by_app.items():
+                    app = await session.get(App, app_id)
+                    assert app is not None
+                    newest = deployments[-1]
+                    for older in deployments[:-1]:
+                        await self._finish(
+                            session, app, older, "superseded", f"superseded by {newest.id}"
+                        )
+                    pushes |= await self._drive(session, app, newest)
+                await self._gauge_in_progress(session, by_app)
+                fields["pushes"] = len(pushes)
         if pushes and self.push is not None:
             self.push(pushes)
 
@@ -92,8 +95,8 @@ class Controller:
         now = store.now()
         pushes: set[str] = set()
         if deployment.status == "pending":
-            created = await rollouts.create_targets(session, deployment)
-            pushes |= {r.host_name for r in created}  # their desired state now lists a pre-pull
+            rows = await rollouts.create_targets(session, deployment)
+            pushes |= {r.host_name for r in rows}  # their desired state now lists a pre-pull
             deployment.status = "running"
             deployment.started_at = now
             await store.add_event(
@@ -104,8 +107,8 @@ class Controller:
                 app=app.name,
                 deployment_id=deployment.id,
             )
-        rows = await store.deployment_hosts(session, deployment.id)
-        hosts = await rollouts.hosts_by_id(session, {r.host_id for r in rows})
+        else:
+            rows = await store.deployment_hosts(session, deployment.id)
         observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
         missing = [host_id for host_id, seen in observed.items() if seen is None]
         observed.update(await rollouts.observed_by_id(session, missing) if missing else {})
@@ -113,16 +116,18 @@ class Controller:
         release = await rollouts.release_row(session, app.id, deployment.release)
         replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
         image = release.image if release is not None else ""
-        view = self._view(app, deployment, rows, hosts, replicas, image)
+        view = self._view(app, deployment, rows, replicas, image)
         step = plan_rollout(view, now.timestamp())
         by_name = {r.host_name: r for r in rows}
+        changes: dict[int, dict[str, Any]] = {}
         for name, (state, error) in step.host_states.items():
             row = by_name[name]
-            row.state = state
-            row.error = error
-            row.updated_at = now
+            row.state, row.error, row.updated_at = state, error, now
+            change = {"id": row.id, "state": state, "error": error, "updated_at": now}
             if state == "failed":
-                row.evidence = _evidence(observed[row.host_id] or {}, app.name, deployment.release)
+                evidence = _evidence(observed[row.host_id] or {}, app.name, deployment.release)
+                row.evidence = change["evidence"] = evidence
+            changes[row.id] = change
         done = [n for n, (s, _) in step.host_states.items() if s == "healthy"]
         if done and not any(r.state == "updating" for r in rows if r.host_name not in step.assign):
             await store.add_event(
@@ -135,11 +140,13 @@ class Controller:
                 deployment_id=deployment.id,
             )
         for name in step.assign:
-            by_name[name].assigned_at = now
+            row = by_name[name]
+            row.assigned_at = now
+            changes[row.id]["assigned_at"] = now
             pushes.add(name)
+        await rollouts.save_targets(session, list(changes.values()))
         if step.assign:
-            chosen = [hosts[by_name[n].host_id] for n in step.assign]
-            await rollouts.assign(session, chosen, deployment)
+            await rollouts.assign(session, [by_name[n].host_id for n in step.assign], deployment)
         if step.promoted and not deployment.promoted:
             deployment.promoted = True
         if step.status != deployment.status:
@@ -163,8 +170,7 @@ class Controller:
         self,
         app: App,
         deployment: Deployment,
-        rows: Any,
-        hosts: dict[int, Host],
+        rows: list[store.Target],
         replicas: int,
         image: str,
     ) -> View:
@@ -174,7 +180,7 @@ class Controller:
             converged, problem = _observed(seen, app.name, deployment.release, replicas)
             pulled, pull_error = _pulled(seen, app.name, deployment.release, image)
             targets.append(
-                Target(
+                PlannedTarget(
                     name=row.host_name,
                     state=row.state,
                     assigned_at=_ts(row.assigned_at),
@@ -199,7 +205,12 @@ class Controller:
         )
 
     async def _fail(
-        self, session: AsyncSession, app: App, deployment: Deployment, error: str, rows: Any
+        self,
+        session: AsyncSession,
+        app: App,
+        deployment: Deployment,
+        error: str,
+        rows: list[store.Target],
     ) -> None:
         """Fail a deployment; with auto_rollback, start a rollback to the last good release."""
         strategy = Strategy.from_dict(deployment.strategy)
