@@ -26,6 +26,10 @@ SETTLE_SECONDS = 1.0
 CommandProbe = Callable[[str, tuple[str, ...], float], Awaitable[bool]]
 
 
+# The first probe of a new instance waits this long: its process needs a moment to listen.
+FIRST_PROBE_SECONDS = 0.25
+
+
 @dataclass
 class _Track:
     first_running: float
@@ -34,6 +38,7 @@ class _Track:
     last_probe: float = float("-inf")
     last_result: str = ""
     ready: bool = False
+    due: float | None = None  # when this instance's readiness can next change
 
 
 @dataclass
@@ -58,6 +63,7 @@ class HealthTracker:
         seen: set[str] = set()
         ready: set[str] = set()
         probes = []
+        unproven: list[tuple[str, _Track, HealthSpec | None, float]] = []
         for inst in instances:
             assignment = wanted.get((inst.app, inst.release))
             if assignment is None or inst.state != "running":
@@ -75,19 +81,46 @@ class HealthTracker:
             elif now - track.last_probe >= health.interval:
                 track.last_probe = now
                 probes.append(self._probe(inst, health, track, now))
-            if track.passing_since is not None and now - track.passing_since >= needed:
-                track.ready = True
-                ready.add(inst.container_id)
+            unproven.append((inst.container_id, track, health, needed))
         if probes:
             await asyncio.gather(*probes)
+        for cid, track, health, needed in unproven:  # a probe that just passed counts now
+            if track.passing_since is not None and now - track.passing_since >= needed:
+                track.ready = True
+                ready.add(cid)
+            else:
+                track.due = self._due(track, health, needed)
         for cid in list(self._tracks):
             if cid not in seen:
                 del self._tracks[cid]
         return frozenset(ready)
 
-    def waiting(self) -> bool:
-        """True while some running instance has not proved itself yet (poll faster)."""
-        return any(not t.ready for t in self._tracks.values())
+    def seen_running(self, instances: Iterable[Instance], now: float) -> None:
+        """Note when new instances were first seen running, without probing them: the
+        agent looks right after it starts one, and the settle time counts from there."""
+        for inst in instances:
+            if inst.state == "running" and inst.container_id not in self._tracks:
+                self._tracks[inst.container_id] = _Track(
+                    first_running=now, due=now + FIRST_PROBE_SECONDS
+                )
+
+    def next_due(self) -> float | None:
+        """When the readiness of some instance that has not proved itself can next change
+        (its probe is due, or its min_healthy_time ends): the agent looks again then."""
+        dues = [t.due for t in self._tracks.values() if not t.ready and t.due is not None]
+        return min(dues, default=None)
+
+    @staticmethod
+    def _due(track: _Track, health: HealthSpec | None, needed: float) -> float:
+        if health is None:
+            return track.first_running + needed
+        if track.last_probe == float("-inf"):
+            next_probe = track.first_running + FIRST_PROBE_SECONDS
+        else:
+            next_probe = track.last_probe + health.interval
+        if track.passing_since is not None:
+            return min(next_probe, track.passing_since + needed)
+        return next_probe
 
     def failing(self, container_id: str, health: HealthSpec | None, now: float) -> str | None:
         """The last probe result if the instance has used up its retries, else None."""

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Send = Callable[[Message], Awaitable[None]]
 
 AFTER_ACTION_SECONDS = 0.25
+DUE_SLACK_SECONDS = 0.005  # wake just after a deadline, not a hair before it
 RESTART_WINDOW = 30.0  # a container started again within this long is crash-looping
 
 
@@ -113,7 +114,10 @@ class Agent:
     async def run(self) -> None:
         """Reconcile on every wake-up, and at least every `poll_interval` seconds."""
         while True:
-            timeout = 0.5 if self.health.waiting() else self.poll_interval
+            timeout = self.poll_interval
+            due = self.health.next_due()
+            if due is not None:  # an instance proving itself: look exactly when it may be done
+                timeout = min(timeout, max(0.0, due - self.clock()) + DUE_SLACK_SECONDS)
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)
             except TimeoutError:
@@ -161,6 +165,7 @@ class Agent:
             if await self._execute(action):
                 acted = True
                 await self._observe()
+                self.health.seen_running(self._instances, self.clock())
                 await self.report()
         if acted:
             # look again soon: what was just started has to prove itself, and the next step

@@ -77,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect-rate", type=float, default=400.0, help="agent connects/s")
     parser.add_argument("--timeout", type=float, default=600.0, help="per deploy, seconds")
     parser.add_argument("--profile-dir", default="", help="py-spy profiles of the server here")
+    parser.add_argument(
+        "--health",
+        choices=("cmd", "none"),
+        default="cmd",
+        help="cmd: deploy with a command health check (the fake driver's exec answers at "
+        "once), ready when it first passes; none: no check, so each agent waits out its "
+        "1 s settle time (agent/health.py SETTLE_SECONDS)",
+    )
 
 
 # ---- processes ----------------------------------------------------------------------------
@@ -386,14 +394,20 @@ def wait_connected(sims: Child, server: Server, n: int, timeout: float) -> float
     return watch()
 
 
+HEALTH_CHECK = {"type": "cmd", "command": ["true"], "interval": 0.5}
+
+
 def deploy_once(
-    server: Server, sims: Child, n: int, k: int, timeout: float, poll: float = 0.05
+    server: Server, sims: Child, n: int, k: int, args: argparse.Namespace, poll: float = 0.05
 ) -> dict[str, Any]:
     image = f"fanout/web:v{k}"
-    body = {
+    timeout = args.timeout
+    body: dict[str, Any] = {
         "image": image,
         "strategy": {"max_parallel": n, "healthy_deadline": timeout},
     }
+    if args.health == "cmd":
+        body["health"] = HEALTH_CHECK
     post_wall = time.time()
     watch = Stopwatch()
     status, answer = server.api.call("POST", f"/v1/apps/{APP}/deployments", body)
@@ -505,12 +519,14 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
         )
         runs = []
         for k in range(1, args.runs + 2):
-            prof = None
+            prof = sims_prof = None
             if args.profile_dir and k == 2:
                 prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-deploy-{n}.txt")
-            r = deploy_once(server, sims, n, k, args.timeout)
-            if prof is not None:
+                sims_prof = Profiler(sims.pid, Path(args.profile_dir) / f"fanout-sims-{n}.txt")
+            r = deploy_once(server, sims, n, k, args)
+            if prof is not None and sims_prof is not None:
                 out["profile_deploy"] = prof.stop()
+                out["profile_sims_deploy"] = sims_prof.stop()
             r["warmup"] = k == 1
             runs.append(r)
             log(

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from agent.client import Connection
+from agent.health import HealthTracker
 from agent.protocol import DesiredState, Message, Status
 from agent.runner import Agent
 from bench.fake_driver import FakeDriver
@@ -94,6 +95,15 @@ class SimAgent(Agent):
         super().attach(counted)
 
 
+def probes_of(driver: FakeDriver) -> HealthTracker:
+    """Command health checks through the fake driver's exec (which always succeeds)."""
+
+    async def command_probe(container_id: str, command: tuple[str, ...], limit: float) -> bool:
+        return await asyncio.to_thread(driver.exec_ok, container_id, command)
+
+    return HealthTracker(command_probe=command_probe)
+
+
 async def _inline(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return func(*args, **kwargs)
 
@@ -126,7 +136,9 @@ async def main_async(args: argparse.Namespace) -> None:
     started = time.monotonic()
     for i, (name, token) in enumerate(pairs):
         driver = FakeDriver(name)
-        agent = SimAgent(name, driver, counters, poll_interval=args.poll_interval)
+        agent = SimAgent(
+            name, driver, counters, poll_interval=args.poll_interval, health=probes_of(driver)
+        )
         conn = Connection(agent, args.server, token, driver.version())
         agents.append(agent)
         conns.append(conn)
