@@ -143,6 +143,8 @@ class Agent:
         unknown = refs - set(self._digests)  # known images are not inspected again each pass
         if unknown:
             self._digests.update(await asyncio.to_thread(self.driver.present_images, unknown))
+        for ref in set(self._digests) - refs:  # report (and remember) only images in use:
+            del self._digests[ref]  # a status must not grow with every release ever deployed
         ready = await self.health.check(desired.assignments, self._instances, self.clock())
         if ready != self._ready:
             self._ready = ready

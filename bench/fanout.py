@@ -398,7 +398,7 @@ HEALTH_CHECK = {"type": "cmd", "command": ["true"], "interval": 0.5}
 
 
 def deploy_once(
-    server: Server, sims: Child, n: int, k: int, args: argparse.Namespace, poll: float = 0.05
+    server: Server, sims: Child, n: int, k: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     image = f"fanout/web:v{k}"
     timeout = args.timeout
@@ -417,11 +417,12 @@ def deploy_once(
     dep_id = int(answer["id"])
     final = None
     while watch() < timeout:
-        _, dep = server.api.call("GET", f"/v1/deployments/{dep_id}")
+        # a long poll, as `flotilla deploy --wait` does: answered as soon as it ends
+        wait = max(1, min(100, int(timeout - watch())))
+        _, dep = server.api.call("GET", f"/v1/deployments/{dep_id}?wait={wait}")
         if dep["status"] == "succeeded" or dep["status"] in TERMINAL:
             final = dep["status"]
             break
-        time.sleep(poll)
     elapsed = watch()
     sims.send(f"stats {image}")
     import json
@@ -738,8 +739,9 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
         "benchmark": NAME,
         "title": TITLE,
         "description": (
-            "For each N: POST one deployment to all N hosts (max_parallel N) and poll GET "
-            "/v1/deployments/{id} every 50 ms until succeeded; server RSS and CPU with N idle "
+            "For each N: POST one deployment to all N hosts (max_parallel N) and wait with "
+            "GET /v1/deployments/{id}?wait= (a long poll, as `flotilla deploy --wait` does) "
+            "until it succeeded; server RSS and CPU with N idle "
             "agents; and a bare aiohttp WebSocket server pushing the same bytes to N clients "
             "(bench/transport_floor.py). " + SIM_NOTE
         ),

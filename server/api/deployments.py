@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import time
@@ -21,6 +22,7 @@ from server.rollout.planner import TERMINAL
 
 _APP_NAME = re.compile(DNS_LABEL)
 MAX_WAIT_SECONDS = 600.0
+WAIT_RECHECK_SECONDS = 1.0
 WRITE_ATTEMPTS = 8
 
 
@@ -108,14 +110,21 @@ async def get_deployment(request: web.Request) -> web.Response:
     deployment_id = deployment_id_of(request)
     wait = _wait(request)
     deadline = time.monotonic() + wait
+    sessions = request.app[SESSIONS]
     while True:
-        async with request.app[SESSIONS]() as session:
+        finished = request.app[CONTROLLER].finished  # taken before the read: no lost wake-up
+        async with sessions() as session:
             deployment = await store.get_deployment(session, deployment_id)
-            hosts = await store.deployment_hosts(session, deployment_id)
-            names = await store.app_names(session, {deployment.app_id})
-        if deployment.status in TERMINAL or time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if deployment.status in TERMINAL or remaining <= 0:
             break
-        await asyncio.sleep(0.25)
+        # woken when this process's controller ends a deployment; the timeout covers one
+        # ended by another server process
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), min(remaining, WAIT_RECHECK_SECONDS))
+    async with sessions() as session:  # the hosts once, not on every wake-up
+        hosts = await store.deployment_hosts(session, deployment_id)
+        names = await store.app_names(session, {deployment.app_id})
     out = deployment_out(deployment, names[deployment.app_id], hosts)
     return web.json_response(out.model_dump(mode="json"))
 

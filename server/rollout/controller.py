@@ -54,7 +54,12 @@ class Controller:
         self.interval = interval
         self.wake = asyncio.Event()
         self.push: Push | None = None
+        # set, and replaced by a fresh one, after a pass that ended a deployment: what
+        # GET /v1/deployments/{id}?wait= waits on
+        self.finished = asyncio.Event()
+        self._ended_any = False
         self._seen: dict[int, dict[str, Any] | None] = {}
+        self._judged: dict[int, tuple[Any, Any, tuple[bool, str | None, bool, str | None]]] = {}
         self._gauged: set[str] = set()
 
     async def run(self) -> None:
@@ -88,6 +93,10 @@ class Controller:
                     pushes |= await self._drive(session, app, newest)
                 await self._gauge_in_progress(session, by_app)
                 fields["pushes"] = len(pushes)
+        if self._ended_any:  # committed: waiters now read the final status
+            self._ended_any = False
+            ended, self.finished = self.finished, asyncio.Event()
+            ended.set()
         if pushes and self.push is not None:
             self.push(pushes)
 
@@ -108,7 +117,7 @@ class Controller:
                 deployment_id=deployment.id,
             )
         else:
-            rows = await store.deployment_hosts(session, deployment.id)
+            rows = await store.deployment_hosts(session, deployment.id, evidence=False)
         observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
         missing = [host_id for host_id, seen in observed.items() if seen is None]
         observed.update(await rollouts.observed_by_id(session, missing) if missing else {})
@@ -175,10 +184,10 @@ class Controller:
         image: str,
     ) -> View:
         targets = []
+        question = (app.name, deployment.release, replicas, image)
         for row in rows:
             seen = self._seen.get(row.host_id) or {}
-            converged, problem = _observed(seen, app.name, deployment.release, replicas)
-            pulled, pull_error = _pulled(seen, app.name, deployment.release, image)
+            converged, problem, pulled, pull_error = self._judge(row.host_id, seen, question)
             targets.append(
                 PlannedTarget(
                     name=row.host_name,
@@ -203,6 +212,22 @@ class Controller:
             promoted=deployment.promoted,
             cancel_requested=deployment.cancel_requested,
         )
+
+    def _judge(
+        self, host_id: int, seen: dict[str, Any], question: tuple[str, int, int, str]
+    ) -> tuple[bool, str | None, bool, str | None]:
+        """What a host's status says of a release, remembered while the status object is the
+        same one (the hub replaces it on each report), so a pass re-reads only new reports."""
+        cached = self._judged.get(host_id)
+        if cached is not None and cached[0] is seen and cached[1] == question:
+            return cached[2]
+        app, release, replicas, image = question
+        answer = (
+            *_observed(seen, app, release, replicas),
+            *_pulled(seen, app, release, image),
+        )
+        self._judged[host_id] = (seen, question, answer)
+        return answer
 
     async def _fail(
         self,
@@ -260,6 +285,7 @@ class Controller:
         deployment.status = status
         deployment.error = error
         deployment.finished_at = now
+        self._ended_any = True
         release = await rollouts.release_row(session, app.id, deployment.release)
         if status == "succeeded":
             previous = app.current_release
