@@ -9,10 +9,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from agent import metrics
+from agent import endpoint
 from agent.client import Connection
 from agent.docker_driver import DockerDriver
 from agent.health import HealthTracker
@@ -56,13 +53,15 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
         health=health,
     )
     connection = Connection(agent, settings.server, settings.token, docker_version)
+    loop = asyncio.get_running_loop()
+    # bound before any task starts: a taken port fails the start with nothing left running
+    local = endpoint.serve(settings.metrics_listen, loop) if settings.metrics_listen else None
     stop = threading.Event()
     tasks = [
         asyncio.create_task(agent.run(), name="reconcile"),
         asyncio.create_task(connection.run(), name="connection"),
         asyncio.create_task(_watch_docker(driver, agent, stop), name="docker-events"),
     ]
-    runner = await _serve_metrics(settings.metrics_listen) if settings.metrics_listen else None
     log.info("agent started host=%s docker=%s", settings.name, docker_version)
     try:
         yield agent
@@ -71,8 +70,8 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if runner is not None:
-            await runner.cleanup()
+        if local is not None:
+            await asyncio.to_thread(local.close)
         await health.close()
         await asyncio.to_thread(driver.close)
         log.info("agent stopped host=%s", settings.name)
@@ -91,24 +90,6 @@ async def _watch_docker(driver: DockerDriver, agent: Agent, stop: threading.Even
         except Exception as exc:  # the engine restarted or the socket broke: watch again
             log.warning("docker event watch failed host=%s: %s", agent.host, exc)
         await asyncio.sleep(2)
-
-
-async def _serve_metrics(listen: str) -> web.AppRunner:
-    async def metrics_view(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.REGISTRY)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    host, _, port = listen.rpartition(":")
-    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
-    return runner
 
 
 async def run_forever(settings: AgentSettings) -> None:
