@@ -22,7 +22,16 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agent.protocol import DesiredState, Event, Hello, ProtocolError, Status, decode, encode
+from agent.protocol import (
+    DesiredState,
+    Event,
+    Hello,
+    ProtocolError,
+    Status,
+    decode,
+    encode,
+    from_body,
+)
 from server.db import rollouts, store
 from server.db.session import Sessions
 from server.errors import Unauthorized
@@ -275,12 +284,13 @@ class Hub:
 
     def _receive(self, host_id: int, name: str, data: str) -> None:
         try:
-            message = decode(data)
-        except ProtocolError as exc:
+            body = json.loads(data)
+            message = from_body(body)
+        except (ValueError, ProtocolError) as exc:
             log.warning("bad message host=%s: %s", name, exc)
             return
         if isinstance(message, Status):
-            status = json.loads(data)  # decode() validated it; this dict is stored as is
+            status = body  # from_body() validated it; this dict is stored as is
             self._pending.observed[host_id] = status
             self.observed[name] = status
             self._pending.digests |= {d for d in message.digests if d not in self._digests}
