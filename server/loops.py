@@ -30,7 +30,7 @@ async def unit_of_work(work: Awaitable[T]) -> T:
         raise
 
 
-SLOW_SECONDS = 0.05
+SLOW_SECONDS = 0.25  # a pass this slow holds up rollouts: worth a line at INFO
 
 
 @contextlib.contextmanager
