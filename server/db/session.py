@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+
+WROTE = "flotilla.wrote"  # a session.info flag: this transaction wrote something
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -27,14 +29,34 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def create_sessions(engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> Sessions:
-    """A session factory; `on_commit` runs after every committed transaction (cache bust)."""
+    """A session factory; `on_commit` runs after every committed transaction that wrote
+    something (cache bust). Read-only transactions (a controller or webhook pass that found
+    nothing to do, once a second each) do not count: they emptied the read cache for nothing."""
     if on_commit is None:
         return async_sessionmaker(engine, expire_on_commit=False)
 
     class CommitAwareSession(Session):
         pass
 
-    event.listen(CommitAwareSession, "after_commit", lambda _session: on_commit())
+    def ended(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # the whole transaction, committed or rolled back
+            session.info.pop(WROTE, None)
+
+    def flushed(session: Session, _context: Any) -> None:
+        session.info[WROTE] = True  # a flush that had nothing to write fires no event
+
+    def executed(state: ORMExecuteState) -> None:
+        if not state.is_select:  # Core insert/update/delete, or text: assume it writes
+            state.session.info[WROTE] = True
+
+    def committed(session: Session) -> None:
+        if session.info.pop(WROTE, False):
+            on_commit()
+
+    event.listen(CommitAwareSession, "after_flush", flushed)
+    event.listen(CommitAwareSession, "do_orm_execute", executed)
+    event.listen(CommitAwareSession, "after_commit", committed)
+    event.listen(CommitAwareSession, "after_transaction_end", ended)
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CommitAwareSession)
 
 
