@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +19,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 WROTE = "flotilla.wrote"  # a session.info flag: this transaction wrote something
 
 Sessions = async_sessionmaker[AsyncSession]
+IDLE_PING_SECONDS = 10.0
+IDLE_SINCE = "flotilla.idle_since"  # a pool record's info key: when it was checked in
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -25,7 +29,41 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20)
+    _ping_after_idle(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+def mark_written(session: AsyncSession) -> None:
+    """Count this transaction as a write where `create_sessions` cannot see it: a SELECT
+    whose CTEs insert or update is a SELECT to SQLAlchemy."""
+    session.info[WROTE] = True
+
+
+def _ping_after_idle(engine: AsyncEngine, idle: float) -> None:
+    """Ping a pooled connection at checkout only if it sat unused for `idle` seconds.
+
+    `pool_pre_ping` pinged at every checkout, and on asyncpg a ping is three round trips
+    (BEGIN, an empty query, ROLLBACK): a quarter of the statements of a POST. A connection in
+    steady use has just proven itself; one that slept (through a database restart, say) is
+    checked, and a dead one is replaced. A connection that died since its last use fails
+    its request once, and SQLAlchemy then discards the whole pool (disconnect handling).
+    """
+
+    def checkin(_dbapi: Any, record: Any) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(IDLE_SINCE)
+        if since is None or time.monotonic() - since < idle:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:  # the pool discards it and checks out another (or connects)
+            raise DisconnectionError("pooled connection failed its ping") from exc
+
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
 
 
 def create_sessions(engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> Sessions:
