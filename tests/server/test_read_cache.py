@@ -80,8 +80,8 @@ async def test_only_transactions_that_write_bust_the_cache(sqlite_url: str) -> N
         await engine.dispose()
 
 
-async def test_get_app_sees_every_deploy_it_follows(sqlite_url: str, tmp_path: Path) -> None:
-    server, _ = await start_server(sqlite_url, tmp_path)
+async def test_get_app_sees_every_deploy_it_follows(database_url: str, tmp_path: Path) -> None:
+    server, _ = await start_server(database_url, tmp_path)
     api = Api(f"http://127.0.0.1:{server.port}", (tmp_path / "admin.token").read_text().strip())
     try:
         assert (await api.call("GET", "/v1/apps/web"))[0] == 404
