@@ -249,7 +249,9 @@ class Controller:
         deployment.status = status
         deployment.error = error
         deployment.finished_at = now
-        release = await rollouts.release_row(session, app.id, deployment.release)
+        release = None  # read only where its outcome changes: a superseded one needs no query
+        if status in ("succeeded", "failed"):
+            release = await rollouts.release_row(session, app.id, deployment.release)
         if status == "succeeded":
             previous = app.current_release
             if deployment.kind == "rollback" and previous and previous != deployment.release:
