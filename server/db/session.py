@@ -29,7 +29,10 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, pool_size=10, max_overflow=20)
+    # the same ceiling of 30 connections as before (10 + 20 overflow), all kept: overflow
+    # connections were closed at checkin and reopened (TLS attempt, auth) at the next
+    # checkout whenever more than 10 requests used the database at once
+    engine = create_async_engine(url, pool_size=30, max_overflow=0)
     _ping_after_idle(engine, IDLE_PING_SECONDS)
     return engine
 
