@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from server import webhooks as public
+from server.db import deploys, migrate, webhooks
 from server.db.models import WebhookDelivery
-from server.keys import SESSIONS
+from server.db.session import create_engine, create_sessions
 from tests.conftest import Flotilla
 from tests.harness import eventually
 
@@ -59,35 +60,45 @@ async def test_concurrent_deploys_of_a_new_app_number_releases_one_by_one(
 
 
 async def test_a_published_requested_event_gets_its_deliveries(
-    flotilla: Flotilla, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Were `deploy_requested` published, its deliveries commit with the deploy."""
-    monkeypatch.setitem(public.PUBLIC_EVENTS, "deploy_requested", "deployment.requested")
-    status, hook = await flotilla.api.call(
-        "POST",
-        "/v1/webhooks",
-        {"url": "http://127.0.0.1:9/hook", "secret": "s" * 32, "events": ["*"]},
-    )
-    assert status == 201, hook
-    first = await flotilla.api.deploy("hooked", {**BODY, "message": "why"})
-    second = await flotilla.api.deploy("hooked", BODY)
-    assert (first["release"], second["release"]) == (1, 2)
+    """Were `deploy_requested` published, its deliveries would commit with the deploy.
 
-    async with flotilla.server.app[SESSIONS]() as session:  # committed with the deploy
-        rows = (
-            await session.scalars(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.event == "deployment.requested")
-                .order_by(WebhookDelivery.id)
+    No server here, only the write: a running webhook sender that fails or is stopped while
+    it sends can hang a server's teardown or deadlock a webhook's deletion (both older than
+    this test; see the commit that added it)."""
+    monkeypatch.setitem(public.PUBLIC_EVENTS, "deploy_requested", "deployment.requested")
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = create_sessions(engine)
+    try:
+        async with sessions.begin() as session:
+            hook = await webhooks.create_webhook(session, "http://127.0.0.1:9/", ["*"], "s", "t")
+        made = []
+        for message in ("why", None):
+            deployment, hosts = await deploys.deploy(
+                sessions,
+                "hooked",
+                {"image": "flotilla-test/web:v1"},
+                actor="t",
+                message=message,
+                strategy={},
+                selector={},
+                idempotency_key=None,
+                body_hash="h",
             )
-        ).all()
-    assert [r.webhook_id for r in rows] == [hook["id"]] * 2
-    assert [r.payload["deployment"] for r in rows] == [first["id"], second["id"]]
-    assert [r.payload["message"] for r in rows] == [
-        "deploy of release 1 requested: why",
-        "deploy of release 2 requested",
-    ]
-    # nothing left to send at shutdown (a server stopping while a delivery to a dead
-    # receiver waits for its retry can hang its teardown, with or without these changes)
-    status, _ = await flotilla.api.call("DELETE", f"/v1/webhooks/{hook['id']}")
-    assert status == 204
+            assert hosts == []
+            made.append(deployment)
+        assert [d.release for d in made] == [1, 2]
+        async with sessions() as session:
+            rows = (
+                await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))
+            ).all()
+        assert [(r.webhook_id, r.event) for r in rows] == [(hook.id, "deployment.requested")] * 2
+        assert [r.payload["deployment"] for r in rows] == [d.id for d in made]
+        assert [r.payload["message"] for r in rows] == [
+            "deploy of release 1 requested: why",
+            "deploy of release 2 requested",
+        ]
+    finally:
+        await engine.dispose()
