@@ -22,7 +22,7 @@ async def rollback(request: web.Request) -> web.Response:
     name = app_name(request)
     body = await read_body(request, RollbackIn)
     async with request.app[SESSIONS].begin() as session:
-        app = await store.lock_app(session, name, create=False)
+        app = await store.lock_app(session, name)
         if app is None:
             raise NotFound(f"app {name!r} does not exist", "app")
         current = app.current_release

@@ -34,20 +34,19 @@ async def get_app(request: web.Request) -> web.Response:
     """GET /v1/apps/{app}: current release, its spec, and what runs on each host."""
     await require(request, "read")
     name = app_name(request)
-    cache = request.app[READ_CACHE]
-    cached = cache.get(request.path)
-    if cached is not None:
-        return web.Response(body=cached, content_type="application/json")
-    version = cache.version
-    async with request.app[SESSIONS]() as session:
-        app = await store.get_app(session, name)
-        number = app.current_release or app.last_release
-        release = await store.get_release(session, app, number) if number else None
-        hosts = await store.list_hosts(session)
-        assigned = await store.assignments_of_app(session, app)
-    out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned})
-    body = out.model_dump_json().encode()
-    cache.put(request.path, version, body)
+    sessions = request.app[SESSIONS]
+
+    async def build() -> bytes:
+        async with sessions() as session:
+            app = await store.get_app(session, name)
+            number = app.current_release or app.last_release
+            release = await store.get_release(session, app, number) if number else None
+            hosts = await store.list_hosts(session)
+            assigned = await store.assignments_of_app(session, app)
+        out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned})
+        return out.model_dump_json().encode()
+
+    body = await request.app[READ_CACHE].fetch(request.path, build)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -14,7 +14,7 @@ from server.api.auth import require
 from server.api.body import read_body
 from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
 from server.api.views import deployment_out
-from server.db import store
+from server.db import deploys, store
 from server.db.models import Deployment
 from server.errors import ApiError, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, SESSIONS
@@ -57,35 +57,19 @@ async def create_deployment(request: web.Request) -> web.Response:
     spec = body.model_dump(mode="json", exclude={"message", "hosts", "strategy"})
     strategy = (body.strategy or StrategyIn()).model_dump(mode="json")
     selector = (body.hosts or HostSelector()).model_dump(mode="json", exclude_none=True)
-    sessions = request.app[SESSIONS]
     for attempt in range(WRITE_ATTEMPTS):
         try:
-            async with sessions.begin() as session:
-                found = None
-                if key is not None:
-                    found = await store.find_idempotent(session, name, key, body_hash)
-                if found is not None:
-                    deployment = found
-                else:
-                    app = await store.lock_app(session, name, create=True)
-                    assert app is not None
-                    release = await store.create_release(
-                        session, app, spec, caller.name, body.message
-                    )
-                    deployment = await store.create_deployment(
-                        session,
-                        app,
-                        release.number,
-                        kind="deploy",
-                        trigger=caller.name,
-                        strategy=strategy,
-                        selector=selector,
-                        reason=body.message,
-                        idempotency_key=key,
-                        body_hash=body_hash,
-                    )
-                # a new deployment has no targets yet; a repeated one may have
-                hosts = await store.deployment_hosts(session, deployment.id) if found else []
+            deployment, hosts = await deploys.deploy(
+                request.app[SESSIONS],
+                name,
+                spec,
+                actor=caller.name,
+                message=body.message,
+                strategy=strategy,
+                selector=selector,
+                idempotency_key=key,
+                body_hash=body_hash,
+            )
             break
         except store.ConcurrentWrite as exc:
             if not store.retryable(exc):

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+
+WROTE = "flotilla.wrote"  # a session.info flag: this transaction wrote something
 
 Sessions = async_sessionmaker[AsyncSession]
+IDLE_PING_SECONDS = 10.0
+IDLE_SINCE = "flotilla.idle_since"  # a pool record's info key: when it was checked in
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -23,18 +29,75 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # the same ceiling of 30 connections as before (10 + 20 overflow), all kept: overflow
+    # connections were closed at checkin and reopened (TLS attempt, auth) at the next
+    # checkout whenever more than 10 requests used the database at once
+    engine = create_async_engine(url, pool_size=30, max_overflow=0)
+    _ping_after_idle(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+def mark_written(session: AsyncSession) -> None:
+    """Count this transaction as a write where `create_sessions` cannot see it: a SELECT
+    whose CTEs insert or update is a SELECT to SQLAlchemy."""
+    session.info[WROTE] = True
+
+
+def _ping_after_idle(engine: AsyncEngine, idle: float) -> None:
+    """Ping a pooled connection at checkout only if it sat unused for `idle` seconds.
+
+    `pool_pre_ping` pinged at every checkout, and on asyncpg a ping is three round trips
+    (BEGIN, an empty query, ROLLBACK): a quarter of the statements of a POST. A connection in
+    steady use has just proven itself; one that slept (through a database restart, say) is
+    checked, and a dead one is replaced. A connection that died since its last use fails
+    its request once, and SQLAlchemy then discards the whole pool (disconnect handling).
+    """
+
+    def checkin(_dbapi: Any, record: Any) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(IDLE_SINCE)
+        if since is None or time.monotonic() - since < idle:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:  # the pool discards it and checks out another (or connects)
+            raise DisconnectionError("pooled connection failed its ping") from exc
+
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
 
 
 def create_sessions(engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> Sessions:
-    """A session factory; `on_commit` runs after every committed transaction (cache bust)."""
+    """A session factory; `on_commit` runs after every committed transaction that wrote
+    something (cache bust). Read-only transactions (a controller or webhook pass that found
+    nothing to do, once a second each) do not count: they emptied the read cache for nothing."""
     if on_commit is None:
         return async_sessionmaker(engine, expire_on_commit=False)
 
     class CommitAwareSession(Session):
         pass
 
-    event.listen(CommitAwareSession, "after_commit", lambda _session: on_commit())
+    def ended(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # the whole transaction, committed or rolled back
+            session.info.pop(WROTE, None)
+
+    def flushed(session: Session, _context: Any) -> None:
+        session.info[WROTE] = True  # a flush that had nothing to write fires no event
+
+    def executed(state: ORMExecuteState) -> None:
+        if not state.is_select:  # Core insert/update/delete, or text: assume it writes
+            state.session.info[WROTE] = True
+
+    def committed(session: Session) -> None:
+        if session.info.pop(WROTE, False):
+            on_commit()
+
+    event.listen(CommitAwareSession, "after_flush", flushed)
+    event.listen(CommitAwareSession, "do_orm_execute", executed)
+    event.listen(CommitAwareSession, "after_commit", committed)
+    event.listen(CommitAwareSession, "after_transaction_end", ended)
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CommitAwareSession)
 
 

@@ -138,34 +138,9 @@ async def find_idempotent(
     return found
 
 
-async def lock_app(session: AsyncSession, name: str, create: bool) -> App | None:
-    """The app row, locked for this transaction (created on first deploy when `create`)."""
-    app = await session.scalar(select(App).where(App.name == name).with_for_update())
-    if app is None and create:
-        try:
-            async with session.begin_nested():
-                session.add(App(name=name, last_release=0))
-        except IntegrityError:
-            pass  # created concurrently: read the winner's row below
-        app = await session.scalar(select(App).where(App.name == name).with_for_update())
-    return app
-
-
-async def create_release(
-    session: AsyncSession, app: App, spec: dict[str, Any], actor: str, message: str | None
-) -> Release:
-    app.last_release += 1
-    release = Release(
-        app_id=app.id,
-        number=app.last_release,
-        image=spec["image"],
-        spec=spec,
-        created_by=actor,
-        message=message,
-    )
-    session.add(release)
-    await session.flush()
-    return release
+async def lock_app(session: AsyncSession, name: str) -> App | None:
+    """The app row, locked for this transaction."""
+    return await session.scalar(select(App).where(App.name == name).with_for_update())
 
 
 async def create_deployment(

@@ -23,6 +23,7 @@ from server.db.session import Sessions
 from server.webhooks import matches, public_name
 
 ENQUEUED = "flotilla.webhook_enqueued"  # a session.info flag: wake the sender after commit
+SUBSCRIBERS = "flotilla.webhook_subscribers"  # session.info: (transaction, webhooks) memo
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,8 @@ async def enqueue(
 ) -> None:
     """Queue one delivery per webhook that subscribes to this event (none if unpublished)."""
     name = public_name(kind)
-    if name is None:
-        return
-    hooks = (await session.execute(select(Webhook.id, Webhook.events))).all()
-    wanted = [h.id for h in hooks if matches(h.events, name)]
-    if not wanted:
+    wanted = await subscribed(session, kind)
+    if name is None or not wanted:
         return
     now = utcnow()
     payload = {
@@ -127,6 +125,27 @@ async def enqueue(
             )
         )
     session.info[ENQUEUED] = True
+
+
+async def subscribers(session: AsyncSession) -> list[tuple[int, list[str]]]:
+    """Every webhook's id and patterns, read once per transaction (a controller pass records
+    many events; a deploy reads them before it locks the app row)."""
+    transaction = session.sync_session.get_transaction()
+    memo = session.info.get(SUBSCRIBERS)
+    if memo is not None and transaction is not None and memo[0] is transaction:
+        return list(memo[1])
+    rows = (await session.execute(select(Webhook.id, Webhook.events))).all()
+    hooks = [(hook_id, list(events)) for hook_id, events in rows]
+    session.info[SUBSCRIBERS] = (session.sync_session.get_transaction(), hooks)
+    return hooks
+
+
+async def subscribed(session: AsyncSession, kind: str) -> list[int]:
+    """Ids of the webhooks that want an event of this internal kind (none if unpublished)."""
+    name = public_name(kind)
+    if name is None:
+        return []
+    return [hook_id for hook_id, events in await subscribers(session) if matches(events, name)]
 
 
 def wake_after_commit(sessions: Sessions, wake: Callable[[], None]) -> None:

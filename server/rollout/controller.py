@@ -287,7 +287,9 @@ class Controller:
         deployment.error = error
         deployment.finished_at = now
         self._ended_any = True
-        release = await rollouts.release_row(session, app.id, deployment.release)
+        release = None  # read only where its outcome changes: a superseded one needs no query
+        if status in ("succeeded", "failed"):
+            release = await rollouts.release_row(session, app.id, deployment.release)
         if status == "succeeded":
             previous = app.current_release
             if deployment.kind == "rollback" and previous and previous != deployment.release:
