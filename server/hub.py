@@ -5,8 +5,10 @@ generation, read fresh from the database, so a lost or repeated push does no har
 
 Writes are batched: what agents report is kept per host (only the newest status counts) and
 flushed in one transaction a few times a second, so ten thousand agents cost a handful of
-commits, not one per message. Liveness comes from the WebSocket's own ping/pong; the hub
-touches `last_seen` of every connected host in one statement every few seconds.
+commits, not one per message. The rollout controller is woken as each status arrives: it
+reads the hub's in-memory copy, so it need not wait for the write. Liveness comes from the
+WebSocket's own ping/pong; the hub touches `last_seen` of every connected host in one
+statement every few seconds.
 """
 
 from __future__ import annotations
@@ -223,7 +225,7 @@ class Hub:
             fields.update(statuses=len(pending.observed), connections=len(pending.connections))
             await self._write(pending, connected_ids)
         self._digests |= pending.digests
-        if pending.observed or pending.connections:
+        if pending.connections:
             self.on_status()
 
     async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
@@ -294,6 +296,7 @@ class Hub:
             self._pending.observed[host_id] = status
             self.observed[name] = status
             self._pending.digests |= {d for d in message.digests if d not in self._digests}
+            self.on_status()  # the controller reads this live status: no need to await the write
         elif isinstance(message, Event):
             self._pending.events.append((name, message))
             if message.kind == "drift_healed":
