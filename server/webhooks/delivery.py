@@ -85,8 +85,12 @@ class Deliverer:
         """Until cancelled: wait for a wake-up or the interval, then one pass."""
         try:
             while True:
+                # not asyncio.wait_for: on Python 3.11 it returns normally when it is cancelled
+                # in the turn in which the wake-up completes (a sender that just finished, a
+                # commit that enqueued), so a stopping server's loop ran on and its teardown hung
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.policy.interval)
+                    async with asyncio.timeout(self.policy.interval):
+                        await self.wake.wait()
                 self.wake.clear()
                 try:
                     await unit_of_work(self.run_once())
