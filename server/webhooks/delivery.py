@@ -184,6 +184,9 @@ class Deliverer:
             wait = backoff(attempts, self.policy.backoff_base, self.policy.backoff_cap, self.rand())
             status, next_at = "pending", now + dt.timedelta(seconds=wait)
         async with self.sessions.begin() as session:
+            # the webhook row before its delivery, as DELETE /v1/webhooks/{id} locks them:
+            # the other order deadlocks with it on PostgreSQL (see server.db.webhooks)
+            await db.set_lease(session, hook.id, self._lease(now))
             await db.record(
                 session,
                 due.id,
@@ -194,7 +197,6 @@ class Deliverer:
                 next_attempt_at=next_at,
                 delivered_at=now if delivered else None,
             )
-            await db.set_lease(session, hook.id, self._lease(now))
         if not delivered:
             log.warning(
                 "webhook delivery %s webhook=%s delivery=%s event=%s attempts=%d: %s",
