@@ -5,6 +5,10 @@ records the event, so an event and its deliveries commit (or vanish) together. T
 claims a webhook with a short lease (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so server
 replicas never wait on each other), sends its oldest pending delivery, records the outcome and
 moves to the next: one webhook's deliveries go out one at a time, in order.
+
+Lock order: a transaction that writes a webhook row and its deliveries writes the webhook
+first (`delete_webhook`; the sender's `set_lease` before `record`). Two transactions that
+took them in opposite orders deadlocked on PostgreSQL, and one of them failed.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ async def get_webhook(session: AsyncSession, webhook_id: int) -> Webhook | None:
 
 
 async def delete_webhook(session: AsyncSession, webhook_id: int) -> bool:
-    """Delete a webhook and its deliveries; False if there was none."""
+    """Delete a webhook and its deliveries (in this order: see the lock order above)."""
     result = await session.execute(delete(Webhook).where(Webhook.id == webhook_id))
     await session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id))
     return bool(getattr(result, "rowcount", 0))
@@ -196,9 +200,21 @@ async def claim(
     if _postgres(session):
         query = query.with_for_update(of=Webhook, skip_locked=True)
     hooks = (await session.scalars(query)).unique().all()
-    for hook in hooks:
-        hook.lease_until = lease_until
-    return [Claim(h.id, h.url, h.secret) for h in hooks]
+    if not hooks:
+        return []
+    # a conditional write, not the ORM's: on SQLite nothing locks the rows read above, and a
+    # webhook deleted (or leased by another process) since then must be skipped, not fail the
+    # pass with a StaleDataError
+    free = or_(Webhook.lease_until.is_(None), Webhook.lease_until < now)
+    leased = await session.scalars(
+        update(Webhook)
+        .where(Webhook.id.in_([h.id for h in hooks]), free)
+        .values(lease_until=lease_until)
+        .returning(Webhook.id)
+        .execution_options(synchronize_session=False)
+    )
+    won = set(leased.all())
+    return [Claim(h.id, h.url, h.secret) for h in hooks if h.id in won]
 
 
 async def next_due(session: AsyncSession, webhook_id: int, now: dt.datetime) -> Due | None:

@@ -85,8 +85,12 @@ class Deliverer:
         """Until cancelled: wait for a wake-up or the interval, then one pass."""
         try:
             while True:
+                # not asyncio.wait_for: on Python 3.11 it returns normally when it is cancelled
+                # in the turn in which the wake-up completes (a sender that just finished, a
+                # commit that enqueued), so a stopping server's loop ran on and its teardown hung
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.policy.interval)
+                    async with asyncio.timeout(self.policy.interval):
+                        await self.wake.wait()
                 self.wake.clear()
                 try:
                     await unit_of_work(self.run_once())
@@ -180,6 +184,9 @@ class Deliverer:
             wait = backoff(attempts, self.policy.backoff_base, self.policy.backoff_cap, self.rand())
             status, next_at = "pending", now + dt.timedelta(seconds=wait)
         async with self.sessions.begin() as session:
+            # the webhook row before its delivery, as DELETE /v1/webhooks/{id} locks them:
+            # the other order deadlocks with it on PostgreSQL (see server.db.webhooks)
+            await db.set_lease(session, hook.id, self._lease(now))
             await db.record(
                 session,
                 due.id,
@@ -190,7 +197,6 @@ class Deliverer:
                 next_attempt_at=next_at,
                 delivered_at=now if delivered else None,
             )
-            await db.set_lease(session, hook.id, self._lease(now))
         if not delivered:
             log.warning(
                 "webhook delivery %s webhook=%s delivery=%s event=%s attempts=%d: %s",
