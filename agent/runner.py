@@ -118,8 +118,9 @@ class Agent:
             due = self.health.next_due()
             if due is not None:  # an instance proving itself: look exactly when it may be done
                 timeout = min(timeout, max(0.0, due - self.clock()) + DUE_SLACK_SECONDS)
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
+            try:  # not wait_for: Python 3.11's can swallow a cancel that meets a wake-up
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
             except TimeoutError:
                 pass
             self.wake.clear()

@@ -48,8 +48,9 @@ class FleetMetrics:
                 await unit_of_work(self.refresh())
             except Exception:
                 log.exception("fleet metrics refresh failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: 3.11's can lose a cancel
+                async with asyncio.timeout(self.interval):
+                    await self.wake.wait()
             self.wake.clear()
 
     async def refresh(self) -> None:

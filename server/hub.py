@@ -196,8 +196,9 @@ class Hub:
         last_touch = time.monotonic()
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._dirty.wait(), TOUCH_INTERVAL)
+                with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancel
+                    async with asyncio.timeout(TOUCH_INTERVAL):
+                        await self._dirty.wait()
                 await asyncio.sleep(FLUSH_DELAY)
                 self._dirty.clear()
                 touch = time.monotonic() - last_touch >= TOUCH_INTERVAL

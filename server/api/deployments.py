@@ -105,7 +105,8 @@ async def get_deployment(request: web.Request) -> web.Response:
         # woken when this process's controller ends a deployment; the timeout covers one
         # ended by another server process
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(finished.wait(), min(remaining, WAIT_RECHECK_SECONDS))
+            async with asyncio.timeout(min(remaining, WAIT_RECHECK_SECONDS)):
+                await finished.wait()
     async with sessions() as session:  # the hosts once, not on every wake-up
         hosts = await store.deployment_hosts(session, deployment_id)
         names = await store.app_names(session, {deployment.app_id})

@@ -65,8 +65,9 @@ class Controller:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: 3.11's can lose a cancel
+                async with asyncio.timeout(self.interval):
+                    await self.wake.wait()
             self.wake.clear()
             try:
                 await unit_of_work(self.run_once())
