@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,9 @@ from server.loops import unit_of_work
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+REFRESH_SHARE = 40  # wait at least this many times as long as the last refresh took
+MAX_PAUSE_SECONDS = 15.0  # but never longer than a usual Prometheus scrape interval
 
 
 class FleetMetrics:
@@ -44,12 +48,18 @@ class FleetMetrics:
 
     async def run(self) -> None:
         while True:
+            started = time.perf_counter()
             try:
                 await unit_of_work(self.refresh())
             except Exception:
                 log.exception("fleet metrics refresh failed")
+            # a refresh reads every host: on a large fleet, wait longer between them so they
+            # never take more than 1/REFRESH_SHARE of the time (20% of an idle server at
+            # 10,000 hosts with a fixed 5 s)
+            took = time.perf_counter() - started
+            pause = min(max(self.interval, REFRESH_SHARE * took), MAX_PAUSE_SECONDS)
             with contextlib.suppress(TimeoutError):  # not wait_for: 3.11's can lose a cancel
-                async with asyncio.timeout(self.interval):
+                async with asyncio.timeout(pause):
                     await self.wake.wait()
             self.wake.clear()
 

@@ -257,6 +257,10 @@ async def deployment_hosts(
     ]
 
 
+async def host_count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count(Host.id))) or 0)
+
+
 async def app_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
     rows = await session.execute(select(App.id, App.name).where(App.id.in_(ids)))
     return {row.id: row.name for row in rows}
