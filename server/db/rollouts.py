@@ -205,7 +205,6 @@ async def record_reports(
         if agent_version is not None:
             row["agent_version"] = agent_version[:50]
             row["docker_version"] = (docker_version or "")[:50]
-    # group rows by their set of columns: one executemany per shape
     await update_by_id(session, Host.__table__, list(rows.values()))
     for chunk in _chunks(list(touch)):
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))

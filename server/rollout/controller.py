@@ -59,7 +59,6 @@ class Controller:
         # GET /v1/deployments/{id}?wait= waits on
         self.finished = asyncio.Event()
         self._ended_any = False
-        self._seen: dict[int, dict[str, Any] | None] = {}
         self._judged: dict[int, tuple[Any, Any, tuple[bool, str | None, bool, str | None]]] = {}
         self._gauged: set[str] = set()
 
@@ -123,11 +122,10 @@ class Controller:
         observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
         missing = [host_id for host_id, seen in observed.items() if seen is None]
         observed.update(await rollouts.observed_by_id(session, missing) if missing else {})
-        self._seen = observed
         release = await rollouts.release_row(session, app.id, deployment.release)
         replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
         image = release.image if release is not None else ""
-        view = self._view(app, deployment, rows, replicas, image)
+        view = self._view(app, deployment, rows, observed, replicas, image)
         step = plan_rollout(view, now.timestamp())
         by_name = {r.host_name: r for r in rows}
         changes: dict[int, dict[str, Any]] = {}
@@ -182,13 +180,14 @@ class Controller:
         app: App,
         deployment: Deployment,
         rows: list[store.Target],
+        observed: dict[int, dict[str, Any] | None],
         replicas: int,
         image: str,
     ) -> View:
         targets = []
         question = (app.name, deployment.release, replicas, image)
         for row in rows:
-            seen = self._seen.get(row.host_id) or {}
+            seen = observed.get(row.host_id) or {}
             converged, problem, pulled, pull_error = self._judge(row.host_id, seen, question)
             targets.append(
                 PlannedTarget(
