@@ -1,8 +1,8 @@
 """The rollout planner: a deployment and what its hosts report -> the next step. Pure, no I/O.
 
 Hosts move pending -> updating -> healthy | failed. Nothing is assigned until every target
-host has pulled the new image; then canaries go first, then at most `max_parallel` hosts are
-updating at once. A terminal deployment never changes. The clock is
+host has pulled the new image (unless one batch takes them all); then canaries go first, then
+at most `max_parallel` hosts are updating at once. A terminal deployment never changes. The clock is
 an argument (`now`, seconds), so every deadline is testable without waiting.
 """
 
@@ -114,18 +114,32 @@ def plan_rollout(view: View, now: float) -> Step:
         pool = order
     if view.status == "paused" or view.cancel_requested:
         return Step(view.status, host_states=changes, promoted=promoted)
-    if len(view.targets) > 1 and not all(
-        t.pulled for t in view.targets if states[t.name] == "pending"
-    ):
-        # pre-pull: no host stops anything before every target host has the new image. A
-        # single host needs no gate: its agent pulls before it stops anything, on its own.
-        return Step("running", host_states=changes, promoted=promoted)
     in_flight = sum(1 for s in states.values() if s == "updating")
     room = max(0, strategy.max_parallel - in_flight)
+    waiting = [t for t in view.targets if states[t.name] == "pending"]
+    gated = len(view.targets) > 1 and not _one_batch(waiting, pool, room)
+    if gated and not all(t.pulled for t in waiting):
+        # pre-pull: no host stops anything before every target host has the new image
+        return Step("running", host_states=changes, promoted=promoted)
     assign = tuple(n for n in pool if states[n] == "pending")[:room]
     for name in assign:
         changes[name] = ("updating", None)
     return Step("running", assign=assign, host_states=changes, promoted=promoted)
+
+
+def _one_batch(waiting: list[Target], pool: list[str], room: int) -> bool:
+    """Would this step assign every waiting host, each of them connected?
+
+    Then the pre-pull gate has nothing to protect: it keeps early batches from stopping
+    before later ones can pull, and every agent pulls before it stops anything, on its own
+    (a single host never needed the gate). Skipping it saves a whole round of messages, which
+    is most of a large fan-out. The cost: a host that cannot pull fails the deployment after
+    the others switched, and the automatic rollback returns them, as for any failed batch. An
+    away host keeps the gate, so that it fails the deployment before anything is touched.
+    """
+    if len(waiting) > room or not all(t.connected for t in waiting):
+        return False
+    return {t.name for t in waiting} <= set(pool)
 
 
 def rollback_targets(states: Mapping[str, str]) -> tuple[str, ...]:

@@ -106,6 +106,10 @@ def play(data: st.DataObject, rollout: Rollout, passes: int = 40) -> list[tuple[
             assert before.promoted, "non-canaries wait for the promotion to be recorded"
         if before.cancel_requested:
             assert step.assign == ()
+        unpulled = [t for t in before.targets if t.name in pending and not t.pulled]
+        if step.assign and unpulled and len(before.targets) > 1:
+            # pre-pull gate: only a step that takes every waiting host at once may skip it
+            assert set(step.assign) == pending, (step, unpulled)
         if (
             canaries
             and not rollout.strategy.auto_promote
@@ -126,6 +130,9 @@ def play(data: st.DataObject, rollout: Rollout, passes: int = 40) -> list[tuple[
         if data.draw(st.integers(0, 15), label="cancel") == 0:
             rollout.cancel_requested = True
         rollout.now += data.draw(st.floats(0, 45), label="elapsed")
+        for name, t in rollout.targets.items():
+            if not t.pulled and data.draw(st.booleans(), label=f"pulled {name}"):
+                rollout.targets[name] = replace(t, pulled=True)
         for name in updating:
             outcome = data.draw(
                 st.sampled_from(
@@ -147,7 +154,11 @@ def play(data: st.DataObject, rollout: Rollout, passes: int = 40) -> list[tuple[
 def rollouts(draw: st.DrawFn) -> Rollout:
     n = draw(st.integers(1, 8))
     names = [f"host-{i}" for i in range(n)]
-    targets = {name: Target(name=name, state="pending") for name in names}
+    pulled = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    targets = {
+        name: Target(name=name, state="pending", pulled=p)
+        for name, p in zip(names, pulled, strict=True)
+    }
     return Rollout(strategy=draw(strategies), targets=targets)
 
 
@@ -159,7 +170,8 @@ def rollouts(draw: st.DrawFn) -> Rollout:
 def test_rollout_invariants_hold_on_every_pass(rollout: Rollout, data: st.DataObject) -> None:
     """Over any run: at most `max_parallel` hosts updating, only pending hosts assigned, canaries
     healthy and promoted before any other host, `paused` while canaries await a manual
-    promotion, no assignment once cancel is asked, and a terminal status is final."""
+    promotion, no assignment once cancel is asked, nothing assigned before every waiting host
+    pulled the image unless one step takes them all, and a terminal status is final."""
     play(data, rollout)
 
 
@@ -368,3 +380,49 @@ def test_paused_rollout_does_not_fail_on_progress_deadline() -> None:
         last_progress_at=0.0,
     )
     assert plan_rollout(v, now=PROGRESS_DEADLINE + 1).status == "paused"
+
+
+def test_pre_pull_holds_every_host_while_one_lacks_the_image() -> None:
+    """With more than one batch, no host is assigned before every target has the image."""
+    v = view(
+        Target("a", "pending"),
+        Target("b", "pending", pulled=False),
+        Target("c", "pending"),
+        strategy=strategy(max_parallel=2),
+    )
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "running" and step.assign == ()
+
+    pulled = replace(v, targets=tuple(replace(t, pulled=True) for t in v.targets))
+    assert plan_rollout(pulled, now=2.0).assign == ("a", "b")
+
+
+def test_one_batch_of_connected_hosts_skips_the_pre_pull_round() -> None:
+    """When one step takes every host, each agent's own pull-before-stop is the gate."""
+    v = view(
+        *(Target(f"h{i}", "pending", pulled=False) for i in range(3)),
+        strategy=strategy(max_parallel=3),
+    )
+    step = plan_rollout(v, now=0.0)
+    assert step.assign == ("h0", "h1", "h2")
+
+
+def test_an_away_host_keeps_the_pre_pull_gate_for_one_batch() -> None:
+    """A disconnected host fails the deployment before anything is touched, not after."""
+    v = view(
+        Target("a", "pending", pulled=False),
+        Target("b", "pending", pulled=False, connected=False),
+        strategy=strategy(max_parallel=2, healthy_deadline=5.0),
+    )
+    assert plan_rollout(v, now=1.0).assign == ()
+    late = plan_rollout(v, now=6.0)
+    assert late.status == "failed" and "no pre-pull" in (late.error or "")
+
+
+def test_canaries_keep_the_pre_pull_gate() -> None:
+    """Canaries are a first batch: the rest must have the image before they start."""
+    v = view(
+        *(Target(f"h{i}", "pending", pulled=False) for i in range(3)),
+        strategy=strategy(canary=1, max_parallel=3),
+    )
+    assert plan_rollout(v, now=0.0).assign == ()
