@@ -162,10 +162,18 @@ class Agent:
             self.prune_images,
         )
         acted = False
+        halted: set[str] = set()  # apps whose new image is missing this pass
         for action in actions:
             if self.desired is not desired:
                 break  # a newer desired state arrived: replan from scratch
-            if await self._execute(action):
+            if _app(action) in halted and isinstance(action, Stop | Run | Start):
+                continue  # a stop-first must not stop the old instance for nothing
+            outcome = await self._execute(action)
+            if isinstance(action, Pull) and outcome != "ok":
+                # failed, or waiting for its retry: the bring-up that needs the image waits
+                # too, and the pull's error stays the reported problem
+                halted |= {_app(a) for a in actions if _needs_image(a, action.image)}
+            if outcome is not None:
                 acted = True
                 await self._observe()
                 self.health.seen_running(self._instances, self.clock())
@@ -207,18 +215,20 @@ class Agent:
         self._instances = await asyncio.to_thread(self.driver.list_instances)
         metrics.DOCKER_SECONDS.labels("list").observe(time.perf_counter() - started)
 
-    async def _execute(self, action: Action) -> bool:
+    async def _execute(self, action: Action) -> str | None:
+        """Run one action: "ok", "failed" (recorded as a problem, retried later with a
+        backoff), or None when it was not tried (its retry is not due yet)."""
         key = _key(action)
         gate = self._backoff.get(key)
         now = self.clock()
         if gate is not None and now < gate.not_before:
-            return False
+            return None
         if isinstance(action, Start):
             # starting the same container again and again is a crash loop: back off
             count, last = self._starts.get(action.container_id, (0, float("-inf")))
             if now - last < RESTART_WINDOW:
                 if now - last < min(60.0, 0.5 * 2**count):
-                    return False
+                    return None
                 count += 1
             else:
                 count = 1
@@ -244,7 +254,7 @@ class Agent:
                 self._digests.pop(action.assignment.spec.image, None)
             reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
             self._problems[key[:2]] = AppProblem(key[0], key[1], reason, str(exc))
-            return True
+            return "failed"
         metrics.DOCKER_SECONDS.labels(kind).observe(time.perf_counter() - started)
         metrics.CONTAINER_ACTIONS.labels(kind, "ok").inc()
         if isinstance(action, Pull):
@@ -253,7 +263,7 @@ class Agent:
         if isinstance(action, Pull | Run):
             self._problems.pop(key[:2], None)
         log.info("%s host=%s app=%s release=%s", kind, self.host, key[0], key[1])
-        return True
+        return "ok"
 
     def _call(self, action: Action) -> None:
         if isinstance(action, Pull):
@@ -365,6 +375,14 @@ class Agent:
             await send(message)
         except Exception as exc:  # the connection dropped; the client reconnects and resends
             log.debug("send failed host=%s: %s", self.host, exc)
+
+
+def _app(action: Action) -> str:
+    return action.assignment.app if isinstance(action, Run) else action.app
+
+
+def _needs_image(action: Action, image: str) -> bool:
+    return isinstance(action, Run) and action.assignment.spec.image == image
 
 
 def _key(action: Action) -> tuple[str, int, str]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import pytest
 
 from tests.conftest import Flotilla, Images
 from tests.e2e.fleet import fleet, simple
@@ -100,29 +103,50 @@ async def test_crashing_release_rolls_back_with_exit_code_and_logs(
         assert await fl.releases_running("web") == {h: 1 for h in fl.hosts}
 
 
+@pytest.mark.parametrize(
+    "strategy",
+    [{"max_parallel": 1}, {"max_parallel": 3}, {"max_parallel": 3, "order": "stop-first"}],
+    ids=["pre-pull round", "one batch", "one batch stop-first"],
+)
 async def test_missing_image_fails_before_anything_stops(
-    flotilla_sqlite: Flotilla, images: Images, engine: Engine, docker_url: str
+    flotilla_sqlite: Flotilla,
+    images: Images,
+    engine: Engine,
+    docker_url: str,
+    strategy: dict[str, Any],
 ):
+    """Rolling: the pre-pull round fails it before any host is assigned. One batch (no
+    pre-pull round): every host is assigned, and each agent's failed pull stops nothing,
+    not even with stop-first."""
     f = flotilla_sqlite
     async with fleet(f, docker_url) as fl:
         d1 = await f.api.deploy("web", simple(images.v1, strategy={"max_parallel": 3}))
         assert (await f.api.wait(d1["id"]))["status"] == "succeeded"
-        before = {c.id for h in fl.hosts for c in engine.containers(h, "web", all=False)}
+        before = _starts(engine, fl.hosts)
         # nothing listens on 127.0.0.1:1: the pull fails at once, on every host
-        bad = await f.api.deploy("web", simple("127.0.0.1:1/flotilla/missing:v9"))
+        bad = await f.api.deploy(
+            "web", simple("127.0.0.1:1/flotilla/missing:v9", strategy=strategy)
+        )
         failed = await f.api.wait(bad["id"])
         assert failed["status"] == "rolled_back", failed
         assert "pull" in failed["error"]
-        assert all(h["state"] in ("pending", "failed") for h in failed["hosts"])
+        if strategy["max_parallel"] == 1:
+            assert all(h["state"] in ("pending", "failed") for h in failed["hosts"])
         evidence = [p for h in failed["hosts"] for p in h["evidence"].get("problems", [])]
         assert evidence and evidence[0]["reason"] == "pull_failed"
         rollback = await _auto_rollback_of(f, bad["id"])
         assert (await f.api.wait(rollback["id"]))["status"] == "succeeded"
-        after = {c.id for h in fl.hosts for c in engine.containers(h, "web", all=False)}
-        assert after == before  # nothing was stopped or replaced
+        assert _starts(engine, fl.hosts) == before  # nothing was stopped or replaced
         await fl.serving("web", "v1")
         _, releases = await f.api.call("GET", "/v1/apps/web/releases")
         assert releases["releases"][0]["outcome"] == "bad"
+
+
+def _starts(engine: Engine, hosts: list[str]) -> set[tuple[str, str]]:
+    """The running containers of `web`, with when each last started: a stop and a start
+    again would change it."""
+    running = (c for h in hosts for c in engine.containers(h, "web", all=False))
+    return {(c.id, c.attrs["State"]["StartedAt"]) for c in running}
 
 
 async def _auto_rollback_of(f: Flotilla, deployment_id: int) -> dict:
