@@ -8,11 +8,10 @@ retired instance is stopped only after its replacement proved itself once.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-
-import aiohttp
 
 from agent import metrics
 from agent.protocol import Assignment, HealthSpec, Instance
@@ -52,7 +51,6 @@ class HealthTracker:
     """Remembers, per container, how long it has been running and healthy."""
 
     command_probe: CommandProbe | None = None
-    session: aiohttp.ClientSession | None = None
     _tracks: dict[str, _Track] = field(default_factory=dict)
 
     async def check(
@@ -160,20 +158,28 @@ class HealthTracker:
         return await self._http(port, health)
 
     async def _http(self, port: int, health: HealthSpec) -> ProbeResult:
-        url = f"http://127.0.0.1:{port}{health.path}"
-        timeout = aiohttp.ClientTimeout(total=health.timeout)
         try:
-            if self.session is None:
-                self.session = aiohttp.ClientSession()
-            async with self.session.get(url, timeout=timeout) as resp:
-                ok = 200 <= resp.status < 400
-                return ProbeResult(ok, f"GET {health.path}: HTTP {resp.status}")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(health.timeout):
+                status = await asyncio.to_thread(_http_get, port, health.path, health.timeout)
+        except (http.client.HTTPException, TimeoutError, OSError) as exc:
             return ProbeResult(False, f"GET {health.path}: {type(exc).__name__} {exc}")
+        return ProbeResult(200 <= status < 400, f"GET {health.path}: HTTP {status}")
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
+        """Nothing to release: each HTTP probe opens and closes its own connection."""
+
+
+def _http_get(port: int, path: str, timeout: float) -> int:
+    """GET http://127.0.0.1:port/path; the status code. Blocking: call it through a thread.
+
+    The stdlib client, which the Docker SDK loads anyway: an agent that imported an async
+    HTTP client for its probes alone would carry several MiB more."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "flotilla-agent health probe"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def _published(inst: Instance, container_port: int | None) -> int | None:
