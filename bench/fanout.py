@@ -447,20 +447,15 @@ def deploy_once(
 
 def deploy_timeline(stats: dict[str, Any], post_wall: float) -> dict[str, float | None]:
     """When the median and the last agent passed each step of one deploy, in seconds after
-    the POST: took the pre-pull push, sent the status that lists the image, took the
-    assignment, created the container, sent the status that says it is ready."""
-    rounds: list[list[float]] = [[], []]
-    for times in stats["accepts"]:
-        after = [t - post_wall for t in times if t >= post_wall]
-        for i, t in enumerate(after[:2]):
-            rounds[i].append(t)
-    steps = {
-        "prepull_taken": rounds[0],
-        "pulled_sent": [t - post_wall for t in stats["pulled_sent"] if t >= post_wall],
-        "assignment_taken": rounds[1],
-        "ran": [t - post_wall for t in stats["ran"]],
-        "ready_sent": [t - post_wall for t in stats["ready_sent"]],
-    }
+    the POST: took the desired state that lists the image to pre-pull, sent the status that
+    lists the image, took the assignment, created the container, sent the status that says it
+    is ready. A deploy that one batch takes whole has no pre-pull round: its first push
+    already carries the assignment (and lists the image to pull as well)."""
+
+    def after(key: str) -> list[float]:
+        return [t - post_wall for t in stats[key] if t >= post_wall]
+
+    steps = {step: after(step) for step in TIMELINE_STEPS}
     out: dict[str, float | None] = {}
     for step, values in steps.items():
         out[f"{step}_median"] = statistics.median(values) if values else None

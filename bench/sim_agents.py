@@ -58,6 +58,8 @@ class SimAgent(Agent):
         self.counters = counters
         self.accepted_at = 0.0
         self.accepts: list[float] = []  # wall-clock time of every desired state taken
+        self.prepull_taken: dict[str, float] = {}  # image -> first desired state listing it
+        self.assignment_taken: dict[str, float] = {}  # image -> first one assigning it
         self.ran_at: dict[str, float] = {}
         self.pulled_sent: dict[str, float] = {}  # image -> first status that listed it
         self.ready_sent: dict[str, float] = {}  # image -> first status with it ready
@@ -69,8 +71,12 @@ class SimAgent(Agent):
     def accept(self, desired: DesiredState) -> bool:
         took = super().accept(desired)
         if took:
-            self.accepted_at = time.time()
-            self.accepts.append(self.accepted_at)
+            self.accepted_at = now = time.time()
+            self.accepts.append(now)
+            for p in desired.prepull:
+                self.prepull_taken.setdefault(p.image, now)
+            for a in desired.assignments:
+                self.assignment_taken.setdefault(a.spec.image, now)
         return took
 
     def attach(self, send: Callable[[Message], Any] | None) -> None:
@@ -193,6 +199,10 @@ async def serve_commands(
                 "ran": ran,
                 "accepted": [a.accepted_at for a in agents],
                 "accepts": [a.accepts[-3:] for a in agents],
+                "prepull_taken": [a.prepull_taken[arg] for a in agents if arg in a.prepull_taken],
+                "assignment_taken": [
+                    a.assignment_taken[arg] for a in agents if arg in a.assignment_taken
+                ],
                 "pulled_sent": [a.pulled_sent[arg] for a in agents if arg in a.pulled_sent],
                 "ready_sent": [a.ready_sent[arg] for a in agents if arg in a.ready_sent],
                 "status_sent": counters.status_sent,
