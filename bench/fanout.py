@@ -79,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="per deploy, seconds")
     parser.add_argument("--profile-dir", default="", help="py-spy profiles of the server here")
     parser.add_argument(
+        "--profile-sims",
+        action="store_true",
+        help="with --profile-dir, profile the simulated agents too (py-spy pauses them to "
+        "sample: at 10,000 agents that slows the run, and once stalled it)",
+    )
+    parser.add_argument(
         "--health",
         choices=("cmd", "none"),
         default="cmd",
@@ -519,10 +525,12 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
             prof = sims_prof = None
             if args.profile_dir and k == 2:
                 prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-deploy-{n}.txt")
-                sims_prof = Profiler(sims.pid, Path(args.profile_dir) / f"fanout-sims-{n}.txt")
+                if args.profile_sims:
+                    sims_prof = Profiler(sims.pid, Path(args.profile_dir) / f"fanout-sims-{n}.txt")
             r = deploy_once(server, sims, n, k, args)
-            if prof is not None and sims_prof is not None:
+            if prof is not None:
                 out["profile_deploy"] = prof.stop()
+            if sims_prof is not None:
                 out["profile_sims_deploy"] = sims_prof.stop()
             r["warmup"] = k == 1
             runs.append(r)
@@ -758,8 +766,10 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
             else "No health check (--health none): an agent reports a new instance ready only "
             f"after it has run for {SETTLE_SECONDS:g} s (agent/health.py SETTLE_SECONDS). "
         )
-        + "A deploy to more than one host first goes through a pre-pull round (every host "
-        "reports the new image before any host is assigned it): `succeeded` includes it. "
+        + "These deploys go out in one batch (max_parallel N, every host connected), so they "
+        "have no pre-pull round: the first push carries the assignment (server/rollout/"
+        "planner.py). Before that change, every deploy to more than one host first waited for "
+        "every host to report the new image. "
         "The simulated agents share the machine's two cores with the server: at 10,000 they "
         "are a large part of the time (see the timeline).",
     ]
