@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import resource
@@ -415,6 +416,8 @@ def deploy_once(
     }
     if args.health == "cmd":
         body["health"] = HEALTH_CHECK
+    sims.send("stats -")
+    sent_before = json.loads(sims.readline(120))["status_sent"]
     post_wall = time.time()
     watch = Stopwatch()
     status, answer = server.api.call("POST", f"/v1/apps/{APP}/deployments", body)
@@ -432,13 +435,13 @@ def deploy_once(
             break
     elapsed = watch()
     sims.send(f"stats {image}")
-    import json
-
     stats = json.loads(sims.readline(120))
     ran = sorted(t - post_wall for t in stats["ran"])
     timeline = deploy_timeline(stats, post_wall)
     return {
         "timeline": timeline,
+        # statuses the agents sent from the POST until the answer (and the stats call)
+        "statuses_per_agent": (stats["status_sent"] - sent_before) / n,
         "image": image,
         "deployment": dep_id,
         "status": final or "timeout",
@@ -537,7 +540,8 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
             log(
                 f"fanout N={n} deploy v{k}{' (first, not counted)' if k == 1 else ''}: "
                 f"{r['status']} after {r['elapsed']:.2f}s; {r['agents_ran']} agents ran it, "
-                f"last at {r['last_ran'] if r['last_ran'] is None else round(r['last_ran'], 2)}s"
+                f"last at {r['last_ran'] if r['last_ran'] is None else round(r['last_ran'], 2)}s; "
+                f"{r['statuses_per_agent']:.1f} statuses per agent"
             )
             log(
                 "  timeline (median/last, s after POST): "
