@@ -1,10 +1,11 @@
 """The agent's connection to the server: dial out, say hello, take pushes, reconnect.
 
-Hosts need no inbound port: the agent dials the server's WebSocket. The client is the
-`websockets` library, not aiohttp's: the agent then imports no aiohttp at all, which keeps
-about 9 MiB out of every agent's RSS (measured; see bench/RESULTS.md, agent footprint). Every (re)connect starts
+Hosts need no inbound port: the agent dials the server's WebSocket. Every (re)connect starts
 with a hello and the full inventory, and the server answers with the full desired state, so
 nothing depends on a message that was lost while the link was down.
+
+The client is the `websockets` library, not aiohttp's: the agent then imports no aiohttp at
+all, which keeps about 9 MiB out of every agent's RSS (bench/RESULTS.md, agent footprint).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ AGENT_VERSION = "0.1.0"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the server's limit for one message, too
 # The server pings every agent (every 20 s, longer on a large fleet). The agent's own pings
 # only need to notice a server that vanished without closing the socket; they are sent every
-# interval whatever else arrives, so they cost the server 10,000 / PING_SECONDS a second.
+# interval whatever else arrives: one per agent per PING_SECONDS (83/s at 10,000 agents).
 PING_SECONDS = 120.0
 HEARTBEAT_SECONDS = 5.0  # check for a changed status this often
 REFRESH_SECONDS = 60.0  # and send the full status this often even when nothing changed

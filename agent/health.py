@@ -165,9 +165,6 @@ class HealthTracker:
             return ProbeResult(False, f"GET {health.path}: {type(exc).__name__} {exc}")
         return ProbeResult(200 <= status < 400, f"GET {health.path}: HTTP {status}")
 
-    async def close(self) -> None:
-        """Nothing to release: each HTTP probe opens and closes its own connection."""
-
 
 def _http_get(port: int, path: str, timeout: float) -> int:
     """GET http://127.0.0.1:port/path; the status code. Blocking: call it through a thread.

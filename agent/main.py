@@ -72,7 +72,6 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
         await asyncio.gather(*tasks, return_exceptions=True)
         if local is not None:
             await asyncio.to_thread(local.close)
-        await health.close()
         await asyncio.to_thread(driver.close)
         log.info("agent stopped host=%s", settings.name)
 

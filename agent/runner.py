@@ -172,7 +172,11 @@ class Agent:
             if isinstance(action, Pull) and outcome != "ok":
                 # failed, or waiting for its retry: the bring-up that needs the image waits
                 # too, and the pull's error stays the reported problem
-                halted |= {_app(a) for a in actions if _needs_image(a, action.image)}
+                halted |= {
+                    a.assignment.app
+                    for a in actions
+                    if isinstance(a, Run) and a.assignment.spec.image == action.image
+                }
             if outcome is not None:
                 acted = True
                 await self._observe()
@@ -379,10 +383,6 @@ class Agent:
 
 def _app(action: Action) -> str:
     return action.assignment.app if isinstance(action, Run) else action.app
-
-
-def _needs_image(action: Action, image: str) -> bool:
-    return isinstance(action, Run) and action.assignment.spec.image == image
 
 
 def _key(action: Action) -> tuple[str, int, str]:

@@ -2,8 +2,8 @@
 
 Hosts move pending -> updating -> healthy | failed. Nothing is assigned until every target
 host has pulled the new image (unless one batch takes them all); then canaries go first, then
-at most `max_parallel` hosts are updating at once. A terminal deployment never changes. The clock is
-an argument (`now`, seconds), so every deadline is testable without waiting.
+at most `max_parallel` hosts are updating at once. A terminal deployment never changes. The
+clock is an argument (`now`, seconds), so every deadline is testable without waiting.
 """
 
 from __future__ import annotations
