@@ -82,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile-sims",
         action="store_true",
-        help="with --profile-dir, profile the simulated agents too (py-spy pauses them to "
-        "sample: at 10,000 agents that slows the run, and once stalled it)",
+        help="with --profile-dir, profile the simulated agents too, with py-spy --nonblocking "
+        "(pausing 10,000 agents to sample them once stalled a run)",
     )
     parser.add_argument(
         "--health",
@@ -196,7 +196,7 @@ class Child:
 class Profiler:
     """py-spy record of one process, raw (collapsed) stacks, stopped with SIGINT."""
 
-    def __init__(self, pid: int, path: Path) -> None:
+    def __init__(self, pid: int, path: Path, nonblocking: bool = False) -> None:
         self.path = path
         exe = Path(sys.executable).parent / "py-spy"
         self.proc = subprocess.Popen(
@@ -212,6 +212,8 @@ class Profiler:
                 str(pid),
                 "-r",
                 "50",
+                # without pausing the process: its samples may be torn, but it keeps pace
+                *(["--nonblocking"] if nonblocking else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -418,6 +420,7 @@ def deploy_once(
         body["health"] = HEALTH_CHECK
     sims.send("stats -")
     sent_before = json.loads(sims.readline(120))["status_sent"]
+    cpu_before = {"server": cpu_seconds(server.pid), "sims": cpu_seconds(sims.pid)}
     post_wall = time.time()
     watch = Stopwatch()
     status, answer = server.api.call("POST", f"/v1/apps/{APP}/deployments", body)
@@ -434,12 +437,18 @@ def deploy_once(
             final = dep["status"]
             break
     elapsed = watch()
+    cpu = {
+        "server": cpu_seconds(server.pid) - cpu_before["server"],
+        "sims": cpu_seconds(sims.pid) - cpu_before["sims"],
+    }
     sims.send(f"stats {image}")
     stats = json.loads(sims.readline(120))
     ran = sorted(t - post_wall for t in stats["ran"])
     timeline = deploy_timeline(stats, post_wall)
     return {
         "timeline": timeline,
+        # CPU seconds each process used from the POST until the answer: which side is busy
+        "cpu_seconds": cpu,
         # statuses the agents sent from the POST until the answer (and the stats call)
         "statuses_per_agent": (stats["status_sent"] - sent_before) / n,
         "image": image,
@@ -529,7 +538,9 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
             if args.profile_dir and k == 2:
                 prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-deploy-{n}.txt")
                 if args.profile_sims:
-                    sims_prof = Profiler(sims.pid, Path(args.profile_dir) / f"fanout-sims-{n}.txt")
+                    sims_prof = Profiler(
+                        sims.pid, Path(args.profile_dir) / f"fanout-sims-{n}.txt", nonblocking=True
+                    )
             r = deploy_once(server, sims, n, k, args)
             if prof is not None:
                 out["profile_deploy"] = prof.stop()
@@ -541,7 +552,8 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
                 f"fanout N={n} deploy v{k}{' (first, not counted)' if k == 1 else ''}: "
                 f"{r['status']} after {r['elapsed']:.2f}s; {r['agents_ran']} agents ran it, "
                 f"last at {r['last_ran'] if r['last_ran'] is None else round(r['last_ran'], 2)}s; "
-                f"{r['statuses_per_agent']:.1f} statuses per agent"
+                f"{r['statuses_per_agent']:.1f} statuses per agent; CPU s server "
+                f"{r['cpu_seconds']['server']:.1f}, sims {r['cpu_seconds']['sims']:.1f}"
             )
             log(
                 "  timeline (median/last, s after POST): "

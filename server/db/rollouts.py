@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Assignment as WireAssignment
@@ -46,6 +46,14 @@ async def update_by_id(session: AsyncSession, table: Any, rows: Sequence[dict[st
         statement = update(table).where(table.c.id == bindparam("row_id"))
         params = [{"row_id": r["id"], **{k: r[k] for k in columns if k != "id"}} for r in group]
         await session.execute(statement, params)
+
+
+async def targets_written(session: AsyncSession, deployment_id: int) -> Any:
+    """When a deployment's targets were last written (the newest `updated_at`)."""
+    query = select(func.max(DeploymentHost.updated_at)).where(
+        DeploymentHost.deployment_id == deployment_id
+    )
+    return await session.scalar(query)
 
 
 async def create_targets(session: AsyncSession, deployment: Deployment) -> list[store.Target]:

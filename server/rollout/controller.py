@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +37,40 @@ from server.rollout.planner import Target as PlannedTarget
 log = logging.getLogger(__name__)
 
 Push = Callable[[set[str]], None]
+
+# After a pass, rest this share of its duration before the next one: while thousands of
+# statuses arrive, back-to-back passes would take the event loop from the hub that
+# receives them (a pass over 10,000 targets costs tens of milliseconds).
+REST_SHARE = 1.0
+MAX_REST_SECONDS = 0.25
+
+
+@dataclass
+class _Targets:
+    """A running deployment's target rows, kept between passes.
+
+    This controller is the only writer of a deployment's targets, so after the first read it
+    changes its own copy and writes only what changed, instead of re-reading 10,000 rows on
+    every pass. `written` is the newest `updated_at` it wrote: a pass compares it with the
+    database's (one aggregate query) and reads the rows again if anyone else wrote them.
+    """
+
+    rows: list[store.Target]
+    by_name: dict[str, store.Target]
+    written: float | None
+    last_change: float  # newest updated_at of a target that left `pending`
+    planned: dict[int, tuple[tuple[Any, ...], PlannedTarget]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: list[store.Target]) -> _Targets:
+        times = [_ts(r.updated_at) or 0.0 for r in rows]
+        moved = [t for r, t in zip(rows, times, strict=True) if r.state != "pending"]
+        return cls(
+            rows=rows,
+            by_name={r.host_name: r for r in rows},
+            written=max(times, default=None),
+            last_change=max(moved, default=0.0),
+        )
 
 
 class Controller:
@@ -61,6 +97,7 @@ class Controller:
         self._ended_any = False
         self._judged: dict[int, tuple[Any, Any, tuple[bool, str | None, bool, str | None]]] = {}
         self._gauged: set[str] = set()
+        self._targets: dict[int, _Targets] = {}  # deployment id -> its rows, between passes
 
     async def run(self) -> None:
         while True:
@@ -68,10 +105,15 @@ class Controller:
                 async with asyncio.timeout(self.interval):
                     await self.wake.wait()
             self.wake.clear()
+            started = time.monotonic()
             try:
                 await unit_of_work(self.run_once())
             except Exception:
+                self._targets.clear()  # the copies may hold changes that were rolled back
                 log.exception("rollout controller pass failed")
+            rest = min(MAX_REST_SECONDS, REST_SHARE * (time.monotonic() - started))
+            if rest > 0.002:
+                await asyncio.sleep(rest)
 
     async def run_once(self) -> None:
         """One pass over all active deployments."""
@@ -92,6 +134,8 @@ class Controller:
                             session, app, older, "superseded", f"superseded by {newest.id}"
                         )
                     pushes |= await self._drive(session, app, newest)
+                for gone in set(self._targets) - {d.id for d in active}:
+                    del self._targets[gone]  # ended by this pass, or by someone else
                 await self._gauge_in_progress(session, by_app)
                 fields["pushes"] = len(pushes)
         if self._ended_any:  # committed: waiters now read the final status
@@ -106,6 +150,7 @@ class Controller:
         pushes: set[str] = set()
         if deployment.status == "pending":
             rows = await rollouts.create_targets(session, deployment)
+            targets = self._targets[deployment.id] = _Targets.of(rows)
             pushes |= {r.host_name for r in rows}  # their desired state now lists a pre-pull
             deployment.status = "running"
             deployment.started_at = now
@@ -118,16 +163,17 @@ class Controller:
                 deployment_id=deployment.id,
             )
         else:
-            rows = await store.deployment_hosts(session, deployment.id, evidence=False)
+            targets = await self._targets_of(session, deployment.id)
+            rows = targets.rows
         observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
         missing = [host_id for host_id, seen in observed.items() if seen is None]
         observed.update(await rollouts.observed_by_id(session, missing) if missing else {})
         release = await rollouts.release_row(session, app.id, deployment.release)
         replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
         image = release.image if release is not None else ""
-        view = self._view(app, deployment, rows, observed, replicas, image)
+        view = self._view(app, deployment, targets, observed, replicas, image)
         step = plan_rollout(view, now.timestamp())
-        by_name = {r.host_name: r for r in rows}
+        by_name = targets.by_name
         changes: dict[int, dict[str, Any]] = {}
         for name, (state, error) in step.host_states.items():
             row = by_name[name]
@@ -154,6 +200,8 @@ class Controller:
             changes[row.id]["assigned_at"] = now
             pushes.add(name)
         await rollouts.save_targets(session, list(changes.values()))
+        if changes:
+            targets.written = targets.last_change = now.timestamp()
         if step.assign:
             await rollouts.assign(session, [by_name[n].host_id for n in step.assign], deployment)
         if step.promoted and not deployment.promoted:
@@ -175,41 +223,58 @@ class Controller:
                 )
         return pushes
 
+    async def _targets_of(self, session: AsyncSession, deployment_id: int) -> _Targets:
+        """The deployment's rows: this controller's copy, unless the database has newer."""
+        kept = self._targets.get(deployment_id)
+        if kept is not None and _ts(await rollouts.targets_written(session, deployment_id)) == (
+            kept.written
+        ):
+            return kept
+        rows = await store.deployment_hosts(session, deployment_id, evidence=False)
+        kept = self._targets[deployment_id] = _Targets.of(rows)
+        return kept
+
     def _view(
         self,
         app: App,
         deployment: Deployment,
-        rows: list[store.Target],
+        kept: _Targets,
         observed: dict[int, dict[str, Any] | None],
         replicas: int,
         image: str,
     ) -> View:
         targets = []
         question = (app.name, deployment.release, replicas, image)
-        for row in rows:
+        planned = kept.planned
+        for row in kept.rows:
             seen = observed.get(row.host_id) or {}
-            converged, problem, pulled, pull_error = self._judge(row.host_id, seen, question)
-            targets.append(
-                PlannedTarget(
-                    name=row.host_name,
-                    state=row.state,
-                    assigned_at=_ts(row.assigned_at),
-                    connected=self.is_connected(row.host_name),
-                    converged=converged,
-                    problem=problem,
-                    pulled=pulled,
-                    pull_error=pull_error,
-                )
+            answer = self._judge(row.host_id, seen, question)
+            key = (row.state, row.assigned_at, self.is_connected(row.host_name), answer)
+            before = planned.get(row.id)
+            if before is not None and before[0] == key:
+                targets.append(before[1])  # most hosts did not change since the last pass
+                continue
+            converged, problem, pulled, pull_error = answer
+            target = PlannedTarget(
+                name=row.host_name,
+                state=row.state,
+                assigned_at=_ts(row.assigned_at),
+                connected=key[2],
+                converged=converged,
+                problem=problem,
+                pulled=pulled,
+                pull_error=pull_error,
             )
+            planned[row.id] = (key, target)
+            targets.append(target)
         started = _ts(deployment.started_at) or 0.0
-        changes = [_ts(r.updated_at) or 0.0 for r in rows if r.state != "pending"]
-        changes.append(_ts(deployment.progress_at) or 0.0)
+        progress = _ts(deployment.progress_at) or 0.0
         return View(
             status=deployment.status,
             strategy=Strategy.from_dict(deployment.strategy),
             targets=tuple(targets),
             started_at=started,
-            last_progress_at=max([started, *changes]),
+            last_progress_at=max(started, kept.last_change, progress),
             promoted=deployment.promoted,
             cancel_requested=deployment.cancel_requested,
         )
@@ -287,6 +352,7 @@ class Controller:
         deployment.error = error
         deployment.finished_at = now
         self._ended_any = True
+        self._targets.pop(deployment.id, None)
         release = None  # read only where its outcome changes: a superseded one needs no query
         if status in ("succeeded", "failed"):
             release = await rollouts.release_row(session, app.id, deployment.release)
