@@ -80,7 +80,9 @@ class HealthTracker:
                 track.last_probe = now
                 probes.append(self._probe(inst, health, track, now))
             unproven.append((inst.container_id, track, health, needed))
-        if probes:
+        if len(probes) == 1:
+            await probes[0]  # the usual case, one new instance: no task to schedule
+        elif probes:
             await asyncio.gather(*probes)
         for cid, track, health, needed in unproven:  # a probe that just passed counts now
             if track.passing_since is not None and now - track.passing_since >= needed:

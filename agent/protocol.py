@@ -181,13 +181,19 @@ def encode(message: Message) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
+_SCALARS = (str, int, float, type(None))  # bool is an int
+
+
 def _plain(value: Any) -> Any:
     """A message as JSON-ready values, like dataclasses.asdict without its deep copies (which
-    made encoding a status cost four times as much; an agent sends one after every step)."""
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _plain(v) for k, v in value.__dict__.items()}
+    made encoding a status cost four times as much; an agent sends one after every step).
+    Scalars are tested first: most values are, and a failed hasattr() costs an exception."""
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _plain(v) for k, v in value.__dict__.items()}
     return value
 
 

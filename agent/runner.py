@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 Send = Callable[[Message], Awaitable[None]]
 
 AFTER_ACTION_SECONDS = 0.25
+# While a pass acts, what changed goes out at most this much later, and at the pass's end at
+# once: a quick pull-then-run, or stop-then-remove, is one status, not one per step (at
+# 10,000 hosts each status is a message the server must take), while a slow step (a long
+# pull, a stop that waits out its grace period) still shows what came before it.
+REPORT_SECONDS = 0.1
 DUE_SLACK_SECONDS = 0.005  # wake just after a deadline, not a hair before it
 RESTART_WINDOW = 30.0  # a container started again within this long is crash-looping
 
@@ -91,6 +96,9 @@ class Agent:
         self._ran: set[str] = set()  # containers seen running for the current desired state
         self._last_status: Status | None = None
         self._starts: dict[str, tuple[int, float]] = {}
+        self._report_lock = asyncio.Lock()  # statuses leave in the order they were built
+        self._report_timer: asyncio.TimerHandle | None = None
+        self._report_tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
@@ -149,7 +157,7 @@ class Agent:
         ready = await self.health.check(desired.assignments, self._instances, self.clock())
         if ready != self._ready:
             self._ready = ready
-            await self.report()  # readiness first: retiring old instances may take a while
+            self._report_soon()  # readiness first: retiring old instances may take a while
         await self._note_unhealthy(desired)
         actions = plan_reconcile(
             self.host,
@@ -181,17 +189,36 @@ class Agent:
                 acted = True
                 await self._observe()
                 self.health.seen_running(self._instances, self.clock())
-                await self.report()
+                self._report_soon()
         if acted:
             # look again soon: what was just started has to prove itself, and the next step
             # (retiring the old instance) should not wait for the poll interval
             asyncio.get_running_loop().call_later(AFTER_ACTION_SECONDS, self.wake.set)
         self._remember_converged(desired, ready)
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
         await self.report()
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
+    def _report_soon(self) -> None:
+        """Report within REPORT_SECONDS, unless the pass ends (and reports) first."""
+        if self._report_timer is None and self._send is not None:
+            loop = asyncio.get_running_loop()
+            self._report_timer = loop.call_later(REPORT_SECONDS, self._report_due)
+
+    def _report_due(self) -> None:
+        self._report_timer = None
+        task = asyncio.ensure_future(self.report())
+        self._report_tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._report_tasks.discard)
+
     async def report(self, force: bool = False) -> None:
         """Send the full observed status, if connected and it changed (or `force`)."""
+        async with self._report_lock:
+            await self._report(force)
+
+    async def _report(self, force: bool) -> None:
         if self._send is None:
             return
         desired = self.desired
