@@ -135,7 +135,7 @@ class AppProblem:
 
 @dataclass(frozen=True)
 class Status:
-    """The agent's full observed state, sent after every step."""
+    """The agent's full observed state, sent when it changed (within 0.1 s while acting)."""
 
     host: str
     generation: int  # the desired generation the agent is working on

@@ -1,8 +1,9 @@
 """The agent's reconcile loop: a thin I/O shell around `plan_reconcile`.
 
 A push, a Docker event or a timer only wakes the loop; each pass re-reads the containers,
-plans, and executes the plan one action at a time, reporting status after each step. Docker
-SDK calls run in a thread. A failing action is recorded and retried with capped backoff.
+plans, and executes the plan one action at a time. What changed is reported within 0.1 s
+while the pass acts, and at its end (quick steps share one status). Docker SDK calls run
+in a thread. A failing action is recorded and retried with capped backoff.
 """
 
 from __future__ import annotations

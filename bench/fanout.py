@@ -674,6 +674,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except Exception as exc:
             log(f"floor N={n} failed: {exc}")
             entry["floor_error"] = str(exc)[-2000:]
+        for db in work.glob("flotilla.db*"):  # tens of MiB each; the logs stay for a look
+            db.unlink()
         per_n.append(entry)
     return _result(args, per_n)
 

@@ -3,7 +3,7 @@
     python -m bench.sim_agents --server http://127.0.0.1:PORT --tokens FILE --count N
 
 Each simulated host is a real `agent.runner.Agent` with a real `agent.client.Connection` (a
-real WebSocket client speaking the real protocol: hello, status after every step, heartbeat
+real WebSocket client speaking the real protocol: hello, status as the agent acts, heartbeat
 every 5 s, reconnect with backoff), but its Docker driver is `bench.fake_driver.FakeDriver`,
 an in-memory simulation that answers at once. This is a benchmark tool only: it is never
 evidence that a feature works.
@@ -38,6 +38,7 @@ from agent.health import HealthTracker
 from agent.protocol import DesiredState, Message, Status
 from agent.runner import Agent
 from bench.fake_driver import FakeDriver
+from server.gc_tuning import tune_for_server
 
 T = TypeVar("T")
 
@@ -173,6 +174,10 @@ async def main_async(args: argparse.Namespace) -> None:
             break
         await asyncio.sleep(0.1)
     up = sum(c.connected.is_set() for c in conns)
+    # 10,000 agents in one heap make CPython's full collections slow (each real agent has a
+    # small heap of its own): the same settings as the server's, so that the simulation
+    # measures the agents' work, not the collector's
+    tune_for_server()
     print(f"connected {up} in {time.monotonic() - started:.2f} s", flush=True)
     await serve_commands(agents, conns, counters)
     for t in tasks:
