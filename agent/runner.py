@@ -27,7 +27,7 @@ from agent.protocol import (
     Message,
     Status,
 )
-from agent.reconcile import Action, Pull, Run, Start, Stop, plan_reconcile
+from agent.reconcile import Action, Pull, Remove, Run, Start, Stop, plan_reconcile
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Agent:
             desired.prepull,
             self.prune_images,
         )
-        acted = False
+        acted = False  # something was started, created or pulled: its next step may follow
         halted: set[str] = set()  # apps whose new image is missing this pass
         for action in actions:
             if self.desired is not desired:
@@ -187,7 +187,9 @@ class Agent:
                     if isinstance(a, Run) and a.assignment.spec.image == action.image
                 }
             if outcome is not None:
-                acted = True
+                # a pass that only retired old instances has planned all of it (stops and
+                # removals together): no second look, which was a third of an agent's passes
+                acted = acted or not isinstance(action, Stop | Remove)
                 await self._observe()
                 self.health.seen_running(self._instances, self.clock())
                 self._report_soon()

@@ -105,8 +105,11 @@ async def observed_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int,
     return result
 
 
-async def assign(session: AsyncSession, host_ids: Sequence[int], deployment: Deployment) -> None:
-    """Point the hosts' assignments for the app at the deployment's release; bump generations."""
+async def assign(
+    session: AsyncSession, host_ids: Sequence[int], deployment: Deployment, bump: bool = True
+) -> None:
+    """Point the hosts' assignments for the app at the deployment's release; bump generations
+    (unless this transaction already did: agents see only what it commits)."""
     existing: set[int] = set()
     for chunk in _chunks(list(host_ids)):
         query = select(Assignment.host_id).where(
@@ -127,7 +130,8 @@ async def assign(session: AsyncSession, host_ids: Sequence[int], deployment: Dep
     ]
     if new:
         await session.execute(insert(Assignment), new)
-    await _bump_generations(session, host_ids)
+    if bump:
+        await _bump_generations(session, host_ids)
 
 
 async def release_row(session: AsyncSession, app_id: int, number: int) -> Release | None:

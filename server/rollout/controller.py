@@ -59,7 +59,10 @@ class _Targets:
     by_name: dict[str, store.Target]
     written: float | None
     last_change: float  # newest updated_at of a target that left `pending`
-    planned: dict[int, tuple[tuple[Any, ...], PlannedTarget]] = field(default_factory=dict)
+    # row id -> (status object, state, assigned_at, connected) it was judged on, and the
+    # planner's target; valid for one question (app, release, replicas, image)
+    planned: dict[int, tuple[Any, str, Any, bool, PlannedTarget]] = field(default_factory=dict)
+    question: tuple[str, int, int, str] | None = None
 
     @classmethod
     def of(cls, rows: list[store.Target]) -> _Targets:
@@ -95,7 +98,6 @@ class Controller:
         # GET /v1/deployments/{id}?wait= waits on
         self.finished = asyncio.Event()
         self._ended_any = False
-        self._judged: dict[int, tuple[Any, Any, tuple[bool, str | None, bool, str | None]]] = {}
         self._gauged: set[str] = set()
         self._targets: dict[int, _Targets] = {}  # deployment id -> its rows, between passes
 
@@ -148,7 +150,8 @@ class Controller:
     async def _drive(self, session: AsyncSession, app: App, deployment: Deployment) -> set[str]:
         now = store.now()
         pushes: set[str] = set()
-        if deployment.status == "pending":
+        created = deployment.status == "pending"  # and so the targets' generations bumped
+        if created:
             rows = await rollouts.create_targets(session, deployment)
             targets = self._targets[deployment.id] = _Targets.of(rows)
             pushes |= {r.host_name for r in rows}  # their desired state now lists a pre-pull
@@ -203,7 +206,8 @@ class Controller:
         if changes:
             targets.written = targets.last_change = now.timestamp()
         if step.assign:
-            await rollouts.assign(session, [by_name[n].host_id for n in step.assign], deployment)
+            ids = [by_name[n].host_id for n in step.assign]
+            await rollouts.assign(session, ids, deployment, bump=not created)
         if step.promoted and not deployment.promoted:
             deployment.promoted = True
         if step.status != deployment.status:
@@ -243,29 +247,43 @@ class Controller:
         replicas: int,
         image: str,
     ) -> View:
-        targets = []
+        """The planner's view. A host is judged again only when its row or connection
+        changed or it sent a new status (the hub replaces the status object on each report,
+        so the same object means nothing new): at 10,000 hosts most did not, on most passes."""
         question = (app.name, deployment.release, replicas, image)
+        if kept.question != question:
+            kept.planned.clear()
+            kept.question = question
         planned = kept.planned
+        is_connected = self.is_connected
+        targets = []
         for row in kept.rows:
-            seen = observed.get(row.host_id) or {}
-            answer = self._judge(row.host_id, seen, question)
-            key = (row.state, row.assigned_at, self.is_connected(row.host_name), answer)
+            seen = observed.get(row.host_id)
+            connected = is_connected(row.host_name)
             before = planned.get(row.id)
-            if before is not None and before[0] == key:
-                targets.append(before[1])  # most hosts did not change since the last pass
+            if (
+                before is not None
+                and before[0] is seen
+                and before[1] == row.state
+                and before[2] == row.assigned_at
+                and before[3] == connected
+            ):
+                targets.append(before[4])
                 continue
-            converged, problem, pulled, pull_error = answer
+            status = seen or {}
+            converged, problem = _observed(status, app.name, deployment.release, replicas)
+            pulled, pull_error = _pulled(status, app.name, deployment.release, image)
             target = PlannedTarget(
                 name=row.host_name,
                 state=row.state,
                 assigned_at=_ts(row.assigned_at),
-                connected=key[2],
+                connected=connected,
                 converged=converged,
                 problem=problem,
                 pulled=pulled,
                 pull_error=pull_error,
             )
-            planned[row.id] = (key, target)
+            planned[row.id] = (seen, row.state, row.assigned_at, connected, target)
             targets.append(target)
         started = _ts(deployment.started_at) or 0.0
         progress = _ts(deployment.progress_at) or 0.0
@@ -278,22 +296,6 @@ class Controller:
             promoted=deployment.promoted,
             cancel_requested=deployment.cancel_requested,
         )
-
-    def _judge(
-        self, host_id: int, seen: dict[str, Any], question: tuple[str, int, int, str]
-    ) -> tuple[bool, str | None, bool, str | None]:
-        """What a host's status says of a release, remembered while the status object is the
-        same one (the hub replaces it on each report), so a pass re-reads only new reports."""
-        cached = self._judged.get(host_id)
-        if cached is not None and cached[0] is seen and cached[1] == question:
-            return cached[2]
-        app, release, replicas, image = question
-        answer = (
-            *_observed(seen, app, release, replicas),
-            *_pulled(seen, app, release, image),
-        )
-        self._judged[host_id] = (seen, question, answer)
-        return answer
 
     async def _fail(
         self,
