@@ -34,7 +34,7 @@ run:
 lint: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
-	$(BIN)/mypy server agent
+	$(BIN)/mypy server agent bench
 
 format: venv
 	$(BIN)/ruff format $(LINT_PATHS)

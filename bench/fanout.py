@@ -249,7 +249,10 @@ def top_frames(path: Path, n: int = 12) -> dict[str, Any]:
             own[frames[-1]] += k
         for f in set(frames):
             incl[f] += k
-    pct = lambda c: round(100.0 * c / total, 1) if total else 0.0  # noqa: E731
+
+    def pct(count: int) -> float:
+        return round(100.0 * count / total, 1) if total else 0.0
+
     skip = ("<module>", "run_forever", "_run_once", "run (", "run_app", "main (", "_run (")
     return {
         "samples": total,
@@ -266,7 +269,7 @@ def top_frames(path: Path, n: int = 12) -> dict[str, Any]:
 @contextlib.contextmanager
 def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
     """CREATE DATABASE bench_...; yield its URL; DROP it after (PostgreSQL only)."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     base, _, _ = admin_url.rpartition("/")
@@ -753,9 +756,17 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
             done = [r["elapsed"] for r in counted if r["status"] == "succeeded"]
             if done:
                 steps.append(f"deployment succeeded {statistics.median(done):.2f}")
+            cpu = [r["cpu_seconds"] for r in counted if "cpu_seconds" in r]
+            busy = (
+                f" CPU used during a deploy (median): server "
+                f"{statistics.median(c['server'] for c in cpu):.1f} s, simulated agents "
+                f"{statistics.median(c['sims'] for c in cpu):.1f} s."
+                if cpu
+                else ""
+            )
             notes.append(
                 f"- N={n}, where the time goes (s after the POST, the last of the {n} agents, "
-                f"median of the counted runs): " + "; ".join(steps) + "."
+                f"median of the counted runs): " + "; ".join(steps) + "." + busy
             )
         if fl:
             notes.append(
@@ -789,7 +800,11 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
         "planner.py). Before that change, every deploy to more than one host first waited for "
         "every host to report the new image. "
         "The simulated agents share the machine's two cores with the server: at 10,000 they "
-        "are a large part of the time (see the timeline).",
+        "are a large part of the time (see the timeline, and each deploy's CPU seconds of "
+        "the server and of the agents' process in bench/results/fanout.json). Their process "
+        "uses the server's collector settings (server/gc_tuning.py): 10,000 agents in one "
+        "heap made CPython's full collections slow, which 10,000 real agents, each with a "
+        "small heap of its own, do not pay.",
     ]
     return {
         "benchmark": NAME,

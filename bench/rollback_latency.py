@@ -476,7 +476,7 @@ def cleanup(client: docker.DockerClient, host: str, floor_ids: list[str]) -> Non
         try:
             c.remove(force=True)
         except docker.errors.APIError as exc:
-            log(f"could not remove {c.id[:12]}: {exc}")
+            log(f"could not remove {(c.id or '')[:12]}: {exc}")
     for cid in floor_ids:
         try:
             client.api.remove_container(cid, force=True)

@@ -238,7 +238,7 @@ def main() -> int:
         print(f"sim_agents: fd limit {limit} is too low for {args.count}", file=sys.stderr)
         return 2
     if not args.threads:
-        asyncio.to_thread = _inline  # type: ignore[assignment]  # this process only
+        asyncio.to_thread = _inline  # this process only
     try:
         asyncio.run(main_async(args))
     except KeyboardInterrupt:

@@ -59,7 +59,7 @@ say "ruff check"
 say "ruff format --check"
 .venv/bin/ruff format --check "${lint_paths[@]}"
 say "mypy"
-.venv/bin/mypy server agent
+.venv/bin/mypy server agent bench
 
 say "pytest (DOCKER_HOST=$DOCKER_HOST, FLOTILLA_TEST_POSTGRES_URL=$FLOTILLA_TEST_POSTGRES_URL)"
 set +e
