@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> web.Application:
         observed_of=lambda name: hub.observed.get(name),
     )
     controller.interval = settings.controller_interval
-    hub = Hub(sessions, metrics, controller.wake.set)
+    hub = Hub(sessions, metrics, controller.host_changed)
     controller.push = hub.request_push
     app[SETTINGS] = settings
     app[ENGINE] = engine

@@ -67,10 +67,12 @@ class _Pending:
 class Hub:
     """Holds this process's agent WebSockets."""
 
-    def __init__(self, sessions: Sessions, metrics: Metrics, on_status: Callable[[], None]) -> None:
+    def __init__(
+        self, sessions: Sessions, metrics: Metrics, on_change: Callable[[str], None]
+    ) -> None:
         self.sessions = sessions
         self.metrics = metrics
-        self.on_status = on_status
+        self.on_change = on_change  # a host sent a status, connected or went away
         self._sockets: dict[str, web.WebSocketResponse] = {}
         self._ids: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -111,6 +113,7 @@ class Hub:
         previous = self._sockets.get(name)
         self._sockets[name] = ws
         self._ids[name] = host_id
+        self.on_change(name)
         self.metrics.agent_connections.set(len(self._sockets))
         if previous is not None:
             await previous.close(code=4001, message=b"replaced by a newer connection")
@@ -125,6 +128,7 @@ class Hub:
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
                 self.observed.pop(name, None)
+                self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
                 self._queue_connection(host_id, name, False, None)
                 log.info("agent disconnected host=%s", name)
@@ -248,8 +252,8 @@ class Hub:
             fields.update(statuses=len(pending.observed), connections=len(pending.connections))
             await self._write(pending, connected_ids)
         self._digests |= pending.digests
-        if pending.connections:
-            self.on_status()
+        for name, _ in pending.transitions:  # what the database says of them changed too
+            self.on_change(name)
 
     async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
         try:
@@ -319,7 +323,7 @@ class Hub:
             self._pending.observed[host_id] = status
             self.observed[name] = status
             self._pending.digests |= {d for d in message.digests if d not in self._digests}
-            self.on_status()  # the controller reads this live status: no need to await the write
+            self.on_change(name)  # the controller reads the live status: no need to await the write
         elif isinstance(message, Event):
             self._pending.events.append((name, message))
             if message.kind == "drift_healed":

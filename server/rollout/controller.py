@@ -4,6 +4,11 @@ Each pass, in one transaction, reads every active deployment and what its hosts 
 asks the planner for the next step, and writes it (host states, assignments, status,
 events). Then it wakes the hub for hosts whose assignment changed. An agent's status or a new
 deployment only wakes the loop; a timer covers deadlines.
+
+At 10,000 hosts a pass must not cost 10,000 of anything it can avoid: the controller keeps
+a running deployment's target rows between passes (it is their only writer) and judges
+again only the hosts the hub says changed, and the rows it changed itself; all of them once
+a second.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +48,10 @@ Push = Callable[[set[str]], None]
 # receives them (a pass over 10,000 targets costs tens of milliseconds).
 REST_SHARE = 1.0
 MAX_REST_SECONDS = 0.25
+# Between passes only the hosts that reported, connected or went away (the hub says which)
+# and the rows this controller changed are judged again; every host is, at least this often,
+# so a change that slipped by is seen within a second.
+FULL_VIEW_SECONDS = 1.0
 
 
 @dataclass
@@ -56,13 +65,15 @@ class _Targets:
     """
 
     rows: list[store.Target]
-    by_name: dict[str, store.Target]
+    position: dict[str, int]  # host name -> index in rows
     written: float | None
     last_change: float  # newest updated_at of a target that left `pending`
-    # row id -> (status object, state, assigned_at, connected) it was judged on, and the
-    # planner's target; valid for one question (app, release, replicas, image)
-    planned: dict[int, tuple[Any, str, Any, bool, PlannedTarget]] = field(default_factory=dict)
+    # per row, the planner's target and what it was judged on: (status object, state,
+    # assigned_at, connected, target); valid for one question (app, release, replicas, image)
+    judged: list[tuple[Any, str, Any, bool, PlannedTarget] | None] = field(default_factory=list)
     question: tuple[str, int, int, str] | None = None
+    judged_all_at: float = float("-inf")  # monotonic
+    touched: set[str] = field(default_factory=set)  # rows changed since they were judged
 
     @classmethod
     def of(cls, rows: list[store.Target]) -> _Targets:
@@ -70,10 +81,27 @@ class _Targets:
         moved = [t for r, t in zip(rows, times, strict=True) if r.state != "pending"]
         return cls(
             rows=rows,
-            by_name={r.host_name: r for r in rows},
+            position={r.host_name: i for i, r in enumerate(rows)},
             written=max(times, default=None),
             last_change=max(moved, default=0.0),
         )
+
+    def row(self, name: str) -> store.Target:
+        return self.rows[self.position[name]]
+
+    def to_judge(self, question: tuple[str, int, int, str], changed: set[str]) -> Iterable[int]:
+        """Positions of the rows to judge this pass: all of them now and then, else those
+        whose host or row changed."""
+        now = time.monotonic()
+        if question != self.question or now - self.judged_all_at >= FULL_VIEW_SECONDS:
+            self.question = question
+            self.judged = [None] * len(self.rows)
+            self.judged_all_at = now
+            self.touched.clear()
+            return range(len(self.rows))
+        names = changed | self.touched
+        self.touched = set()
+        return [p for n in names if (p := self.position.get(n)) is not None]
 
 
 class Controller:
@@ -100,6 +128,12 @@ class Controller:
         self._ended_any = False
         self._gauged: set[str] = set()
         self._targets: dict[int, _Targets] = {}  # deployment id -> its rows, between passes
+        self._changed: set[str] = set()  # hosts with news since the last pass
+
+    def host_changed(self, name: str) -> None:
+        """A host sent a status, connected or went away: judge it again, soon."""
+        self._changed.add(name)
+        self.wake.set()
 
     async def run(self) -> None:
         while True:
@@ -120,6 +154,7 @@ class Controller:
     async def run_once(self) -> None:
         """One pass over all active deployments."""
         pushes: set[str] = set()
+        changed, self._changed = self._changed, set()
         with timed(log, "controller pass") as fields:
             async with self.sessions.begin() as session:
                 active = await rollouts.active_deployments(session)
@@ -135,7 +170,7 @@ class Controller:
                         await self._finish(
                             session, app, older, "superseded", f"superseded by {newest.id}"
                         )
-                    pushes |= await self._drive(session, app, newest)
+                    pushes |= await self._drive(session, app, newest, changed)
                 for gone in set(self._targets) - {d.id for d in active}:
                     del self._targets[gone]  # ended by this pass, or by someone else
                 await self._gauge_in_progress(session, by_app)
@@ -147,7 +182,9 @@ class Controller:
         if pushes and self.push is not None:
             self.push(pushes)
 
-    async def _drive(self, session: AsyncSession, app: App, deployment: Deployment) -> set[str]:
+    async def _drive(
+        self, session: AsyncSession, app: App, deployment: Deployment, changed: set[str]
+    ) -> set[str]:
         now = store.now()
         pushes: set[str] = set()
         created = deployment.status == "pending"  # and so the targets' generations bumped
@@ -168,22 +205,23 @@ class Controller:
         else:
             targets = await self._targets_of(session, deployment.id)
             rows = targets.rows
-        observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
-        missing = [host_id for host_id, seen in observed.items() if seen is None]
-        observed.update(await rollouts.observed_by_id(session, missing) if missing else {})
         release = await rollouts.release_row(session, app.id, deployment.release)
         replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
         image = release.image if release is not None else ""
-        view = self._view(app, deployment, targets, observed, replicas, image)
+        question = (app.name, deployment.release, replicas, image)
+        positions = targets.to_judge(question, changed)
+        observed = await self._statuses(session, [rows[p] for p in positions])
+        view = self._view(deployment, targets, positions, observed)
         step = plan_rollout(view, now.timestamp())
-        by_name = targets.by_name
         changes: dict[int, dict[str, Any]] = {}
         for name, (state, error) in step.host_states.items():
-            row = by_name[name]
+            row = targets.row(name)
             row.state, row.error, row.updated_at = state, error, now
+            targets.touched.add(name)
             change = {"id": row.id, "state": state, "error": error, "updated_at": now}
             if state == "failed":
-                evidence = _evidence(observed[row.host_id] or {}, app.name, deployment.release)
+                seen = (await self._statuses(session, [row]))[row.host_id]
+                evidence = _evidence(seen or {}, app.name, deployment.release)
                 row.evidence = change["evidence"] = evidence
             changes[row.id] = change
         done = [n for n, (s, _) in step.host_states.items() if s == "healthy"]
@@ -198,7 +236,8 @@ class Controller:
                 deployment_id=deployment.id,
             )
         for name in step.assign:
-            row = by_name[name]
+            row = targets.row(name)
+            targets.touched.add(name)
             row.assigned_at = now
             changes[row.id]["assigned_at"] = now
             pushes.add(name)
@@ -206,7 +245,7 @@ class Controller:
         if changes:
             targets.written = targets.last_change = now.timestamp()
         if step.assign:
-            ids = [by_name[n].host_id for n in step.assign]
+            ids = [targets.row(n).host_id for n in step.assign]
             await rollouts.assign(session, ids, deployment, bump=not created)
         if step.promoted and not deployment.promoted:
             deployment.promoted = True
@@ -238,29 +277,34 @@ class Controller:
         kept = self._targets[deployment_id] = _Targets.of(rows)
         return kept
 
+    async def _statuses(
+        self, session: AsyncSession, rows: Sequence[store.Target]
+    ) -> dict[int, dict[str, Any] | None]:
+        """Each row's host's newest status: the hub's live copy, else the database's."""
+        observed = {r.host_id: self.observed_of(r.host_name) for r in rows}
+        missing = [host_id for host_id, seen in observed.items() if seen is None]
+        observed.update(await rollouts.observed_by_id(session, missing) if missing else {})
+        return observed
+
     def _view(
         self,
-        app: App,
         deployment: Deployment,
         kept: _Targets,
+        positions: Iterable[int],
         observed: dict[int, dict[str, Any] | None],
-        replicas: int,
-        image: str,
     ) -> View:
-        """The planner's view. A host is judged again only when its row or connection
-        changed or it sent a new status (the hub replaces the status object on each report,
-        so the same object means nothing new): at 10,000 hosts most did not, on most passes."""
-        question = (app.name, deployment.release, replicas, image)
-        if kept.question != question:
-            kept.planned.clear()
-            kept.question = question
-        planned = kept.planned
+        """The planner's view, judging again only the rows at `positions`. A row is judged
+        afresh only if its status object, state, assigned_at or connection changed (the hub
+        replaces the status object on each report, so the same object means nothing new)."""
+        assert kept.question is not None
+        app, release, replicas, image = kept.question
         is_connected = self.is_connected
-        targets = []
-        for row in kept.rows:
+        judged = kept.judged
+        for p in positions:
+            row = kept.rows[p]
             seen = observed.get(row.host_id)
             connected = is_connected(row.host_name)
-            before = planned.get(row.id)
+            before = judged[p]
             if (
                 before is not None
                 and before[0] is seen
@@ -268,11 +312,10 @@ class Controller:
                 and before[2] == row.assigned_at
                 and before[3] == connected
             ):
-                targets.append(before[4])
                 continue
             status = seen or {}
-            converged, problem = _observed(status, app.name, deployment.release, replicas)
-            pulled, pull_error = _pulled(status, app.name, deployment.release, image)
+            converged, problem = _observed(status, app, release, replicas)
+            pulled, pull_error = _pulled(status, app, release, image)
             target = PlannedTarget(
                 name=row.host_name,
                 state=row.state,
@@ -283,14 +326,16 @@ class Controller:
                 pulled=pulled,
                 pull_error=pull_error,
             )
-            planned[row.id] = (seen, row.state, row.assigned_at, connected, target)
-            targets.append(target)
+            judged[p] = (seen, row.state, row.assigned_at, connected, target)
+        targets = tuple(entry[4] for entry in judged if entry is not None)
+        if len(targets) != len(judged):  # a bug: fail the pass (and drop the copies) instead
+            raise RuntimeError(f"deployment {deployment.id}: a target host was never judged")
         started = _ts(deployment.started_at) or 0.0
         progress = _ts(deployment.progress_at) or 0.0
         return View(
             status=deployment.status,
             strategy=Strategy.from_dict(deployment.strategy),
-            targets=tuple(targets),
+            targets=targets,
             started_at=started,
             last_progress_at=max(started, kept.last_change, progress),
             promoted=deployment.promoted,
