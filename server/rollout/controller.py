@@ -93,12 +93,14 @@ class _Targets:
         """Positions of the rows to judge this pass: all of them now and then, else those
         whose host or row changed."""
         now = time.monotonic()
-        if question != self.question or now - self.judged_all_at >= FULL_VIEW_SECONDS:
+        if question != self.question:
             self.question = question
             self.judged = [None] * len(self.rows)
+            self.judged_all_at = float("-inf")
+        if now - self.judged_all_at >= FULL_VIEW_SECONDS:
             self.judged_all_at = now
             self.touched.clear()
-            return range(len(self.rows))
+            return range(len(self.rows))  # unchanged ones are still not judged afresh
         names = changed | self.touched
         self.touched = set()
         return [p for n in names if (p := self.position.get(n)) is not None]

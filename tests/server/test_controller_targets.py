@@ -69,3 +69,13 @@ def test_a_new_question_judges_every_host_afresh(clock: Clock) -> None:
     list(kept.to_judge(QUESTION, set()))
     assert list(kept.to_judge(("web", 2, 3, "web:2"), set())) == [0, 1]  # replicas changed
     assert kept.judged == [None, None]  # nothing judged for the old question is kept
+
+
+def test_judgments_survive_the_once_a_second_pass(clock: Clock) -> None:
+    """Every host is looked at again, but what was judged on the same status is kept."""
+    kept = targets("a", "b")
+    list(kept.to_judge(QUESTION, set()))
+    kept.judged = ["kept-a", "kept-b"]  # type: ignore[list-item]  # stand-ins for judgments
+    clock.now += FULL_VIEW_SECONDS
+    assert list(kept.to_judge(QUESTION, set())) == [0, 1]
+    assert kept.judged == ["kept-a", "kept-b"]
