@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -223,6 +223,42 @@ def from_body(body: Any) -> Message:
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ProtocolError(f"bad {kind} message: {exc}") from exc
     return result
+
+
+def check_status(body: Any) -> tuple[tuple[str, str], ...]:
+    """Check a parsed status as `from_body` does, without building its objects; return its
+    digests. The server keeps a status as the parsed JSON, and at 10,000 hosts building
+    objects only to throw them away was a tenth of its time during a deploy."""
+    try:
+        if body["type"] != "status" or not _NEEDS[Status] <= body.keys():
+            raise ProtocolError(f"bad status message: needs {sorted(_NEEDS[Status])}")
+        int(body["generation"])
+        for inst in body.get("instances", ()):
+            _check(Instance, inst)
+            for port in inst.get("ports", ()):
+                _check(PublishedPort, port)
+        for problem in body.get("problems", ()):
+            _check(AppProblem, problem)
+            tuple(problem.get("logs", ()))
+        return _pairs(body.get("digests", ()))
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ProtocolError(f"bad status message: {exc}") from exc
+
+
+def _needs(cls: type[Any]) -> frozenset[str]:
+    """The fields a message object cannot be built without."""
+    return frozenset(
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    )
+
+
+_NEEDS = {cls: _needs(cls) for cls in (Status, Instance, PublishedPort, AppProblem)}
+
+
+def _check(cls: type[Any], body: dict[str, Any]) -> None:
+    if not _NEEDS[cls] <= body.keys():
+        missing = sorted(_NEEDS[cls] - body.keys())
+        raise ProtocolError(f"bad status message: {cls.__name__} without {missing}")
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:

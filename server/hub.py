@@ -29,7 +29,7 @@ from agent.protocol import (
     Event,
     Hello,
     ProtocolError,
-    Status,
+    check_status,
     decode,
     encode,
     from_body,
@@ -314,17 +314,19 @@ class Hub:
     def _receive(self, host_id: int, name: str, data: str) -> None:
         try:
             body = json.loads(data)
+            if isinstance(body, dict) and body.get("type") == "status":
+                digests = check_status(body)  # checked, and stored as it came
+                self._pending.observed[host_id] = body
+                self.observed[name] = body
+                self._pending.digests |= {d for d in digests if d not in self._digests}
+                self.on_change(name)  # the controller reads the live status, not the database
+                self._dirty.set()
+                return
             message = from_body(body)
         except (ValueError, ProtocolError) as exc:
             log.warning("bad message host=%s: %s", name, exc)
             return
-        if isinstance(message, Status):
-            status = body  # from_body() validated it; this dict is stored as is
-            self._pending.observed[host_id] = status
-            self.observed[name] = status
-            self._pending.digests |= {d for d in message.digests if d not in self._digests}
-            self.on_change(name)  # the controller reads the live status: no need to await the write
-        elif isinstance(message, Event):
+        if isinstance(message, Event):
             self._pending.events.append((name, message))
             if message.kind == "drift_healed":
                 self.metrics.drift_heals.labels(message.app).inc()

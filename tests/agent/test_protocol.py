@@ -23,6 +23,7 @@ from agent.protocol import (
     ProtocolError,
     PublishedPort,
     Status,
+    check_status,
     decode,
     encode,
 )
@@ -147,6 +148,14 @@ def test_hello_carries_the_protocol_version() -> None:
     assert json.loads(encode(hello))["protocol"] == PROTOCOL_VERSION
 
 
+@SETTINGS
+@given(message=statuses)
+def test_server_status_check_takes_every_status(message: Status) -> None:
+    """The server's quick check of a status (no objects built) accepts what an agent sends,
+    and reads the same digests as a full decode."""
+    assert check_status(json.loads(encode(message))) == message.digests
+
+
 @pytest.mark.parametrize(
     "wire",
     [
@@ -208,6 +217,9 @@ def test_rejects_missing_fields(wire: dict[str, object]) -> None:
     """A message (or a nested object) without a required field is a ProtocolError."""
     with pytest.raises(ProtocolError):
         decode(json.dumps(wire))
+    if wire["type"] == "status":  # the server's quick check refuses it as well
+        with pytest.raises(ProtocolError):
+            check_status(json.loads(json.dumps(wire)))
 
 
 @pytest.mark.parametrize("missing", ["agent_version", "docker_version"])
@@ -259,6 +271,52 @@ def test_rejects_nested_values_of_the_wrong_shape(wire: dict[str, object]) -> No
     """Malformed nested objects are a ProtocolError, never an unexpected exception."""
     with pytest.raises(ProtocolError):
         decode(json.dumps(wire))
+    if wire["type"] == "status":  # the server's quick check refuses it as well
+        with pytest.raises(ProtocolError):
+            check_status(json.loads(json.dumps(wire)))
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"type": "status", "host": "h", "generation": "one"},
+        {"type": "status", "host": "h", "generation": 1, "instances": "c1"},
+        {"type": "status", "host": "h", "generation": 1, "digests": [["web:1"]]},
+        {
+            "type": "status",
+            "host": "h",
+            "generation": 1,
+            "problems": [
+                {"app": "web", "release": 1, "reason": "exited", "message": "m", "logs": 5}
+            ],
+        },
+        {
+            "type": "status",
+            "host": "h",
+            "generation": 1,
+            "instances": [
+                {
+                    "container_id": "c",
+                    "name": "n",
+                    "host": "h",
+                    "app": "web",
+                    "release": 1,
+                    "replica": 0,
+                    "deployment": 1,
+                    "state": "running",
+                    "ports": [{"container": 80}],
+                }
+            ],
+        },
+    ],
+    ids=["generation", "instances-string", "digest-single", "problem-logs", "port-fields"],
+)
+def test_status_check_agrees_with_decode(wire: dict[str, object]) -> None:
+    """Where a full decode refuses a status, so does the server's quick check."""
+    with pytest.raises(ProtocolError):
+        decode(json.dumps(wire))
+    with pytest.raises(ProtocolError):
+        check_status(json.loads(json.dumps(wire)))
 
 
 def test_ignores_unknown_fields_at_every_level() -> None:
