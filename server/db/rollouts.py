@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Assignment as WireAssignment
@@ -15,6 +15,9 @@ from server.db import store
 from server.db.models import App, Assignment, Deployment, DeploymentHost, Host, Release, utcnow
 from server.rollout.planner import ACTIVE
 from server.wire import container_spec
+
+_TARGETS = cast(Table, DeploymentHost.__table__)
+_ASSIGNMENTS = cast(Table, Assignment.__table__)
 
 
 async def active_deployments(session: AsyncSession) -> Sequence[Deployment]:
@@ -79,7 +82,8 @@ async def create_targets(session: AsyncSession, deployment: Deployment) -> list[
         if selects(name, labels or {}, deployment.selector)
     ]
     if rows:
-        await session.execute(insert(DeploymentHost), rows)
+        # the table, not the entity: a Core executemany skips the ORM's per-row bookkeeping
+        await session.execute(insert(_TARGETS), rows)
         await _bump_generations(session, [r["host_id"] for r in rows])
     return await store.deployment_hosts(session, deployment.id, evidence=False)
 
@@ -129,7 +133,7 @@ async def assign(
         {"host_id": h, "app_id": deployment.app_id, **values} for h in host_ids if h not in existing
     ]
     if new:
-        await session.execute(insert(Assignment), new)
+        await session.execute(insert(_ASSIGNMENTS), new)
     if bump:
         await _bump_generations(session, host_ids)
 
