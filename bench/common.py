@@ -225,8 +225,19 @@ def _git(*args: str) -> str:
     return out.stdout.strip()
 
 
-def machine(docker_version: str) -> dict[str, Any]:
+def _code_measured() -> str:
     dirty = _git("status", "--porcelain", "--", "server", "agent", "migrations")
+    return _git("rev-parse", "--short", "HEAD") + (
+        " (server/agent have uncommitted changes)" if dirty and dirty != "unknown" else ""
+    )
+
+
+# read when the benchmark starts, not when it writes its results minutes later: the code
+# it runs is the code of the start
+CODE_MEASURED = _code_measured()
+
+
+def machine(docker_version: str) -> dict[str, Any]:
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -235,8 +246,7 @@ def machine(docker_version: str) -> dict[str, Any]:
         "os": platform.platform(),
         "docker": docker_version,
         "python": platform.python_version(),
-        "commit": _git("rev-parse", "--short", "HEAD")
-        + (" (server/agent have uncommitted changes)" if dirty and dirty != "unknown" else ""),
+        "commit": CODE_MEASURED,
     }
 
 
