@@ -178,19 +178,19 @@ def encode(message: Message) -> str:
     if isinstance(message, DesiredState):
         return _encode_desired(message)
     body = {**message.__dict__, "type": _NAMES[type(message)]}
-    return json.dumps(body, default=_fields, separators=(",", ":"))
+    return json.dumps(body, default=_as_dict, separators=(",", ":"))
 
 
 # What json's C encoder calls for each dataclass it meets (tuples it writes as arrays
 # itself): like dataclasses.asdict without its deep copies, and with no Python walk of the
-# values at all, a status encodes in half the time (an agent sends one after every pass).
-_fields = operator.attrgetter("__dict__")
+# values at all, a status encodes in half the time (an agent sends one whenever it changed).
+_as_dict = operator.attrgetter("__dict__")
 
 
 @lru_cache(maxsize=4096)
 def _fragment(item: Assignment | Prepull) -> str:
     """JSON of one assignment: a fan-out sends the same one to thousands of hosts."""
-    return json.dumps(item, default=_fields, separators=(",", ":"))
+    return json.dumps(item, default=_as_dict, separators=(",", ":"))
 
 
 def _encode_desired(d: DesiredState) -> str:
@@ -206,7 +206,7 @@ def decode(text: str | bytes) -> Message:
     """Parse JSON text into a typed message; raise ProtocolError if it is not one."""
     try:
         body = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise ProtocolError(f"not a protocol message: {exc}") from exc
     return from_body(body)
 
@@ -220,7 +220,7 @@ def from_body(body: Any) -> Message:
         raise ProtocolError(f"not a protocol message: {exc}") from exc
     try:
         result: Message = _build(cls, body)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
         raise ProtocolError(f"bad {kind} message: {exc}") from exc
     return result
 
@@ -241,7 +241,7 @@ def check_status(body: Any) -> tuple[tuple[str, str], ...]:
             _check(AppProblem, problem)
             tuple(problem.get("logs", ()))
         return _pairs(body.get("digests", ()))
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
         raise ProtocolError(f"bad status message: {exc}") from exc
 
 

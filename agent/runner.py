@@ -105,6 +105,9 @@ class Agent:
         """Set (or clear, with None) where status and events go."""
         self._send = send
         self._last_status = None
+        if send is None and self._report_timer is not None:
+            self._report_timer.cancel()  # nobody to report to; the next connection gets all
+            self._report_timer = None
 
     def accept(self, desired: DesiredState) -> bool:
         """Take a pushed desired state if it is newer than the one held; wake the loop."""
@@ -170,7 +173,7 @@ class Agent:
             desired.prepull,
             self.prune_images,
         )
-        acted = False  # something was started, created or pulled: its next step may follow
+        acted = False  # a pull, run or start was tried: what follows may be due soon
         halted: set[str] = set()  # apps whose new image is missing this pass
         for action in actions:
             if self.desired is not desired:

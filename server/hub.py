@@ -5,8 +5,8 @@ generation, read fresh from the database, so a lost or repeated push does no har
 
 Writes are batched: what agents report is kept per host (only the newest status counts) and
 flushed in one transaction a few times a second, so ten thousand agents cost a handful of
-commits, not one per message. The rollout controller is woken as each status arrives: it
-reads the hub's in-memory copy, so it need not wait for the write. Liveness comes from the
+commits, not one per message. The rollout controller is told of each host that reported,
+connected or went away: it reads the hub's in-memory copy, so it need not wait for the write. Liveness comes from the
 WebSocket's own ping/pong; the hub touches `last_seen` of every connected host in one
 statement every few seconds.
 """
@@ -111,15 +111,15 @@ class Hub:
             await ws.close(code=4003, message=b"token belongs to another host")
             return ws
         previous = self._sockets.get(name)
-        self._sockets[name] = ws
-        self._ids[name] = host_id
-        self.on_change(name)
-        self.metrics.agent_connections.set(len(self._sockets))
-        if previous is not None:
-            await previous.close(code=4001, message=b"replaced by a newer connection")
-        self._queue_connection(host_id, name, True, hello)
-        log.info("agent connected host=%s version=%s", name, hello.agent_version)
-        try:
+        try:  # registered inside: whatever happens from here, the finally unregisters it
+            self._sockets[name] = ws
+            self._ids[name] = host_id
+            self.on_change(name)
+            self.metrics.agent_connections.set(len(self._sockets))
+            if previous is not None:
+                await previous.close(code=4001, message=b"replaced by a newer connection")
+            self._queue_connection(host_id, name, True, hello)
+            log.info("agent connected host=%s version=%s", name, hello.agent_version)
             self.request_push([name])  # batched: a reconnect storm costs a few queries
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -323,7 +323,8 @@ class Hub:
                 self._dirty.set()
                 return
             message = from_body(body)
-        except (ValueError, ProtocolError) as exc:
+        except (ValueError, ArithmeticError, RecursionError, ProtocolError) as exc:
+            # JSON allows Infinity and deep nesting; neither may take the connection down
             log.warning("bad message host=%s: %s", name, exc)
             return
         if isinstance(message, Event):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -51,7 +53,7 @@ async def update_by_id(session: AsyncSession, table: Any, rows: Sequence[dict[st
         await session.execute(statement, params)
 
 
-async def targets_written(session: AsyncSession, deployment_id: int) -> Any:
+async def targets_written(session: AsyncSession, deployment_id: int) -> dt.datetime | None:
     """When a deployment's targets were last written (the newest `updated_at`)."""
     query = select(func.max(DeploymentHost.updated_at)).where(
         DeploymentHost.deployment_id == deployment_id
@@ -59,7 +61,9 @@ async def targets_written(session: AsyncSession, deployment_id: int) -> Any:
     return await session.scalar(query)
 
 
-async def create_targets(session: AsyncSession, deployment: Deployment) -> list[store.Target]:
+async def create_targets(
+    session: AsyncSession, deployment: Deployment, at: dt.datetime
+) -> list[store.Target]:
     """Resolve the selector to hosts, in name order, recording each host's previous release;
     bump their generations (their desired state now lists the release's image to pre-pull)."""
     hosts = await session.execute(select(Host.id, Host.name, Host.labels).order_by(Host.name))
@@ -67,7 +71,6 @@ async def create_targets(session: AsyncSession, deployment: Deployment) -> list[
         Assignment.app_id == deployment.app_id
     )
     current = {host_id: release for host_id, release in (await session.execute(query)).all()}
-    at = utcnow()
     rows: list[dict[str, Any]] = [
         {
             "deployment_id": deployment.id,
@@ -200,10 +203,13 @@ async def fleet_snapshot(session: AsyncSession) -> FleetSnapshot:
     return FleetSnapshot(hosts, current, assigned)
 
 
-def _chunks(items: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
-    """Slices for IN lists, within both databases' bind limits (SQLite since 3.32 and
-    asyncpg take 32,766 or so): few enough round trips that a push to 10,000 hosts is not
-    slowed by an event loop busy with their statuses, where each await waits its turn."""
+# IN lists this long keep a push to 10,000 hosts to a few round trips (on an event loop busy
+# with their statuses each await waits its turn), within the bind limits: 32,766 for SQLite
+# since 3.32 and for asyncpg, 999 for an older SQLite
+IN_LIST = 5000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
+
+
+def _chunks(items: Sequence[Any], size: int = IN_LIST) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 

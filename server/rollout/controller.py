@@ -1,7 +1,7 @@
 """The rollout controller loop: a thin I/O shell around `plan_rollout`.
 
-Each pass, in one transaction, reads every active deployment and what its hosts report,
-asks the planner for the next step, and writes it (host states, assignments, status,
+Each pass, in one transaction, reads every active deployment and what its hosts report (the
+hosts with news; see below), asks the planner for the next step, and writes it (host states, assignments, status,
 events). Then it wakes the hub for hosts whose assignment changed. An agent's status or a new
 deployment only wakes the loop; a timer covers deadlines.
 
@@ -58,10 +58,12 @@ FULL_VIEW_SECONDS = 1.0
 class _Targets:
     """A running deployment's target rows, kept between passes.
 
-    This controller is the only writer of a deployment's targets, so after the first read it
-    changes its own copy and writes only what changed, instead of re-reading 10,000 rows on
-    every pass. `written` is the newest `updated_at` it wrote: a pass compares it with the
-    database's (one aggregate query) and reads the rows again if anyone else wrote them.
+    This controller is the only writer of a deployment's targets (one server process drives
+    all deployments), so after the first read it changes its own copy and writes only what
+    changed, instead of re-reading 10,000 rows on every pass. `written` is the newest
+    `updated_at` it wrote: a pass compares it with the database's (one aggregate query) and
+    reads the rows again if they changed. That check trusts clocks: several servers driving
+    one deployment (not built; see ARCHITECTURE.md's leases) would need a version column.
     """
 
     rows: list[store.Target]
@@ -147,7 +149,6 @@ class Controller:
             try:
                 await unit_of_work(self.run_once())
             except Exception:
-                self._targets.clear()  # the copies may hold changes that were rolled back
                 log.exception("rollout controller pass failed")
             rest = min(MAX_REST_SECONDS, REST_SHARE * (time.monotonic() - started))
             if rest > 0.002:
@@ -157,6 +158,20 @@ class Controller:
         """One pass over all active deployments."""
         pushes: set[str] = set()
         changed, self._changed = self._changed, set()
+        try:
+            await self._pass(changed, pushes)
+        except BaseException:
+            self._targets.clear()  # the copies may hold changes that were rolled back
+            raise
+        if self._ended_any:  # committed: waiters now read the final status
+            self._ended_any = False
+            ended, self.finished = self.finished, asyncio.Event()
+            ended.set()
+        if pushes and self.push is not None:
+            self.push(pushes)
+
+    async def _pass(self, changed: set[str], pushes: set[str]) -> None:
+        """Drive the newest deployment of each app, in one transaction; collect pushes."""
         with timed(log, "controller pass") as fields:
             async with self.sessions.begin() as session:
                 active = await rollouts.active_deployments(session)
@@ -177,12 +192,6 @@ class Controller:
                     del self._targets[gone]  # ended by this pass, or by someone else
                 await self._gauge_in_progress(session, by_app)
                 fields["pushes"] = len(pushes)
-        if self._ended_any:  # committed: waiters now read the final status
-            self._ended_any = False
-            ended, self.finished = self.finished, asyncio.Event()
-            ended.set()
-        if pushes and self.push is not None:
-            self.push(pushes)
 
     async def _drive(
         self, session: AsyncSession, app: App, deployment: Deployment, changed: set[str]
@@ -191,7 +200,7 @@ class Controller:
         pushes: set[str] = set()
         created = deployment.status == "pending"  # and so the targets' generations bumped
         if created:
-            rows = await rollouts.create_targets(session, deployment)
+            rows = await rollouts.create_targets(session, deployment, now)
             targets = self._targets[deployment.id] = _Targets.of(rows)
             pushes |= {r.host_name for r in rows}  # their desired state now lists a pre-pull
             deployment.status = "running"
@@ -221,9 +230,9 @@ class Controller:
             row.state, row.error, row.updated_at = state, error, now
             targets.touched.add(name)
             change = {"id": row.id, "state": state, "error": error, "updated_at": now}
-            if state == "failed":
-                seen = (await self._statuses(session, [row]))[row.host_id]
-                evidence = _evidence(seen or {}, app.name, deployment.release)
+            if state == "failed":  # the evidence is the status the planner judged
+                judged = targets.judged[targets.position[name]]
+                evidence = _evidence((judged and judged[0]) or {}, app.name, deployment.release)
                 row.evidence = change["evidence"] = evidence
             changes[row.id] = change
         done = [n for n, (s, _) in step.host_states.items() if s == "healthy"]

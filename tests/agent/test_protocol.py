@@ -367,3 +367,24 @@ def test_ignores_unknown_fields_at_every_level() -> None:
         body = json.loads(encode(message))
         body["extra"] = [1, 2]
         assert decode(json.dumps(body)) == message
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        '{"type": "status", "host": "h", "generation": Infinity}',
+        '{"type": "desired", "host": "h", "generation": -Infinity}',
+        '{"type": "status", "host": "h", "generation": 1, "instances": '
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}",
+    ],
+    ids=["status-infinity", "desired-infinity", "deep-nesting"],
+)
+def test_rejects_what_json_allows_but_no_peer_sends(wire: str) -> None:
+    """Infinity and very deep nesting parse as JSON (or nearly): still a ProtocolError."""
+    with pytest.raises(ProtocolError):
+        decode(wire)
+    if "Infinity" in wire and '"status"' in wire:
+        with pytest.raises(ProtocolError):
+            check_status(json.loads(wire))
