@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import WSMsgType, web
 
 from agent.protocol import (
@@ -313,7 +313,7 @@ class Hub:
 
     def _receive(self, host_id: int, name: str, data: str) -> None:
         try:
-            body = json.loads(data)
+            body = orjson.loads(data)
             if isinstance(body, dict) and body.get("type") == "status":
                 digests = check_status(body)  # checked, and stored as it came
                 self._pending.observed[host_id] = body
