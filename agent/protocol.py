@@ -9,6 +9,8 @@ peer can add fields without breaking an older one.
 
 from __future__ import annotations
 
+import json
+import operator
 from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -181,20 +183,27 @@ def encode(message: Message) -> str:
     every status is encoded once by its agent and parsed once by the server."""
     if isinstance(message, DesiredState):
         return _encode_desired(message)
-    return orjson.dumps({**message.__dict__, "type": _NAMES[type(message)]}).decode()
+    return _dumps({**message.__dict__, "type": _NAMES[type(message)]})
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson refuses a lone surrogate or an integer beyond 64 bits
+        return json.dumps(value, default=operator.attrgetter("__dict__"), separators=(",", ":"))
 
 
 @lru_cache(maxsize=4096)
 def _fragment(item: Assignment | Prepull) -> str:
     """JSON of one assignment: a fan-out sends the same one to thousands of hosts."""
-    return orjson.dumps(item).decode()
+    return _dumps(item)
 
 
 def _encode_desired(d: DesiredState) -> str:
     assignments = ",".join(_fragment(a) for a in d.assignments)
     prepull = ",".join(_fragment(p) for p in d.prepull)
     return (
-        f'{{"type":"desired","host":{orjson.dumps(d.host).decode()},'
+        f'{{"type":"desired","host":{_dumps(d.host)},'
         f'"generation":{int(d.generation)},'
         f'"assignments":[{assignments}],"prepull":[{prepull}]}}'
     )

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from server.wire import memory_bytes
+
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 # The distribution reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
@@ -41,9 +43,14 @@ def _ip(value: str) -> str:
     return value
 
 
+MAX_MEMORY_BYTES = 2**50  # 1 PiB: beyond any host, and within what JSON carries exactly
+
+
 def _memory(value: str) -> str:
     if not _MEMORY.match(value):
         raise ValueError("memory must be a number with an optional unit b, k, m or g, e.g. 256m")
+    if (memory_bytes(value) or 0) > MAX_MEMORY_BYTES:
+        raise ValueError("memory must be at most 1 PiB (1048576g)")
     return value
 
 

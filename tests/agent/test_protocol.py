@@ -388,3 +388,12 @@ def test_rejects_what_json_allows_but_no_peer_sends(wire: str) -> None:
     if "Infinity" in wire and '"status"' in wire:
         with pytest.raises(ProtocolError):
             check_status(json.loads(wire))
+
+
+def test_encodes_what_orjson_refuses() -> None:
+    """A lone surrogate (from an undecodable name, say) or a huge number still encodes."""
+    event = Event("h1", "drift_healed", "web", "restarted \udc80")
+    assert json.loads(encode(event))["message"] == "restarted \udc80"
+    problem = AppProblem("web", 2**70, "exited", "boom")
+    status = Status("h1", 1, problems=(problem,))
+    assert json.loads(encode(status))["problems"][0]["release"] == 2**70

@@ -103,6 +103,11 @@ CASES = [
     # Resources, hosts, health, strategy.
     bad("memory-lots", {**VALID, "resources": {"memory": "lots"}}, "resources.memory"),
     bad("memory-number", {**VALID, "resources": {"memory": 256}}, "resources.memory"),
+    bad(
+        "memory-beyond-any-host",
+        {**VALID, "resources": {"memory": "99999999999999999999g"}},
+        "resources.memory",
+    ),
     bad("cpus-0", {**VALID, "resources": {"cpus": 0}}, "resources.cpus"),
     bad("cpus-negative", {**VALID, "resources": {"cpus": -1.0}}, "resources.cpus"),
     bad("host-name-bad", {**VALID, "hosts": {"names": ["Bad_Host"]}}, "hosts.names.0"),
