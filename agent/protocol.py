@@ -213,7 +213,7 @@ def decode(text: str | bytes) -> Message:
     """Parse JSON text into a typed message; raise ProtocolError if it is not one."""
     try:
         body = orjson.loads(text)
-    except (ValueError, RecursionError) as exc:  # orjson's errors are ValueErrors
+    except ValueError as exc:  # orjson's errors (deep nesting, Infinity too) are ValueErrors
         raise ProtocolError(f"not a protocol message: {exc}") from exc
     return from_body(body)
 

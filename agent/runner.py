@@ -105,9 +105,8 @@ class Agent:
         """Set (or clear, with None) where status and events go."""
         self._send = send
         self._last_status = None
-        if send is None and self._report_timer is not None:
-            self._report_timer.cancel()  # nobody to report to; the next connection gets all
-            self._report_timer = None
+        if send is None:
+            self._cancel_report()  # nobody to report to; the next connection gets all
 
     def accept(self, desired: DesiredState) -> bool:
         """Take a pushed desired state if it is newer than the one held; wake the loop."""
@@ -191,7 +190,7 @@ class Agent:
                 }
             if outcome is not None:
                 # a pass that only retired old instances has planned all of it (stops and
-                # removals together): no second look, which was a third of an agent's passes
+                # removals together): a second look would find nothing to do
                 acted = acted or not isinstance(action, Stop | Remove)
                 await self._observe()
                 self.health.seen_running(self._instances, self.clock())
@@ -201,9 +200,7 @@ class Agent:
             # (retiring the old instance) should not wait for the poll interval
             asyncio.get_running_loop().call_later(AFTER_ACTION_SECONDS, self.wake.set)
         self._remember_converged(desired, ready)
-        if self._report_timer is not None:
-            self._report_timer.cancel()
-            self._report_timer = None
+        self._cancel_report()  # the pass's own report goes now
         await self.report()
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
@@ -212,6 +209,11 @@ class Agent:
         if self._report_timer is None and self._send is not None:
             loop = asyncio.get_running_loop()
             self._report_timer = loop.call_later(REPORT_SECONDS, self._report_due)
+
+    def _cancel_report(self) -> None:
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
 
     def _report_due(self) -> None:
         self._report_timer = None

@@ -6,9 +6,9 @@ generation, read fresh from the database, so a lost or repeated push does no har
 Writes are batched: what agents report is kept per host (only the newest status counts) and
 flushed in one transaction a few times a second, so ten thousand agents cost a handful of
 commits, not one per message. The rollout controller is told of each host that reported,
-connected or went away: it reads the hub's in-memory copy, so it need not wait for the write. Liveness comes from the
-WebSocket's own ping/pong; the hub touches `last_seen` of every connected host in one
-statement every few seconds.
+connected or went away: it reads the hub's in-memory copy, so it need not wait for the
+write. Liveness comes from the WebSocket's own ping/pong; the hub touches `last_seen` of
+every connected host in one statement every few seconds.
 """
 
 from __future__ import annotations
@@ -323,8 +323,7 @@ class Hub:
                 self._dirty.set()
                 return
             message = from_body(body)
-        except (ValueError, ArithmeticError, RecursionError, ProtocolError) as exc:
-            # JSON allows Infinity and deep nesting; neither may take the connection down
+        except (ValueError, ProtocolError) as exc:  # orjson's errors are ValueErrors
             log.warning("bad message host=%s: %s", name, exc)
             return
         if isinstance(message, Event):
