@@ -135,7 +135,7 @@ class HealthTracker:
 
     async def _probe(self, inst: Instance, health: HealthSpec, track: _Track, now: float) -> None:
         result = await self.probe(inst, health)
-        metrics.HEALTH_PROBES.labels(health.type, "ok" if result.ok else "fail").inc()
+        metrics.child(metrics.HEALTH_PROBES, health.type, "ok" if result.ok else "fail").inc()
         track.last_result = result.detail
         if result.ok:
             track.failures = 0

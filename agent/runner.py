@@ -100,6 +100,7 @@ class Agent:
         self._report_lock = asyncio.Lock()  # statuses leave in the order they were built
         self._report_timer: asyncio.TimerHandle | None = None
         self._report_tasks: set[asyncio.Task[None]] = set()
+        self._look_at: float | None = None  # when to look again after acting (self.clock)
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
@@ -127,6 +128,8 @@ class Agent:
         while True:
             timeout = self.poll_interval
             due = self.health.next_due()
+            if self._look_at is not None:  # one pass serves both: no second, idle look
+                due = self._look_at if due is None else min(due, self._look_at)
             if due is not None:  # an instance proving itself: look exactly when it may be done
                 timeout = min(timeout, max(0.0, due - self.clock()) + DUE_SLACK_SECONDS)
             try:  # not wait_for: Python 3.11's can swallow a cancel that meets a wake-up
@@ -144,6 +147,7 @@ class Agent:
     async def run_once(self) -> None:
         """One pass: observe, plan, act step by step, report."""
         started = time.perf_counter()
+        self._look_at = None  # this pass is the look that was due
         desired = self.desired
         await self._observe()
         if desired is None:
@@ -198,7 +202,7 @@ class Agent:
         if acted:
             # look again soon: what was just started has to prove itself, and the next step
             # (retiring the old instance) should not wait for the poll interval
-            asyncio.get_running_loop().call_later(AFTER_ACTION_SECONDS, self.wake.set)
+            self._look_at = self.clock() + AFTER_ACTION_SECONDS
         self._remember_converged(desired, ready)
         self._cancel_report()  # the pass's own report goes now
         await self.report()
@@ -252,7 +256,7 @@ class Agent:
     async def _observe(self) -> None:
         started = time.perf_counter()
         self._instances = await asyncio.to_thread(self.driver.list_instances)
-        metrics.DOCKER_SECONDS.labels("list").observe(time.perf_counter() - started)
+        metrics.child(metrics.DOCKER_SECONDS, "list").observe(time.perf_counter() - started)
 
     async def _execute(self, action: Action) -> str | None:
         """Run one action: "ok", "failed" (recorded as a problem, retried later with a
@@ -278,9 +282,9 @@ class Agent:
         try:
             await asyncio.to_thread(self._call, action)
         except Exception as exc:
-            metrics.CONTAINER_ACTIONS.labels(kind, "error").inc()
+            metrics.child(metrics.CONTAINER_ACTIONS, kind, "error").inc()
             if isinstance(action, Pull):
-                metrics.PULLS.labels("error").inc()
+                metrics.child(metrics.PULLS, "error").inc()
             gate = self._backoff.setdefault(key, _Backoff())
             gate.failures += 1
             delay = min(60.0, 0.5 * 2**gate.failures) * random.uniform(0.5, 1.0)
@@ -294,10 +298,10 @@ class Agent:
             reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
             self._problems[key[:2]] = AppProblem(key[0], key[1], reason, str(exc))
             return "failed"
-        metrics.DOCKER_SECONDS.labels(kind).observe(time.perf_counter() - started)
-        metrics.CONTAINER_ACTIONS.labels(kind, "ok").inc()
+        metrics.child(metrics.DOCKER_SECONDS, kind).observe(time.perf_counter() - started)
+        metrics.child(metrics.CONTAINER_ACTIONS, kind, "ok").inc()
         if isinstance(action, Pull):
-            metrics.PULLS.labels("ok").inc()
+            metrics.child(metrics.PULLS, "ok").inc()
         self._backoff.pop(key, None)
         if isinstance(action, Pull | Run):
             self._problems.pop(key[:2], None)
