@@ -183,10 +183,11 @@ def encode(message: Message) -> str:
     every status is encoded once by its agent and parsed once by the server."""
     if isinstance(message, DesiredState):
         return _encode_desired(message)
-    return _dumps({**message.__dict__, "type": _NAMES[type(message)]})
+    return dumps_json({**message.__dict__, "type": _NAMES[type(message)]})
 
 
-def _dumps(value: Any) -> str:
+def dumps_json(value: Any) -> str:
+    """JSON text of a message or stored value: orjson, else the stdlib where orjson refuses."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # orjson refuses a lone surrogate or an integer beyond 64 bits
@@ -196,14 +197,14 @@ def _dumps(value: Any) -> str:
 @lru_cache(maxsize=4096)
 def _fragment(item: Assignment | Prepull) -> str:
     """JSON of one assignment: a fan-out sends the same one to thousands of hosts."""
-    return _dumps(item)
+    return dumps_json(item)
 
 
 def _encode_desired(d: DesiredState) -> str:
     assignments = ",".join(_fragment(a) for a in d.assignments)
     prepull = ",".join(_fragment(p) for p in d.prepull)
     return (
-        f'{{"type":"desired","host":{_dumps(d.host)},'
+        f'{{"type":"desired","host":{dumps_json(d.host)},'
         f'"generation":{int(d.generation)},'
         f'"assignments":[{assignments}],"prepull":[{prepull}]}}'
     )

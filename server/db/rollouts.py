@@ -20,6 +20,10 @@ from server.wire import container_spec
 
 _TARGETS = cast(Table, DeploymentHost.__table__)
 _ASSIGNMENTS = cast(Table, Assignment.__table__)
+_HOSTS = cast(Table, Host.__table__)
+_APPS = cast(Table, App.__table__)
+_RELEASES = cast(Table, Release.__table__)
+_DEPLOYMENTS = cast(Table, Deployment.__table__)
 
 
 async def active_deployments(session: AsyncSession) -> Sequence[Deployment]:
@@ -61,34 +65,58 @@ async def targets_written(session: AsyncSession, deployment_id: int) -> dt.datet
     return await session.scalar(query)
 
 
-async def create_targets(
-    session: AsyncSession, deployment: Deployment, at: dt.datetime
-) -> list[store.Target]:
-    """Resolve the selector to hosts, in name order, recording each host's previous release;
-    bump their generations (their desired state now lists the release's image to pre-pull)."""
-    hosts = await session.execute(select(Host.id, Host.name, Host.labels).order_by(Host.name))
-    query = select(Assignment.host_id, Assignment.release).where(
-        Assignment.app_id == deployment.app_id
+async def target_hosts(
+    session: AsyncSession, deployment: Deployment
+) -> tuple[list[tuple[int, str, int | None]], set[int]]:
+    """The hosts the deployment's selector picks, in name order, each with its release of
+    the app (None if it has none): (host id, name, previous release); and the ids of those
+    that have an assignment of the app."""
+    selector = deployment.selector
+    wanted = selector.get("labels")
+    columns = [_HOSTS.c.id, _HOSTS.c.name] + ([_HOSTS.c.labels] if wanted else [])
+    hosts = await session.execute(select(*columns).order_by(_HOSTS.c.name))
+    query = select(_ASSIGNMENTS.c.host_id, _ASSIGNMENTS.c.release).where(
+        _ASSIGNMENTS.c.app_id == deployment.app_id
     )
     current = {host_id: release for host_id, release in (await session.execute(query)).all()}
-    rows: list[dict[str, Any]] = [
-        {
-            "deployment_id": deployment.id,
-            "host_id": host_id,
-            "host_name": name,
-            "state": "pending",
-            "previous_release": current.get(host_id),
-            "evidence": {},
-            "updated_at": at,
-        }
-        for host_id, name, labels in hosts
-        if selects(name, labels or {}, deployment.selector)
+    picked = [
+        (row[0], row[1], current.get(row[0]))
+        for row in hosts
+        if selects(row[1], (row[2] or {}) if wanted else {}, selector)
     ]
-    if rows:
-        # the table, not the entity: a Core executemany skips the ORM's per-row bookkeeping
-        await session.execute(insert(_TARGETS), rows)
-        await _bump_generations(session, [r["host_id"] for r in rows])
-    return await store.deployment_hosts(session, deployment.id, evidence=False)
+    return picked, set(current)
+
+
+async def insert_targets(
+    session: AsyncSession, deployment_id: int, rows: Sequence[store.Target]
+) -> None:
+    """Insert a new deployment's target rows as the first pass left them (planned in memory:
+    no UPDATE of 10,000 rows after it), setting each row's id; bump the hosts' generations
+    (their desired state now lists the release's image to pre-pull)."""
+    if not rows:
+        return
+    values = [
+        {
+            "deployment_id": deployment_id,
+            "host_id": r.host_id,
+            "host_name": r.host_name,
+            "state": r.state,
+            "previous_release": r.previous_release,
+            "error": r.error,
+            "evidence": r.evidence,
+            "assigned_at": r.assigned_at,
+            "updated_at": r.updated_at,
+        }
+        for r in rows
+    ]
+    # the table, not the entity: a Core executemany skips the ORM's per-row bookkeeping
+    # by host: batched RETURNING need not answer in the rows' order (asking for that order
+    # made SQLAlchemy insert one row per statement)
+    statement = insert(_TARGETS).returning(_TARGETS.c.id, _TARGETS.c.host_id)
+    ids = {host_id: row_id for row_id, host_id in (await session.execute(statement, values))}
+    for row in rows:
+        row.id = ids[row.host_id]
+    await _bump_generations(session, [r.host_id for r in rows])
 
 
 async def _bump_generations(session: AsyncSession, host_ids: Sequence[int]) -> None:
@@ -113,16 +141,22 @@ async def observed_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int,
 
 
 async def assign(
-    session: AsyncSession, host_ids: Sequence[int], deployment: Deployment, bump: bool = True
+    session: AsyncSession,
+    host_ids: Sequence[int],
+    deployment: Deployment,
+    bump: bool = True,
+    existing: set[int] | None = None,
 ) -> None:
     """Point the hosts' assignments for the app at the deployment's release; bump generations
-    (unless this transaction already did: agents see only what it commits)."""
-    existing: set[int] = set()
-    for chunk in _chunks(list(host_ids)):
-        query = select(Assignment.host_id).where(
-            Assignment.app_id == deployment.app_id, Assignment.host_id.in_(chunk)
-        )
-        existing.update((await session.scalars(query)).all())
+    (unless this transaction already did: agents see only what it commits). `existing`: the
+    hosts that have an assignment of the app, if this transaction already read them."""
+    if existing is None:
+        existing = set()
+        for chunk in _chunks(list(host_ids)):
+            query = select(_ASSIGNMENTS.c.host_id).where(
+                _ASSIGNMENTS.c.app_id == deployment.app_id, _ASSIGNMENTS.c.host_id.in_(chunk)
+            )
+            existing.update((await session.scalars(query)).all())
     at = utcnow()
     values = {"release": deployment.release, "deployment_id": deployment.id, "updated_at": at}
     for chunk in _chunks([h for h in host_ids if h in existing]):
@@ -235,63 +269,81 @@ async def record_reports(
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
 
 
+async def _rows_in(
+    session: AsyncSession, query: Any, column: Any, values: Sequence[Any], at: int
+) -> list[Any]:
+    """The rows of `query` whose `column` (the row's item `at`) is one of `values`: through
+    IN lists, or, for more values than one list holds, the whole query filtered here
+    (rendering IN lists of 10,000 parameters cost more than reading every row)."""
+    if len(values) <= IN_LIST:
+        return list((await session.execute(query.where(column.in_(values)))).all())
+    wanted = set(values)
+    return [row for row in (await session.execute(query)).all() if row[at] in wanted]
+
+
 async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[str, DesiredState]:
     """Full desired state of many hosts in a few queries (a fan-out pushes to thousands)."""
-    hosts: list[Any] = []  # rows of (id, name, generation): not the large observed JSON
-    for chunk in _chunks(list(names)):
-        names_query = select(Host.id, Host.name, Host.generation).where(Host.name.in_(chunk))
-        hosts += (await session.execute(names_query)).all()
-    by_id = {h.id: h for h in hosts}
-    assignments: dict[int, list[WireAssignment]] = {h.id: [] for h in hosts}
-    prepull: dict[int, list[Prepull]] = {h.id: [] for h in hosts}
-    shared: dict[tuple[int, int], WireAssignment] = {}
+    # rows of (id, name, generation): not the large observed JSON; table columns, not the
+    # entities': the ORM's row loading cost a fifth of a push to 10,000 hosts
+    hosts_query = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation)
+    hosts = await _rows_in(session, hosts_query, _HOSTS.c.name, list(names), 1)
+    host_ids = [h[0] for h in hosts]
+    assignments: dict[int, list[WireAssignment]] = {h[0]: [] for h in hosts}
+    prepull: dict[int, list[Prepull]] = {h[0]: [] for h in hosts}
     good = await _good_releases(session)
-    for chunk in _chunks(list(by_id)):
-        # small columns per host; each release's spec and each deployment's strategy (JSON)
-        # are read once below, not once per host (decoding them was a third of a 10,000 push)
-        query = (
-            select(
-                Assignment.host_id,
-                Assignment.app_id,
-                Assignment.release,
-                Assignment.deployment_id,
-                App.name,
-                Release.id,
-            )
-            .join(App, App.id == Assignment.app_id)
-            .join(
-                Release,
-                (Release.app_id == Assignment.app_id) & (Release.number == Assignment.release),
-            )
-            .join(Deployment, Deployment.id == Assignment.deployment_id)
-            .where(Assignment.host_id.in_(chunk))
-            .order_by(App.name)
+    apps, releases, deployments = _APPS.c, _RELEASES.c, _DEPLOYMENTS.c
+    # small columns per host; each release's spec and each deployment's strategy (JSON) are
+    # read once (in _wire_assignments), not once per host (decoding them was a third of a
+    # 10,000 push)
+    query = (
+        select(
+            _ASSIGNMENTS.c.host_id,
+            _ASSIGNMENTS.c.app_id,
+            _ASSIGNMENTS.c.release,
+            _ASSIGNMENTS.c.deployment_id,
+            apps.name,
+            releases.id,
         )
-        rows = (await session.execute(query)).all()
-        new = {(r[1], r[3]): (r[4], r[2], r[5]) for r in rows if (r[1], r[3]) not in shared}
-        shared.update(await _wire_assignments(session, new, good))
-        for host_id, app_id, _, deployment_id, _, _ in rows:
-            assignments[host_id].append(shared[(app_id, deployment_id)])
-        query2 = (
-            select(DeploymentHost.host_id, App.name, Deployment.release, Release.image)
-            .join(Deployment, DeploymentHost.deployment_id == Deployment.id)
-            .join(App, App.id == Deployment.app_id)
-            .join(
-                Release,
-                (Release.app_id == Deployment.app_id) & (Release.number == Deployment.release),
-            )
-            .where(DeploymentHost.host_id.in_(chunk), Deployment.status.in_(ACTIVE))
+        .join(_APPS, apps.id == _ASSIGNMENTS.c.app_id)
+        .join(
+            _RELEASES,
+            (releases.app_id == _ASSIGNMENTS.c.app_id)
+            & (releases.number == _ASSIGNMENTS.c.release),
         )
-        for host_id, app_name, number, image in (await session.execute(query2)).all():
-            prepull[host_id].append(Prepull(app_name, number, image))
+        .join(_DEPLOYMENTS, deployments.id == _ASSIGNMENTS.c.deployment_id)
+        .order_by(apps.name)
+    )
+    rows = await _rows_in(session, query, _ASSIGNMENTS.c.host_id, host_ids, 0)
+    wanted = {(r[1], r[3]): (r[4], r[2], r[5]) for r in rows}
+    shared = await _wire_assignments(session, wanted, good)
+    for host_id, app_id, _, deployment_id, _, _ in rows:
+        assignments[host_id].append(shared[(app_id, deployment_id)])
+    query2 = (
+        select(_TARGETS.c.host_id, apps.name, deployments.release, releases.image)
+        .join(_DEPLOYMENTS, _TARGETS.c.deployment_id == deployments.id)
+        .join(_APPS, apps.id == deployments.app_id)
+        .join(
+            _RELEASES,
+            (releases.app_id == deployments.app_id) & (releases.number == deployments.release),
+        )
+        .where(deployments.status.in_(ACTIVE))
+    )
+    kinds: dict[tuple[str, int, str], Prepull] = {}  # one object per release, as assignments
+    for host_id, app_name, number, image in await _rows_in(
+        session, query2, _TARGETS.c.host_id, host_ids, 0
+    ):
+        item = kinds.get((app_name, number, image))
+        if item is None:
+            item = kinds[(app_name, number, image)] = Prepull(app_name, number, image)
+        prepull[host_id].append(item)
     return {
-        h.name: DesiredState(
-            host=h.name,
-            generation=h.generation,
-            assignments=tuple(assignments[h.id]),
-            prepull=tuple(prepull[h.id]),
+        name: DesiredState(
+            host=name,
+            generation=generation,
+            assignments=tuple(assignments[host_id]),
+            prepull=tuple(prepull[host_id]),
         )
-        for h in hosts
+        for host_id, name, generation in hosts
     }
 
 

@@ -8,9 +8,9 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import Table, func, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -228,15 +228,10 @@ class Target:
     updated_at: dt.datetime
 
 
-_TARGET_COLUMNS = (
-    DeploymentHost.id,
-    DeploymentHost.host_id,
-    DeploymentHost.host_name,
-    DeploymentHost.state,
-    DeploymentHost.previous_release,
-    DeploymentHost.error,
-)
-_TARGET_TIMES = (DeploymentHost.assigned_at, DeploymentHost.updated_at)
+# table columns, not the entity's: the ORM's row loading doubled the cost of reading 10,000
+_DH = cast(Table, DeploymentHost.__table__).c
+_TARGET_COLUMNS = (_DH.id, _DH.host_id, _DH.host_name, _DH.state, _DH.previous_release, _DH.error)
+_TARGET_TIMES = (_DH.assigned_at, _DH.updated_at)
 
 
 async def deployment_hosts(
@@ -244,11 +239,11 @@ async def deployment_hosts(
 ) -> list[Target]:
     """A deployment's target hosts, in name order; without `evidence` its JSON is not read
     (decoding it for every host on every controller pass was a tenth of a busy server)."""
-    columns = [*_TARGET_COLUMNS, DeploymentHost.evidence if evidence else literal(None)]
+    columns = [*_TARGET_COLUMNS, _DH.evidence if evidence else literal(None)]
     query = (
         select(*columns, *_TARGET_TIMES)
-        .where(DeploymentHost.deployment_id == deployment_id)
-        .order_by(DeploymentHost.host_name)
+        .where(_DH.deployment_id == deployment_id)
+        .order_by(_DH.host_name)
     )
     rows: Any = await session.execute(query)  # typed by hand: the column list varies
     return [

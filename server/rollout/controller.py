@@ -199,8 +199,14 @@ class Controller:
         now = store.now()
         pushes: set[str] = set()
         created = deployment.status == "pending"  # and so the targets' generations bumped
+        existing: set[int] | None = None  # hosts with an assignment of the app, if read
         if created:
-            rows = await rollouts.create_targets(session, deployment, now)
+            picked, existing = await rollouts.target_hosts(session, deployment)
+            # planned in memory, inserted once as this pass leaves them (ids set then)
+            rows = [
+                store.Target(0, host_id, name, "pending", previous, None, {}, None, now)
+                for host_id, name, previous in picked
+            ]
             targets = self._targets[deployment.id] = _Targets.of(rows)
             pushes |= {r.host_name for r in rows}  # their desired state now lists a pre-pull
             deployment.status = "running"
@@ -224,7 +230,7 @@ class Controller:
         observed = await self._statuses(session, [rows[p] for p in positions])
         view = self._view(deployment, targets, positions, observed)
         step = plan_rollout(view, now.timestamp())
-        changes: dict[int, dict[str, Any]] = {}
+        changes: dict[str, dict[str, Any]] = {}  # host name -> changed columns of its row
         for name, (state, error) in step.host_states.items():
             row = targets.row(name)
             row.state, row.error, row.updated_at = state, error, now
@@ -234,7 +240,7 @@ class Controller:
                 judged = targets.judged[targets.position[name]]
                 evidence = _evidence((judged and judged[0]) or {}, app.name, deployment.release)
                 row.evidence = change["evidence"] = evidence
-            changes[row.id] = change
+            changes[name] = change
         done = [n for n, (s, _) in step.host_states.items() if s == "healthy"]
         if done and not any(r.state == "updating" for r in rows if r.host_name not in step.assign):
             await store.add_event(
@@ -250,14 +256,17 @@ class Controller:
             row = targets.row(name)
             targets.touched.add(name)
             row.assigned_at = now
-            changes[row.id]["assigned_at"] = now
+            changes[name]["assigned_at"] = now
             pushes.add(name)
-        await rollouts.save_targets(session, list(changes.values()))
+        if created:
+            await rollouts.insert_targets(session, deployment.id, rows)
+        else:
+            await rollouts.save_targets(session, list(changes.values()))
         if changes:
             targets.written = targets.last_change = now.timestamp()
         if step.assign:
             ids = [targets.row(n).host_id for n in step.assign]
-            await rollouts.assign(session, ids, deployment, bump=not created)
+            await rollouts.assign(session, ids, deployment, bump=not created, existing=existing)
         if step.promoted and not deployment.promoted:
             deployment.promoted = True
         if step.status != deployment.status:
