@@ -467,7 +467,7 @@ def deploy_once(
 
 
 def deploy_timeline(stats: dict[str, Any], post_wall: float) -> dict[str, float | None]:
-    """When the median and the last agent passed each step of one deploy, in seconds after
+    """When the first, the median and the last agent passed each step of one deploy, in seconds after
     the POST: took the desired state that lists the image to pre-pull, sent the status that
     lists the image, took the assignment, created the container, sent the status that says it
     is ready. A deploy that one batch takes whole has no pre-pull round: its first push
@@ -479,6 +479,7 @@ def deploy_timeline(stats: dict[str, Any], post_wall: float) -> dict[str, float 
     steps = {step: after(step) for step in TIMELINE_STEPS}
     out: dict[str, float | None] = {}
     for step, values in steps.items():
+        out[f"{step}_first"] = min(values) if values else None
         out[f"{step}_median"] = statistics.median(values) if values else None
         out[f"{step}_last"] = max(values) if values else None
         out[f"{step}_count"] = len(values)
@@ -559,9 +560,10 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
                 f"{r['cpu_seconds']['server']:.1f}, sims {r['cpu_seconds']['sims']:.1f}"
             )
             log(
-                "  timeline (median/last, s after POST): "
+                "  timeline (first/median/last, s after POST): "
                 + "; ".join(
-                    f"{step} {_s(r['timeline'][step + '_median'])}/"
+                    f"{step} {_s(r['timeline'][step + '_first'])}/"
+                    f"{_s(r['timeline'][step + '_median'])}/"
                     f"{_s(r['timeline'][step + '_last'])} (n={r['timeline'][step + '_count']})"
                     for step in TIMELINE_STEPS
                 )
