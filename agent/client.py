@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
@@ -29,8 +28,9 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the server's limit for one message, too
 # only need to notice a server that vanished without closing the socket; they are sent every
 # interval whatever else arrives: one per agent per PING_SECONDS (83/s at 10,000 agents).
 PING_SECONDS = 120.0
-HEARTBEAT_SECONDS = 5.0  # check for a changed status this often
-REFRESH_SECONDS = 60.0  # and send the full status this often even when nothing changed
+# Every reconcile pass (at least every poll interval) reports a changed status at its end;
+# this often the full status goes out even when nothing changed, a net under a lost message.
+REFRESH_SECONDS = 60.0
 
 
 class Connection:
@@ -120,15 +120,12 @@ class Connection:
             beat.cancel()
 
     async def _heartbeat(self) -> None:
-        """Send status when it changed, and in full now and then; liveness itself is the
-        WebSocket's ping/pong, so an idle fleet costs the server almost nothing."""
-        last_full = time.monotonic()
+        """Send the full status now and then, changed or not. A change needs no timer here:
+        the pass that made it reports it. Liveness itself is the WebSocket's ping/pong, so an
+        idle fleet costs the server almost nothing."""
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            full = time.monotonic() - last_full >= REFRESH_SECONDS
-            if full:
-                last_full = time.monotonic()
-            await self.agent.report(force=full)
+            await asyncio.sleep(REFRESH_SECONDS)
+            await self.agent.report(force=True)
 
 
 def websocket_url(server_url: str) -> str:

@@ -125,6 +125,7 @@ class Agent:
 
     async def run(self) -> None:
         """Reconcile on every wake-up, and at least every `poll_interval` seconds."""
+        loop = asyncio.get_running_loop()
         while True:
             timeout = self.poll_interval
             due = self.health.next_due()
@@ -132,11 +133,13 @@ class Agent:
                 due = self._look_at if due is None else min(due, self._look_at)
             if due is not None:  # an instance proving itself: look exactly when it may be done
                 timeout = min(timeout, max(0.0, due - self.clock()) + DUE_SLACK_SECONDS)
-            try:  # not wait_for: Python 3.11's can swallow a cancel that meets a wake-up
-                async with asyncio.timeout(timeout):
-                    await self.wake.wait()
-            except TimeoutError:
-                pass
+            # a timer that sets the wake-up event, not asyncio.timeout: no exception raised and
+            # caught per poll (10,000 simulated agents in one process poll 2,000 times a second)
+            timer = loop.call_later(timeout, self.wake.set)
+            try:
+                await self.wake.wait()
+            finally:
+                timer.cancel()
             self.wake.clear()
             try:
                 await self.run_once()
