@@ -2,7 +2,8 @@
 
 A push, a Docker event or a timer only wakes the loop; each pass re-reads the containers,
 plans, and executes the plan one action at a time. What changed is reported within 0.1 s
-while the pass acts, and at its end (quick steps share one status). Docker SDK calls run
+while the pass acts, and at its end (quick steps share one status); a pass that started an
+instance leaves its report to the look that probes it, 0.25 s later. Docker SDK calls run
 in a thread. A failing action is recorded and retried with capped backoff.
 """
 
@@ -180,6 +181,7 @@ class Agent:
             self.prune_images,
         )
         acted = False  # a pull, run or start was tried: what follows may be due soon
+        started_any = False  # an instance was created or started: it has to prove itself
         halted: set[str] = set()  # apps whose new image is missing this pass
         for action in actions:
             if self.desired is not desired:
@@ -199,6 +201,7 @@ class Agent:
                 # a pass that only retired old instances has planned all of it (stops and
                 # removals together): a second look would find nothing to do
                 acted = acted or not isinstance(action, Stop | Remove)
+                started_any = started_any or (outcome == "ok" and isinstance(action, Run | Start))
                 await self._observe()
                 self.health.seen_running(self._instances, self.clock())
                 self._report_soon()
@@ -207,8 +210,12 @@ class Agent:
             # (retiring the old instance) should not wait for the poll interval
             self._look_at = self.clock() + AFTER_ACTION_SECONDS
         self._remember_converged(desired, ready)
-        self._cancel_report()  # the pass's own report goes now
-        await self.report()
+        self._cancel_report()  # the pass's own report goes now...
+        if not started_any:
+            await self.report()
+        # ...unless it started an instance: then the look AFTER_ACTION_SECONDS later, which
+        # probes it, reports (one status saying "running, ready", not two: at 10,000 hosts
+        # each is a message the server must take)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
     def _report_soon(self) -> None:
