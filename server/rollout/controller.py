@@ -335,8 +335,13 @@ class Controller:
             ):
                 continue
             status = seen or {}
-            converged, problem = _observed(status, app, release, replicas)
-            pulled, pull_error = _pulled(status, app, release, image)
+            # each question matters in one state only (planner._judge): convergence and the
+            # agent's problem while updating, the pre-pull while pending
+            converged, problem, pulled, pull_error = False, None, True, None
+            if row.state == "updating":
+                converged, problem = _observed(status, app, release, replicas)
+            elif row.state == "pending":
+                pulled, pull_error = _pulled(status, app, release, image)
             target = PlannedTarget(
                 name=row.host_name,
                 state=row.state,
