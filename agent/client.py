@@ -123,9 +123,12 @@ class Connection:
         """Send the full status now and then, changed or not. A change needs no timer here:
         the pass that made it reports it. Liveness itself is the WebSocket's ping/pong, so an
         idle fleet costs the server almost nothing."""
+        # the first one at a random point of the interval: after a server restart every
+        # agent reconnects at once, and their refreshes must not come in waves ever after
+        await asyncio.sleep(random.uniform(0.0, REFRESH_SECONDS))
         while True:
-            await asyncio.sleep(REFRESH_SECONDS)
             await self.agent.report(force=True)
+            await asyncio.sleep(REFRESH_SECONDS)
 
 
 def websocket_url(server_url: str) -> str:
