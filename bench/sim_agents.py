@@ -4,7 +4,7 @@
 
 Each simulated host is a real `agent.runner.Agent` with a real `agent.client.Connection` (a
 real WebSocket client speaking the real protocol: hello, status as the agent acts, the full
-status every minute, reconnect with backoff), but its Docker driver is `bench.fake_driver.FakeDriver`,
+status every 5 minutes, reconnect with backoff), but its Docker driver is `bench.fake_driver.FakeDriver`,
 an in-memory simulation that answers at once. This is a benchmark tool only: it is never
 evidence that a feature works.
 

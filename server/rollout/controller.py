@@ -136,9 +136,13 @@ class Controller:
         self._changed: set[str] = set()  # hosts with news since the last pass
 
     def host_changed(self, name: str) -> None:
-        """A host sent a status, connected or went away: judge it again, soon."""
-        self._changed.add(name)
-        self.wake.set()
+        """A host sent a status, connected or went away: judge it again, soon, if a rollout
+        is running. Without one there is nothing to judge (a new deployment wakes the loop
+        itself, and its first pass judges every host); waking for each of the statuses an
+        idle fleet sends was most of an idle server's CPU at 10,000 hosts."""
+        if self._targets:
+            self._changed.add(name)
+            self.wake.set()
 
     async def run(self) -> None:
         while True:
