@@ -8,7 +8,7 @@ from server.api.auth import require
 from server.api.deployments import app_name
 from server.api.views import app_out, release_out
 from server.db import store
-from server.keys import READ_CACHE, SESSIONS
+from server.keys import HUB, READ_CACHE, SESSIONS
 
 
 async def list_apps(request: web.Request) -> web.Response:
@@ -43,7 +43,8 @@ async def get_app(request: web.Request) -> web.Response:
             release = await store.get_release(session, app, number) if number else None
             hosts = await store.list_hosts(session)
             assigned = await store.assignments_of_app(session, app)
-        out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned})
+        live = request.app[HUB].observed
+        out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned}, live)
         return out.model_dump_json().encode()
 
     body = await request.app[READ_CACHE].fetch(request.path, build)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.api.schemas import (
@@ -80,14 +80,19 @@ def host_out(host: Host, now: dt.datetime, timeout: float) -> HostOut:
 
 
 def app_out(
-    app: App, release: Release | None, hosts: Sequence[Host], assigned: dict[int, int]
+    app: App,
+    release: Release | None,
+    hosts: Sequence[Host],
+    assigned: dict[int, int],
+    live: Mapping[str, dict[str, Any]],
 ) -> AppOut:
-    """The app with its current spec and, per host it is assigned to, what runs there."""
+    """The app with its current spec and, per host it is assigned to, what runs there: from
+    the newest status, the hub's copy (`live`, by host name) of a connected host's, which
+    the controller judged by and which reaches the database a moment later."""
     per_host = []
     for host in hosts:
-        instances = [
-            i for i in (host.observed or {}).get("instances", []) if i.get("app") == app.name
-        ]
+        observed = live.get(host.name) or host.observed or {}
+        instances = [i for i in observed.get("instances", []) if i.get("app") == app.name]
         if host.id not in assigned and not instances:
             continue
         running = [i for i in instances if i.get("state") == "running"]
