@@ -186,6 +186,15 @@ def encode(message: Message) -> str:
     return dumps_json({**message.__dict__, "type": _NAMES[type(message)]})
 
 
+def loads_json(text: str | bytes) -> Any:
+    """JSON text to values: orjson, else the stdlib for what `dumps_json` wrote through it
+    (a lone surrogate, which orjson will not read)."""
+    try:
+        return orjson.loads(text)
+    except ValueError:
+        return json.loads(text)
+
+
 def dumps_json(value: Any) -> str:
     """JSON text of a message or stored value: orjson, else the stdlib where orjson refuses."""
     try:
@@ -312,7 +321,11 @@ def _assignment_of(body: Any) -> Assignment:
     """An assignment, built once per distinct JSON: every push carries all of a host's
     assignments, most of them unchanged since the last push (and a fan-out sends one to
     every host). Its canonical JSON is the key: re-encoding costs a tenth of rebuilding."""
-    return _cached_assignment(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    try:
+        key = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson will not write (nesting beyond 255): built uncached
+        return _assignment(body)
+    return _cached_assignment(key)
 
 
 @lru_cache(maxsize=1024)

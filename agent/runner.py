@@ -36,9 +36,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 AFTER_ACTION_SECONDS = 0.25
 # While a pass acts, what changed goes out at most this much later, and at the pass's end at
-# once: a quick pull-then-run, or stop-then-remove, is one status, not one per step (at
-# 10,000 hosts each status is a message the server must take), while a slow step (a long
-# pull, a stop that waits out its grace period) still shows what came before it.
+# once (unless it started an instance: then with the look that probes it): a quick
+# pull-then-run, or stop-then-remove, is one status, not one per step (at 10,000 hosts each
+# status is a message the server must take), while a slow step (a long pull, a stop that
+# waits out its grace period) still shows what came before it.
 REPORT_SECONDS = 0.1
 DUE_SLACK_SECONDS = 0.005  # wake just after a deadline, not a hair before it
 RESTART_WINDOW = 30.0  # a container started again within this long is crash-looping
@@ -147,6 +148,7 @@ class Agent:
             except Exception:
                 metrics.RECONCILE_ERRORS.inc()
                 log.exception("reconcile pass failed host=%s", self.host)
+                self._report_soon()  # what it changed before failing (a problem, a digest)
 
     async def run_once(self) -> None:
         """One pass: observe, plan, act step by step, report."""

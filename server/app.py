@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> web.Application:
         sessions,
         metrics,
         lambda name: hub.is_connected(name),
-        observed_of=lambda name: hub.observed.get(name),
+        observed_of=lambda name: hub.status_of(name),
     )
     controller.interval = settings.controller_interval
     hub = Hub(sessions, metrics, controller.host_changed)
@@ -105,7 +105,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
         app[METRICS],
         settings.host_timeout,
         settings.fleet_metrics_interval,
-        observed_of=app[HUB].observed.get,
+        observed_of=app[HUB].status_of,
     )
     tasks = [
         asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller"),

@@ -46,7 +46,8 @@ HELLO_TIMEOUT = 10.0
 PUSH_GATHER_SECONDS = 0.005  # a moment to coalesce a burst of pushes; more gather while one runs
 # Writes gather what agents report this long: an idle fleet of 10,000 sends a few dozen
 # statuses a second (each agent's refresh), and a transaction for each cost the idle server
-# 10% of a core. The controller reads statuses from memory: no rollout waits for a write.
+# 10% of a core. The controller reads statuses from memory (Hub.status_of): no rollout waits
+# for a write.
 WRITE_GATHER_SECONDS = 0.1
 # After a flush, wait this share of its duration (at most MAX_FLUSH_REST) before the next:
 # during a deploy to 10,000 hosts back-to-back flushes of a few hundred statuses each ran
@@ -98,6 +99,14 @@ class Hub:
 
     def is_connected(self, host: str) -> bool:
         return host in self._sockets
+
+    def status_of(self, host: str) -> dict[str, Any] | None:
+        """The newest status of a host this process holds: a connected host's, or one that
+        reached it and is not written yet (None: the database's is the newest)."""
+        seen = self.observed.get(host)
+        if seen is None and (host_id := self._ids.get(host)) is not None:
+            seen = self._pending.observed.get(host_id)
+        return seen
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/agent/connect: one agent's WebSocket, for as long as it stays."""

@@ -43,7 +43,7 @@ async def get_app(request: web.Request) -> web.Response:
             release = await store.get_release(session, app, number) if number else None
             hosts = await store.list_hosts(session)
             assigned = await store.assignments_of_app(session, app)
-        live = request.app[HUB].observed
+        live = request.app[HUB].status_of
         out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned}, live)
         return out.model_dump_json().encode()
 

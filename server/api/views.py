@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from server.api.schemas import (
@@ -84,14 +84,14 @@ def app_out(
     release: Release | None,
     hosts: Sequence[Host],
     assigned: dict[int, int],
-    live: Mapping[str, dict[str, Any]],
+    live: Callable[[str], dict[str, Any] | None],
 ) -> AppOut:
     """The app with its current spec and, per host it is assigned to, what runs there: from
-    the newest status, the hub's copy (`live`, by host name) of a connected host's, which
-    the controller judged by and which reaches the database a moment later."""
+    the newest status, the hub's (`live`, by host name) if it holds one, which the
+    controller judged by and which reaches the database a moment later."""
     per_host = []
     for host in hosts:
-        observed = live.get(host.name) or host.observed or {}
+        observed = live(host.name) or host.observed or {}
         instances = [i for i in observed.get("instances", []) if i.get("app") == app.name]
         if host.id not in assigned and not instances:
             continue

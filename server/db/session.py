@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
-from agent.protocol import dumps_json
+from agent.protocol import dumps_json, loads_json
 
 WROTE = "flotilla.wrote"  # a session.info flag: this transaction wrote something
 
@@ -31,7 +30,7 @@ def create_engine(url: str) -> AsyncEngine:
 
     JSON columns go through orjson: every status a host sends is stored as JSON, and at
     10,000 hosts the stdlib's encoding of them was a twentieth of a busy server's time."""
-    codec: dict[str, Any] = {"json_serializer": dumps_json, "json_deserializer": orjson.loads}
+    codec: dict[str, Any] = {"json_serializer": dumps_json, "json_deserializer": loads_json}
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **codec)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -2,8 +2,9 @@
 
 Each pass, in one transaction, reads every active deployment and what its hosts report (the
 hosts with news; see below), asks the planner for the next step, and writes it (host states,
-assignments, status, events). Then it wakes the hub for hosts whose assignment changed. An agent's status or a new
-deployment only wakes the loop; a timer covers deadlines.
+assignments, status, events). Then it wakes the hub for hosts whose assignment changed. A new
+deployment, or an agent's status while a rollout runs, only wakes the loop; a timer covers
+deadlines.
 
 At 10,000 hosts a pass must not cost 10,000 of anything it can avoid: the controller keeps
 a running deployment's target rows between passes (it is their only writer) and judges

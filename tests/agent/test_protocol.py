@@ -25,7 +25,9 @@ from agent.protocol import (
     Status,
     check_status,
     decode,
+    dumps_json,
     encode,
+    loads_json,
 )
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -397,3 +399,24 @@ def test_encodes_what_orjson_refuses() -> None:
     problem = AppProblem("web", 2**70, "exited", "boom")
     status = Status("h1", 1, problems=(problem,))
     assert json.loads(encode(status))["problems"][0]["release"] == 2**70
+
+
+def test_an_unknown_field_nested_deeper_than_orjson_writes_is_still_ignored() -> None:
+    """Assignments are built once per distinct JSON, keyed by re-encoding it; what cannot be
+    re-encoded (nesting beyond orjson's 255) is built without the cache, not refused."""
+    spec = ContainerSpec(image="web:2")
+    desired = DesiredState(host="h1", generation=3, assignments=(Assignment("web", 2, 9, 1, spec),))
+    body = json.loads(encode(desired))
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    body["assignments"][0]["future"] = deep
+    assert decode(json.dumps(body)) == desired
+    assert decode(encode(desired)) == desired  # and the cached path gives the same
+
+
+def test_stored_json_reads_back_what_the_stdlib_fallback_wrote() -> None:
+    """JSON columns are written by dumps_json and read by loads_json: a value only the
+    stdlib writes (a lone surrogate) reads back too."""
+    value = {"message": "restarted \udc80", "n": 2**70}
+    assert loads_json(dumps_json(value)) == value
