@@ -797,7 +797,12 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
             else "No health check (--health none): an agent reports a new instance ready only "
             f"after it has run for {SETTLE_SECONDS:g} s (agent/health.py SETTLE_SECONDS). "
         )
-        + "These deploys go out in one batch (max_parallel N, every host connected), so they "
+        + "A pass that starts the new instance leaves its status to the look that probes it, "
+        "so a host sends one status per deploy (agent/runner.py). Idle agents send their full "
+        "status every 5 minutes, each at a random point of that interval (agent/client.py "
+        "REFRESH_SECONDS): the idle window sees that steady rate (its status/s in "
+        "bench/results/fanout.json), and the floor's clients send as many. "
+        "These deploys go out in one batch (max_parallel N, every host connected), so they "
         "have no pre-pull round: the first push carries the assignment (server/rollout/"
         "planner.py). Before that change, every deploy to more than one host first waited for "
         "every host to report the new image. "
