@@ -3,8 +3,9 @@
 A push, a Docker event or a timer only wakes the loop; each pass re-reads the containers,
 plans, and executes the plan one action at a time. What changed is reported within 0.1 s
 while the pass acts, and at its end (quick steps share one status); a pass that started an
-instance leaves its report to the look that probes it, 0.25 s later. Docker SDK calls run
-in a thread. A failing action is recorded and retried with capped backoff.
+instance with a health probe leaves its report to the look that probes it, 0.25 s later.
+Docker SDK calls run in a thread. A failing action is recorded and retried with capped
+backoff.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 AFTER_ACTION_SECONDS = 0.25
 # While a pass acts, what changed goes out at most this much later, and at the pass's end at
-# once (unless it started an instance: then with the look that probes it): a quick
+# once (unless it started a probed instance: then with the look that probes it): a quick
 # pull-then-run, or stop-then-remove, is one status, not one per step (at 10,000 hosts each
 # status is a message the server must take), while a slow step (a long pull, a stop that
 # waits out its grace period) still shows what came before it.
@@ -183,7 +184,7 @@ class Agent:
             self.prune_images,
         )
         acted = False  # a pull, run or start was tried: what follows may be due soon
-        started_any = False  # an instance was created or started: it has to prove itself
+        proving = False  # an instance was started whose probe, due at the look, may pass
         halted: set[str] = set()  # apps whose new image is missing this pass
         for action in actions:
             if self.desired is not desired:
@@ -203,7 +204,7 @@ class Agent:
                 # a pass that only retired old instances has planned all of it (stops and
                 # removals together): a second look would find nothing to do
                 acted = acted or not isinstance(action, Stop | Remove)
-                started_any = started_any or (outcome == "ok" and isinstance(action, Run | Start))
+                proving = proving or (outcome == "ok" and _probed_at_look(action, desired))
                 await self._observe()
                 self.health.seen_running(self._instances, self.clock())
                 self._report_soon()
@@ -213,11 +214,12 @@ class Agent:
             self._look_at = self.clock() + AFTER_ACTION_SECONDS
         self._remember_converged(desired, ready)
         self._cancel_report()  # the pass's own report goes now...
-        if not started_any:
+        if not proving:
             await self.report()
-        # ...unless it started an instance: then the look AFTER_ACTION_SECONDS later, which
-        # probes it, reports (one status saying "running, ready", not two: at 10,000 hosts
-        # each is a message the server must take)
+        # ...unless it started an instance that the look AFTER_ACTION_SECONDS later probes
+        # and may find ready: then that look reports (one status saying "running, ready",
+        # not two: at 10,000 hosts each is a message the server must take). One that must
+        # run a while first (no probe, or a minimum healthy time) is reported at once.
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
     def _report_soon(self) -> None:
@@ -430,6 +432,22 @@ class Agent:
             await send(message)
         except Exception as exc:  # the connection dropped; the client reconnects and resends
             log.debug("send failed host=%s: %s", self.host, exc)
+
+
+def _probed_at_look(action: Action, desired: DesiredState) -> bool:
+    """Did `action` start an instance that the look after it may find ready: one with a
+    health probe (its first is due then) and no minimum healthy time?"""
+    if isinstance(action, Run):
+        spec = action.assignment.spec
+    elif isinstance(action, Start):
+        key = (action.app, action.release)
+        found = [a.spec for a in desired.assignments if (a.app, a.release) == key]
+        if not found:
+            return False
+        spec = found[0]
+    else:
+        return False
+    return spec.health is not None and spec.min_healthy_time <= 0
 
 
 def _app(action: Action) -> str:
