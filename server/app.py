@@ -53,7 +53,13 @@ def create_app(settings: Settings) -> web.Application:
         observed_of=lambda name: hub.status_of(name),
     )
     controller.interval = settings.controller_interval
-    hub = Hub(sessions, metrics, controller.host_changed)
+
+    def host_changed(name: str) -> None:
+        # a cached GET /v1/apps/{app} shows statuses the hub holds before they are written
+        read_cache.bump()
+        controller.host_changed(name)
+
+    hub = Hub(sessions, metrics, host_changed)
     controller.push = hub.request_push
     app[SETTINGS] = settings
     app[ENGINE] = engine
