@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import statistics
 import sys
 import tempfile
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"agent-footprint: {out['passes']} passes in {out['pass_seconds']:.0f}s "
             f"({execs} execs); RSS after {out['rss_after_kib'] / 1024:.1f} MiB"
         )
+    shutil.rmtree(work, ignore_errors=True)  # kept when the run failed: its logs are there
     return _result(args, out, docker_version)
 
 

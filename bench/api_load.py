@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -170,6 +171,7 @@ def measure(label: str, database_url: str, args: argparse.Namespace) -> dict[str
             out["half_rate"] = half
     finally:
         server.stop()
+    shutil.rmtree(work, ignore_errors=True)  # kept when the run failed: its logs are there
     return out
 
 
