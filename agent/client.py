@@ -31,8 +31,8 @@ PING_SECONDS = 120.0
 # Every reconcile pass (at least every poll interval) reports a changed status at its end, or
 # leaves it to the look 0.25 s later that probes what it started; a pass that fails reports
 # within 0.1 s. This often the full status goes out even when nothing changed, a net under a
-# lost message:
-# 33 statuses a second from 10,000 agents (Nomad's heartbeats: 50 a second per cluster).
+# lost message: 33 statuses a second from 10,000 agents (Nomad's heartbeats: 50 a second per
+# cluster).
 REFRESH_SECONDS = 300.0
 
 
@@ -124,8 +124,8 @@ class Connection:
 
     async def _heartbeat(self) -> None:
         """Send the full status now and then, changed or not. A change needs no timer here:
-        the passes report it (see REFRESH_SECONDS). Liveness itself is the WebSocket's ping/pong, so an
-        idle fleet costs the server almost nothing."""
+        the passes report it (see REFRESH_SECONDS). Liveness itself is the WebSocket's
+        ping/pong, so an idle fleet costs the server almost nothing."""
         # the first one at a random point of the interval: after a server restart every
         # agent reconnects at once, and their refreshes must not come in waves ever after
         await asyncio.sleep(random.uniform(0.0, REFRESH_SECONDS))

@@ -23,6 +23,7 @@ from agent.health import HealthTracker
 from agent.protocol import (
     AppProblem,
     Assignment,
+    ContainerSpec,
     DesiredState,
     Event,
     Instance,
@@ -437,17 +438,13 @@ class Agent:
 def _probed_at_look(action: Action, desired: DesiredState) -> bool:
     """Did `action` start an instance that the look after it may find ready: one with a
     health probe (its first is due then) and no minimum healthy time?"""
+    spec: ContainerSpec | None = None
     if isinstance(action, Run):
         spec = action.assignment.spec
     elif isinstance(action, Start):
         key = (action.app, action.release)
-        found = [a.spec for a in desired.assignments if (a.app, a.release) == key]
-        if not found:
-            return False
-        spec = found[0]
-    else:
-        return False
-    return spec.health is not None and spec.min_healthy_time <= 0
+        spec = next((a.spec for a in desired.assignments if (a.app, a.release) == key), None)
+    return spec is not None and spec.health is not None and spec.min_healthy_time <= 0
 
 
 def _app(action: Action) -> str:

@@ -467,11 +467,11 @@ def deploy_once(
 
 
 def deploy_timeline(stats: dict[str, Any], post_wall: float) -> dict[str, float | None]:
-    """When the first, the median and the last agent passed each step of one deploy, in seconds after
-    the POST: took the desired state that lists the image to pre-pull, sent the status that
-    lists the image, took the assignment, created the container, sent the status that says it
-    is ready. A deploy that one batch takes whole has no pre-pull round: its first push
-    already carries the assignment (and lists the image to pull as well)."""
+    """When the first, the median and the last agent passed each step of one deploy, in
+    seconds after the POST: took the desired state that lists the image to pre-pull, sent the
+    status that lists the image, took the assignment, created the container, sent the status
+    that says it is ready. A deploy that one batch takes whole has no pre-pull round: its
+    first push already carries the assignment (and lists the image to pull as well)."""
 
     def after(key: str) -> list[float]:
         return [t - post_wall for t in stats[key] if t >= post_wall]

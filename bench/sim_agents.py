@@ -4,9 +4,9 @@
 
 Each simulated host is a real `agent.runner.Agent` with a real `agent.client.Connection` (a
 real WebSocket client speaking the real protocol: hello, status as the agent acts, the full
-status every 5 minutes, reconnect with backoff), but its Docker driver is `bench.fake_driver.FakeDriver`,
-an in-memory simulation that answers at once. This is a benchmark tool only: it is never
-evidence that a feature works.
+status every 5 minutes, reconnect with backoff), but its Docker driver is
+`bench.fake_driver.FakeDriver`, an in-memory simulation that answers at once. This is a
+benchmark tool only: it is never evidence that a feature works.
 
 TOKENS FILE: one "NAME TOKEN" per line. Connects are staggered (--rate per second). Prints
 "connected N in S s" on stdout when every agent is connected. Then reads commands on stdin,
