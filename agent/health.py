@@ -25,19 +25,39 @@ SETTLE_SECONDS = 1.0
 CommandProbe = Callable[[str, tuple[str, ...], float], Awaitable[bool]]
 
 
-# The first probe of a new instance waits this long: its process needs a moment to listen.
-FIRST_PROBE_SECONDS = 0.25
+# A new instance is probed as soon as the agent sees it running, and until a probe passes,
+# again at these offsets from then: a process often listens within milliseconds of its start,
+# and a deploy must not wait a fixed quarter second for it. These early probes can only pass:
+# a failure counts toward `retries` from FIRST_PROBE_SECONDS on (as in Docker's start
+# period), since a process that needs a moment to listen is no failure.
+EARLY_PROBE_OFFSETS = (0.0, 0.05, 0.12)
+FIRST_PROBE_SECONDS = 0.25  # the first probe whose failure counts
 
 
 @dataclass
 class _Track:
     first_running: float
+    counted_from: float = 0.0  # probes from then on count toward `retries` (set in __post_init__)
     passing_since: float | None = None
     failures: int = 0
     last_probe: float = float("-inf")
     last_result: str = ""
     ready: bool = False
     due: float | None = None  # when this instance's readiness can next change
+
+    def __post_init__(self) -> None:
+        self.counted_from = self.first_running + FIRST_PROBE_SECONDS
+
+    def next_probe(self, health: HealthSpec) -> float:
+        """When this instance is next probed: early while no probe has passed yet, then from
+        `counted_from` every `interval`."""
+        if self.passing_since is None:
+            for offset in EARLY_PROBE_OFFSETS:
+                if (at := self.first_running + offset) > self.last_probe:
+                    return at
+        if self.last_probe < self.counted_from:
+            return self.counted_from
+        return self.last_probe + health.interval
 
 
 @dataclass
@@ -76,7 +96,7 @@ class HealthTracker:
             if health is None:
                 track.passing_since = track.first_running
                 needed = max(needed, SETTLE_SECONDS)
-            elif now - track.last_probe >= health.interval:
+            elif now >= track.next_probe(health):
                 track.last_probe = now
                 probes.append(self._probe(inst, health, track, now))
             unproven.append((inst.container_id, track, health, needed))
@@ -100,9 +120,9 @@ class HealthTracker:
         agent looks right after it starts one, and the settle time counts from there."""
         for inst in instances:
             if inst.state == "running" and inst.container_id not in self._tracks:
-                self._tracks[inst.container_id] = _Track(
-                    first_running=now, due=now + FIRST_PROBE_SECONDS
-                )
+                # its first probe is due at once: the pass that started it runs it, or
+                # (the instance must run a while first) the look after acting
+                self._tracks[inst.container_id] = _Track(first_running=now)
 
     def next_due(self) -> float | None:
         """When the readiness of some instance that has not proved itself can next change
@@ -114,10 +134,7 @@ class HealthTracker:
     def _due(track: _Track, health: HealthSpec | None, needed: float) -> float:
         if health is None:
             return track.first_running + needed
-        if track.last_probe == float("-inf"):
-            next_probe = track.first_running + FIRST_PROBE_SECONDS
-        else:
-            next_probe = track.last_probe + health.interval
+        next_probe = track.next_probe(health)
         if track.passing_since is not None:
             return min(next_probe, track.passing_since + needed)
         return next_probe
@@ -142,7 +159,8 @@ class HealthTracker:
             if track.passing_since is None:
                 track.passing_since = now
         else:
-            track.failures += 1
+            if now >= track.counted_from:  # an early probe that fails is no failure yet
+                track.failures += 1
             track.passing_since = None
 
     async def probe(self, inst: Instance, health: HealthSpec) -> ProbeResult:

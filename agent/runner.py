@@ -2,9 +2,9 @@
 
 A push, a Docker event or a timer only wakes the loop; each pass re-reads the containers,
 plans, and executes the plan one action at a time. What changed is reported within 0.1 s
-while the pass acts, and at its end (quick steps share one status); a pass that started an
-instance with a health probe leaves its report to the look that probes it, 0.25 s later.
-Docker SDK calls run in a thread. A failing action is recorded and retried with capped
+while the pass acts, and at its end (quick steps share one status). A pass that starts an
+instance with a health probe probes it at once, and retires the old one in the same pass if
+the probe passes. Docker SDK calls run in a thread. A failing action is recorded and retried with capped
 backoff.
 """
 
@@ -38,7 +38,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 AFTER_ACTION_SECONDS = 0.25
 # While a pass acts, what changed goes out at most this much later, and at the pass's end at
-# once (unless it started a probed instance: then with the look that probes it): a quick
+# once: a quick
 # pull-then-run, or stop-then-remove, is one status, not one per step (at 10,000 hosts each
 # status is a message the server must take), while a slow step (a long pull, a stop that
 # waits out its grace period) still shows what came before it.
@@ -169,6 +169,25 @@ class Agent:
             self._digests.update(await asyncio.to_thread(self.driver.present_images, unknown))
         for ref in set(self._digests) - refs:  # report (and remember) only images in use:
             del self._digests[ref]  # a status must not grow with every release ever deployed
+        acted, probe_now = await self._round(desired)
+        if probe_now and self.desired is desired:
+            # it started an instance whose first probe is due at once: a second round probes
+            # it and, if it is ready, retires the old one, so a deploy is one pass and one
+            # status ("running, ready"), not two (at 10,000 hosts each is a message the
+            # server must take)
+            acted = (await self._round(desired))[0] or acted
+        if acted:
+            # look again soon: what was just started has to prove itself, and the next step
+            # (retiring the old instance) should not wait for the poll interval
+            self._look_at = self.clock() + AFTER_ACTION_SECONDS
+        self._cancel_report()  # the pass's own report goes now
+        await self.report()
+        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _round(self, desired: DesiredState) -> tuple[bool, bool]:
+        """Judge readiness, plan, and act on the plan. Returns whether a pull, run or start
+        was tried (what follows may be due soon), and whether an instance was started whose
+        probe may find it ready at once."""
         ready = await self.health.check(desired.assignments, self._instances, self.clock())
         if ready != self._ready:
             self._ready = ready
@@ -184,8 +203,8 @@ class Agent:
             desired.prepull,
             self.prune_images,
         )
-        acted = False  # a pull, run or start was tried: what follows may be due soon
-        proving = False  # an instance was started whose probe, due at the look, may pass
+        acted = False
+        probe_now = False
         halted: set[str] = set()  # apps whose new image is missing this pass
         for action in actions:
             if self.desired is not desired:
@@ -202,26 +221,15 @@ class Agent:
                     if isinstance(a, Run) and a.assignment.spec.image == action.image
                 }
             if outcome is not None:
-                # a pass that only retired old instances has planned all of it (stops and
+                # a round that only retired old instances has planned all of it (stops and
                 # removals together): a second look would find nothing to do
                 acted = acted or not isinstance(action, Stop | Remove)
-                proving = proving or (outcome == "ok" and _probed_at_look(action, desired))
+                probe_now = probe_now or (outcome == "ok" and _ready_at_probe(action, desired))
                 await self._observe()
                 self.health.seen_running(self._instances, self.clock())
                 self._report_soon()
-        if acted:
-            # look again soon: what was just started has to prove itself, and the next step
-            # (retiring the old instance) should not wait for the poll interval
-            self._look_at = self.clock() + AFTER_ACTION_SECONDS
         self._remember_converged(desired, ready)
-        self._cancel_report()  # the pass's own report goes now...
-        if not proving:
-            await self.report()
-        # ...unless it started an instance that the look AFTER_ACTION_SECONDS later probes
-        # and may find ready: then that look reports (one status saying "running, ready",
-        # not two: at 10,000 hosts each is a message the server must take). One that must
-        # run a while first (no probe, or a minimum healthy time) is reported at once.
-        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        return acted, probe_now
 
     def _report_soon(self) -> None:
         """Report within REPORT_SECONDS, unless the pass ends (and reports) first."""
@@ -435,9 +443,9 @@ class Agent:
             log.debug("send failed host=%s: %s", self.host, exc)
 
 
-def _probed_at_look(action: Action, desired: DesiredState) -> bool:
-    """Did `action` start an instance that the look after it may find ready: one with a
-    health probe (its first is due then) and no minimum healthy time?"""
+def _ready_at_probe(action: Action, desired: DesiredState) -> bool:
+    """Did `action` start an instance that its first probe, due at once, may find ready: one
+    with a health probe and no minimum healthy time?"""
     spec: ContainerSpec | None = None
     if isinstance(action, Run):
         spec = action.assignment.spec
