@@ -174,8 +174,10 @@ class Agent:
             # it started an instance whose first probe is due at once: a second round probes
             # it and, if it is ready, retires the old one, so a deploy is one pass and one
             # status ("running, ready"), not two (at 10,000 hosts each is a message the
-            # server must take)
-            acted = (await self._round(desired))[0] or acted
+            # server must take). That round planned after the probe: if it started nothing
+            # itself, no look after acting is due (a probe that failed is due again soon,
+            # and the health tracker wakes the loop for it)
+            acted = (await self._round(desired))[0]
         if acted:
             # look again soon: what was just started has to prove itself, and the next step
             # (retiring the old instance) should not wait for the poll interval
