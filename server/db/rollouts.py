@@ -46,11 +46,27 @@ async def save_targets(session: AsyncSession, changes: Sequence[dict[str, Any]])
 
 
 async def update_by_id(session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE rows by primary key ("id" in each dict), one Core executemany per set of
-    columns: at 10,000 rows the ORM's bulk update by primary key cost three times as much."""
+    """UPDATE rows by primary key ("id" in each dict). Rows that get the same values (10,000
+    targets turning healthy in one pass) share one UPDATE per IN list of ids; the others are
+    one Core executemany per set of columns, whose per-row parameter processing was a sixth
+    of a 10,000-host deploy's server CPU (py-spy). The ORM's bulk update by primary key cost
+    three times as much again."""
+    alike: dict[tuple[tuple[str, Any], ...], list[int]] = {}
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        shapes.setdefault(tuple(sorted(row)), []).append(row)
+        values = tuple(sorted((k, v) for k, v in row.items() if k != "id"))
+        try:
+            alike.setdefault(values, []).append(row["id"])
+        except TypeError:  # a JSON value (a dict) is not hashable: updated on its own
+            shapes.setdefault(tuple(sorted(row)), []).append(row)
+    for values, ids in alike.items():
+        if len(ids) == 1:
+            shapes.setdefault(tuple(sorted(["id", *(k for k, _ in values)])), []).append(
+                {"id": ids[0], **dict(values)}
+            )
+            continue
+        for chunk in _chunks(ids):
+            await session.execute(update(table).where(table.c.id.in_(chunk)).values(dict(values)))
     for columns, group in shapes.items():
         statement = update(table).where(table.c.id == bindparam("row_id"))
         params = [{"row_id": r["id"], **{k: r[k] for k in columns if k != "id"}} for r in group]
