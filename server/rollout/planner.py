@@ -69,30 +69,48 @@ class Step:
 
 
 def plan_rollout(view: View, now: float) -> Step:
-    """Decide what the controller does next for one deployment."""
+    """Decide what the controller does next for one deployment.
+
+    One walk over the targets: the controller calls this for every status that comes in
+    during a rollout, so at 10,000 hosts each extra walk is a cost paid hundreds of times."""
     if view.status in TERMINAL:
         return Step(status=view.status)
+    if not view.targets:
+        return Step(status="failed", error="no host matches the deployment's host selector")
     strategy = view.strategy
     changes: dict[str, tuple[str, str | None]] = {}
     states: dict[str, str] = {}
+    first_failed: Target | None = None
+    healthy = updating = 0
+    progressed = False  # a host turned healthy in this pass
+    waiting: list[Target] = []
     for t in view.targets:
+        if t.state == "healthy":  # a healthy host stays so (the common case, judged quickly)
+            states[t.name] = "healthy"
+            healthy += 1
+            continue
         state, error = _judge(t, strategy, now, view.started_at)
         states[t.name] = state
         if state != t.state:
             changes[t.name] = (state, error)
+        if state == "healthy":
+            healthy += 1
+            progressed = True
+        elif state == "updating":
+            updating += 1
+        elif state == "pending":
+            waiting.append(t)
+        elif state == "failed" and first_failed is None:
+            first_failed = t
 
-    failed = [name for name, s in states.items() if s == "failed"]
-    if not view.targets:
-        return Step(status="failed", error="no host matches the deployment's host selector")
-    if failed:
-        first = next(t for t in view.targets if t.name == failed[0])
-        reason = changes.get(first.name, (None, None))[1] or first.problem or "failed"
-        return Step("failed", host_states=changes, error=f"host {failed[0]}: {reason}")
-    if all(s == "healthy" for s in states.values()):
+    if first_failed is not None:
+        name = first_failed.name
+        reason = changes.get(name, (None, None))[1] or first_failed.problem or "failed"
+        return Step("failed", host_states=changes, error=f"host {name}: {reason}")
+    if healthy == len(states):
         return Step("succeeded", host_states=changes)
-    if view.cancel_requested and not any(s == "updating" for s in states.values()):
+    if view.cancel_requested and not updating:
         return Step("cancelled", host_states=changes)
-    progressed = any(s == "healthy" for s, _ in changes.values())
     stalled = now - view.last_progress_at > strategy.progress_deadline
     if stalled and not progressed and view.status != "paused":
         return Step(
@@ -101,22 +119,22 @@ def plan_rollout(view: View, now: float) -> Step:
             error=f"no progress within progress_deadline ({strategy.progress_deadline:g}s)",
         )
 
-    order = [t.name for t in view.targets]
-    canaries = order[: strategy.canary]
+    canaries = [t.name for t in view.targets[: strategy.canary]]
     promoted = view.promoted
+    pool: list[str] | None = None  # the hosts that may be assigned now; None: all of them
     if canaries and not promoted:
         if all(states[n] == "healthy" for n in canaries):
             if not strategy.auto_promote:
                 return Step("paused", host_states=changes)
             promoted = True
         pool = canaries
-    else:
-        pool = order
     if view.status == "paused" or view.cancel_requested:
         return Step(view.status, host_states=changes, promoted=promoted)
-    in_flight = sum(1 for s in states.values() if s == "updating")
-    room = max(0, strategy.max_parallel - in_flight)
-    waiting = [t for t in view.targets if states[t.name] == "pending"]
+    if not waiting:  # every host is assigned already: only their states can change
+        return Step("running", host_states=changes, promoted=promoted)
+    if pool is None:
+        pool = [t.name for t in view.targets]
+    room = max(0, strategy.max_parallel - updating)
     gated = len(view.targets) > 1 and not _one_batch(waiting, pool, room)
     if gated and not all(t.pulled for t in waiting):
         # pre-pull: no host stops anything before every target host has the new image
