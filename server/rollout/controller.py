@@ -51,6 +51,10 @@ Push = Callable[[set[str]], None]
 # finds (at a share of 1, passes were a third of a 10,000-host deploy's server CPU).
 REST_SHARE = 2.0
 MAX_REST_SECONDS = 0.25
+# ...but a rest ends once no host has had news for this long: the flood is over (or has not
+# begun), and the last hosts of a rollout should not wait out a rest taken while the others
+# reported (a 1,000-host deploy waited 0.14 s for nothing at its end)
+QUIET_SECONDS = 0.02
 # Between passes only the hosts that reported, connected or went away (the hub says which)
 # and the rows this controller changed are judged again; every host is, at least this often,
 # so a change that slipped by is seen within a second.
@@ -136,6 +140,7 @@ class Controller:
         self._gauged: set[str] = set()
         self._targets: dict[int, _Targets] = {}  # deployment id -> its rows, between passes
         self._changed: set[str] = set()  # hosts with news since the last pass
+        self._news = 0  # how many times hosts had news: a rest ends when this stops growing
 
     def host_changed(self, name: str) -> None:
         """A host sent a status, connected or went away: judge it again, soon, if a rollout
@@ -144,6 +149,7 @@ class Controller:
         idle fleet sends was most of an idle server's CPU at 10,000 hosts."""
         if self._targets:
             self._changed.add(name)
+            self._news += 1
             self.wake.set()
 
     async def run(self) -> None:
@@ -157,9 +163,16 @@ class Controller:
                 await unit_of_work(self.run_once())
             except Exception:
                 log.exception("rollout controller pass failed")
-            rest = min(MAX_REST_SECONDS, REST_SHARE * (time.monotonic() - started))
-            if rest > 0.002:
-                await asyncio.sleep(rest)
+            await self._rest(min(MAX_REST_SECONDS, REST_SHARE * (time.monotonic() - started)))
+
+    async def _rest(self, seconds: float) -> None:
+        """Sleep up to `seconds`, in steps of QUIET_SECONDS, while hosts keep having news."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0.002:
+            news = self._news
+            await asyncio.sleep(min(QUIET_SECONDS, left))
+            if self._news == news:
+                return
 
     async def run_once(self) -> None:
         """One pass over all active deployments."""
