@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from agent.health import FIRST_PROBE_SECONDS, SETTLE_SECONDS
+from agent.health import SETTLE_SECONDS
 from agent.protocol import (
     Assignment,
     ContainerSpec,
@@ -790,15 +790,15 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
         "~3 s for 10,000), < 40 KiB server RSS per agent, idle CPU < 10% of a core with "
         "10,000 agents. "
         + (
-            f"Each deploy has a command health check ({HEALTH_CHECK}): the agent probes a new "
-            f"instance {FIRST_PROBE_SECONDS:g} s after starting it (agent/health.py "
-            "FIRST_PROBE_SECONDS) and reports it ready when the probe passes. "
+            f"Each deploy has a command health check ({HEALTH_CHECK}): the pass that starts a "
+            "new instance probes it at once and, as the fake instance passes, retires the old "
+            "one in the same pass (agent/runner.py, agent/health.py EARLY_PROBE_OFFSETS). "
             if args.health == "cmd"
             else "No health check (--health none): an agent reports a new instance ready only "
             f"after it has run for {SETTLE_SECONDS:g} s (agent/health.py SETTLE_SECONDS). "
         )
-        + "A pass that starts the new instance leaves its status to the look that probes it, "
-        "so a host sends one status per deploy (agent/runner.py). Idle agents send their full "
+        + "So a host sends one status per deploy: running, ready, the old instance stopped. "
+        "Idle agents send their full "
         "status every 5 minutes, each at a random point of that interval (agent/client.py "
         "REFRESH_SECONDS): the idle window sees that steady rate (its status/s in "
         "bench/results/fanout.json), and the floor's clients send as many. "
@@ -811,7 +811,8 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
         "the server and of the agents' process in bench/results/fanout.json). Their process "
         "uses the server's collector settings (server/gc_tuning.py): 10,000 agents in one "
         "heap made CPython's full collections slow, which 10,000 real agents, each with a "
-        "small heap of its own, do not pay.",
+        "small heap of its own, do not pay. The floor's server and clients use the same "
+        "settings (bench/transport_floor.py), so both sides stand on the same footing.",
     ]
     return {
         "benchmark": NAME,
