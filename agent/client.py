@@ -28,11 +28,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the server's limit for one message, too
 # only need to notice a server that vanished without closing the socket; they are sent every
 # interval whatever else arrives: one per agent per PING_SECONDS (83/s at 10,000 agents).
 PING_SECONDS = 120.0
-# Every reconcile pass (at least every poll interval) reports a changed status at its end, or
-# leaves it to the look 0.25 s later that probes what it started; a pass that fails reports
-# within 0.1 s. This often the full status goes out even when nothing changed, a net under a
-# lost message: 33 statuses a second from 10,000 agents (Nomad's heartbeats: 50 a second per
-# cluster).
+# Every reconcile pass (at least every poll interval) reports a changed status at its end; a
+# pass that fails reports within 0.1 s. This often the full status goes out even when nothing
+# changed, a net under a lost message: 33 statuses a second from 10,000 agents (Nomad's
+# heartbeats: 50 a second per cluster).
 REFRESH_SECONDS = 300.0
 
 
