@@ -18,10 +18,16 @@ scanned again, since it lives as long as the process.
 from __future__ import annotations
 
 import gc
+import logging
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 YOUNG_THRESHOLD = 50_000
 MIDDLE_THRESHOLD = 20
 OLD_THRESHOLD = 100
+SLOW_COLLECTION_SECONDS = 0.1  # a full collection this long is logged at INFO (else DEBUG)
 
 
 def tune_for_server() -> None:
@@ -29,3 +35,23 @@ def tune_for_server() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
+    gc.callbacks.append(_log_full_collections)
+
+
+_started: list[float] = []
+
+
+def _log_full_collections(phase: str, info: dict[str, Any]) -> None:
+    """Log each full collection and how long it held the event loop: at 10,000 agents one
+    takes a good part of a second, the likeliest cause of one slow deploy among fast ones."""
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        _started[:] = [time.perf_counter()]
+        return
+    if not _started:
+        return
+    took = time.perf_counter() - _started[0]
+    level = logging.INFO if took >= SLOW_COLLECTION_SECONDS else logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(level, "full collection took %.0f ms collected=%s", took * 1000, info["collected"])
