@@ -4,8 +4,8 @@ A push, a Docker event or a timer only wakes the loop; each pass re-reads the co
 plans, and executes the plan one action at a time. What changed is reported within 0.1 s
 while the pass acts, and at its end (quick steps share one status). A pass that starts an
 instance with a health probe probes it at once, and retires the old one in the same pass if
-the probe passes. Docker SDK calls run in a thread. A failing action is recorded and retried with capped
-backoff.
+the probe passes. Docker SDK calls run in a thread. A failing action is recorded and retried
+with capped backoff.
 """
 
 from __future__ import annotations
@@ -38,10 +38,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 AFTER_ACTION_SECONDS = 0.25
 # While a pass acts, what changed goes out at most this much later, and at the pass's end at
-# once: a quick
-# pull-then-run, or stop-then-remove, is one status, not one per step (at 10,000 hosts each
-# status is a message the server must take), while a slow step (a long pull, a stop that
-# waits out its grace period) still shows what came before it.
+# once: a quick pull-then-run, or stop-then-remove, is one status, not one per step (at 10,000
+# hosts each status is a message the server must take), while a slow step (a long pull, a stop
+# that waits out its grace period) still shows what came before it.
 REPORT_SECONDS = 0.1
 DUE_SLACK_SECONDS = 0.005  # wake just after a deadline, not a hair before it
 RESTART_WINDOW = 30.0  # a container started again within this long is crash-looping

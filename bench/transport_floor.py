@@ -4,10 +4,12 @@ No database and no Flotilla code but the collector settings (server/gc_tuning.py
 Flotilla server and the simulated agents use too. With CPython's defaults, full collections
 of 10,000 sockets' objects made the floor slower and noisier than what it is compared with:
 eight pushes to 10,000 clients took 1.00-1.46 s (median 1.16), and 0.51-0.88 s (median 0.72)
-with these settings, one after the other on 2026-11-30. The server holds N WebSockets, pushes one message of a
-given size to each (one `send_str` after another, as Flotilla's hub does) and waits for one
-reply from each. Its clients run in another process. What it costs to push to N sockets and
-hear back from them in Python with aiohttp is the floor any Flotilla fan-out stands on.
+with these settings, one after the other on 2026-11-30.
+
+The server holds N WebSockets, pushes one message of a given size to each (one `send_str`
+after another, as Flotilla's hub does) and waits for one reply from each. Its clients run in
+another process. What it costs to push to N sockets and hear back from them in Python with
+aiohttp is the floor any Flotilla fan-out stands on.
 
     python -m bench.transport_floor serve --port P
     python -m bench.transport_floor clients --url http://127.0.0.1:P --count N
