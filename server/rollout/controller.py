@@ -51,9 +51,11 @@ Push = Callable[[set[str]], None]
 # finds (at a share of 1, passes were a third of a 10,000-host deploy's server CPU).
 REST_SHARE = 2.0
 MAX_REST_SECONDS = 0.25
-# ...but a rest ends once no host has had news for this long: the flood is over (or has not
-# begun), and the last hosts of a rollout should not wait out a rest taken while the others
-# reported (a 1,000-host deploy waited 0.14 s for nothing at its end)
+# ...but once hosts have had news since the pass began, a rest ends when none has had any for
+# this long: the flood is over, and the last hosts of a rollout should not wait out a rest
+# taken while the others reported (a 1,000-host deploy waited 0.14 s for nothing at its end).
+# A rest without any host's news is taken whole: new deployments arriving (API load) are
+# still planned in batches.
 QUIET_SECONDS = 0.02
 # Between passes only the hosts that reported, connected or went away (the hub says which)
 # and the rows this controller changed are judged again; every host is, at least this often,
@@ -158,20 +160,22 @@ class Controller:
                 async with asyncio.timeout(self.interval):
                     await self.wake.wait()
             self.wake.clear()
-            started = time.monotonic()
+            started, news = time.monotonic(), self._news
             try:
                 await unit_of_work(self.run_once())
             except Exception:
                 log.exception("rollout controller pass failed")
-            await self._rest(min(MAX_REST_SECONDS, REST_SHARE * (time.monotonic() - started)))
+            rest = min(MAX_REST_SECONDS, REST_SHARE * (time.monotonic() - started))
+            await self._rest(rest, news)
 
-    async def _rest(self, seconds: float) -> None:
-        """Sleep up to `seconds`, in steps of QUIET_SECONDS, while hosts keep having news."""
+    async def _rest(self, seconds: float, news: int) -> None:
+        """Sleep up to `seconds`, in steps of QUIET_SECONDS; stop early once hosts have had
+        news since `news` (the count when the pass began) and then a step brought none."""
         until = time.monotonic() + seconds
         while (left := until - time.monotonic()) > 0.002:
-            news = self._news
+            before = self._news
             await asyncio.sleep(min(QUIET_SECONDS, left))
-            if self._news == news:
+            if self._news == before and before != news:
                 return
 
     async def run_once(self) -> None:
