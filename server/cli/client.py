@@ -6,10 +6,17 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from server.rollout.planner import TERMINAL
+
+# The server answers a long poll after this long at most (MAX_WAIT_SECONDS of
+# GET /v1/deployments/{id}?wait=): a longer --timeout polls again until it has passed.
+LONG_POLL_SECONDS = 600.0
 
 COMMANDS = {
     "deploy": "deploy an image of an app (creates a new release)",
@@ -131,9 +138,17 @@ def _started(args: argparse.Namespace, token: str, status: int, answer: Any) -> 
     )
     if not args.wait:
         return 0
-    path = f"/v1/deployments/{answer['id']}?wait={min(args.timeout, 600):g}"
-    status, answer = _call(args.server, token, "GET", path, timeout=args.timeout + 30)
-    print(f"deployment {answer['id']}: {answer['status']}")
+    deployment_id = answer["id"]
+    deadline = time.monotonic() + args.timeout
+    while True:
+        wait = min(LONG_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
+        path = f"/v1/deployments/{deployment_id}?wait={wait:.3f}"
+        status, answer = _call(args.server, token, "GET", path, timeout=wait + 30)
+        if status >= 400:
+            return _problem(answer)
+        if answer.get("status") in TERMINAL or time.monotonic() >= deadline:
+            break
+    print(f"deployment {deployment_id}: {answer['status']}")
     if answer.get("error"):
         print(f"  {answer['error']}", file=sys.stderr)
     return 0 if answer.get("status") == "succeeded" else 1
