@@ -37,7 +37,6 @@ FIRST_PROBE_SECONDS = 0.25  # the first probe whose failure counts
 @dataclass
 class _Track:
     first_running: float
-    counted_from: float = 0.0  # probes from then on count toward `retries` (set in __post_init__)
     passing_since: float | None = None
     failures: int = 0
     last_probe: float = float("-inf")
@@ -45,8 +44,10 @@ class _Track:
     ready: bool = False
     due: float | None = None  # when this instance's readiness can next change
 
-    def __post_init__(self) -> None:
-        self.counted_from = self.first_running + FIRST_PROBE_SECONDS
+    @property
+    def counted_from(self) -> float:
+        """From then on, a failed probe counts toward `retries`."""
+        return self.first_running + FIRST_PROBE_SECONDS
 
     def next_probe(self, health: HealthSpec) -> float:
         """When this instance is next probed: early while no probe has passed yet, then from

@@ -1,10 +1,10 @@
 """The transport floor for the fan-out benchmark: a bare aiohttp WebSocket server.
 
 No database and no Flotilla code but the collector settings (server/gc_tuning.py), which the
-Flotilla server and the simulated agents use too. With CPython's defaults, full collections
-of 10,000 sockets' objects made the floor slower and noisier than what it is compared with:
-eight pushes to 10,000 clients took 1.00-1.46 s (median 1.16), and 0.51-0.88 s (median 0.72)
-with these settings, one after the other on 2026-11-30.
+Flotilla server and the simulated agents use too. With CPython's defaults the collector made
+the floor (10,000 sockets' objects in one heap) slower and noisier than what it is compared
+with: eight pushes to 10,000 clients took 1.00-1.46 s (median 1.16), and 0.51-0.88 s (median
+0.72) with these settings, one after the other on 2026-11-30.
 
 The server holds N WebSockets, pushes one message of a given size to each (one `send_str`
 after another, as Flotilla's hub does) and waits for one reply from each. Its clients run in

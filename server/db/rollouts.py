@@ -51,21 +51,19 @@ async def update_by_id(session: AsyncSession, table: Any, rows: Sequence[dict[st
     one Core executemany per set of columns, whose per-row parameter processing was a sixth
     of a 10,000-host deploy's server CPU (py-spy). The ORM's bulk update by primary key cost
     three times as much again."""
-    alike: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    alike: dict[tuple[tuple[str, Any], ...], list[dict[str, Any]]] = {}
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         values = tuple(sorted((k, v) for k, v in row.items() if k != "id"))
         try:
-            alike.setdefault(values, []).append(row["id"])
+            alike.setdefault(values, []).append(row)
         except TypeError:  # a JSON value (a dict) is not hashable: updated on its own
             shapes.setdefault(tuple(sorted(row)), []).append(row)
-    for values, ids in alike.items():
-        if len(ids) == 1:
-            shapes.setdefault(tuple(sorted(["id", *(k for k, _ in values)])), []).append(
-                {"id": ids[0], **dict(values)}
-            )
+    for values, group in alike.items():
+        if len(group) == 1:
+            shapes.setdefault(tuple(sorted(group[0])), []).append(group[0])
             continue
-        for chunk in _chunks(ids):
+        for chunk in _chunks([r["id"] for r in group]):
             await session.execute(update(table).where(table.c.id.in_(chunk)).values(dict(values)))
     for columns, group in shapes.items():
         statement = update(table).where(table.c.id == bindparam("row_id"))

@@ -142,7 +142,7 @@ class Controller:
         self._gauged: set[str] = set()
         self._targets: dict[int, _Targets] = {}  # deployment id -> its rows, between passes
         self._changed: set[str] = set()  # hosts with news since the last pass
-        self._news = 0  # how many times hosts had news: a rest ends when this stops growing
+        self._news = 0  # how many times hosts had news (see QUIET_SECONDS)
 
     def host_changed(self, name: str) -> None:
         """A host sent a status, connected or went away: judge it again, soon, if a rollout
