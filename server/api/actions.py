@@ -8,7 +8,7 @@ from server.api.auth import require
 from server.api.body import read_body
 from server.api.deployments import app_name, deployment_id_of
 from server.api.schemas import RollbackIn, StrategyIn
-from server.api.views import deployment_out
+from server.api.views import deployment_json, deployment_out
 from server.db import rollouts, store
 from server.db.models import Deployment
 from server.errors import Conflict, FieldError, Invalid, NotFound
@@ -96,9 +96,9 @@ async def _act(request: web.Request, action: str) -> web.Response:
             deployment_id=deployment_id,
         )
         hosts = await store.deployment_hosts(session, deployment_id)
-        out = deployment_out(deployment, names[deployment.app_id], hosts)
+        body = deployment_json(deployment, names[deployment.app_id], hosts)
     request.app[CONTROLLER].wake.set()
-    return web.json_response(out.model_dump(mode="json"))
+    return web.Response(body=body, content_type="application/json")
 
 
 def _apply(deployment: Deployment, action: str) -> None:

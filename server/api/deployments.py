@@ -13,7 +13,7 @@ from aiohttp import web
 from server.api.auth import require
 from server.api.body import read_body
 from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
-from server.api.views import deployment_out
+from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment
 from server.errors import ApiError, FieldError, Invalid, NotFound
@@ -110,10 +110,7 @@ async def get_deployment(request: web.Request) -> web.Response:
     async with sessions() as session:  # the hosts once, not on every wake-up
         hosts = await store.deployment_hosts(session, deployment_id)
         names = await store.app_names(session, {deployment.app_id})
-    out = deployment_out(deployment, names[deployment.app_id], hosts)
-    # serialised by pydantic in one go: 5 ms for 10,000 hosts, where dicts then json.dumps
-    # took 50
-    body = out.model_dump_json().encode()
+    body = deployment_json(deployment, names[deployment.app_id], hosts)
     return web.Response(body=body, content_type="application/json")
 
 
