@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Assignment as WireAssignment
@@ -106,10 +106,31 @@ async def insert_targets(
 ) -> None:
     """Insert a new deployment's target rows as the first pass left them (planned in memory:
     no UPDATE of 10,000 rows after it), setting each row's id; bump the hosts' generations
-    (their desired state now lists the release's image to pre-pull)."""
+    (their desired state now lists the release's image to pre-pull).
+
+    Rows alike but for their host (a fan-out's: pending, or assigned at the same moment,
+    with the same previous release) are copied from the hosts table by INSERT ... SELECT,
+    a statement per IN list: per-row parameter processing of an executemany was 110-130 ms
+    of the first pass of a 10,000-host deployment, before any agent hears of it."""
     if not rows:
         return
-    values = [
+    alike: dict[tuple[Any, ...], list[int]] = {}
+    for r in rows:
+        if not r.evidence:
+            key = (r.state, r.previous_release, r.error, r.assigned_at, r.updated_at)
+            alike.setdefault(key, []).append(r.host_id)
+    copied = {h for host_ids in alike.values() if len(host_ids) >= BULK_ROWS for h in host_ids}
+    for key, host_ids in alike.items():
+        if len(host_ids) < BULK_ROWS:
+            continue
+        constants = [literal(v, _TARGETS.c[name].type) for name, v in zip(_ALIKE, key, strict=True)]
+        empty = literal({}, _TARGETS.c.evidence.type)
+        for chunk in _chunks(host_ids):
+            source = select(
+                literal(deployment_id), _HOSTS.c.id, _HOSTS.c.name, *constants, empty
+            ).where(_HOSTS.c.id.in_(chunk))
+            await session.execute(insert(_TARGETS).from_select(_COPIED, source))
+    rest = [
         {
             "deployment_id": deployment_id,
             "host_id": r.host_id,
@@ -122,15 +143,27 @@ async def insert_targets(
             "updated_at": r.updated_at,
         }
         for r in rows
+        if r.host_id not in copied
     ]
-    # the table, not the entity: a Core executemany skips the ORM's per-row bookkeeping
-    # by host: batched RETURNING need not answer in the rows' order (asking for that order
-    # made SQLAlchemy insert one row per statement)
-    statement = insert(_TARGETS).returning(_TARGETS.c.id, _TARGETS.c.host_id)
-    ids = {host_id: row_id for row_id, host_id in (await session.execute(statement, values))}
+    if rest:  # the table, not the entity: a Core executemany skips the ORM's bookkeeping
+        await session.execute(insert(_TARGETS), rest)
+    query = select(_TARGETS.c.host_id, _TARGETS.c.id).where(
+        _TARGETS.c.deployment_id == deployment_id
+    )
+    ids = {host_id: row_id for host_id, row_id in await session.execute(query)}
     for row in rows:
-        row.id = ids[row.host_id]
+        try:
+            row.id = ids[row.host_id]
+        except KeyError:  # removed since this transaction read it: the pass is tried again
+            raise RuntimeError(
+                f"host {row.host_name} vanished while targets were inserted"
+            ) from None
     await _bump_generations(session, [r.host_id for r in rows])
+
+
+BULK_ROWS = 50  # fewer rows alike are inserted with their values
+_ALIKE = ("state", "previous_release", "error", "assigned_at", "updated_at")
+_COPIED = ("deployment_id", "host_id", "host_name", *_ALIKE, "evidence")
 
 
 async def _bump_generations(session: AsyncSession, host_ids: Sequence[int]) -> None:

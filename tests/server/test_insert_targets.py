@@ -1,0 +1,75 @@
+"""A new deployment's target rows are written as the controller's first pass planned them,
+on SQLite and PostgreSQL: rows alike but for their host are copied from the hosts table
+(INSERT ... SELECT), the others inserted with their values; either way each row gets its id."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from sqlalchemy import select
+
+from server.db import deploys, migrate, rollouts, store
+from server.db.models import DeploymentHost, Host
+from server.db.session import create_engine, create_sessions
+
+AT = dt.datetime(2026, 11, 30, 3, 0, 0, 123456, tzinfo=dt.UTC)
+LATER = AT + dt.timedelta(seconds=1)
+
+
+async def test_target_rows_are_written_as_planned(database_url: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = create_sessions(engine)
+    try:
+        async with sessions.begin() as session:
+            for i in range(130):
+                await store.add_host(session, f"h{i:03d}", {})
+        deployment, _ = await deploys.deploy(
+            sessions,
+            "web",
+            {"image": "web:2", "replicas": 1, "ports": [], "env": {}},
+            actor="test",
+            message=None,
+            strategy={"max_parallel": 60},
+            selector={},
+            idempotency_key=None,
+            body_hash="h",
+        )
+        async with sessions() as session:
+            hosts = (await session.execute(select(Host.id, Host.name).order_by(Host.name))).all()
+        planned = [
+            # assigned in the first pass, coming from release 1: copied from `hosts`
+            *(store.Target(0, h, n, "updating", 1, None, {}, AT, AT) for h, n in hosts[:60]),
+            # waiting their turn, with no release before: copied too
+            *(store.Target(0, h, n, "pending", None, None, {}, None, AT) for h, n in hosts[60:120]),
+            # too few alike, or with evidence: inserted with their values
+            *(
+                store.Target(0, h, n, "pending", 7, None, {}, None, LATER)
+                for h, n in hosts[120:127]
+            ),
+            *(
+                store.Target(0, h, n, "failed", 1, "disconnected", {"why": [n, 1]}, AT, LATER)
+                for h, n in hosts[127:]
+            ),
+        ]
+        async with sessions.begin() as session:
+            await rollouts.insert_targets(session, deployment.id, planned)
+        async with sessions() as session:
+            written = await store.deployment_hosts(session, deployment.id)
+            generations = set((await session.scalars(select(Host.generation))).all())
+            ids = dict(
+                (await session.execute(select(DeploymentHost.host_id, DeploymentHost.id))).all()
+            )
+    finally:
+        await engine.dispose()
+
+    def fields(t: store.Target) -> tuple[object, ...]:
+        return (
+            t.host_id, t.host_name, t.state, t.previous_release, t.error, t.evidence,
+            store.as_utc(t.assigned_at), store.as_utc(t.updated_at),
+        )  # fmt: skip
+
+    assert sorted(map(fields, written)) == sorted(map(fields, planned))
+    assert {t.host_id: t.id for t in planned} == ids  # each planned row knows its id
+    assert generations == {1}  # every target host's desired state changed once
