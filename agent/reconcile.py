@@ -192,7 +192,9 @@ def _retire(
     good: tuple[int, ...] = (),
 ) -> list[Action]:
     """Stop old instances; keep `retain` old releases stopped for fast rollbacks (the newest
-    of the `good` ones the server names, else the newest), remove the rest."""
+    of the `good` ones the server names, else the newest), remove the rest. Every stop comes
+    before any removal: the old release stops serving first, and the agent looks at the
+    engine once after the quick removals, not between them and the stop."""
     old = [i for i in instances if i.container_id not in keep and i.release != release]
     releases = sorted({i.release for i in old}, reverse=True)
     if good:
@@ -201,13 +203,14 @@ def _retire(
         kept_releases = set(sorted(kept_releases, reverse=True)[:retain])
     else:
         kept_releases = set(releases[:retain])
-    actions: list[Action] = []
+    stops: list[Action] = []
+    removals: list[Action] = []
     for inst in sorted(old, key=lambda i: (i.release, i.replica, i.container_id)):
         if inst.state in ("running", "restarting", "paused"):
-            actions.append(Stop(inst.container_id, inst.app, inst.release))
+            stops.append(Stop(inst.container_id, inst.app, inst.release))
         if inst.release not in kept_releases:
-            actions.append(Remove(inst.container_id, inst.app, inst.release))
-    return actions
+            removals.append(Remove(inst.container_id, inst.app, inst.release))
+    return stops + removals
 
 
 def _preference(inst: Instance) -> tuple[int, str]:

@@ -206,12 +206,16 @@ class Agent:
         )
         acted = False
         probe_now = False
+        stale = False  # a stop or removal changed the engine since the last look
         halted: set[str] = set()  # apps whose new image is missing this pass
         for action in actions:
             if self.desired is not desired:
                 break  # a newer desired state arrived: replan from scratch
             if _app(action) in halted and isinstance(action, Stop | Run | Start):
                 continue  # a stop-first must not stop the old instance for nothing
+            if stale and not isinstance(action, Remove):
+                await self._look()  # what came before shows while a slow step runs
+                stale = False
             outcome = await self._execute(action)
             if isinstance(action, Pull) and outcome != "ok":
                 # failed, or waiting for its retry: the bring-up that needs the image waits
@@ -226,11 +230,24 @@ class Agent:
                 # removals together): a second look would find nothing to do
                 acted = acted or not isinstance(action, Stop | Remove)
                 probe_now = probe_now or (outcome == "ok" and _ready_at_probe(action, desired))
-                await self._observe()
-                self.health.seen_running(self._instances, self.clock())
-                self._report_soon()
+                if isinstance(action, Run | Start):
+                    await self._look()  # the new container's id, and when it first ran
+                else:
+                    # a pull changes no container; a stop or removal is seen at the next
+                    # look, before any step but a (quick) removal: a retirement of one old
+                    # instance costs one list of the engine's containers, not two
+                    stale = stale or not isinstance(action, Pull)
+                    self._report_soon()
+        if stale:
+            await self._look()
         self._remember_converged(desired, ready)
         return acted, probe_now
+
+    async def _look(self) -> None:
+        """Read the engine's containers after acting, and report what changed soon."""
+        await self._observe()
+        self.health.seen_running(self._instances, self.clock())
+        self._report_soon()
 
     def _report_soon(self) -> None:
         """Report within REPORT_SECONDS, unless the pass ends (and reports) first."""
