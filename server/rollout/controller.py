@@ -246,10 +246,12 @@ class Controller:
         else:
             targets = await self._targets_of(session, deployment.id)
             rows = targets.rows
-        release = await rollouts.release_row(session, app.id, deployment.release)
-        replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
-        image = release.image if release is not None else ""
-        question = (app.name, deployment.release, replicas, image)
+        question = targets.question
+        if question is None:  # a release's spec and image never change: read once
+            release = await rollouts.release_row(session, app.id, deployment.release)
+            replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
+            image = release.image if release is not None else ""
+            question = (app.name, deployment.release, replicas, image)
         positions = targets.to_judge(question, changed)
         observed = await self._statuses(session, [rows[p] for p in positions])
         view = self._view(deployment, targets, positions, observed)
@@ -266,7 +268,7 @@ class Controller:
                 row.evidence = change["evidence"] = evidence
             changes[name] = change
         done = [n for n, (s, _) in step.host_states.items() if s == "healthy"]
-        if done and not any(r.state == "updating" for r in rows if r.host_name not in step.assign):
+        if done and not step.updating:
             await store.add_event(
                 session,
                 "deployment_batch_done",

@@ -62,6 +62,7 @@ class Step:
     host_states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     error: str | None = None
     promoted: bool = False
+    updating: int = 0  # hosts updating after this step, besides those it assigns
 
     @property
     def progressed(self) -> bool:
@@ -106,7 +107,9 @@ def plan_rollout(view: View, now: float) -> Step:
     if first_failed is not None:
         name = first_failed.name
         reason = changes.get(name, (None, None))[1] or first_failed.problem or "failed"
-        return Step("failed", host_states=changes, error=f"host {name}: {reason}")
+        return Step(
+            "failed", host_states=changes, error=f"host {name}: {reason}", updating=updating
+        )
     if healthy == len(states):
         return Step("succeeded", host_states=changes)
     if view.cancel_requested and not updating:
@@ -117,6 +120,7 @@ def plan_rollout(view: View, now: float) -> Step:
             "failed",
             host_states=changes,
             error=f"no progress within progress_deadline ({strategy.progress_deadline:g}s)",
+            updating=updating,
         )
 
     canaries = [t.name for t in view.targets[: strategy.canary]]
@@ -125,24 +129,24 @@ def plan_rollout(view: View, now: float) -> Step:
     if canaries and not promoted:
         if all(states[n] == "healthy" for n in canaries):
             if not strategy.auto_promote:
-                return Step("paused", host_states=changes)
+                return Step("paused", host_states=changes, updating=updating)
             promoted = True
         pool = canaries
     if view.status == "paused" or view.cancel_requested:
-        return Step(view.status, host_states=changes, promoted=promoted)
+        return Step(view.status, host_states=changes, promoted=promoted, updating=updating)
     if not waiting:  # every host is assigned already: only their states can change
-        return Step("running", host_states=changes, promoted=promoted)
+        return Step("running", host_states=changes, promoted=promoted, updating=updating)
     if pool is None:
         pool = [t.name for t in view.targets]
     room = max(0, strategy.max_parallel - updating)
     gated = len(view.targets) > 1 and not _one_batch(waiting, pool, room)
     if gated and not all(t.pulled for t in waiting):
         # pre-pull: no host stops anything before every target host has the new image
-        return Step("running", host_states=changes, promoted=promoted)
+        return Step("running", host_states=changes, promoted=promoted, updating=updating)
     assign = tuple(n for n in pool if states[n] == "pending")[:room]
     for name in assign:
         changes[name] = ("updating", None)
-    return Step("running", assign=assign, host_states=changes, promoted=promoted)
+    return Step("running", assign=assign, host_states=changes, promoted=promoted, updating=updating)
 
 
 def _one_batch(waiting: list[Target], pool: list[str], room: int) -> bool:

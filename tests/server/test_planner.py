@@ -101,6 +101,8 @@ def play(data: st.DataObject, rollout: Rollout, passes: int = 40) -> list[tuple[
         assert len(set(step.assign)) == len(step.assign)
         updating = [n for n, s in states.items() if s == "updating"]
         assert len(updating) <= rollout.strategy.max_parallel, (step, states)
+        if before.status not in TERMINAL and before.targets:  # what the controller counts on
+            assert step.updating == len(set(updating) - set(step.assign)), (step, states)
         if canaries and any(n not in canaries for n in step.assign):
             assert all(states[c] == "healthy" for c in canaries), (step, states)
             assert before.promoted, "non-canaries wait for the promotion to be recorded"
