@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -107,9 +117,14 @@ class DeploymentHost(Base):
     """One target host of a deployment and its progress (pending, updating, healthy, failed)."""
 
     __tablename__ = "deployment_hosts"
-    __table_args__ = (UniqueConstraint("deployment_id", "host_id"),)
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "host_id"),
+        # the rollout controller asks for a deployment's newest updated_at on every pass: from
+        # this index, not by reading the deployment's 10,000 rows (3.3 ms a pass, on SQLite)
+        Index("ix_deployment_hosts_deployment_id_updated_at", "deployment_id", "updated_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
     host_name: Mapped[str] = mapped_column(String(63))
     state: Mapped[str] = mapped_column(String(20))
