@@ -92,6 +92,8 @@ class Hub:
         self._dirty = asyncio.Event()
         self._to_push: set[str] = set()
         self._push_wanted = asyncio.Event()
+        self.pushed = asyncio.Event()  # set while no push is waiting or under way
+        self.pushed.set()
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
         self.observed: dict[str, dict[str, Any]] = {}  # newest status per connected host
         self._fleet = 0  # registered hosts, counted at most once a minute
@@ -189,6 +191,7 @@ class Hub:
         """Push to these hosts soon, together with whatever else is waiting."""
         self._to_push.update(hosts)
         self._push_wanted.set()
+        self.pushed.clear()
 
     async def run(self) -> None:
         """The hub's two loops: batched pushes and batched writes."""
@@ -206,6 +209,8 @@ class Hub:
                 log.exception("push of %d hosts failed; retrying", len(batch))
                 self.request_push(batch)
                 await asyncio.sleep(1)
+            if not self._to_push:
+                self.pushed.set()
 
     async def _heartbeat(self) -> float:
         """Seconds between this server's pings on a new agent socket (a silent, dead socket is
