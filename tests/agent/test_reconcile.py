@@ -272,6 +272,23 @@ def test_start_first_runs_new_before_stopping_old_and_waits_for_ready() -> None:
     assert ready == [Stop("old", "web", 1)]
 
 
+def test_retiring_stops_the_old_release_before_removing_older_ones() -> None:
+    """Once the new instance is ready, the release it replaces stops serving first; the
+    releases beyond the retained ones are removed after it (one look at the engine then)."""
+    desired = [assignment("web", 4)]
+    world = [
+        instance("r1", "web", 1, state="exited"),
+        instance("r2", "web", 2, state="exited"),
+        instance("r3", "web", 3),
+        instance("r4", "web", 4),
+    ]
+    actions = plan_reconcile(
+        HOST, desired, world, frozenset({image("web", 4)}), frozenset({"r4"}), retain=2
+    )
+    assert [type(a) for a in actions] == [Stop, Remove]
+    assert ids(actions, Stop) == ["r3"] and ids(actions, Remove) == ["r1"]
+
+
 @pytest.mark.parametrize(
     ("stop_first", "port", "holds_port"),
     [
