@@ -42,17 +42,19 @@ def deployment_out(deployment: Deployment, app: str, hosts: Sequence[Target]) ->
         finished_at=_utc(deployment.finished_at),
         # built without validation: the rows are the database's own (validating 10,000 of
         # them was a third of answering for a large deployment)
-        hosts=[
-            HostState.model_construct(
-                name=h.host_name,
-                state=h.state,
-                error=h.error,
-                previous_release=h.previous_release,
-                evidence=h.evidence or {},
-            )
-            for h in hosts
-        ],
+        hosts=[HostState.model_construct(**_target_fields(h)) for h in hosts],
     )
+
+
+def _target_fields(h: Target) -> dict[str, Any]:
+    """A target row as the fields of HostState."""
+    return {
+        "name": h.host_name,
+        "state": h.state,
+        "error": h.error,
+        "previous_release": h.previous_release,
+        "evidence": h.evidence or {},
+    }
 
 
 def deployment_json(deployment: Deployment, app: str, hosts: Sequence[Target]) -> bytes:
@@ -60,16 +62,7 @@ def deployment_json(deployment: Deployment, app: str, hosts: Sequence[Target]) -
     10,000-host deployment answers at its end, so building 10,000 models (and serialising
     them) was the last 0.1 s a waiting pipeline waited for."""
     body = deployment_out(deployment, app, ()).model_dump(mode="json")
-    body["hosts"] = [
-        {
-            "name": h.host_name,
-            "state": h.state,
-            "error": h.error,
-            "previous_release": h.previous_release,
-            "evidence": h.evidence or {},
-        }
-        for h in hosts
-    ]
+    body["hosts"] = [_target_fields(h) for h in hosts]
     return dumps_json(body).encode()
 
 

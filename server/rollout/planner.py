@@ -64,10 +64,6 @@ class Step:
     promoted: bool = False
     updating: int = 0  # hosts updating after this step, besides those it assigns
 
-    @property
-    def progressed(self) -> bool:
-        return bool(self.assign) or any(s == "healthy" for s, _ in self.host_states.values())
-
 
 def plan_rollout(view: View, now: float) -> Step:
     """Decide what the controller does next for one deployment.

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from server.api.deployments import MAX_WAIT_SECONDS
 from server.cli import client
 
 STARTED = {"id": 7, "kind": "deploy", "app": "web", "release": 3, "status": "pending"}
@@ -68,3 +69,8 @@ def test_a_refused_poll_exits_1_with_the_problem(
     code, _ = run(monkeypatch, [(403, {"detail": "token lacks the read scope"})], 600)
     assert code == 1
     assert "token lacks the read scope" in capsys.readouterr().err
+
+
+def test_each_long_poll_stays_within_what_the_server_accepts() -> None:
+    """The CLI does not import the server's API module (aiohttp); its cap must not exceed it."""
+    assert client.LONG_POLL_SECONDS <= MAX_WAIT_SECONDS

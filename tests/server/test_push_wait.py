@@ -5,7 +5,8 @@ before hearing of it, and a pass in the meantime only slows the push down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from server.hub import Hub
@@ -21,6 +22,18 @@ async def settle(done: Callable[[], bool], turns: int = 200) -> bool:
             return True
         await asyncio.sleep(0)
     return done()
+
+
+@contextlib.asynccontextmanager
+async def running(loop: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run a server loop for the test's body; cancel it, and wait until it has ended."""
+    task = asyncio.create_task(loop)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def controller_with_passes(pushes: list[bool]) -> tuple[Controller, list[asyncio.Event]]:
@@ -43,8 +56,7 @@ def controller_with_passes(pushes: list[bool]) -> tuple[Controller, list[asyncio
 
 async def test_the_pass_after_an_assignment_waits_for_the_push() -> None:
     ctl, passes = controller_with_passes([True, False])
-    loop = asyncio.create_task(ctl.run())
-    try:
+    async with running(ctl.run()):
         ctl.wake.set()
         assert await settle(lambda: passes[0].is_set())
         ctl.wake.set()  # news arrives while the push is under way
@@ -52,20 +64,15 @@ async def test_the_pass_after_an_assignment_waits_for_the_push() -> None:
         assert ctl.pushed is not None
         ctl.pushed.set()  # the hub has sent it
         assert await settle(lambda: passes[1].is_set())
-    finally:
-        loop.cancel()
 
 
 async def test_a_pass_that_pushed_nothing_does_not_wait() -> None:
     ctl, passes = controller_with_passes([False, False])
-    loop = asyncio.create_task(ctl.run())
-    try:
+    async with running(ctl.run()):
         ctl.wake.set()
         assert await settle(lambda: passes[0].is_set())
         ctl.wake.set()
         assert await settle(lambda: passes[1].is_set())
-    finally:
-        loop.cancel()
 
 
 async def test_a_push_that_never_ends_holds_the_controller_back_a_second_at_most(
@@ -73,23 +80,17 @@ async def test_a_push_that_never_ends_holds_the_controller_back_a_second_at_most
 ) -> None:
     monkeypatch.setattr(controller_module, "PUSH_WAIT_SECONDS", 0.01)
     ctl, passes = controller_with_passes([True, False])
-    loop = asyncio.create_task(ctl.run())
-    try:
+    async with running(ctl.run()):
         ctl.wake.set()
         assert await settle(lambda: passes[0].is_set())
         ctl.wake.set()
         await asyncio.wait_for(passes[1].wait(), 5)
-    finally:
-        loop.cancel()
 
 
 async def test_the_hub_says_when_everything_asked_for_was_pushed() -> None:
     hub = Hub(sessions=None, metrics=create_metrics(), on_change=lambda _: None)  # type: ignore[arg-type]
     assert hub.pushed.is_set()  # nothing asked for yet
-    pushing = asyncio.create_task(hub._push_loop())
-    try:
+    async with running(hub._push_loop()):
         hub.request_push(["web-1", "web-2"])  # not connected: nothing to send, nothing read
         assert not hub.pushed.is_set()
         await asyncio.wait_for(hub.pushed.wait(), 5)
-    finally:
-        pushing.cancel()
