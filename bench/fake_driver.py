@@ -20,7 +20,7 @@ FAKE_DOCKER_VERSION = "fake-0 (bench simulation)"
 
 
 @functools.lru_cache(maxsize=256)
-def _digest(ref: str) -> str:
+def fake_digest(ref: str) -> str:
     """A stable fake digest per image, hashed once for all the process's hosts."""
     return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
 
@@ -49,7 +49,7 @@ class FakeDriver:
 
     def present_images(self, refs: set[str]) -> dict[str, str]:
         self.calls += 1
-        return {ref: _digest(ref) for ref in refs}
+        return {ref: fake_digest(ref) for ref in refs}
 
     def pull(self, ref: str) -> None:
         self.calls += 1

@@ -4,7 +4,8 @@ For each N: a real `flotilla server` subprocess (SQLite by default, PostgreSQL w
 --database-url), N hosts registered in one transaction, and N real agents with a FAKE Docker
 driver in another process (`bench.sim_agents`: real WebSocket clients and protocol; the
 driver is an in-memory simulation used only for this benchmark, never evidence a feature
-works). Measured: POST of a deployment to all N (max_parallel N) until GET says succeeded;
+works). Then the same deploys again with a fresh server and N lean hosts
+(`bench.lean_hosts`: the agents' messages without their work, see there why). Measured: POST of a deployment to all N (max_parallel N) until GET says succeeded;
 the server's RSS per connected agent; the server's CPU while N agents idle (heartbeats).
 The floor: `bench.transport_floor`, a bare aiohttp WebSocket server pushing a message of the
 same size to N clients (another process) and waiting for one reply from each.
@@ -66,13 +67,24 @@ SIM_NOTE = (
     "The hosts are SIMULATED: real agent code (agent.runner.Agent) and real WebSocket clients "
     "(agent.client.Connection) speaking the real protocol, with bench/fake_driver.py, an "
     "in-memory fake Docker driver that answers at once. The fake driver is used only in this "
-    "benchmark to stand in for thousands of hosts; it is never evidence that a feature works."
+    "benchmark to stand in for thousands of hosts; it is never evidence that a feature works. "
+    "Each N is measured twice: with those agents, all N in one process, where their summed "
+    "work (about 225 us of CPU per agent per deploy) is on the critical path, as it is not "
+    "on a real fleet, whose hosts work in parallel; and with lean hosts (bench/lean_hosts.py, "
+    "the 'lean hosts' rows), which send the same messages at the cost of the floor's own "
+    "clients, so that their time is the server's and the wire's."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hosts", default="100,1000", help="comma-separated N values")
     parser.add_argument("--runs", type=int, default=3, help="measured deploys per N")
+    parser.add_argument(
+        "--sims",
+        default="agents,lean",
+        help="simulated hosts, comma-separated: agents (real agent code, fake driver), lean "
+        "(bench/lean_hosts.py: the agents' messages without their work)",
+    )
     parser.add_argument("--floor-runs", type=int, default=5, help="floor pushes per N")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="idle CPU window")
     parser.add_argument("--database-url", default="", help="PostgreSQL admin URL (scratch DB)")
@@ -387,9 +399,13 @@ def host_names(n: int) -> list[str]:
     return [f"sim-{i:05d}" for i in range(n)]
 
 
-def start_sims(server_url: str, tokens: Path, n: int, rate: float, work: Path) -> Child:
+def start_sims(
+    server_url: str, tokens: Path, n: int, rate: float, work: Path, lean: bool = False
+) -> Child:
     args = [sys.executable, "-m", "bench.sim_agents", "--server", server_url]
     args += ["--tokens", str(tokens), "--count", str(n), "--rate", str(rate)]
+    if lean:
+        args.append("--lean")
     return Child(args, work / "sim_agents.log", pipe=True)
 
 
@@ -486,9 +502,14 @@ def deploy_timeline(stats: dict[str, Any], post_wall: float) -> dict[str, float 
     return out
 
 
-def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def measure_flotilla(
+    n: int, args: argparse.Namespace, work: Path, lean: bool = False
+) -> dict[str, Any]:
+    """Deploys to N simulated hosts: real agents, or lean hosts (bench/lean_hosts.py), whose
+    deploys are measured alike; the idle figures (RSS per agent, idle CPU) are the agents'."""
     names = host_names(n)
-    out: dict[str, Any] = {"n": n}
+    out: dict[str, Any] = {"n": n, "hosts": "lean" if lean else "agents"}
+    work.mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
         if args.database_url:
             url = stack.enter_context(scratch_database(args.database_url, f"bench_fanout_{n}"))
@@ -505,45 +526,24 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
         out["server_command"] = server.command
         time.sleep(2)
         out["rss0_kib"] = settled_rss(server.pid)
-        log(f"fanout N={n}: server up (RSS {out['rss0_kib'] / 1024:.0f} MiB), starting agents")
-        sims = start_sims(server.url, tokens_file, n, args.connect_rate, work)
+        kind = "lean hosts" if lean else "agents"
+        log(f"fanout N={n}: server up (RSS {out['rss0_kib'] / 1024:.0f} MiB), starting {kind}")
+        sims = start_sims(server.url, tokens_file, n, args.connect_rate, work, lean)
         stack.callback(sims.stop)
         out["connect_seconds"] = wait_connected(sims, server, n, timeout=max(120, n / 20))
-        log(f"fanout N={n}: {n} connected after {out['connect_seconds']:.1f}s; settling")
+        log(f"fanout N={n}: {n} {kind} connected after {out['connect_seconds']:.1f}s; settling")
         time.sleep(5)
-        # idle: RSS and CPU with N connected agents heartbeating
-        sims.send("stats -")
-        import json
-
-        before = json.loads(sims.readline(60))
-        prof = None
-        if args.profile_dir:
-            prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-idle-{n}.txt")
-        cpu = idle_cpu({"server": server.pid, "sims": sims.pid}, args.idle_seconds)
-        if prof is not None:
-            out["profile_idle"] = prof.stop()
-        sims.send("stats -")
-        after = json.loads(sims.readline(60))
-        out["idle_cpu_pct"] = cpu["server"]
-        out["sims_cpu_pct"] = cpu["sims"]
-        out["status_per_s"] = (after["status_sent"] - before["status_sent"]) / (
-            after["seconds"] - before["seconds"]
-        )
-        out["rss_idle_kib"] = settled_rss(server.pid)
-        out["rss_sims_kib"] = rss_kib(sims.pid)
-        out["rss_per_agent_kib"] = (out["rss_idle_kib"] - out["rss0_kib"]) / n
-        log(
-            f"fanout N={n}: idle CPU {cpu['server']:.1f}% (sims {cpu['sims']:.1f}%), "
-            f"{out['status_per_s']:.0f} status/s, RSS/agent {out['rss_per_agent_kib']:.1f} KiB"
-        )
+        if not lean:
+            measure_idle(server, sims, n, args, out)
         runs = []
         for k in range(1, args.runs + 2):
             prof = sims_prof = None
             if args.profile_dir and k == 2:
-                prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-deploy-{n}.txt")
+                label = f"{'lean-' if lean else ''}{n}"
+                prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-deploy-{label}.txt")
                 if args.profile_sims:
                     sims_prof = Profiler(
-                        sims.pid, Path(args.profile_dir) / f"fanout-sims-{n}.txt", nonblocking=True
+                        sims.pid, Path(args.profile_dir) / f"fanout-sims-{label}.txt", True
                     )
             r = deploy_once(server, sims, n, k, args)
             if prof is not None:
@@ -553,10 +553,10 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
             r["warmup"] = k == 1
             runs.append(r)
             log(
-                f"fanout N={n} deploy v{k}{' (first, not counted)' if k == 1 else ''}: "
-                f"{r['status']} after {r['elapsed']:.2f}s; {r['agents_ran']} agents ran it, "
+                f"fanout N={n} ({kind}) deploy v{k}{' (first, not counted)' if k == 1 else ''}: "
+                f"{r['status']} after {r['elapsed']:.2f}s; {r['agents_ran']} hosts ran it, "
                 f"last at {r['last_ran'] if r['last_ran'] is None else round(r['last_ran'], 2)}s; "
-                f"{r['statuses_per_agent']:.1f} statuses per agent; CPU s server "
+                f"{r['statuses_per_agent']:.1f} statuses per host; CPU s server "
                 f"{r['cpu_seconds']['server']:.1f}, sims {r['cpu_seconds']['sims']:.1f}"
             )
             log(
@@ -573,6 +573,34 @@ def measure_flotilla(n: int, args: argparse.Namespace, work: Path) -> dict[str, 
         out["sims_connected_at_end"] = json.loads(_ask(sims, "stats -"))["connected"]
         out["server_alive"] = server.child.proc.poll() is None
     return out
+
+
+def measure_idle(
+    server: Server, sims: Child, n: int, args: argparse.Namespace, out: dict[str, Any]
+) -> None:
+    """RSS and CPU with N connected agents heartbeating."""
+    sims.send("stats -")
+    before = json.loads(sims.readline(60))
+    prof = None
+    if args.profile_dir:
+        prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-idle-{n}.txt")
+    cpu = idle_cpu({"server": server.pid, "sims": sims.pid}, args.idle_seconds)
+    if prof is not None:
+        out["profile_idle"] = prof.stop()
+    sims.send("stats -")
+    after = json.loads(sims.readline(60))
+    out["idle_cpu_pct"] = cpu["server"]
+    out["sims_cpu_pct"] = cpu["sims"]
+    out["status_per_s"] = (after["status_sent"] - before["status_sent"]) / (
+        after["seconds"] - before["seconds"]
+    )
+    out["rss_idle_kib"] = settled_rss(server.pid)
+    out["rss_sims_kib"] = rss_kib(sims.pid)
+    out["rss_per_agent_kib"] = (out["rss_idle_kib"] - out["rss0_kib"]) / n
+    log(
+        f"fanout N={n}: idle CPU {cpu['server']:.1f}% (sims {cpu['sims']:.1f}%), "
+        f"{out['status_per_s']:.0f} status/s, RSS/agent {out['rss_per_agent_kib']:.1f} KiB"
+    )
 
 
 TIMELINE_STEPS = ("prepull_taken", "pulled_sent", "assignment_taken", "ran", "ready_sent")
@@ -662,24 +690,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile_dir:
         Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in str(args.hosts).split(",") if s.strip()]
+    kinds = {k.strip() for k in str(args.sims).split(",") if k.strip()}
+    if not kinds or kinds - {"agents", "lean"}:
+        raise SystemExit(f"--sims: agents, lean or both, not {args.sims!r}")
     per_n = []
     for n in sizes:
         work = Path(tempfile.mkdtemp(prefix=f"flt-fanout-{n}."))
         entry: dict[str, Any] = {"n": n, "work_dir": str(work)}
         rate = 0.0
-        try:
-            entry["flotilla"] = measure_flotilla(n, args, work)
-            rate = entry["flotilla"]["status_per_s"]
-        except Exception as exc:
-            log(f"fanout N={n} failed: {exc}")
-            entry["flotilla_error"] = str(exc)[-2000:]
+        if "agents" in kinds:
+            try:
+                entry["flotilla"] = measure_flotilla(n, args, work)
+                rate = entry["flotilla"]["status_per_s"]
+            except Exception as exc:
+                log(f"fanout N={n} failed: {exc}")
+                entry["flotilla_error"] = str(exc)[-2000:]
+        if "lean" in kinds:
+            try:
+                entry["flotilla_lean"] = measure_flotilla(n, args, work / "lean", lean=True)
+            except Exception as exc:
+                log(f"fanout N={n} with lean hosts failed: {exc}")
+                entry["flotilla_lean_error"] = str(exc)[-2000:]
         try:
             # the floor's clients send status-sized messages at the rate the agents did
             entry["floor"] = measure_floor(n, args, work, n / rate if rate > 0 else 0.0)
         except Exception as exc:
             log(f"floor N={n} failed: {exc}")
             entry["floor_error"] = str(exc)[-2000:]
-        for db in work.glob("flotilla.db*"):  # tens of MiB each; the logs stay for a look
+        for db in [
+            *work.glob("flotilla.db*"),
+            *work.glob("lean/flotilla.db*"),
+        ]:  # tens of MiB each; the logs stay for a look
             db.unlink()
         per_n.append(entry)
     return _result(args, per_n)
@@ -730,7 +771,6 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
                 [fo["idle_cpu_pct"]],
                 "%",
             )
-            failed = [r for r in counted if r["status"] != "succeeded"]
             notes.append(
                 f"- N={n}: registered in {fo['register_seconds']:.1f} s, all connected "
                 f"{fo['connect_seconds']:.1f} s after the sims reported; server RSS "
@@ -740,36 +780,30 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
                 f"{fo['sims_cpu_pct']:.0f}%, RSS {fo['rss_sims_kib'] / 1024:.0f} MiB). "
                 f"First deploy (not counted): {fo['runs'][0]['status']} after "
                 f"{fo['runs'][0]['elapsed']:.2f} s."
-                + (
-                    f" {len(failed)} counted deploys did not succeed: "
-                    f"{[r['status'] for r in failed]}."
-                    if failed
-                    else ""
-                )
             )
         if fo:
-            counted = [r for r in fo["runs"] if not r["warmup"]]
-            steps = []
-            for step, label in TIMELINE_LABELS.items():
-                values = [r["timeline"][f"{step}_last"] for r in counted]
-                values = [v for v in values if v is not None]
-                if values:
-                    steps.append(f"{label} {statistics.median(values):.2f}")
-            done = [r["elapsed"] for r in counted if r["status"] == "succeeded"]
-            if done:
-                steps.append(f"deployment succeeded {statistics.median(done):.2f}")
-            cpu = [r["cpu_seconds"] for r in counted if "cpu_seconds" in r]
-            busy = (
-                f" CPU used during a deploy (median): server "
-                f"{statistics.median(c['server'] for c in cpu):.1f} s, simulated agents "
-                f"{statistics.median(c['sims'] for c in cpu):.1f} s."
-                if cpu
-                else ""
+            notes.append(_where_time_goes(n, fo, "agents"))
+        lean = e.get("flotilla_lean")
+        if lean:
+            counted = [r for r in lean["runs"] if not r["warmup"]]
+            ok = [r for r in counted if r["status"] == "succeeded"]
+            metric(
+                f"fanout_lean_succeeded_{n}",
+                f"**N={n} flotilla, lean hosts: POST until deployment succeeded**",
+                [r["elapsed"] for r in ok],
+                "s",
             )
-            notes.append(
-                f"- N={n}, where the time goes (s after the POST, the last of the {n} agents, "
-                f"median of the counted runs): " + "; ".join(steps) + "." + busy
-            )
+            if fl and ok:
+                ratio = statistics.median([r["elapsed"] for r in ok]) / statistics.median(
+                    fl["push"]
+                )
+                metric(
+                    f"ratio_lean_{n}",
+                    f"N={n} lean hosts: ratio of medians succeeded/floor",
+                    [ratio],
+                    "x",
+                )
+            notes.append(_where_time_goes(n, lean, "lean hosts"))
         if fl:
             notes.append(
                 f"- N={n} floor: {fl['push_bytes']} B push, {fl['reply_bytes']} B reply; RSS "
@@ -781,7 +815,7 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
                     else "never (the agents sent none while idle)."
                 )
             )
-        for key in ("floor_error", "flotilla_error"):
+        for key in ("floor_error", "flotilla_error", "flotilla_lean_error"):
             if key in e:
                 notes.append(f"- N={n} {key}: {e[key]}")
     notes += [
@@ -839,3 +873,32 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
         "notes": notes,
         "raw": per_n,
     }
+
+
+def _where_time_goes(n: int, fo: dict[str, Any], kind: str) -> str:
+    """A note: when the last host passed each step of a deploy, and each side's CPU."""
+    counted = [r for r in fo["runs"] if not r["warmup"]]
+    steps = []
+    for step, label in TIMELINE_LABELS.items():
+        values = [r["timeline"][f"{step}_last"] for r in counted]
+        values = [v for v in values if v is not None]
+        if values:
+            steps.append(f"{label} {statistics.median(values):.2f}")
+    done = [r["elapsed"] for r in counted if r["status"] == "succeeded"]
+    if done:
+        steps.append(f"deployment succeeded {statistics.median(done):.2f}")
+    failed = [r["status"] for r in counted if r["status"] != "succeeded"]
+    if failed:
+        steps.append(f"{len(failed)} counted deploys did not succeed: {failed}")
+    cpu = [r["cpu_seconds"] for r in counted if "cpu_seconds" in r]
+    busy = (
+        f" CPU used during a deploy (median): server "
+        f"{statistics.median(c['server'] for c in cpu):.1f} s, simulated {kind} "
+        f"{statistics.median(c['sims'] for c in cpu):.1f} s."
+        if cpu
+        else ""
+    )
+    return (
+        f"- N={n}, {kind}, where the time goes (s after the POST, the last of the {n} hosts, "
+        f"median of the counted runs): " + "; ".join(steps) + "." + busy
+    )

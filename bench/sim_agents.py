@@ -6,7 +6,9 @@ Each simulated host is a real `agent.runner.Agent` with a real `agent.client.Con
 real WebSocket client speaking the real protocol: hello, status as the agent acts, the full
 status every 5 minutes, reconnect with backoff), but its Docker driver is
 `bench.fake_driver.FakeDriver`, an in-memory simulation that answers at once. This is a
-benchmark tool only: it is never evidence that a feature works.
+benchmark tool only: it is never evidence that a feature works. With --lean the hosts are
+`bench.lean_hosts.LeanHost`s instead: the messages such an agent sends, without its work
+(see that module for why).
 
 TOKENS FILE: one "NAME TOKEN" per line. Connects are staggered (--rate per second). Prints
 "connected N in S s" on stdout when every agent is connected. Then reads commands on stdin,
@@ -33,11 +35,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import aiohttp
+
 from agent.client import Connection
 from agent.health import HealthTracker
 from agent.protocol import DesiredState, Message, Status
 from agent.runner import Agent
 from bench.fake_driver import FakeDriver
+from bench.lean_hosts import LeanHost
 from server.gc_tuning import tune_for_server
 
 T = TypeVar("T")
@@ -137,20 +142,29 @@ def read_tokens(path: str, count: int) -> list[tuple[str, str]]:
 async def main_async(args: argparse.Namespace) -> None:
     counters = Counters()
     pairs = read_tokens(args.tokens, args.count)
-    agents: list[SimAgent] = []
-    conns: list[Connection] = []
+    agents: list[SimAgent | LeanHost] = []
+    conns: list[Connection | LeanHost] = []
     tasks: list[asyncio.Task[None]] = []
+    session = None
+    if args.lean:  # one client session for all, as the floor's clients have
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     started = time.monotonic()
     for i, (name, token) in enumerate(pairs):
-        driver = FakeDriver(name)
-        agent = SimAgent(
-            name, driver, counters, poll_interval=args.poll_interval, health=probes_of(driver)
-        )
-        conn = Connection(agent, args.server, token, driver.version())
-        agents.append(agent)
-        conns.append(conn)
-        tasks.append(asyncio.create_task(agent.run()))
-        tasks.append(asyncio.create_task(conn.run()))
+        if session is not None:
+            lean = LeanHost(name, token, args.server, counters)
+            agents.append(lean)
+            conns.append(lean)
+            tasks.append(asyncio.create_task(lean.run(session)))
+        else:
+            driver = FakeDriver(name)
+            agent = SimAgent(
+                name, driver, counters, poll_interval=args.poll_interval, health=probes_of(driver)
+            )
+            conn = Connection(agent, args.server, token, driver.version())
+            agents.append(agent)
+            conns.append(conn)
+            tasks.append(asyncio.create_task(agent.run()))
+            tasks.append(asyncio.create_task(conn.run()))
         # stagger: at most `rate` new connects per second
         due = started + (i + 1) / args.rate
         delay = due - time.monotonic()
@@ -183,10 +197,12 @@ async def main_async(args: argparse.Namespace) -> None:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if session is not None:
+        await session.close()
 
 
 async def serve_commands(
-    agents: list[SimAgent], conns: list[Connection], counters: Counters
+    agents: list[SimAgent | LeanHost], conns: list[Connection | LeanHost], counters: Counters
 ) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -230,6 +246,11 @@ def main() -> int:
     parser.add_argument("--poll-interval", type=float, default=5.0, help="agent poll (s)")
     parser.add_argument("--connect-timeout", type=float, default=600.0)
     parser.add_argument("--threads", action="store_true", help="keep asyncio.to_thread hops")
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="lean hosts (bench/lean_hosts.py): the agent's messages without its work",
+    )
     parser.add_argument("--log-level", default="ERROR")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
