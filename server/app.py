@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     hub = Hub(sessions, metrics, host_changed)
     controller.push = hub.request_push
     controller.pushed = hub.pushed
+    hub.judged = controller.judged
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[SESSIONS] = sessions

@@ -55,6 +55,11 @@ WRITE_GATHER_SECONDS = 0.1
 # memory, so a later write delays no rollout, and a host that reports twice is written once.
 FLUSH_REST_SHARE = 2.0
 MAX_FLUSH_REST = 0.25
+# While the rollout controller has statuses to judge, a write waits for it (this long at
+# most): both need the one event loop, and the controller reads statuses from memory, not
+# from the database. At the end of a 10,000-host deploy a write of 7,000 statuses (100 ms of
+# CPU) ran alongside the pass that judged them, which took 260 ms instead of 130.
+MAX_WRITE_DEFER_SECONDS = 1.0
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 PUSH_CONCURRENCY = 256
 HEARTBEAT_SECONDS = 20.0  # the server's ping interval on each agent socket, for small fleets
@@ -94,6 +99,7 @@ class Hub:
         self._push_wanted = asyncio.Event()
         self.pushed = asyncio.Event()  # set while no push is waiting or under way
         self.pushed.set()
+        self.judged: asyncio.Event | None = None  # the controller's: set while none to judge
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
         self.observed: dict[str, dict[str, Any]] = {}  # newest status per connected host
         self._fleet = 0  # registered hosts, counted at most once a minute
@@ -250,6 +256,7 @@ class Hub:
                     async with asyncio.timeout(TOUCH_INTERVAL):
                         await self._dirty.wait()
                 await asyncio.sleep(WRITE_GATHER_SECONDS)
+                await self._yield_to_rollouts()
                 self._dirty.clear()
                 touch = time.monotonic() - last_touch >= TOUCH_INTERVAL
                 if touch:
@@ -268,6 +275,14 @@ class Hub:
             # engine is disposed only after this transaction is done
             with contextlib.suppress(Exception):
                 await self.flush(False)
+
+    async def _yield_to_rollouts(self) -> None:
+        """Wait, MAX_WRITE_DEFER_SECONDS at most, while a rollout has statuses to judge."""
+        if self.judged is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MAX_WRITE_DEFER_SECONDS):
+                await self.judged.wait()
 
     async def flush(self, touch: bool = False) -> None:
         """Write queued status, connections and events in one transaction."""

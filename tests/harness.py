@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +61,27 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def settle(done: Callable[[], bool], turns: int = 200) -> bool:
+    """Let the event loop run until `done()` or `turns` iterations passed (no clock)."""
+    for _ in range(turns):
+        if done():
+            return True
+        await asyncio.sleep(0)
+    return done()
+
+
+@contextlib.asynccontextmanager
+async def running(loop: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run a server loop for the test's body; cancel it, and wait until it has ended."""
+    task = asyncio.create_task(loop)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def fetch_text(port: int, path: str = "/") -> str | None:

@@ -150,6 +150,10 @@ class Controller:
         self._targets: dict[int, _Targets] = {}  # deployment id -> its rows, between passes
         self._changed: set[str] = set()  # hosts with news since the last pass
         self._news = 0  # how many times hosts had news (see QUIET_SECONDS)
+        # set while no running rollout has news to judge and no pass runs: the hub holds
+        # its writes back otherwise (Hub.judged)
+        self.judged = asyncio.Event()
+        self.judged.set()
 
     def host_changed(self, name: str) -> None:
         """A host sent a status, connected or went away: judge it again, soon, if a rollout
@@ -160,6 +164,7 @@ class Controller:
             self._changed.add(name)
             self._news += 1
             self.wake.set()
+            self.judged.clear()
 
     async def run(self) -> None:
         while True:
@@ -200,11 +205,15 @@ class Controller:
         """One pass over all active deployments; whether it asked the hub to push."""
         pushes: set[str] = set()
         changed, self._changed = self._changed, set()
+        self.judged.clear()
         try:
             await self._pass(changed, pushes)
         except BaseException:
             self._targets.clear()  # the copies may hold changes that were rolled back
             raise
+        finally:
+            if not (self._targets and self._changed):  # else news came during the pass
+                self.judged.set()
         if self._ended_any:  # committed: waiters now read the final status
             self._ended_any = False
             ended, self.finished = self.finished, asyncio.Event()

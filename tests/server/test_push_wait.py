@@ -5,35 +5,13 @@ before hearing of it, and a pass in the meantime only slows the push down."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from server.hub import Hub
 from server.metrics import create_metrics
 from server.rollout import controller as controller_module
 from server.rollout.controller import Controller
-
-
-async def settle(done: Callable[[], bool], turns: int = 200) -> bool:
-    """Let the event loop run until `done()` or `turns` iterations passed."""
-    for _ in range(turns):
-        if done():
-            return True
-        await asyncio.sleep(0)
-    return done()
-
-
-@contextlib.asynccontextmanager
-async def running(loop: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run a server loop for the test's body; cancel it, and wait until it has ended."""
-    task = asyncio.create_task(loop)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+from tests.harness import running, settle
 
 
 def controller_with_passes(pushes: list[bool]) -> tuple[Controller, list[asyncio.Event]]:

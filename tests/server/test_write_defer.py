@@ -1,0 +1,96 @@
+"""While a rollout has statuses to judge, the hub holds its write of them back (a second at
+most): the controller judges from memory, and a write of thousands of statuses alongside
+its pass only slows the pass down."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from server import hub as hub_module
+from server.db import store
+from server.hub import Hub
+from server.metrics import create_metrics
+from server.rollout.controller import Controller, _Targets
+from tests.harness import running, settle
+
+
+def controller(pass_body: Any = None) -> Controller:
+    """A controller whose passes touch no database: each runs `pass_body(controller)`."""
+    ctl = Controller(sessions=None, metrics=None, is_connected=lambda _: True)  # type: ignore[arg-type]
+
+    async def a_pass(_changed: set[str], _pushes: set[str]) -> None:
+        await asyncio.sleep(0)
+        if pass_body is not None:
+            pass_body(ctl)
+
+    ctl._pass = a_pass  # type: ignore[method-assign,assignment]
+    return ctl
+
+
+def hub_writing_into(writes: list[bool]) -> Hub:
+    """A hub whose writes touch no database: each appends to `writes`."""
+    hub = Hub(sessions=None, metrics=create_metrics(), on_change=lambda _: None)  # type: ignore[arg-type]
+
+    async def flush(touch: bool = False) -> None:
+        writes.append(touch)
+
+    hub.flush = flush  # type: ignore[method-assign]
+    return hub
+
+
+def running_rollout(ctl: Controller, states: dict[str, str]) -> None:
+    """Give `ctl` a running rollout whose hosts are in `states`."""
+    now = store.now()
+    rows = [
+        store.Target(i, i, name, state, None, None, {}, now, now)
+        for i, (name, state) in enumerate(states.items())
+    ]
+    ctl._targets[1] = _Targets.of(rows)
+
+
+async def test_news_of_a_running_rollout_is_to_judge_until_a_pass_took_it() -> None:
+    ctl = controller()
+    ctl.host_changed("web-1")
+    assert ctl.judged.is_set()  # no rollout runs: a status is nothing to judge
+    running_rollout(ctl, {"web-1": "updating", "web-2": "updating"})
+    ctl.host_changed("web-1")
+    assert not ctl.judged.is_set()
+    await ctl.run_once()
+    assert ctl.judged.is_set()
+
+
+async def test_news_during_a_pass_is_still_to_judge_after_it() -> None:
+    ctl = controller(lambda c: c.host_changed("web-2"))
+    running_rollout(ctl, {"web-1": "updating", "web-2": "updating"})
+    ctl.host_changed("web-1")
+    await ctl.run_once()
+    assert not ctl.judged.is_set()
+
+
+async def test_the_hub_writes_once_the_controller_has_judged(monkeypatch: Any) -> None:
+    monkeypatch.setattr(hub_module, "WRITE_GATHER_SECONDS", 0)
+    monkeypatch.setattr(hub_module, "MAX_FLUSH_REST", 0)
+    writes: list[bool] = []
+    hub = hub_writing_into(writes)
+    hub.judged = asyncio.Event()  # the controller has statuses to judge
+    async with running(hub._flush_loop()):
+        hub._dirty.set()
+        assert not await settle(lambda: bool(writes))
+        hub.judged.set()
+        assert await settle(lambda: bool(writes))
+
+
+async def test_a_rollout_holds_writes_back_a_second_at_most(monkeypatch: Any) -> None:
+    monkeypatch.setattr(hub_module, "WRITE_GATHER_SECONDS", 0)
+    monkeypatch.setattr(hub_module, "MAX_WRITE_DEFER_SECONDS", 0.01)
+    writes: list[bool] = []
+    hub = hub_writing_into(writes)
+    hub.judged = asyncio.Event()  # never set
+    async with running(hub._flush_loop()):
+        hub._dirty.set()
+        for _ in range(500):
+            if writes:
+                break
+            await asyncio.sleep(0.01)
+    assert writes
