@@ -734,31 +734,34 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
         if samples:
             metrics.append(common_metric(key, label, samples, unit))
 
+    def deploys(
+        fo: dict[str, Any], fl: dict[str, Any] | None, key: str, kind: str, ratio_label: str
+    ) -> None:
+        """The counted deploys' times to success and to the last container, and the ratio of
+        the first to the floor."""
+        n = fo["n"]
+        counted = [r for r in fo["runs"] if not r["warmup"]]
+        ok = [r["elapsed"] for r in counted if r["status"] == "succeeded"]
+        label = f"**N={n} flotilla{kind}: POST until deployment succeeded**"
+        metric(f"fanout_{key}succeeded_{n}", label, ok, "s")
+        metric(
+            f"fanout_{key}last_ran_{n}",
+            f"N={n} flotilla{kind}: POST until the last {'host' if key else 'agent'} created "
+            "its container",
+            [r["last_ran"] for r in counted if r["last_ran"] is not None],
+            "s",
+        )
+        if fl and ok:
+            ratio = statistics.median(ok) / statistics.median(fl["push"])
+            metric(f"ratio_{key}{n}", f"N={n} {ratio_label}", [ratio], "x")
+
     for e in per_n:
         n = e["n"]
         fl, fo = e.get("floor"), e.get("flotilla")
         if fl:
             metric(f"floor_push_{n}", f"N={n} floor: push to all, all replied", fl["push"], "s")
         if fo:
-            counted = [r for r in fo["runs"] if not r["warmup"]]
-            ok = [r for r in counted if r["status"] == "succeeded"]
-            metric(
-                f"fanout_succeeded_{n}",
-                f"**N={n} flotilla: POST until deployment succeeded**",
-                [r["elapsed"] for r in ok],
-                "s",
-            )
-            metric(
-                f"fanout_last_ran_{n}",
-                f"N={n} flotilla: POST until the last agent created its container",
-                [r["last_ran"] for r in counted if r["last_ran"] is not None],
-                "s",
-            )
-            if fl and ok:
-                ratio = statistics.median([r["elapsed"] for r in ok]) / statistics.median(
-                    fl["push"]
-                )
-                metric(f"ratio_{n}", f"N={n} ratio of medians succeeded/floor", [ratio], "x")
+            deploys(fo, fl, "", "", "ratio of medians succeeded/floor")
             metric(
                 f"rss_per_agent_{n}",
                 f"N={n} server RSS per connected agent (target < 40 KiB)",
@@ -785,24 +788,9 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
             notes.append(_where_time_goes(n, fo, "agents"))
         lean = e.get("flotilla_lean")
         if lean:
-            counted = [r for r in lean["runs"] if not r["warmup"]]
-            ok = [r for r in counted if r["status"] == "succeeded"]
-            metric(
-                f"fanout_lean_succeeded_{n}",
-                f"**N={n} flotilla, lean hosts: POST until deployment succeeded**",
-                [r["elapsed"] for r in ok],
-                "s",
+            deploys(
+                lean, fl, "lean_", ", lean hosts", "lean hosts: ratio of medians succeeded/floor"
             )
-            if fl and ok:
-                ratio = statistics.median([r["elapsed"] for r in ok]) / statistics.median(
-                    fl["push"]
-                )
-                metric(
-                    f"ratio_lean_{n}",
-                    f"N={n} lean hosts: ratio of medians succeeded/floor",
-                    [ratio],
-                    "x",
-                )
             notes.append(_where_time_goes(n, lean, "lean hosts"))
         if fl:
             notes.append(

@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> web.Application:
         controller.host_changed(name)
 
     hub = Hub(sessions, metrics, host_changed)
-    controller.push = hub.request_push
+    controller.push = hub.push_now
     controller.pushed = hub.pushed
     hub.judged = controller.judged
     app[SETTINGS] = settings

@@ -97,6 +97,7 @@ class Hub:
         self._dirty = asyncio.Event()
         self._to_push: set[str] = set()
         self._push_wanted = asyncio.Event()
+        self._at_once = False  # the next push gathers nothing more (push_now)
         self.pushed = asyncio.Event()  # set while no push is waiting or under way
         self.pushed.set()
         self.judged: asyncio.Event | None = None  # the controller's: set while none to judge
@@ -199,6 +200,12 @@ class Hub:
         self._push_wanted.set()
         self.pushed.clear()
 
+    def push_now(self, hosts: Iterable[str]) -> None:
+        """Push to these hosts without gathering more first: a batch already gathered (the
+        controller's pass), whose first host should hear of it at once."""
+        self._at_once = True
+        self.request_push(hosts)
+
     async def run(self) -> None:
         """The hub's two loops: batched pushes and batched writes."""
         await asyncio.gather(self._push_loop(), self._flush_loop())
@@ -206,7 +213,9 @@ class Hub:
     async def _push_loop(self) -> None:
         while True:
             await self._push_wanted.wait()
-            await asyncio.sleep(PUSH_GATHER_SECONDS)
+            if not self._at_once:
+                await asyncio.sleep(PUSH_GATHER_SECONDS)
+            self._at_once = False
             self._push_wanted.clear()
             batch, self._to_push = self._to_push, set()
             try:

@@ -57,6 +57,9 @@ MAX_REST_SECONDS = 0.25
 # A rest without any host's news is taken whole: new deployments arriving (API load) are
 # still planned in batches.
 QUIET_SECONDS = 0.02
+# ...and a rest ends at once when every host the running rollouts wait on (updating) has had
+# news since the last pass: nothing more is coming to judge together with theirs. At the end
+# of a deploy to 1,000 hosts the last statuses waited out a quiet step for nothing.
 # Between passes only the hosts that reported, connected or went away (the hub says which)
 # and the rows this controller changed are judged again; every host is, at least this often,
 # so a change that slipped by is seen within a second.
@@ -91,6 +94,7 @@ class _Targets:
     question: tuple[str, int, int, str] | None = None
     judged_all_at: float = float("-inf")  # monotonic
     touched: set[str] = field(default_factory=set)  # rows changed since they were judged
+    updating: set[str] = field(default_factory=set)  # hosts whose rows are `updating`
 
     @classmethod
     def of(cls, rows: list[store.Target]) -> _Targets:
@@ -101,6 +105,7 @@ class _Targets:
             position={r.host_name: i for i, r in enumerate(rows)},
             written=max(times, default=None),
             last_change=max(moved, default=0.0),
+            updating={r.host_name for r in rows if r.state == "updating"},
         )
 
     def row(self, name: str) -> store.Target:
@@ -154,6 +159,8 @@ class Controller:
         # its writes back otherwise (Hub.judged)
         self.judged = asyncio.Event()
         self.judged.set()
+        self._awaited: set[str] = set()  # updating hosts without news since the last pass
+        self._all_reported = asyncio.Event()  # set when the last of them had news
 
     def host_changed(self, name: str) -> None:
         """A host sent a status, connected or went away: judge it again, soon, if a rollout
@@ -165,6 +172,10 @@ class Controller:
             self._news += 1
             self.wake.set()
             self.judged.clear()
+            if self._awaited:
+                self._awaited.discard(name)
+                if not self._awaited:
+                    self._all_reported.set()
 
     async def run(self) -> None:
         while True:
@@ -193,11 +204,16 @@ class Controller:
 
     async def _rest(self, seconds: float, news: int) -> None:
         """Sleep up to `seconds`, in steps of QUIET_SECONDS; stop early once hosts have had
-        news since `news` (the count when the pass began) and then a step brought none."""
+        news since `news` (the count when the pass began) and then a step brought none, or
+        once every updating host has had news."""
         until = time.monotonic() + seconds
         while (left := until - time.monotonic()) > 0.002:
+            if self._all_reported.is_set():
+                return
             before = self._news
-            await asyncio.sleep(min(QUIET_SECONDS, left))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(QUIET_SECONDS, left)):
+                    await self._all_reported.wait()
             if self._news == before and before != news:
                 return
 
@@ -214,6 +230,7 @@ class Controller:
         finally:
             if not (self._targets and self._changed):  # else news came during the pass
                 self.judged.set()
+            self._await_news()
         if self._ended_any:  # committed: waiters now read the final status
             self._ended_any = False
             ended, self.finished = self.finished, asyncio.Event()
@@ -222,6 +239,15 @@ class Controller:
             self.push(pushes)
             return True
         return False
+
+    def _await_news(self) -> None:
+        """Note the updating hosts without news since this pass (see QUIET_SECONDS)."""
+        waiting = set().union(*(kept.updating for kept in self._targets.values()))
+        self._awaited = waiting - self._changed
+        if waiting and not self._awaited:  # the last of them reported during the pass
+            self._all_reported.set()
+        else:  # without a host to wait on, rests are taken as before (API load)
+            self._all_reported.clear()
 
     async def _pass(self, changed: set[str], pushes: set[str]) -> None:
         """Drive the newest deployment of each app, in one transaction; collect pushes."""
@@ -290,6 +316,10 @@ class Controller:
             row = targets.row(name)
             row.state, row.error, row.updated_at = state, error, now
             targets.touched.add(name)
+            if state == "updating":
+                targets.updating.add(name)
+            else:
+                targets.updating.discard(name)
             change = {"id": row.id, "state": state, "error": error, "updated_at": now}
             if state == "failed":  # the evidence is the status the planner judged
                 judged = targets.judged[targets.position[name]]

@@ -1,6 +1,8 @@
-"""While a rollout has statuses to judge, the hub holds its write of them back (a second at
-most): the controller judges from memory, and a write of thousands of statuses alongside
-its pass only slows the pass down."""
+"""Statuses a rollout waits on are judged first. While a rollout has statuses to judge, the
+hub holds its write of them back (a second at most): the controller judges from memory, and
+a write of thousands of statuses alongside its pass only slows the pass down. The
+controller's rest between passes ends once every updating host has reported: nothing more
+is coming to judge together with theirs."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def running_rollout(ctl: Controller, states: dict[str, str]) -> None:
         for i, (name, state) in enumerate(states.items())
     ]
     ctl._targets[1] = _Targets.of(rows)
+    ctl._await_news()  # as a pass leaves it
 
 
 async def test_news_of_a_running_rollout_is_to_judge_until_a_pass_took_it() -> None:
@@ -94,3 +97,38 @@ async def test_a_rollout_holds_writes_back_a_second_at_most(monkeypatch: Any) ->
                 break
             await asyncio.sleep(0.01)
     assert writes
+
+
+async def test_a_rest_ends_once_every_updating_host_has_reported() -> None:
+    ctl = controller()
+    running_rollout(ctl, {"web-1": "updating", "web-2": "updating", "web-3": "healthy"})
+    rest = asyncio.create_task(ctl._rest(10.0, ctl._news))
+    ctl.host_changed("web-1")
+    assert not await settle(rest.done)
+    ctl.host_changed("web-3")  # healthy already: not waited on
+    assert not await settle(rest.done)
+    ctl.host_changed("web-2")
+    assert await settle(rest.done)
+
+
+async def test_without_an_updating_host_a_rest_is_not_cut_short() -> None:
+    ctl = controller()
+    running_rollout(ctl, {"web-1": "pending", "web-2": "healthy"})
+    rest = asyncio.create_task(ctl._rest(10.0, ctl._news))
+    ctl.host_changed("web-1")
+    try:
+        assert not await settle(rest.done)
+    finally:
+        rest.cancel()
+
+
+async def test_the_controllers_push_goes_out_without_gathering_more(monkeypatch: Any) -> None:
+    monkeypatch.setattr(hub_module, "PUSH_GATHER_SECONDS", 60.0)
+    hub = hub_writing_into([])
+    async with running(hub._push_loop()):
+        hub.request_push(["web-1"])  # an agent's (re)connect: gathers others first
+        assert not await settle(hub.pushed.is_set)
+    hub = hub_writing_into([])
+    async with running(hub._push_loop()):
+        hub.push_now(["web-2"])  # the controller's batch, gathered already
+        assert await settle(hub.pushed.is_set)  # not connected: nothing to send
