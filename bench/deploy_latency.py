@@ -25,6 +25,7 @@ from typing import Any
 
 import docker
 
+from agent.health import SETTLE_SECONDS
 from bench.common import (
     ROOT,
     Api,
@@ -524,10 +525,10 @@ def _breakdown(deploys: list[FlotillaRun], floors: list[FloorRun]) -> list[str]:
         lines.append(
             f"5. Deployment `succeeded` only at {succeeded * ms:.0f} ms: the agent's stop of the "
             f"old release returned at {stopped * ms:.0f} ms and the controller finished the "
-            f"deployment at {finished * ms:.0f} ms. The agent sends the new instance's "
-            "readiness in the status report that follows its next action, and that action is "
-            "the Stop of the old release (agent/runner.py `run_once`), so `succeeded` waits "
-            "for `docker stop`; busybox httpd as PID 1 ignores SIGTERM, so that stop runs "
-            "into its 10 s timeout."
+            f"deployment at {finished * ms:.0f} ms. These deploys have no health check, so "
+            f"the agent calls the new instance ready once it has run for {SETTLE_SECONDS:g} s "
+            "(agent/health.py SETTLE_SECONDS); then it reports it and stops the old release "
+            "(start-first), and the controller judges the host done once that stop is "
+            "reported."
         )
     return lines
