@@ -7,7 +7,6 @@ by a thin loop; the database stays the source of truth when several servers shar
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -20,7 +19,7 @@ from prometheus_client import Gauge
 from server.db import rollouts
 from server.db.session import Sessions
 from server.db.store import as_utc, now
-from server.loops import unit_of_work
+from server.loops import unit_of_work, wait_set
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -58,9 +57,7 @@ class FleetMetrics:
             # 10,000 hosts with a fixed 5 s)
             took = time.perf_counter() - started
             pause = min(max(self.interval, REFRESH_SHARE * took), MAX_PAUSE_SECONDS)
-            with contextlib.suppress(TimeoutError):  # not wait_for: 3.11's can lose a cancel
-                async with asyncio.timeout(pause):
-                    await self.wake.wait()
+            await wait_set(self.wake, pause)
             self.wake.clear()
 
     async def refresh(self) -> None:

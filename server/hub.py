@@ -37,7 +37,7 @@ from agent.protocol import (
 from server.db import rollouts, store
 from server.db.session import Sessions
 from server.errors import Unauthorized
-from server.loops import timed, unit_of_work
+from server.loops import timed, unit_of_work, wait_set
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -261,9 +261,7 @@ class Hub:
         last_touch = time.monotonic()
         try:
             while True:
-                with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancel
-                    async with asyncio.timeout(TOUCH_INTERVAL):
-                        await self._dirty.wait()
+                await wait_set(self._dirty, TOUCH_INTERVAL)
                 await asyncio.sleep(WRITE_GATHER_SECONDS)
                 await self._yield_to_rollouts()
                 self._dirty.clear()
@@ -287,11 +285,8 @@ class Hub:
 
     async def _yield_to_rollouts(self) -> None:
         """Wait, MAX_WRITE_DEFER_SECONDS at most, while a rollout has statuses to judge."""
-        if self.judged is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(MAX_WRITE_DEFER_SECONDS):
-                await self.judged.wait()
+        if self.judged is not None:
+            await wait_set(self.judged, MAX_WRITE_DEFER_SECONDS)
 
     async def flush(self, touch: bool = False) -> None:
         """Write queued status, connections and events in one transaction."""

@@ -30,6 +30,16 @@ async def unit_of_work(work: Awaitable[T]) -> T:
         raise
 
 
+async def wait_set(event: asyncio.Event, seconds: float) -> None:
+    """Wait until `event` is set, or `seconds` passed, whichever comes first.
+
+    A timeout scope, not asyncio.wait_for: the latter (3.11's) can lose a cancellation that
+    arrives just as the event is set, and a loop that lost it would never stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 SLOW_SECONDS = 0.25  # a pass this slow holds up rollouts: worth a line at INFO
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
 import time
@@ -18,6 +17,7 @@ from server.db import deploys, store
 from server.db.models import Deployment
 from server.errors import ApiError, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, SESSIONS
+from server.loops import wait_set
 from server.rollout.planner import TERMINAL
 
 _APP_NAME = re.compile(DNS_LABEL)
@@ -104,9 +104,7 @@ async def get_deployment(request: web.Request) -> web.Response:
             break
         # woken when this process's controller ends a deployment; the timeout covers one
         # ended by another server process
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(remaining, WAIT_RECHECK_SECONDS)):
-                await finished.wait()
+        await wait_set(finished, min(remaining, WAIT_RECHECK_SECONDS))
     async with sessions() as session:  # the hosts once, not on every wake-up
         hosts = await store.deployment_hosts(session, deployment_id)
         names = await store.app_names(session, {deployment.app_id})

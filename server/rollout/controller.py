@@ -15,7 +15,6 @@ a second.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import operator
@@ -30,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db import rollouts, store
 from server.db.models import App, Deployment
 from server.db.session import Sessions
-from server.loops import timed, unit_of_work
+from server.loops import timed, unit_of_work, wait_set
 from server.metrics import Metrics
 from server.rollout.planner import (
     TERMINAL,
@@ -179,9 +178,7 @@ class Controller:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):  # not wait_for: 3.11's can lose a cancel
-                async with asyncio.timeout(self.interval):
-                    await self.wake.wait()
+            await wait_set(self.wake, self.interval)
             self.wake.clear()
             started, news = time.monotonic(), self._news
             pushed = False
@@ -196,11 +193,8 @@ class Controller:
 
     async def _await_push(self) -> None:
         """Wait, at most PUSH_WAIT_SECONDS, until the hub has sent what the last pass assigned."""
-        if self.pushed is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PUSH_WAIT_SECONDS):
-                await self.pushed.wait()
+        if self.pushed is not None:
+            await wait_set(self.pushed, PUSH_WAIT_SECONDS)
 
     async def _rest(self, seconds: float, news: int) -> None:
         """Sleep up to `seconds`, in steps of QUIET_SECONDS; stop early once hosts have had
@@ -211,9 +205,7 @@ class Controller:
             if self._all_reported.is_set():
                 return
             before = self._news
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(QUIET_SECONDS, left)):
-                    await self._all_reported.wait()
+            await wait_set(self._all_reported, min(QUIET_SECONDS, left))
             if self._news == before and before != news:
                 return
 

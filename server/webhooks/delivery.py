@@ -16,7 +16,6 @@ again after a restart, so receivers dedupe on the delivery id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -30,7 +29,7 @@ from aiohttp import web
 
 from server.db import webhooks as db
 from server.db.session import Sessions
-from server.loops import unit_of_work
+from server.loops import unit_of_work, wait_set
 from server.webhooks import signing
 
 log = logging.getLogger(__name__)
@@ -88,9 +87,7 @@ class Deliverer:
                 # not asyncio.wait_for: on Python 3.11 it returns normally when it is cancelled
                 # in the turn in which the wake-up completes (a sender that just finished, a
                 # commit that enqueued), so a stopping server's loop ran on and its teardown hung
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.policy.interval):
-                        await self.wake.wait()
+                await wait_set(self.wake, self.policy.interval)
                 self.wake.clear()
                 try:
                     await unit_of_work(self.run_once())

@@ -30,12 +30,14 @@ def controller(pass_body: Any = None) -> Controller:
     return ctl
 
 
-def hub_writing_into(writes: list[bool]) -> Hub:
-    """A hub whose writes touch no database: each appends to `writes`."""
+def hub_writing_into(writes: list[bool], wrote: asyncio.Event | None = None) -> Hub:
+    """A hub whose writes touch no database: each appends to `writes` (and sets `wrote`)."""
     hub = Hub(sessions=None, metrics=create_metrics(), on_change=lambda _: None)  # type: ignore[arg-type]
 
     async def flush(touch: bool = False) -> None:
         writes.append(touch)
+        if wrote is not None:
+            wrote.set()
 
     hub.flush = flush  # type: ignore[method-assign]
     return hub
@@ -87,16 +89,12 @@ async def test_the_hub_writes_once_the_controller_has_judged(monkeypatch: Any) -
 async def test_a_rollout_holds_writes_back_a_second_at_most(monkeypatch: Any) -> None:
     monkeypatch.setattr(hub_module, "WRITE_GATHER_SECONDS", 0)
     monkeypatch.setattr(hub_module, "MAX_WRITE_DEFER_SECONDS", 0.01)
-    writes: list[bool] = []
-    hub = hub_writing_into(writes)
+    wrote = asyncio.Event()
+    hub = hub_writing_into([], wrote)
     hub.judged = asyncio.Event()  # never set
     async with running(hub._flush_loop()):
         hub._dirty.set()
-        for _ in range(500):
-            if writes:
-                break
-            await asyncio.sleep(0.01)
-    assert writes
+        await asyncio.wait_for(wrote.wait(), 5)
 
 
 async def test_a_rest_ends_once_every_updating_host_has_reported() -> None:
