@@ -14,13 +14,20 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # batch mode changes a table by copying it, dropping it and renaming the copy; with
+        # foreign keys on, dropping a table that another one refers to fails. They are off
+        # while migrations run (first: SQLite ignores this pragma inside a transaction) and
+        # checked before the commit; the engine, and so this connection, is disposed after.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        connection=connection, target_metadata=target_metadata, render_as_batch=sqlite
     )
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").all()):
+            raise RuntimeError(f"migrations left rows whose foreign keys point nowhere: {broken}")
 
 
 async def _run_async(url: str) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 from server.api.auth import require
 from server.api.deployments import app_name
 from server.api.views import app_out, release_out
-from server.db import store
+from server.db import rollouts, store
 from server.keys import HUB, READ_CACHE, SESSIONS
 
 
@@ -43,8 +43,14 @@ async def get_app(request: web.Request) -> web.Response:
             release = await store.get_release(session, app, number) if number else None
             hosts = await store.list_hosts(session)
             assigned = await store.assignments_of_app(session, app)
-        live = request.app[HUB].status_of
-        out = app_out(app, release, hosts, {a.host_id: a.release for a in assigned}, live)
+            # the hub's statuses as of now; the database's for the hosts it has none of
+            status_of = request.app[HUB].status_of
+            live = {h.name: seen for h in hosts if (seen := status_of(h.name)) is not None}
+            stored = await rollouts.observed_by_id(
+                session, [h.id for h in hosts if h.name not in live]
+            )
+        assignments = {a.host_id: a.release for a in assigned}
+        out = app_out(app, release, hosts, assignments, live.get, stored)
         return out.model_dump_json().encode()
 
     body = await request.app[READ_CACHE].fetch(request.path, build)

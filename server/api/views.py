@@ -97,13 +97,15 @@ def app_out(
     hosts: Sequence[Host],
     assigned: dict[int, int],
     live: Callable[[str], dict[str, Any] | None],
+    stored: dict[int, dict[str, Any]],
 ) -> AppOut:
     """The app with its current spec and, per host it is assigned to, what runs there: from
     the newest status, the hub's (`live`, by host name) if it holds one, which the
-    controller judged by and which reaches the database a moment later."""
+    controller judged by and which reaches the database a moment later; else the database's
+    (`stored`, by host id)."""
     per_host = []
     for host in hosts:
-        observed = live(host.name) or host.observed or {}
+        observed = live(host.name) or stored.get(host.id) or {}
         instances = [i for i in observed.get("instances", []) if i.get("app") == app.name]
         if host.id not in assigned and not instances:
             continue

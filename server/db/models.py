@@ -61,8 +61,21 @@ class Host(Base):
     last_seen: Mapped[dt.datetime | None]
     agent_version: Mapped[str | None] = mapped_column(String(50))
     docker_version: Mapped[str | None] = mapped_column(String(50))
-    observed: Mapped[Json] = mapped_column(default=dict)  # the agent's last Status
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class HostStatus(Base):
+    """A host's last status (the agent's report, about 1 KiB of JSON), apart from the host.
+
+    Every deploy bumps the generation of each target host, and reads and copies host rows: with
+    the status in the row, a deploy to 10,000 hosts rewrote and read 10 MiB of it, which made
+    the pass before the first push 120-150 ms slower. No row until the host first reports.
+    """
+
+    __tablename__ = "host_statuses"
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), primary_key=True)
+    observed: Mapped[Json] = mapped_column(default=dict)
+    reported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class App(Base):

@@ -9,18 +9,30 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Assignment as WireAssignment
 from agent.protocol import DesiredState, Prepull
 from server.db import store
-from server.db.models import App, Assignment, Deployment, DeploymentHost, Host, Release, utcnow
+from server.db.models import (
+    App,
+    Assignment,
+    Deployment,
+    DeploymentHost,
+    Host,
+    HostStatus,
+    Release,
+    utcnow,
+)
 from server.rollout.planner import ACTIVE
 from server.wire import container_spec
 
 _TARGETS = cast(Table, DeploymentHost.__table__)
 _ASSIGNMENTS = cast(Table, Assignment.__table__)
 _HOSTS = cast(Table, Host.__table__)
+_STATUSES = cast(Table, HostStatus.__table__)
 _APPS = cast(Table, App.__table__)
 _RELEASES = cast(Table, Release.__table__)
 _DEPLOYMENTS = cast(Table, Deployment.__table__)
@@ -177,10 +189,12 @@ async def _bump_generations(session: AsyncSession, host_ids: Sequence[int]) -> N
 
 
 async def observed_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The last status the database holds for hosts this process has no live status of."""
+    """The last status the database holds for hosts this process has no live status of
+    (none for a host that never reported)."""
     result: dict[int, dict[str, Any]] = {}
+    statuses = _STATUSES.c
     for chunk in _chunks(list(ids)):
-        query = select(Host.id, Host.observed).where(Host.id.in_(chunk))
+        query = select(statuses.host_id, statuses.observed).where(statuses.host_id.in_(chunk))
         result.update(
             {host_id: observed or {} for host_id, observed in await session.execute(query)}
         )
@@ -303,8 +317,8 @@ async def record_reports(
     """Write what agents reported, by host id, in a few statements."""
     at = utcnow()
     rows: dict[int, dict[str, Any]] = {}
-    for host_id, status in observed.items():
-        rows[host_id] = {"id": host_id, "observed": status, "last_seen": at, "connected": True}
+    for host_id in observed:  # all alike: one UPDATE per IN list
+        rows[host_id] = {"id": host_id, "last_seen": at, "connected": True}
     for host_id, (up, agent_version, docker_version) in connections.items():
         row = rows.setdefault(host_id, {"id": host_id, "last_seen": at})
         row["connected"] = up
@@ -314,6 +328,23 @@ async def record_reports(
     await update_by_id(session, Host.__table__, list(rows.values()))
     for chunk in _chunks(list(touch)):
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
+    if observed:
+        await _save_statuses(session, observed, at)
+
+
+async def _save_statuses(
+    session: AsyncSession, observed: dict[int, dict[str, Any]], at: dt.datetime
+) -> None:
+    """Insert or replace each host's status row: one executemany of an upsert, which SQLite
+    (3.24 and later) and PostgreSQL both write as INSERT ... ON CONFLICT DO UPDATE."""
+    bind = session.get_bind()
+    upsert = (pg_insert if bind.dialect.name == "postgresql" else sqlite_insert)(_STATUSES)
+    statement = upsert.on_conflict_do_update(
+        index_elements=[_STATUSES.c.host_id],
+        set_={"observed": upsert.excluded.observed, "reported_at": upsert.excluded.reported_at},
+    )
+    rows = [{"host_id": h, "observed": status, "reported_at": at} for h, status in observed.items()]
+    await session.execute(statement, rows)
 
 
 async def _rows_in(

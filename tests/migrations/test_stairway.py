@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from server.db import migrate
@@ -90,3 +92,38 @@ async def test_models_match_migrations(database_url: str) -> None:
     assert diff == [], "the models and the migrations differ; write a migration:\n" + "\n".join(
         map(repr, diff)
     )
+
+
+async def test_statuses_move_to_their_own_table_and_back(database_url: str) -> None:
+    """0005 moves each host's last status out of the hosts table; its downgrade moves it
+    back. A host that reported keeps its status both ways."""
+    status = {"type": "status", "host": "web-1", "instances": [{"app": "shop", "release": 3}]}
+
+    def add_host(conn: Connection) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO hosts (name, labels, token_hash, generation, connected, observed,"
+                " created_at) VALUES ('web-1', '{}', 'x', 0, false, :observed, :at)"
+            ),
+            {"observed": json.dumps(status), "at": dt.datetime(2026, 11, 30, tzinfo=dt.UTC)},
+        )
+        conn.commit()
+
+    def statuses(conn: Connection) -> list[tuple[int, Any]]:
+        rows = conn.execute(text("SELECT host_id, observed FROM host_statuses")).all()
+        return [(host_id, _json(observed)) for host_id, observed in rows]
+
+    def observed(conn: Connection) -> Any:
+        return _json(conn.execute(text("SELECT observed FROM hosts")).scalar_one())
+
+    await upgrade(database_url, "0004")
+    await on_connection(database_url, add_host)
+    await upgrade(database_url, "0005")
+    assert await on_connection(database_url, statuses) == [(1, status)]
+    await downgrade(database_url, "0004")
+    assert await on_connection(database_url, observed) == status
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: SQLite's driver gives the text, asyncpg's too (json, not jsonb)."""
+    return json.loads(value) if isinstance(value, str) else value
