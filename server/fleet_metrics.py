@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 REFRESH_SHARE = 40  # wait at least this many times as long as the last refresh took
 MAX_PAUSE_SECONDS = 15.0  # but never longer than a usual Prometheus scrape interval
+# While a rollout has statuses to judge, a refresh waits for the controller (this long at
+# most): both need the one event loop. A refresh at 10,000 hosts costs 115-165 ms of CPU,
+# and in a profile of a 10,000-host deploy it was a seventh of the server's samples.
+MAX_DEFER_SECONDS = 2.0
 
 
 class FleetMetrics:
@@ -36,8 +40,10 @@ class FleetMetrics:
         host_timeout: float,
         interval: float = 5.0,
         observed_of: Callable[[str], dict[str, Any] | None] = lambda _: None,
+        judged: asyncio.Event | None = None,
     ) -> None:
         self.observed_of = observed_of
+        self.judged = judged  # the controller's: set while it has no statuses to judge
         self._children: dict[Gauge, dict[tuple[str, ...], Any]] = {}
         self.sessions = sessions
         self.metrics = metrics
@@ -47,6 +53,8 @@ class FleetMetrics:
 
     async def run(self) -> None:
         while True:
+            if self.judged is not None:
+                await wait_set(self.judged, MAX_DEFER_SECONDS)
             started = time.perf_counter()
             try:
                 await unit_of_work(self.refresh())

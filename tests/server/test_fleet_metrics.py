@@ -1,13 +1,19 @@
-"""Fleet gauges: set from a snapshot, updated in place, vanished hosts removed."""
+"""Fleet gauges: set from a snapshot, updated in place, vanished hosts removed; a refresh
+waits, for a bounded time, while a rollout has statuses to judge."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from types import SimpleNamespace
+from typing import Any
 
+from server import fleet_metrics
 from server.db.rollouts import FleetSnapshot
 from server.fleet_metrics import FleetMetrics
 from server.metrics import create_metrics
+from tests.harness import running, settle
 
 
 def _host(name: str, at: dt.datetime) -> SimpleNamespace:
@@ -40,3 +46,39 @@ def test_publish_sets_updates_and_removes_children() -> None:
     assert r.get_sample_value("flotilla_host_app_release", {"host": "a", "app": "web"}) is None
     assert r.get_sample_value("flotilla_host_last_seen_timestamp_seconds", {"host": "a"}) is None
     assert r.get_sample_value("flotilla_hosts", {"status": "connected"}) == 1
+
+
+def _fleet_refreshing_into(
+    refreshes: list[float], judged: asyncio.Event, refreshed: asyncio.Event | None = None
+) -> FleetMetrics:
+    """Fleet metrics that wait on `judged` and whose refreshes only note when they ran (and
+    set `refreshed`)."""
+    fleet = FleetMetrics(None, create_metrics(), 30.0, interval=3600, judged=judged)  # type: ignore[arg-type]
+
+    async def refresh() -> None:
+        refreshes.append(time.monotonic())
+        if refreshed is not None:
+            refreshed.set()
+
+    fleet.refresh = refresh  # type: ignore[method-assign]
+    return fleet
+
+
+async def test_a_refresh_waits_while_a_rollout_has_statuses_to_judge() -> None:
+    refreshes: list[float] = []
+    judged = asyncio.Event()  # the controller has statuses to judge
+    async with running(_fleet_refreshing_into(refreshes, judged).run()):
+        assert not await settle(lambda: bool(refreshes))
+        judged.set()
+        assert await settle(lambda: bool(refreshes))
+
+
+async def test_a_rollout_holds_a_refresh_back_for_a_bounded_time(monkeypatch: Any) -> None:
+    monkeypatch.setattr(fleet_metrics, "MAX_DEFER_SECONDS", 0.05)
+    refreshes: list[float] = []
+    refreshed = asyncio.Event()
+    fleet = _fleet_refreshing_into(refreshes, asyncio.Event(), refreshed)  # judged: never set
+    started = time.monotonic()
+    async with running(fleet.run()):
+        await asyncio.wait_for(refreshed.wait(), 5)
+    assert refreshes[0] - started >= 0.05
