@@ -92,6 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="per deploy, seconds")
     parser.add_argument("--profile-dir", default="", help="py-spy profiles of the server here")
     parser.add_argument(
+        "--profile-every-deploy",
+        action="store_true",
+        help="with --profile-dir, profile every counted deploy (one file each), not only the "
+        "first: one deploy gives too few samples to split a server's time reliably",
+    )
+    parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples/s")
+    parser.add_argument(
         "--profile-sims",
         action="store_true",
         help="with --profile-dir, profile the simulated agents too, with py-spy --nonblocking "
@@ -208,7 +215,7 @@ class Child:
 class Profiler:
     """py-spy record of one process, raw (collapsed) stacks, stopped with SIGINT."""
 
-    def __init__(self, pid: int, path: Path, nonblocking: bool = False) -> None:
+    def __init__(self, pid: int, path: Path, nonblocking: bool = False, rate: int = 50) -> None:
         self.path = path
         exe = Path(sys.executable).parent / "py-spy"
         self.proc = subprocess.Popen(
@@ -223,7 +230,7 @@ class Profiler:
                 "--pid",
                 str(pid),
                 "-r",
-                "50",
+                str(rate),
                 # without pausing the process: its samples may be torn, but it keeps pace
                 *(["--nonblocking"] if nonblocking else []),
             ],
@@ -538,18 +545,20 @@ def measure_flotilla(
         runs = []
         for k in range(1, args.runs + 2):
             prof = sims_prof = None
-            if args.profile_dir and k == 2:
-                label = f"{'lean-' if lean else ''}{n}"
-                prof = Profiler(server.pid, Path(args.profile_dir) / f"fanout-deploy-{label}.txt")
+            if args.profile_dir and (k == 2 or (k > 2 and args.profile_every_deploy)):
+                label = f"{'lean-' if lean else ''}{n}" + (f"-v{k}" if k > 2 else "")
+                where = Path(args.profile_dir)
+                rate = args.profile_rate
+                prof = Profiler(server.pid, where / f"fanout-deploy-{label}.txt", rate=rate)
                 if args.profile_sims:
                     sims_prof = Profiler(
-                        sims.pid, Path(args.profile_dir) / f"fanout-sims-{label}.txt", True
+                        sims.pid, where / f"fanout-sims-{label}.txt", True, rate=rate
                     )
             r = deploy_once(server, sims, n, k, args)
-            if prof is not None:
-                out["profile_deploy"] = prof.stop()
+            if prof is not None:  # the results keep the first counted deploy's summary
+                out.setdefault("profile_deploy", prof.stop())
             if sims_prof is not None:
-                out["profile_sims_deploy"] = sims_prof.stop()
+                out.setdefault("profile_sims_deploy", sims_prof.stop())
             r["warmup"] = k == 1
             runs.append(r)
             log(
