@@ -114,7 +114,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.host_timeout,
         settings.fleet_metrics_interval,
         observed_of=app[HUB].status_of,
-        judged=app[CONTROLLER].judged,
+        rollouts_idle=app[CONTROLLER].idle,
     )
     tasks = [
         asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller"),

@@ -158,6 +158,9 @@ class Controller:
         # its writes back otherwise (Hub.judged)
         self.judged = asyncio.Event()
         self.judged.set()
+        # set while no rollout runs (as of the last pass): fleet metrics refresh then
+        self.idle = asyncio.Event()
+        self.idle.set()
         self._awaited: set[str] = set()  # updating hosts without news since the last pass
         self._all_reported = asyncio.Event()  # set when the last of them had news
 
@@ -222,6 +225,10 @@ class Controller:
         finally:
             if not (self._targets and self._changed):  # else news came during the pass
                 self.judged.set()
+            if self._targets:
+                self.idle.clear()
+            else:
+                self.idle.set()
             self._await_news()
         if self._ended_any:  # committed: waiters now read the final status
             self._ended_any = False

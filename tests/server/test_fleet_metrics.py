@@ -1,5 +1,5 @@
 """Fleet gauges: set from a snapshot, updated in place, vanished hosts removed; a refresh
-waits, for a bounded time, while a rollout has statuses to judge."""
+waits, for a bounded time, while a rollout runs."""
 
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ def test_publish_sets_updates_and_removes_children() -> None:
 
 
 def _fleet_refreshing_into(
-    refreshes: list[float], judged: asyncio.Event, refreshed: asyncio.Event | None = None
+    refreshes: list[float], idle: asyncio.Event, refreshed: asyncio.Event | None = None
 ) -> FleetMetrics:
-    """Fleet metrics that wait on `judged` and whose refreshes only note when they ran (and
+    """Fleet metrics that wait on `idle` and whose refreshes only note when they ran (and
     set `refreshed`)."""
-    fleet = FleetMetrics(None, create_metrics(), 30.0, interval=3600, judged=judged)  # type: ignore[arg-type]
+    fleet = FleetMetrics(None, create_metrics(), 30.0, interval=3600, rollouts_idle=idle)  # type: ignore[arg-type]
 
     async def refresh() -> None:
         refreshes.append(time.monotonic())
@@ -64,12 +64,12 @@ def _fleet_refreshing_into(
     return fleet
 
 
-async def test_a_refresh_waits_while_a_rollout_has_statuses_to_judge() -> None:
+async def test_a_refresh_waits_while_a_rollout_runs() -> None:
     refreshes: list[float] = []
-    judged = asyncio.Event()  # the controller has statuses to judge
-    async with running(_fleet_refreshing_into(refreshes, judged).run()):
+    idle = asyncio.Event()  # a rollout runs
+    async with running(_fleet_refreshing_into(refreshes, idle).run()):
         assert not await settle(lambda: bool(refreshes))
-        judged.set()
+        idle.set()
         assert await settle(lambda: bool(refreshes))
 
 
@@ -77,7 +77,7 @@ async def test_a_rollout_holds_a_refresh_back_for_a_bounded_time(monkeypatch: An
     monkeypatch.setattr(fleet_metrics, "MAX_DEFER_SECONDS", 0.05)
     refreshes: list[float] = []
     refreshed = asyncio.Event()
-    fleet = _fleet_refreshing_into(refreshes, asyncio.Event(), refreshed)  # judged: never set
+    fleet = _fleet_refreshing_into(refreshes, asyncio.Event(), refreshed)  # idle: never set
     started = time.monotonic()
     async with running(fleet.run()):
         await asyncio.wait_for(refreshed.wait(), 5)

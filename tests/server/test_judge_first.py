@@ -2,7 +2,8 @@
 hub holds its write of them back (a second at most): the controller judges from memory, and
 a write of thousands of statuses alongside its pass only slows the pass down. The
 controller's rest between passes ends once every updating host has reported: nothing more
-is coming to judge together with theirs."""
+is coming to judge together with theirs. The controller says when no rollout runs: fleet
+metrics refresh then."""
 
 from __future__ import annotations
 
@@ -71,6 +72,18 @@ async def test_news_during_a_pass_is_still_to_judge_after_it() -> None:
     ctl.host_changed("web-1")
     await ctl.run_once()
     assert not ctl.judged.is_set()
+
+
+async def test_the_controller_is_idle_while_no_rollout_runs() -> None:
+    ctl = controller()
+    await ctl.run_once()
+    assert ctl.idle.is_set()
+    running_rollout(ctl, {"web-1": "updating"})
+    await ctl.run_once()
+    assert not ctl.idle.is_set()
+    ctl._targets.clear()  # it ended
+    await ctl.run_once()
+    assert ctl.idle.is_set()
 
 
 async def test_the_hub_writes_once_the_controller_has_judged(monkeypatch: Any) -> None:
