@@ -349,8 +349,11 @@ class Controller:
         if changes:
             targets.written = targets.last_change = now.timestamp()
         if step.assign:
-            ids = [targets.row(n).host_id for n in step.assign]
-            await rollouts.assign(session, ids, deployment, bump=not created, existing=existing)
+            every = len(step.assign) == len(rows)  # a single batch: all of them
+            ids = [] if every else [targets.row(n).host_id for n in step.assign]
+            await rollouts.assign(
+                session, ids, deployment, bump=not created, existing=existing, every_target=every
+            )
         if step.promoted and not deployment.promoted:
             deployment.promoted = True
         if step.status != deployment.status:

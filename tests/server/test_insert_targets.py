@@ -1,16 +1,18 @@
 """A new deployment's target rows are written as the controller's first pass planned them,
 on SQLite and PostgreSQL: rows alike but for their host are copied from the hosts table
-(INSERT ... SELECT), the others inserted with their values; either way each row gets its id."""
+(INSERT ... SELECT), the others inserted with their values; either way each row gets its id.
+A single batch is assigned by subqueries on those rows, with the same outcome as by ids."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 
+import pytest
 from sqlalchemy import select
 
 from server.db import deploys, migrate, rollouts, store
-from server.db.models import DeploymentHost, Host
+from server.db.models import Assignment, Deployment, DeploymentHost, Host
 from server.db.session import create_engine, create_sessions
 
 AT = dt.datetime(2026, 11, 30, 3, 0, 0, 123456, tzinfo=dt.UTC)
@@ -73,3 +75,59 @@ async def test_target_rows_are_written_as_planned(database_url: str) -> None:
     assert sorted(map(fields, written)) == sorted(map(fields, planned))
     assert {t.host_id: t.id for t in planned} == ids  # each planned row knows its id
     assert generations == {1}  # every target host's desired state changed once
+
+
+@pytest.mark.parametrize("every_target", [True, False], ids=["subqueries", "id-lists"])
+async def test_assigning_a_deployments_targets(database_url: str, every_target: bool) -> None:
+    """A single batch assigns all of a deployment's targets by subqueries on its target rows;
+    it must leave what the per-host path leaves: targets with and without an assignment of
+    the app point at the new release, a host it does not target keeps its own, and only the
+    targets' generations move."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = create_sessions(engine)
+
+    async def deploy(image: str, selector: dict[str, object]) -> Deployment:
+        deployment, _ = await deploys.deploy(
+            sessions,
+            "web",
+            {"image": image, "replicas": 1, "ports": [], "env": {}},
+            actor="test",
+            message=None,
+            strategy={"max_parallel": 10},
+            selector=selector,
+            idempotency_key=None,
+            body_hash=image,
+        )
+        return deployment
+
+    try:
+        async with sessions.begin() as session:
+            for name in ("h1", "h2", "h3", "h4"):
+                await store.add_host(session, name, {})
+        async with sessions() as session:
+            ids = dict((await session.execute(select(Host.name, Host.id))).all())
+        first = await deploy("web:1", {})
+        async with sessions.begin() as session:
+            await rollouts.assign(session, [ids["h1"], ids["h2"], ids["h4"]], first)
+        second = await deploy("web:2", {"names": ["h1", "h2", "h3"]})
+        targets = ("h1", "h2", "h3")
+        async with sessions.begin() as session:
+            planned = [
+                store.Target(0, ids[n], n, "updating", None, None, {}, AT, AT) for n in targets
+            ]
+            await rollouts.insert_targets(session, second.id, planned)  # bumps them once
+            chosen = [] if every_target else [ids[n] for n in targets]
+            await rollouts.assign(session, chosen, second, every_target=every_target)
+        async with sessions() as session:
+            query = select(Host.name, Assignment.release, Assignment.deployment_id).join(
+                Assignment, Assignment.host_id == Host.id
+            )
+            assigned = {name: (r, d) for name, r, d in await session.execute(query)}
+            generations = dict((await session.execute(select(Host.name, Host.generation))).all())
+    finally:
+        await engine.dispose()
+
+    new, old = (second.release, second.id), (first.release, first.id)
+    assert assigned == {"h1": new, "h2": new, "h3": new, "h4": old}
+    assert generations == {"h1": 3, "h2": 3, "h3": 2, "h4": 1}
