@@ -577,26 +577,21 @@ def _observed(
     observed: dict[str, Any], app: str, release: int, replicas: int
 ) -> tuple[bool, str | None]:
     """From the host's last status: are all replicas of `release` ready and every older
-    instance stopped (the host is done); and the agent's problem report, if any."""
-    ready = [
-        i
-        for i in observed.get("instances", [])
-        if i.get("app") == app
-        and i.get("release") == release
-        and i.get("state") == "running"
-        and i.get("ready")
-    ]
-    stale = [
-        i
-        for i in observed.get("instances", [])
-        if i.get("app") == app and i.get("release") != release and i.get("state") == "running"
-    ]
+    instance stopped (the host is done); and the agent's problem report, if any. One walk
+    over the instances: this runs for each status of a rollout, 10,000 per fan-out."""
+    ready = 0
+    stale = False
+    for i in observed.get("instances", ()):
+        if i.get("app") == app and i.get("state") == "running":
+            if i.get("release") != release:
+                stale = True
+            elif i.get("ready"):
+                ready += 1
     problem = None
-    for p in observed.get("problems", []):
+    for p in observed.get("problems", ()):
         if p.get("app") == app and p.get("release") == release:
             problem = str(p.get("message"))
-    done = len(ready) >= replicas and not stale and problem is None
-    return done, problem
+    return ready >= replicas and not stale and problem is None, problem
 
 
 def _evidence(observed: dict[str, Any], app: str, release: int) -> dict[str, Any]:
