@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     controller.push = hub.push_now
     controller.pushed = hub.pushed
     hub.judged = controller.judged
+    hub.answered = controller.answered
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[SESSIONS] = sessions
@@ -115,6 +116,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.fleet_metrics_interval,
         observed_of=app[HUB].status_of,
         rollouts_idle=app[CONTROLLER].idle,
+        answered=app[CONTROLLER].answered,
     )
     tasks = [
         asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller"),

@@ -19,7 +19,7 @@ from prometheus_client import Gauge
 from server.db import rollouts
 from server.db.session import Sessions
 from server.db.store import as_utc, now
-from server.loops import unit_of_work, wait_set
+from server.loops import unit_of_work, wait_all_set, wait_set
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ MAX_PAUSE_SECONDS = 15.0  # but never longer than a usual Prometheus scrape inte
 # inside a deploy to them, which it slowed by as much (py-spy; waiting only while statuses
 # were to judge, it still ran in the gap between the first pass and the first status). A
 # fan-out to 10,000 hosts takes 1.5-2 s; a rolling deploy's refreshes come this much later.
+# Nor does it run while the clients waiting for a deployment's end are answered.
 MAX_DEFER_SECONDS = 3.0
 
 
@@ -43,9 +44,11 @@ class FleetMetrics:
         interval: float = 5.0,
         observed_of: Callable[[str], dict[str, Any] | None] = lambda _: None,
         rollouts_idle: asyncio.Event | None = None,
+        answered: asyncio.Event | None = None,
     ) -> None:
         self.observed_of = observed_of
         self.rollouts_idle = rollouts_idle  # the controller's: set while no rollout runs
+        self.answered = answered  # the controller's: clear while an end's waiters are answered
         self._children: dict[Gauge, dict[tuple[str, ...], Any]] = {}
         self.sessions = sessions
         self.metrics = metrics
@@ -55,8 +58,7 @@ class FleetMetrics:
 
     async def run(self) -> None:
         while True:
-            if self.rollouts_idle is not None:
-                await wait_set(self.rollouts_idle, MAX_DEFER_SECONDS)
+            await wait_all_set((self.rollouts_idle, self.answered), MAX_DEFER_SECONDS)
             started = time.perf_counter()
             try:
                 await unit_of_work(self.refresh())

@@ -37,7 +37,7 @@ from agent.protocol import (
 from server.db import rollouts, store
 from server.db.session import Sessions
 from server.errors import Unauthorized
-from server.loops import timed, unit_of_work, wait_set
+from server.loops import timed, unit_of_work, wait_all_set, wait_set
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ MAX_FLUSH_REST = 0.25
 # While the rollout controller has statuses to judge, a write waits for it (this long at
 # most): both need the one event loop, and the controller reads statuses from memory, not
 # from the database. At the end of a 10,000-host deploy a write of 7,000 statuses (100 ms of
-# CPU) ran alongside the pass that judged them, which took 260 ms instead of 130.
+# CPU) ran alongside the pass that judged them, which took 260 ms instead of 130. So does a
+# write while the clients waiting for a deployment's end are answered (Controller.answered).
 MAX_WRITE_DEFER_SECONDS = 1.0
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 PUSH_CONCURRENCY = 256
@@ -101,6 +102,7 @@ class Hub:
         self.pushed = asyncio.Event()  # set while no push is waiting or under way
         self.pushed.set()
         self.judged: asyncio.Event | None = None  # the controller's: set while none to judge
+        self.answered: asyncio.Event | None = None  # the controller's: clear while answering
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
         self.observed: dict[str, dict[str, Any]] = {}  # newest status per connected host
         self._fleet = 0  # registered hosts, counted at most once a minute
@@ -284,9 +286,9 @@ class Hub:
                 await self.flush(False)
 
     async def _yield_to_rollouts(self) -> None:
-        """Wait, MAX_WRITE_DEFER_SECONDS at most, while a rollout has statuses to judge."""
-        if self.judged is not None:
-            await wait_set(self.judged, MAX_WRITE_DEFER_SECONDS)
+        """Wait, MAX_WRITE_DEFER_SECONDS at most, while a rollout has statuses to judge, and
+        while those waiting for a deployment's end are answered."""
+        await wait_all_set((self.judged, self.answered), MAX_WRITE_DEFER_SECONDS)
 
     async def flush(self, touch: bool = False) -> None:
         """Write queued status, connections and events in one transaction."""

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -38,6 +38,15 @@ async def wait_set(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+async def wait_all_set(events: Iterable[asyncio.Event | None], seconds: float) -> None:
+    """Wait until each of `events` (None: none to wait for) has been set, one after the
+    other, `seconds` at most in all: background work that yields to several others."""
+    deadline = time.monotonic() + seconds
+    for event in events:
+        if event is not None:
+            await wait_set(event, max(0.0, deadline - time.monotonic()))
 
 
 SLOW_SECONDS = 0.25  # a pass this slow holds up rollouts: worth a line at INFO

@@ -49,11 +49,21 @@ def test_publish_sets_updates_and_removes_children() -> None:
 
 
 def _fleet_refreshing_into(
-    refreshes: list[float], idle: asyncio.Event, refreshed: asyncio.Event | None = None
+    refreshes: list[float],
+    idle: asyncio.Event,
+    refreshed: asyncio.Event | None = None,
+    answered: asyncio.Event | None = None,
 ) -> FleetMetrics:
-    """Fleet metrics that wait on `idle` and whose refreshes only note when they ran (and
-    set `refreshed`)."""
-    fleet = FleetMetrics(None, create_metrics(), 30.0, interval=3600, rollouts_idle=idle)  # type: ignore[arg-type]
+    """Fleet metrics that wait on `idle` (and `answered`) and whose refreshes only note when
+    they ran (and set `refreshed`)."""
+    fleet = FleetMetrics(
+        None,  # type: ignore[arg-type]
+        create_metrics(),
+        30.0,
+        interval=3600,
+        rollouts_idle=idle,
+        answered=answered,
+    )
 
     async def refresh() -> None:
         refreshes.append(time.monotonic())
@@ -70,6 +80,16 @@ async def test_a_refresh_waits_while_a_rollout_runs() -> None:
     async with running(_fleet_refreshing_into(refreshes, idle).run()):
         assert not await settle(lambda: bool(refreshes))
         idle.set()
+        assert await settle(lambda: bool(refreshes))
+
+
+async def test_a_refresh_waits_while_the_end_of_a_deployment_is_answered() -> None:
+    refreshes: list[float] = []
+    idle, answered = asyncio.Event(), asyncio.Event()
+    idle.set()
+    async with running(_fleet_refreshing_into(refreshes, idle, answered=answered).run()):
+        assert not await settle(lambda: bool(refreshes))
+        answered.set()
         assert await settle(lambda: bool(refreshes))
 
 

@@ -3,7 +3,8 @@ hub holds its write of them back (a second at most): the controller judges from 
 a write of thousands of statuses alongside its pass only slows the pass down. The
 controller's rest between passes ends once every updating host has reported: nothing more
 is coming to judge together with theirs. The controller says when no rollout runs: fleet
-metrics refresh then."""
+metrics refresh then. Right after a deployment ends, the clients waiting for it are answered
+before the hub writes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from server import hub as hub_module
 from server.db import store
 from server.hub import Hub
 from server.metrics import create_metrics
+from server.rollout import controller as controller_module
 from server.rollout.controller import Controller, _Targets
 from tests.harness import running, settle
 
@@ -84,6 +86,29 @@ async def test_the_controller_is_idle_while_no_rollout_runs() -> None:
     ctl._targets.clear()  # it ended
     await ctl.run_once()
     assert ctl.idle.is_set()
+
+
+async def test_the_end_of_a_deployment_is_answered_before_background_work(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(controller_module, "ANSWER_SECONDS", 0.05)
+    ctl = controller(lambda c: setattr(c, "_ended_any", True))  # each pass ends one
+    await ctl.run_once()
+    assert not ctl.answered.is_set()
+    await asyncio.wait_for(ctl.answered.wait(), 5)
+
+
+async def test_the_hub_writes_once_waiters_are_answered(monkeypatch: Any) -> None:
+    monkeypatch.setattr(hub_module, "WRITE_GATHER_SECONDS", 0)
+    monkeypatch.setattr(hub_module, "MAX_FLUSH_REST", 0)
+    writes: list[bool] = []
+    hub = hub_writing_into(writes)
+    hub.answered = asyncio.Event()  # a deployment just ended
+    async with running(hub._flush_loop()):
+        hub._dirty.set()
+        assert not await settle(lambda: bool(writes))
+        hub.answered.set()
+        assert await settle(lambda: bool(writes))
 
 
 async def test_the_hub_writes_once_the_controller_has_judged(monkeypatch: Any) -> None:
