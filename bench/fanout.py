@@ -445,7 +445,7 @@ def deploy_once(
     if args.health == "cmd":
         body["health"] = HEALTH_CHECK
     sims.send("stats -")
-    sent_before = json.loads(sims.readline(120))["status_sent"]
+    before = json.loads(sims.readline(120))
     cpu_before = {"server": cpu_seconds(server.pid), "sims": cpu_seconds(sims.pid)}
     post_wall = time.time()
     watch = Stopwatch()
@@ -476,7 +476,12 @@ def deploy_once(
         # CPU seconds each process used from the POST until the answer: which side is busy
         "cpu_seconds": cpu,
         # statuses the agents sent from the POST until the answer (and the stats call)
-        "statuses_per_agent": (stats["status_sent"] - sent_before) / n,
+        "statuses_per_agent": (stats["status_sent"] - before["status_sent"]) / n,
+        # lean hosts: the messages' bytes (what the floor's are sized by); 0 for agents
+        "message_bytes": {
+            key: stats.get(key, 0) - before.get(key, 0)
+            for key in ("status_sent", "status_bytes", "desired_taken", "desired_bytes")
+        },
         "image": image,
         "deployment": dep_id,
         "status": final or "timeout",
@@ -631,13 +636,33 @@ def _ask(child: Child, line: str) -> str:
     return child.readline(60)
 
 
-def measure_floor(
-    n: int, args: argparse.Namespace, work: Path, status_interval: float
-) -> dict[str, Any]:
+def message_sizes(measured: dict[str, Any] | None) -> tuple[int, int, str]:
+    """The floor's push and reply sizes: the mean sizes of the desired states the lean hosts
+    took and of the statuses they sent in the counted deploys (the same bytes both ways);
+    without lean hosts, those of a typical desired state and status."""
+    counted = [r["message_bytes"] for r in (measured or {}).get("runs", []) if not r["warmup"]]
+    taken = sum(m["desired_taken"] for m in counted)
+    sent = sum(m["status_sent"] for m in counted)
+    if taken and sent:
+        push = sum(m["desired_bytes"] for m in counted) / taken
+        reply = sum(m["status_bytes"] for m in counted) / sent
+        return round(push), round(reply), "the lean hosts' messages in the counted deploys"
     push_size, status_size = flotilla_sizes()
+    return push_size, status_size, "a typical desired state and status"
+
+
+def measure_floor(
+    n: int,
+    args: argparse.Namespace,
+    work: Path,
+    status_interval: float,
+    sizes: tuple[int, int, str] | None = None,
+) -> dict[str, Any]:
+    push_size, status_size, sized_by = sizes or message_sizes(None)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     out: dict[str, Any] = {"n": n, "push_bytes": push_size, "reply_bytes": status_size}
+    out["sized_by"] = sized_by
     out["status_interval"] = status_interval
     server = Child(
         [sys.executable, "-m", "bench.transport_floor", "serve", "--port", str(port)],
@@ -722,7 +747,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 entry["flotilla_lean_error"] = str(exc)[-2000:]
         try:
             # the floor's clients send status-sized messages at the rate the agents did
-            entry["floor"] = measure_floor(n, args, work, n / rate if rate > 0 else 0.0)
+            sized = message_sizes(entry.get("flotilla_lean"))
+            entry["floor"] = measure_floor(n, args, work, n / rate if rate > 0 else 0.0, sized)
         except Exception as exc:
             log(f"floor N={n} failed: {exc}")
             entry["floor_error"] = str(exc)[-2000:]
@@ -803,7 +829,8 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
             notes.append(_where_time_goes(n, lean, "lean hosts"))
         if fl:
             notes.append(
-                f"- N={n} floor: {fl['push_bytes']} B push, {fl['reply_bytes']} B reply; RSS "
+                f"- N={n} floor: {fl['push_bytes']} B push, {fl['reply_bytes']} B reply (sized "
+                f"by {fl.get('sized_by', 'a typical desired state and status')}); RSS "
                 f"{fl['rss_per_conn_kib']:.1f} KiB per connection; idle CPU "
                 f"{fl['idle_cpu_pct']:.1f}% with a {fl['reply_bytes']} B message per client "
                 + (

@@ -81,6 +81,8 @@ class LeanHost:
                             continue
                         body = orjson.loads(msg.data)
                         if body.get("type") == "desired" and body["generation"] > self.generation:
+                            self.counters.desired_taken += 1
+                            self.counters.desired_bytes += len(msg.data)
                             self.take(body)
                             await self._report(ws)
             except (aiohttp.ClientError, OSError):
@@ -169,8 +171,10 @@ class LeanHost:
             "problems": [],
             "type": "status",
         }
-        await ws.send_str(orjson.dumps(status).decode())
+        text = orjson.dumps(status).decode()
+        await ws.send_str(text)
         self.counters.status_sent += 1
+        self.counters.status_bytes += len(text)
         now = time.time()
         for image in self.images:
             self.pulled_sent.setdefault(image, now)

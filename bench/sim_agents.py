@@ -51,8 +51,11 @@ T = TypeVar("T")
 class Counters:
     def __init__(self) -> None:
         self.status_sent = 0
-        self.bytes_sent = 0
         self.other_sent = 0
+        # lean hosts only (they hold the text): what the fan-out's floor is sized by
+        self.status_bytes = 0  # of the statuses sent
+        self.desired_taken = 0  # newer desired states taken
+        self.desired_bytes = 0  # of those
         self.started = time.monotonic()
 
 
@@ -228,6 +231,9 @@ async def serve_commands(
                 "ready_sent": [a.ready_sent[arg] for a in agents if arg in a.ready_sent],
                 "status_sent": counters.status_sent,
                 "other_sent": counters.other_sent,
+                "status_bytes": counters.status_bytes,
+                "desired_taken": counters.desired_taken,
+                "desired_bytes": counters.desired_bytes,
                 "seconds": time.monotonic() - counters.started,
                 "now": time.time(),
             }
