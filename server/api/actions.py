@@ -62,7 +62,7 @@ async def rollback(request: web.Request) -> web.Response:
         )
         request.app[METRICS].rollbacks.labels(name, "manual").inc()
         out = deployment_out(deployment, name, [])
-    request.app[CONTROLLER].wake.set()
+    request.app[CONTROLLER].rollout_requested()
     return web.json_response(
         out.model_dump(mode="json"),
         status=202,

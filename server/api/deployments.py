@@ -79,7 +79,7 @@ async def create_deployment(request: web.Request) -> web.Response:
                 raise ApiError(409, "conflict", message) from None
             # SQLite refuses a write whose read snapshot went stale (WAL): try again shortly
             await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-    request.app[CONTROLLER].wake.set()
+    request.app[CONTROLLER].rollout_requested()
     out = deployment_out(deployment, name, hosts)
     return web.json_response(
         out.model_dump(mode="json"),

@@ -164,10 +164,11 @@ def _server(settings: Settings) -> int:
     from aiohttp import web
 
     from server.app import create_app
-    from server.gc_tuning import tune_for_server
+    from server.gc_tuning import between_rollouts, tune_for_server
 
     _migrate(settings)
     app = create_app(settings)
+    app.cleanup_ctx.append(between_rollouts)
     tune_for_server()
     log.info("serving on http://%s", settings.listen)
     web.run_app(

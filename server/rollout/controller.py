@@ -164,15 +164,24 @@ class Controller:
         # its writes back otherwise (Hub.judged)
         self.judged = asyncio.Event()
         self.judged.set()
-        # set while no rollout runs (as of the last pass): fleet metrics refresh then
+        # set while no rollout runs (as of the last pass): fleet metrics refresh then; and
+        # its opposite (the collector waits for the end of a rollout: server.gc_tuning)
         self.idle = asyncio.Event()
         self.idle.set()
+        self.busy = asyncio.Event()
         # clear for ANSWER_SECONDS after a pass that ended a deployment
         self.answered = asyncio.Event()
         self.answered.set()
         self._answering: asyncio.TimerHandle | None = None
         self._awaited: set[str] = set()  # updating hosts without news since the last pass
         self._all_reported = asyncio.Event()  # set when the last of them had news
+
+    def rollout_requested(self) -> None:
+        """A deployment was created: pass at once; what waits for rollouts to end (fleet
+        metrics, the collector's catch-up) waits from now, not from the end of that pass."""
+        self.idle.clear()
+        self.busy.set()
+        self.wake.set()
 
     def host_changed(self, name: str) -> None:
         """A host sent a status, connected or went away: judge it again, soon, if a rollout
@@ -237,8 +246,10 @@ class Controller:
                 self.judged.set()
             if self._targets:
                 self.idle.clear()
+                self.busy.set()
             else:
                 self.idle.set()
+                self.busy.clear()
             self._await_news()
         if self._ended_any:  # committed: waiters now read the final status
             self._ended_any = False

@@ -30,7 +30,7 @@ class Strategy:
         return cls(**{k: v for k, v in raw.items() if k in names})  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """One target host as the controller sees it this pass."""
 

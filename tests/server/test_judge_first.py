@@ -79,13 +79,15 @@ async def test_news_during_a_pass_is_still_to_judge_after_it() -> None:
 async def test_the_controller_is_idle_while_no_rollout_runs() -> None:
     ctl = controller()
     await ctl.run_once()
-    assert ctl.idle.is_set()
+    assert ctl.idle.is_set() and not ctl.busy.is_set()
     running_rollout(ctl, {"web-1": "updating"})
     await ctl.run_once()
-    assert not ctl.idle.is_set()
+    assert ctl.busy.is_set() and not ctl.idle.is_set()
     ctl._targets.clear()  # it ended
     await ctl.run_once()
-    assert ctl.idle.is_set()
+    assert ctl.idle.is_set() and not ctl.busy.is_set()
+    ctl.rollout_requested()  # busy from the request on, not from the end of its first pass
+    assert ctl.busy.is_set() and not ctl.idle.is_set() and ctl.wake.is_set()
 
 
 async def test_the_end_of_a_deployment_is_answered_before_background_work(
