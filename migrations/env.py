@@ -20,6 +20,8 @@ def _run(connection: Connection) -> None:
         # foreign keys on, dropping a table that another one refers to fails. They are off
         # while migrations run (first: SQLite ignores this pragma inside a transaction) and
         # checked before the commit; the engine, and so this connection, is disposed after.
+        # (Python's sqlite3 begins its transaction at the first write: DDL before it, such
+        # as a CREATE TABLE, is not undone if the check fails.)
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection, target_metadata=target_metadata, render_as_batch=sqlite

@@ -69,7 +69,8 @@ class HostStatus(Base):
 
     Every deploy bumps the generation of each target host, and reads and copies host rows: with
     the status in the row, a deploy to 10,000 hosts rewrote and read 10 MiB of it, which made
-    the pass before the first push 120-150 ms slower. No row until the host first reports.
+    the pass before the first push 120-150 ms slower. A host registered since has no row
+    until it first reports; one that never reported before the move has an empty status.
     """
 
     __tablename__ = "host_statuses"

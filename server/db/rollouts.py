@@ -323,8 +323,8 @@ class FleetSnapshot:
 
 
 async def fleet_snapshot(session: AsyncSession) -> FleetSnapshot:
-    """Everything the fleet gauges need, in three queries (hosts without their status JSON:
-    the live status of connected hosts is in the hub's memory)."""
+    """Everything the fleet gauges need, in three queries (no stored statuses: the live
+    status of connected hosts is in the hub's memory)."""
     # plain rows, not ORM objects: building 10,000 of those every few seconds costs real CPU
     hosts_query = select(Host.name, Host.last_seen, Host.connected).order_by(Host.name)
     hosts = (await session.execute(hosts_query)).all()
@@ -406,8 +406,8 @@ async def _rows_in(
 
 async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[str, DesiredState]:
     """Full desired state of many hosts in a few queries (a fan-out pushes to thousands)."""
-    # rows of (id, name, generation): not the large observed JSON; table columns, not the
-    # entities': the ORM's row loading cost a fifth of a push to 10,000 hosts
+    # rows of (id, name, generation): table columns, not the entities': the ORM's row
+    # loading cost a fifth of a push to 10,000 hosts
     hosts_query = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation)
     hosts = await _rows_in(session, hosts_query, _HOSTS.c.name, list(names), 1)
     host_ids = [h[0] for h in hosts]

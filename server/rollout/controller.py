@@ -164,11 +164,15 @@ class Controller:
         # its writes back otherwise (Hub.judged)
         self.judged = asyncio.Event()
         self.judged.set()
-        # set while no rollout runs (as of the last pass): fleet metrics refresh then; and
-        # its opposite (the collector waits for the end of a rollout: server.gc_tuning)
+        # set while no rollout is under way (as of the last pass, and no deployment was
+        # requested since it began; a paused one is not under way): fleet metrics refresh
+        # then; and its opposite (the collector waits for the end of a rollout:
+        # server.gc_tuning)
         self.idle = asyncio.Event()
         self.idle.set()
         self.busy = asyncio.Event()
+        self._rolling = False  # the last pass left a deployment pending or running
+        self._requests = 0  # deployments requested (rollout_requested), ever
         # clear for ANSWER_SECONDS after a pass that ended a deployment
         self.answered = asyncio.Event()
         self.answered.set()
@@ -179,6 +183,7 @@ class Controller:
     def rollout_requested(self) -> None:
         """A deployment was created: pass at once; what waits for rollouts to end (fleet
         metrics, the collector's catch-up) waits from now, not from the end of that pass."""
+        self._requests += 1
         self.idle.clear()
         self.busy.set()
         self.wake.set()
@@ -235,16 +240,20 @@ class Controller:
         """One pass over all active deployments; whether it asked the hub to push."""
         pushes: set[str] = set()
         changed, self._changed = self._changed, set()
+        requests = self._requests
         self.judged.clear()
         try:
             await self._pass(changed, pushes)
         except BaseException:
             self._targets.clear()  # the copies may hold changes that were rolled back
+            self._rolling = False
             raise
         finally:
             if not (self._targets and self._changed):  # else news came during the pass
                 self.judged.set()
-            if self._targets:
+            # a deployment requested during the pass (by the API, or its own automatic
+            # rollback) may not be in what it read: still busy
+            if self._rolling or self._requests != requests:
                 self.idle.clear()
                 self.busy.set()
             else:
@@ -286,6 +295,7 @@ class Controller:
                 by_app: dict[int, list[Deployment]] = defaultdict(list)
                 for deployment in active:
                     by_app[deployment.app_id].append(deployment)
+                rolling = False
                 for app_id, deployments in by_app.items():
                     app = await session.get(App, app_id)
                     assert app is not None
@@ -295,6 +305,8 @@ class Controller:
                             session, app, older, "superseded", f"superseded by {newest.id}"
                         )
                     pushes |= await self._drive(session, app, newest, changed)
+                    rolling = rolling or newest.status in ("pending", "running")
+                self._rolling = rolling
                 for gone in set(self._targets) - {d.id for d in active}:
                     del self._targets[gone]  # ended by this pass, or by someone else
                 await self._gauge_in_progress(session, by_app)
@@ -526,7 +538,7 @@ class Controller:
             "auto rollback app=%s deployment=%s release=%s to release=%s hosts=%s",
             app.name, deployment.id, deployment.release, good, ",".join(names),
         )  # fmt: skip
-        self.wake.set()
+        self.rollout_requested()
 
     async def _finish(
         self,

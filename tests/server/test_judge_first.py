@@ -76,18 +76,36 @@ async def test_news_during_a_pass_is_still_to_judge_after_it() -> None:
     assert not ctl.judged.is_set()
 
 
-async def test_the_controller_is_idle_while_no_rollout_runs() -> None:
-    ctl = controller()
+async def test_the_controller_is_busy_while_a_rollout_is_under_way() -> None:
+    under_way = [False]  # what the pass finds: a deployment pending or running
+    ctl = controller(lambda c: setattr(c, "_rolling", under_way[0]))
     await ctl.run_once()
     assert ctl.idle.is_set() and not ctl.busy.is_set()
-    running_rollout(ctl, {"web-1": "updating"})
+    under_way[0] = True
     await ctl.run_once()
     assert ctl.busy.is_set() and not ctl.idle.is_set()
-    ctl._targets.clear()  # it ended
+    under_way[0] = False  # it ended, or it is paused
     await ctl.run_once()
     assert ctl.idle.is_set() and not ctl.busy.is_set()
     ctl.rollout_requested()  # busy from the request on, not from the end of its first pass
     assert ctl.busy.is_set() and not ctl.idle.is_set() and ctl.wake.is_set()
+
+
+async def test_a_deployment_requested_during_a_pass_keeps_the_controller_busy() -> None:
+    """The API's, or the pass's own automatic rollback: not in what the pass read."""
+    requests = [1]
+
+    def a_pass(c: Controller) -> None:
+        c._rolling = False
+        if requests[0]:
+            requests[0] -= 1
+            c.rollout_requested()
+
+    ctl = controller(a_pass)
+    await ctl.run_once()
+    assert ctl.busy.is_set() and not ctl.idle.is_set()
+    await ctl.run_once()  # the next pass finds nothing under way
+    assert ctl.idle.is_set() and not ctl.busy.is_set()
 
 
 async def test_the_end_of_a_deployment_is_answered_before_background_work(
