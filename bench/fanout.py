@@ -872,10 +872,12 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
         "like with like: the floor's clients only reply, and so do the lean hosts, with the "
         "same client library and the agents' own messages; what is left is the server's "
         "work over the same wire. Both are reported as measured. The simulation's process "
-        "uses the server's collector settings (server/gc_tuning.py): 10,000 agents in one "
-        "heap made CPython's full collections slow, which 10,000 real agents, each with a "
-        "small heap of its own, do not pay. The floor's server and clients use the same "
-        "settings (bench/transport_floor.py), so both sides stand on the same footing.",
+        "uses the server's base collector settings (server/gc_tuning.py tune_for_server): "
+        "10,000 agents in one heap made CPython's full collections slow, which 10,000 real "
+        "agents, each with a small heap of its own, do not pay. The floor's server and "
+        "clients use the same settings (bench/transport_floor.py), so both sides stand on the "
+        "same footing. The Flotilla server also holds young collections back while a rollout "
+        "runs and catches up after it (collect_between_rollouts).",
     ]
     return {
         "benchmark": NAME,
