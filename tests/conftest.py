@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from server.app import create_app
 from server.config import Settings
 from server.db import migrate, store
+from server.db.session import Sessions, create_engine, create_sessions
 from server.keys import SESSIONS
 from tests.harness import Api, Engine, build_image, require_env, unique
 
@@ -94,6 +95,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url, name = await _postgres_database()
     yield url
     await _drop_postgres_database(name)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[Sessions]:
+    """Sessions on a migrated, empty database of each kind (no server)."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        yield create_sessions(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

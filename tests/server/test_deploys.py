@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from server import webhooks as public
-from server.db import deploys, migrate, webhooks
+from server.db import deploys, webhooks
 from server.db.models import WebhookDelivery
-from server.db.session import create_engine, create_sessions
+from server.db.session import Sessions
 from tests.conftest import Flotilla
 from tests.harness import eventually
 
@@ -60,7 +60,7 @@ async def test_concurrent_deploys_of_a_new_app_number_releases_one_by_one(
 
 
 async def test_a_published_requested_event_gets_its_deliveries(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Were `deploy_requested` published, its deliveries would commit with the deploy.
 
@@ -68,37 +68,29 @@ async def test_a_published_requested_event_gets_its_deliveries(
     it sends can hang a server's teardown or deadlock a webhook's deletion (both older than
     this test; see the commit that added it)."""
     monkeypatch.setitem(public.PUBLIC_EVENTS, "deploy_requested", "deployment.requested")
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    engine = create_engine(database_url)
-    sessions = create_sessions(engine)
-    try:
-        async with sessions.begin() as session:
-            hook = await webhooks.create_webhook(session, "http://127.0.0.1:9/", ["*"], "s", "t")
-        made = []
-        for message in ("why", None):
-            deployment, hosts = await deploys.deploy(
-                sessions,
-                "hooked",
-                {"image": "flotilla-test/web:v1"},
-                actor="t",
-                message=message,
-                strategy={},
-                selector={},
-                idempotency_key=None,
-                body_hash="h",
-            )
-            assert hosts == []
-            made.append(deployment)
-        assert [d.release for d in made] == [1, 2]
-        async with sessions() as session:
-            rows = (
-                await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))
-            ).all()
-        assert [(r.webhook_id, r.event) for r in rows] == [(hook.id, "deployment.requested")] * 2
-        assert [r.payload["deployment"] for r in rows] == [d.id for d in made]
-        assert [r.payload["message"] for r in rows] == [
-            "deploy of release 1 requested: why",
-            "deploy of release 2 requested",
-        ]
-    finally:
-        await engine.dispose()
+    async with sessions.begin() as session:
+        hook = await webhooks.create_webhook(session, "http://127.0.0.1:9/", ["*"], "s", "t")
+    made = []
+    for message in ("why", None):
+        deployment, hosts = await deploys.deploy(
+            sessions,
+            "hooked",
+            {"image": "flotilla-test/web:v1"},
+            actor="t",
+            message=message,
+            strategy={},
+            selector={},
+            idempotency_key=None,
+            body_hash="h",
+        )
+        assert hosts == []
+        made.append(deployment)
+    assert [d.release for d in made] == [1, 2]
+    async with sessions() as session:
+        rows = (await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))).all()
+    assert [(r.webhook_id, r.event) for r in rows] == [(hook.id, "deployment.requested")] * 2
+    assert [r.payload["deployment"] for r in rows] == [d.id for d in made]
+    assert [r.payload["message"] for r in rows] == [
+        "deploy of release 1 requested: why",
+        "deploy of release 2 requested",
+    ]

@@ -5,66 +5,54 @@ A single batch is assigned by subqueries on those rows, with the same outcome as
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import pytest
 from sqlalchemy import select
 
-from server.db import deploys, migrate, rollouts, store
+from server.db import deploys, rollouts, store
 from server.db.models import Assignment, Deployment, DeploymentHost, Host
-from server.db.session import create_engine, create_sessions
+from server.db.session import Sessions
 
 AT = dt.datetime(2026, 11, 30, 3, 0, 0, 123456, tzinfo=dt.UTC)
 LATER = AT + dt.timedelta(seconds=1)
 
 
-async def test_target_rows_are_written_as_planned(database_url: str) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    engine = create_engine(database_url)
-    sessions = create_sessions(engine)
-    try:
-        async with sessions.begin() as session:
-            for i in range(130):
-                await store.add_host(session, f"h{i:03d}", {})
-        deployment, _ = await deploys.deploy(
-            sessions,
-            "web",
-            {"image": "web:2", "replicas": 1, "ports": [], "env": {}},
-            actor="test",
-            message=None,
-            strategy={"max_parallel": 60},
-            selector={},
-            idempotency_key=None,
-            body_hash="h",
-        )
-        async with sessions() as session:
-            hosts = (await session.execute(select(Host.id, Host.name).order_by(Host.name))).all()
-        planned = [
-            # assigned in the first pass, coming from release 1: copied from `hosts`
-            *(store.Target(0, h, n, "updating", 1, None, {}, AT, AT) for h, n in hosts[:60]),
-            # waiting their turn, with no release before: copied too
-            *(store.Target(0, h, n, "pending", None, None, {}, None, AT) for h, n in hosts[60:120]),
-            # too few alike, or with evidence: inserted with their values
-            *(
-                store.Target(0, h, n, "pending", 7, None, {}, None, LATER)
-                for h, n in hosts[120:127]
-            ),
-            *(
-                store.Target(0, h, n, "failed", 1, "disconnected", {"why": [n, 1]}, AT, LATER)
-                for h, n in hosts[127:]
-            ),
-        ]
-        async with sessions.begin() as session:
-            await rollouts.insert_targets(session, deployment.id, planned)
-        async with sessions() as session:
-            written = await store.deployment_hosts(session, deployment.id)
-            generations = set((await session.scalars(select(Host.generation))).all())
-            ids = dict(
-                (await session.execute(select(DeploymentHost.host_id, DeploymentHost.id))).all()
-            )
-    finally:
-        await engine.dispose()
+async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
+    async with sessions.begin() as session:
+        for i in range(130):
+            await store.add_host(session, f"h{i:03d}", {})
+    deployment, _ = await deploys.deploy(
+        sessions,
+        "web",
+        {"image": "web:2", "replicas": 1, "ports": [], "env": {}},
+        actor="test",
+        message=None,
+        strategy={"max_parallel": 60},
+        selector={},
+        idempotency_key=None,
+        body_hash="h",
+    )
+    async with sessions() as session:
+        hosts = (await session.execute(select(Host.id, Host.name).order_by(Host.name))).all()
+    planned = [
+        # assigned in the first pass, coming from release 1: copied from `hosts`
+        *(store.Target(0, h, n, "updating", 1, None, {}, AT, AT) for h, n in hosts[:60]),
+        # waiting their turn, with no release before: copied too
+        *(store.Target(0, h, n, "pending", None, None, {}, None, AT) for h, n in hosts[60:120]),
+        # too few alike, or with evidence: inserted with their values
+        *(store.Target(0, h, n, "pending", 7, None, {}, None, LATER) for h, n in hosts[120:127]),
+        *(
+            store.Target(0, h, n, "failed", 1, "disconnected", {"why": [n, 1]}, AT, LATER)
+            for h, n in hosts[127:]
+        ),
+    ]
+    async with sessions.begin() as session:
+        await rollouts.insert_targets(session, deployment.id, planned)
+    async with sessions() as session:
+        written = await store.deployment_hosts(session, deployment.id)
+        generations = set((await session.scalars(select(Host.generation))).all())
+        ids = dict((await session.execute(select(DeploymentHost.host_id, DeploymentHost.id))).all())
 
     def fields(t: store.Target) -> tuple[object, ...]:
         return (
@@ -78,14 +66,11 @@ async def test_target_rows_are_written_as_planned(database_url: str) -> None:
 
 
 @pytest.mark.parametrize("every_target", [True, False], ids=["subqueries", "id-lists"])
-async def test_assigning_a_deployments_targets(database_url: str, every_target: bool) -> None:
+async def test_assigning_a_deployments_targets(sessions: Sessions, every_target: bool) -> None:
     """A single batch assigns all of a deployment's targets by subqueries on its target rows;
     it must leave what the per-host path leaves: targets with and without an assignment of
     the app point at the new release, a host it does not target keeps its own, and only the
     targets' generations move."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    engine = create_engine(database_url)
-    sessions = create_sessions(engine)
 
     async def deploy(image: str, selector: dict[str, object]) -> Deployment:
         deployment, _ = await deploys.deploy(
@@ -101,32 +86,27 @@ async def test_assigning_a_deployments_targets(database_url: str, every_target: 
         )
         return deployment
 
-    try:
-        async with sessions.begin() as session:
-            for name in ("h1", "h2", "h3", "h4"):
-                await store.add_host(session, name, {})
-        async with sessions() as session:
-            ids = dict((await session.execute(select(Host.name, Host.id))).all())
-        first = await deploy("web:1", {})
-        async with sessions.begin() as session:
-            await rollouts.assign(session, [ids["h1"], ids["h2"], ids["h4"]], first)
-        second = await deploy("web:2", {"names": ["h1", "h2", "h3"]})
-        targets = ("h1", "h2", "h3")
-        async with sessions.begin() as session:
-            planned = [
-                store.Target(0, ids[n], n, "updating", None, None, {}, AT, AT) for n in targets
-            ]
-            await rollouts.insert_targets(session, second.id, planned)  # bumps them once
-            chosen = [] if every_target else [ids[n] for n in targets]
-            await rollouts.assign(session, chosen, second, every_target=every_target)
-        async with sessions() as session:
-            query = select(Host.name, Assignment.release, Assignment.deployment_id).join(
-                Assignment, Assignment.host_id == Host.id
-            )
-            assigned = {name: (r, d) for name, r, d in await session.execute(query)}
-            generations = dict((await session.execute(select(Host.name, Host.generation))).all())
-    finally:
-        await engine.dispose()
+    async with sessions.begin() as session:
+        for name in ("h1", "h2", "h3", "h4"):
+            await store.add_host(session, name, {})
+    async with sessions() as session:
+        ids = dict((await session.execute(select(Host.name, Host.id))).all())
+    first = await deploy("web:1", {})
+    async with sessions.begin() as session:
+        await rollouts.assign(session, [ids["h1"], ids["h2"], ids["h4"]], first)
+    second = await deploy("web:2", {"names": ["h1", "h2", "h3"]})
+    targets = ("h1", "h2", "h3")
+    async with sessions.begin() as session:
+        planned = [store.Target(0, ids[n], n, "updating", None, None, {}, AT, AT) for n in targets]
+        await rollouts.insert_targets(session, second.id, planned)  # bumps them once
+        chosen = [] if every_target else [ids[n] for n in targets]
+        await rollouts.assign(session, chosen, second, every_target=every_target)
+    async with sessions() as session:
+        query = select(Host.name, Assignment.release, Assignment.deployment_id).join(
+            Assignment, Assignment.host_id == Host.id
+        )
+        assigned = {name: (r, d) for name, r, d in await session.execute(query)}
+        generations = dict((await session.execute(select(Host.name, Host.generation))).all())
 
     new, old = (second.release, second.id), (first.release, first.id)
     assert assigned == {"h1": new, "h2": new, "h3": new, "h4": old}
