@@ -30,7 +30,7 @@ MAX_PAUSE_SECONDS = 15.0  # but never longer than a usual Prometheus scrape inte
 # event loop. A refresh at 10,000 hosts costs 115-165 ms of CPU in-process, and up to 235 ms
 # inside a deploy to them, which it slowed by as much (py-spy; waiting only while statuses
 # were to judge, it still ran in the gap between the first pass and the first status). A
-# fan-out to 10,000 hosts takes 1.5-2 s; a rolling deploy's refreshes come this much later.
+# fan-out to 10,000 hosts takes 1.1-2 s; a rolling deploy's refreshes come this much later.
 # Nor does it run while the clients waiting for a deployment's end are answered.
 MAX_DEFER_SECONDS = 3.0
 

@@ -286,8 +286,8 @@ class Hub:
                 await self.flush(False)
 
     async def _yield_to_rollouts(self) -> None:
-        """Wait, MAX_WRITE_DEFER_SECONDS at most, while a rollout has statuses to judge, and
-        while those waiting for a deployment's end are answered."""
+        """Wait while a rollout has statuses to judge, and then while those waiting for a
+        deployment's end are answered: MAX_WRITE_DEFER_SECONDS at most each."""
         await wait_all_set((self.judged, self.answered), MAX_WRITE_DEFER_SECONDS)
 
     async def flush(self, touch: bool = False) -> None:

@@ -42,11 +42,12 @@ async def wait_set(event: asyncio.Event, seconds: float) -> None:
 
 async def wait_all_set(events: Iterable[asyncio.Event | None], seconds: float) -> None:
     """Wait until each of `events` (None: none to wait for) has been set, one after the
-    other, `seconds` at most in all: background work that yields to several others."""
-    deadline = time.monotonic() + seconds
+    other, `seconds` at most each: background work that yields to several others. Each its
+    own bound: a long wait for the first must not cut the next one short (a write that
+    waited out a rollout's statuses still waits for the answer to its end)."""
     for event in events:
         if event is not None:
-            await wait_set(event, max(0.0, deadline - time.monotonic()))
+            await wait_set(event, seconds)
 
 
 SLOW_SECONDS = 0.25  # a pass this slow holds up rollouts: worth a line at INFO
