@@ -2,8 +2,9 @@
 
 A host row carried its agent's last status (about 1 KiB of JSON). Every deploy bumps the
 generation of each target host and reads host rows for the push, so a deploy to 10,000 hosts
-rewrote and read 10 MiB of statuses it did not need. The status moves to host_statuses, one
-row per host that has reported; the downgrade moves it back.
+rewrote and read 10 MiB of statuses it did not need. The status moves to host_statuses, a
+row for each host (a host registered later gets its row when it first reports); the
+downgrade moves it back.
 
 Revision ID: 0005
 Revises: 0004

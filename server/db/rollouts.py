@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -199,7 +199,8 @@ async def _bump_generations_of_targets(session: AsyncSession, deployment_id: int
     )
 
 
-def _target_hosts_of(deployment_id: int) -> Any:
+def _target_hosts_of(deployment_id: int) -> Select[tuple[int]]:
+    """The ids of a deployment's target hosts, as a subquery."""
     return select(_TARGETS.c.host_id).where(_TARGETS.c.deployment_id == deployment_id)
 
 

@@ -184,9 +184,18 @@ class Controller:
         """A deployment was created: pass at once; what waits for rollouts to end (fleet
         metrics, the collector's catch-up) waits from now, not from the end of that pass."""
         self._requests += 1
-        self.idle.clear()
-        self.busy.set()
+        self._under_way(True)
         self.wake.set()
+
+    def _under_way(self, rollouts: bool) -> None:
+        """Set `busy` or `idle` and clear the other: two events, as one can only be awaited
+        set, and waiters want either."""
+        if rollouts:
+            self.idle.clear()
+            self.busy.set()
+        else:
+            self.busy.clear()
+            self.idle.set()
 
     def host_changed(self, name: str) -> None:
         """A host sent a status, connected or went away: judge it again, soon, if a rollout
@@ -253,12 +262,7 @@ class Controller:
                 self.judged.set()
             # a deployment requested during the pass (by the API, or its own automatic
             # rollback) may not be in what it read: still busy
-            if self._rolling or self._requests != requests:
-                self.idle.clear()
-                self.busy.set()
-            else:
-                self.idle.set()
-                self.busy.clear()
+            self._under_way(self._rolling or self._requests != requests)
             self._await_news()
         if self._ended_any:  # committed: waiters now read the final status
             self._ended_any = False

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from server import hub as hub_module
 from server.db import store
 from server.hub import Hub
@@ -118,29 +120,19 @@ async def test_the_end_of_a_deployment_is_answered_before_background_work(
     await asyncio.wait_for(ctl.answered.wait(), 5)
 
 
-async def test_the_hub_writes_once_waiters_are_answered(monkeypatch: Any) -> None:
+@pytest.mark.parametrize("waits_for", ["judged", "answered"])
+async def test_the_hub_writes_once_the_controller_lets_it(monkeypatch: Any, waits_for: str) -> None:
+    """judged: the controller has statuses to judge; answered: a deployment just ended."""
     monkeypatch.setattr(hub_module, "WRITE_GATHER_SECONDS", 0)
     monkeypatch.setattr(hub_module, "MAX_FLUSH_REST", 0)
     writes: list[bool] = []
     hub = hub_writing_into(writes)
-    hub.answered = asyncio.Event()  # a deployment just ended
+    event = asyncio.Event()
+    setattr(hub, waits_for, event)
     async with running(hub._flush_loop()):
         hub._dirty.set()
         assert not await settle(lambda: bool(writes))
-        hub.answered.set()
-        assert await settle(lambda: bool(writes))
-
-
-async def test_the_hub_writes_once_the_controller_has_judged(monkeypatch: Any) -> None:
-    monkeypatch.setattr(hub_module, "WRITE_GATHER_SECONDS", 0)
-    monkeypatch.setattr(hub_module, "MAX_FLUSH_REST", 0)
-    writes: list[bool] = []
-    hub = hub_writing_into(writes)
-    hub.judged = asyncio.Event()  # the controller has statuses to judge
-    async with running(hub._flush_loop()):
-        hub._dirty.set()
-        assert not await settle(lambda: bool(writes))
-        hub.judged.set()
+        event.set()
         assert await settle(lambda: bool(writes))
 
 
