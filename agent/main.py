@@ -1,4 +1,7 @@
-"""Wires one agent process: Docker driver, reconcile loop, server connection, local /metrics."""
+"""Wires one agent: Docker driver, reconcile loop, server connection, local /metrics.
+
+Its command line (flags, the run entry, the agent of `flotilla dev`) is agent/cli.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from agent import endpoint
+from agent.cli import DEFAULT_METRICS_LISTEN
 from agent.client import Connection
 from agent.docker_driver import DockerDriver
 from agent.health import HealthTracker
@@ -20,11 +24,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AgentSettings:
+    """One agent's settings, frozen; agent/cli.py builds them from flags, env and defaults."""
+
     server: str
     name: str
     token: str
     docker_host: str | None = None
-    metrics_listen: str | None = "127.0.0.1:8701"
+    metrics_listen: str | None = DEFAULT_METRICS_LISTEN
     retain: int = 2
     prune_images: bool = True
     poll_interval: float = 5.0
@@ -89,9 +95,3 @@ async def _watch_docker(driver: DockerDriver, agent: Agent, stop: threading.Even
         except Exception as exc:  # the engine restarted or the socket broke: watch again
             log.warning("docker event watch failed host=%s: %s", agent.host, exc)
         await asyncio.sleep(2)
-
-
-async def run_forever(settings: AgentSettings) -> None:
-    """The `flotilla agent` command: run until cancelled (SIGINT/SIGTERM)."""
-    async with running_agent(settings):
-        await asyncio.Event().wait()

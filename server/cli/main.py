@@ -1,7 +1,9 @@
 """The `flotilla` command: builds one frozen Settings per process from flags, env and defaults.
 
-This is the one place that imports both the server and the agent (`flotilla dev` runs both
-in one process); the agent package never imports the server.
+This is the one place that imports both the server and the agent. Everything about running an
+agent (its flags, their env vars and defaults, the run entry, the agent of `flotilla dev`)
+lives in agent/cli.py, the only agent module imported here; the agent package never imports
+the server.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from agent import cli as agent_cli
 from server.cli import client
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
@@ -72,26 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(p)
 
     p = sub.add_parser("agent", help="run the agent of one host")
-    p.add_argument(
-        "--server", default=_env("FLOTILLA_SERVER"), help="server URL (env FLOTILLA_SERVER)"
-    )
-    p.add_argument(
-        "--name", default=_env("FLOTILLA_HOST_NAME"), help="host name (env FLOTILLA_HOST_NAME)"
-    )
-    p.add_argument(
-        "--token", default=_env("FLOTILLA_HOST_TOKEN"), help="host token (env FLOTILLA_HOST_TOKEN)"
-    )
-    p.add_argument(
-        "--docker-host",
-        default=_env("DOCKER_HOST"),
-        help="Docker Engine URL (env DOCKER_HOST; default the local socket)",
-    )
-    p.add_argument(
-        "--metrics-listen",
-        default=_env("FLOTILLA_METRICS_LISTEN", "127.0.0.1:8701"),
-        help="HOST:PORT for the agent's /metrics and /healthz; 'off' to disable "
-        "(env FLOTILLA_METRICS_LISTEN; default %(default)s)",
-    )
+    agent_cli.add_arguments(p)
 
     p = sub.add_parser("dev", help="server and one local agent in one process (SQLite)")
     _server_flags(p)
@@ -136,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "server":
             return _server(settings_from(args))
         if args.command == "agent":
-            return _agent(args)
+            return agent_cli.run(args)
         if args.command == "dev":
             return _dev(settings_from(args), args)
         if args.command == "host":
@@ -182,59 +165,18 @@ def _server(settings: Settings) -> int:
     return 0
 
 
-def _agent(args: argparse.Namespace) -> int:
-    from agent.main import AgentSettings, run_forever
-
-    missing = [f"--{n}" for n in ("server", "name", "token") if not getattr(args, n)]
-    if missing:
-        print(f"flotilla agent: missing {', '.join(missing)} (or their env vars)", file=sys.stderr)
-        return 2
-    settings = AgentSettings(
-        server=args.server,
-        name=args.name,
-        token=args.token,
-        docker_host=args.docker_host,
-        metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
-    )
-    return _run_until_signal(lambda: run_forever(settings))
-
-
-def _run_until_signal(factory: Callable[[], Awaitable[None]]) -> int:
-    """Run a coroutine until SIGINT or SIGTERM, then cancel it cleanly and exit 0."""
-
-    async def runner() -> None:
-        task = asyncio.ensure_future(factory())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
-    asyncio.run(runner())
-    return 0
-
-
 def _dev(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from agent.main import AgentSettings, running_agent
     from server.app import create_app
 
     _migrate(settings)
     token = asyncio.run(_dev_host_token(settings, args.host_name))
     app = create_app(settings)
-    agent_settings = AgentSettings(
-        server=f"http://{settings.listen}",
-        name=args.host_name,
-        token=token,
-        docker_host=args.docker_host,
-        metrics_listen=None,
-    )
 
-    async def agent_ctx(_: web.Application):  # type: ignore[no-untyped-def]
-        async with running_agent(agent_settings):
+    async def agent_ctx(_: web.Application) -> AsyncIterator[None]:
+        server = f"http://{settings.listen}"
+        async with agent_cli.embedded(server, args.host_name, token, args.docker_host):
             yield
 
     app.cleanup_ctx.append(agent_ctx)

@@ -1,0 +1,103 @@
+"""The agent's command line: the flags of `flotilla agent`, and the entry that runs an agent.
+
+Everything about starting an agent lives in agent/: these flags (each from a flag, an env var
+or a default), the check of what is missing, running until SIGINT or SIGTERM, and the agent
+that `flotilla dev` runs inside the server's process. The `flotilla` command
+(server/cli/main.py) only adds these flags to its `agent` subcommand and calls `run` or
+`embedded`; this module never imports the server. Logging is configured by that entry point.
+
+The heavy imports (Docker SDK, WebSocket client) wait until an agent starts, so that every
+other `flotilla` command builds its parser without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+DEFAULT_METRICS_LISTEN = "127.0.0.1:8701"
+REQUIRED = ("server", "name", "token")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the agent's flags to `parser`; their defaults come from the environment."""
+    env = os.environ.get
+    parser.add_argument(
+        "--server", default=env("FLOTILLA_SERVER"), help="server URL (env FLOTILLA_SERVER)"
+    )
+    parser.add_argument(
+        "--name", default=env("FLOTILLA_HOST_NAME"), help="host name (env FLOTILLA_HOST_NAME)"
+    )
+    parser.add_argument(
+        "--token", default=env("FLOTILLA_HOST_TOKEN"), help="host token (env FLOTILLA_HOST_TOKEN)"
+    )
+    parser.add_argument(
+        "--docker-host",
+        default=env("DOCKER_HOST"),
+        help="Docker Engine URL (env DOCKER_HOST; default the local socket)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        default=env("FLOTILLA_METRICS_LISTEN", DEFAULT_METRICS_LISTEN),
+        help="HOST:PORT for the agent's /metrics and /healthz; 'off' to disable "
+        "(env FLOTILLA_METRICS_LISTEN; default %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one agent from parsed flags until SIGINT or SIGTERM; the process's exit code."""
+    missing = [f"--{n}" for n in REQUIRED if not getattr(args, n)]
+    if missing:
+        print(f"flotilla agent: missing {', '.join(missing)} (or their env vars)", file=sys.stderr)
+        return 2
+    from agent.main import AgentSettings, running_agent
+
+    settings = AgentSettings(
+        server=args.server,
+        name=args.name,
+        token=args.token,
+        docker_host=args.docker_host,
+        metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
+    )
+
+    async def forever() -> None:
+        async with running_agent(settings):
+            await asyncio.Event().wait()
+
+    return _run_until_signal(forever)
+
+
+@contextlib.asynccontextmanager
+async def embedded(
+    server: str, name: str, token: str, docker_host: str | None
+) -> AsyncIterator[None]:
+    """An agent inside another process (`flotilla dev`): it serves no /metrics of its own."""
+    from agent.main import AgentSettings, running_agent
+
+    settings = AgentSettings(
+        server=server, name=name, token=token, docker_host=docker_host, metrics_listen=None
+    )
+    async with running_agent(settings):
+        yield
+
+
+def _run_until_signal(factory: Callable[[], Awaitable[None]]) -> int:
+    """Run a coroutine until SIGINT or SIGTERM, then cancel it cleanly and exit 0."""
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(factory())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(runner())
+    return 0
