@@ -1,6 +1,7 @@
-"""Errors that carry their HTTP status and a stable code; rendered as RFC 9457 problem+json.
+"""Domain errors: a stable code, a message and the fields at fault; no HTTP.
 
-Domain code raises these, never aiohttp's HTTP exceptions. Clients read `code`, not text.
+Domain code (db/, rollout/) raises these, never aiohttp's HTTP exceptions; the api layer alone
+(server/api/problems.py) knows which HTTP status each one gets. Clients read `code`, not text.
 """
 
 from __future__ import annotations
@@ -10,42 +11,59 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class FieldError:
+    """One field of a request at fault, and what is wrong with it."""
+
     field: str
     message: str
 
 
 @dataclass
-class ApiError(Exception):
-    status: int
+class DomainError(Exception):
+    """An error the caller can act on: a stable `code`, a message, the fields at fault."""
+
     code: str
     message: str
     fields: list[FieldError] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"{self.status} {self.code}: {self.message}"
+        return f"{self.code}: {self.message}"
 
 
-class NotFound(ApiError):
+class NotFound(DomainError):
+    """The thing asked for does not exist."""
+
     def __init__(self, message: str, field_name: str | None = None) -> None:
         fields = [FieldError(field_name, message)] if field_name else []
-        super().__init__(404, "not_found", message, fields)
+        super().__init__("not_found", message, fields)
 
 
-class Conflict(ApiError):
+class Conflict(DomainError):
+    """The request contradicts the state it would change; `code` says how."""
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(409, code, message)
+        super().__init__(code, message)
 
 
-class Invalid(ApiError):
+class Invalid(DomainError):
+    """The request is well-formed but its values are not acceptable."""
+
     def __init__(self, message: str, fields: list[FieldError] | None = None) -> None:
-        super().__init__(422, "invalid_request", message, fields or [])
+        super().__init__("invalid_request", message, fields or [])
 
 
-class Unauthorized(ApiError):
+class Unauthorized(DomainError):
+    """The caller did not prove who it is."""
+
     def __init__(self, message: str = "a valid bearer token is required") -> None:
-        super().__init__(401, "unauthorized", message)
+        super().__init__("unauthorized", message)
 
 
-class Forbidden(ApiError):
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
     def __init__(self, message: str) -> None:
-        super().__init__(403, "forbidden", message)
+        super().__init__("forbidden", message)
+
+
+# the old name, still caught by server/cli/main.py (not part of this change): the same class
+ApiError = DomainError

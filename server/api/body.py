@@ -7,7 +7,8 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server.errors import ApiError, FieldError, Invalid
+from server.api.problems import HttpProblem
+from server.errors import FieldError, Invalid
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -24,9 +25,9 @@ async def read_body(request: web.Request, schema: type[Model]) -> Model:
         for err in exc.errors(include_url=False):
             if err["type"] == "json_invalid":
                 message = f"the body is not valid JSON: {err['msg']}"
-                raise ApiError(400, "malformed_json", message) from None
+                raise HttpProblem(400, "malformed_json", message) from None
             if err["type"] == "model_type":
-                raise ApiError(400, "malformed_json", "the body must be a JSON object") from None
+                raise HttpProblem(400, "malformed_json", "the body must be a JSON object") from None
             name = ".".join(str(p) for p in err["loc"]) or "body"
             fields.append(FieldError(name, err["msg"]))
         names = ", ".join(f.field for f in fields)

@@ -11,11 +11,12 @@ from aiohttp import web
 
 from server.api.auth import require
 from server.api.body import read_body
+from server.api.problems import HttpProblem
 from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
 from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment
-from server.errors import ApiError, FieldError, Invalid, NotFound
+from server.errors import FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, SESSIONS
 from server.loops import wait_set
 from server.rollout.planner import TERMINAL
@@ -71,13 +72,14 @@ async def create_deployment(request: web.Request) -> web.Response:
                 body_hash=body_hash,
             )
             break
-        except store.ConcurrentWrite as exc:
-            if not store.retryable(exc):
+        except store.DatabaseError as exc:
+            if not store.retryable(exc):  # a constraint violation fails the same way again
                 raise
             if attempt == WRITE_ATTEMPTS - 1:
                 message = "concurrent requests changed this app; retry"
-                raise ApiError(409, "conflict", message) from None
-            # SQLite refuses a write whose read snapshot went stale (WAL): try again shortly
+                raise HttpProblem(409, "conflict", message) from None
+            # a serialization failure or deadlock (PostgreSQL), or busy (SQLite): a fresh
+            # transaction gets past it; try again shortly
             await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
     request.app[CONTROLLER].rollout_requested()
     out = deployment_out(deployment, name, hosts)

@@ -7,8 +7,8 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server.api.problems import HttpProblem
 from server.db.store import ping
-from server.errors import ApiError
 from server.keys import ENGINE, METRICS
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ async def readyz(request: web.Request) -> web.Response:
         await ping(request.app[ENGINE])
     except Exception as exc:
         log.warning("readiness check failed: %s", exc)
-        raise ApiError(503, "database_unavailable", "the database does not answer") from None
+        raise HttpProblem(503, "database_unavailable", "the database does not answer") from None
     return web.json_response({"status": "ready"})
 
 

@@ -1,19 +1,31 @@
 """Renders errors as RFC 9457 problem+json; one middleware, one error shape.
 
-Anything unexpected is logged with its traceback and answered with a bare 500 that reveals
-nothing. While the server stops, requests get 503.
+Domain errors (server/errors.py) carry no HTTP status: this module alone decides the status of
+each. Errors of HTTP itself (a body that is not JSON, a server that is stopping) are
+`HttpProblem`s, raised only inside server/api/. Anything unexpected is logged with its
+traceback and answered with a bare 500 that reveals nothing. While the server stops, requests
+get 503.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from server.errors import ApiError
+from server.errors import (
+    Conflict,
+    DomainError,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthorized,
+)
 from server.keys import METRICS, STOPPING
 
 log = logging.getLogger(__name__)
@@ -35,7 +47,45 @@ _TITLES = {
 }
 
 
-def problem(request: web.Request, error: ApiError) -> web.Response:
+# the HTTP status of each domain error; a subclass not named here gets its nearest base's
+_STATUSES: dict[type[DomainError], int] = {
+    DomainError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+}
+
+
+@dataclass
+class HttpProblem(Exception):
+    """An error of HTTP itself, not of the domain (malformed JSON, stopping, no database)."""
+
+    status: int
+    code: str
+    message: str
+    fields: list[FieldError] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status a domain error is answered with."""
+    for cls in type(error).__mro__:
+        if cls in _STATUSES:
+            return _STATUSES[cls]
+    raise AssertionError("unreachable: DomainError itself is mapped")
+
+
+def as_problem(error: DomainError) -> HttpProblem:
+    """A domain error with its HTTP status."""
+    return HttpProblem(status_of(error), error.code, error.message, error.fields)
+
+
+def problem(request: web.Request, error: HttpProblem) -> web.Response:
+    """The problem+json response for `error`."""
     body: dict[str, Any] = {
         "type": f"urn:flotilla:problem:{error.code}",
         "title": _TITLES.get(error.status, "Error"),
@@ -62,7 +112,8 @@ _HTTP_CODES = {
 
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn ApiError and aiohttp's own HTTP errors into problem+json; count every request."""
+    """Turn domain errors, HttpProblems and aiohttp's own HTTP errors into problem+json;
+    count every request."""
     started = time.perf_counter()
     route = request.match_info.route.resource
     template = route.canonical if route is not None else "unmatched"
@@ -70,11 +121,15 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     status = 500
     try:
         if request.app[STOPPING][0] and not request.path.startswith("/v1/agent"):
-            raise ApiError(503, "stopping", "the server is shutting down; retry shortly")
+            raise HttpProblem(503, "stopping", "the server is shutting down; retry shortly")
         response = await handler(request)
         status = response.status
         return response
-    except ApiError as exc:
+    except DomainError as exc:
+        answer = as_problem(exc)
+        status = answer.status
+        return problem(request, answer)
+    except HttpProblem as exc:
         status = exc.status
         return problem(request, exc)
     except web.HTTPException as exc:
@@ -83,7 +138,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else f"request body too large: {exc.text}"
-        return problem(request, ApiError(exc.status, code, message))
+        return problem(request, HttpProblem(exc.status, code, message))
     except Exception:
         log.exception("unexpected error %s %s", request.method, request.path)
         status = 500

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, Text, bindparam, insert, select, update
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,8 +54,11 @@ _TAKE = (
     .values(last_release=_APPS.c.last_release + 1)
     .returning(_APPS.c.id, _APPS.c.last_release)
 )
-_INSERT_APP = insert(_APPS)
-_INSERT_APP_IF_NEW = postgresql.insert(_APPS).on_conflict_do_nothing(index_elements=["name"])
+# an app's row on its first deploy; a concurrent first deploy may have made it (then nothing)
+_INSERT_APP_IF_NEW = {
+    "postgresql": postgresql.insert(_APPS).on_conflict_do_nothing(index_elements=["name"]),
+    "sqlite": sqlite.insert(_APPS).on_conflict_do_nothing(index_elements=["name"]),
+}
 _INSERT_RELEASE = insert(_RELEASES)
 _INSERT_DEPLOYMENT = insert(_DEPLOYMENTS).returning(_DEPLOYMENTS.c.id)
 _INSERT_EVENT = insert(_EVENTS)
@@ -133,6 +136,27 @@ async def deploy(
     }
     event = {"at": at, "kind": "deploy_requested", "actor": actor, "app": name, "host": None}
     new = _New(name, release, deployment, event, " requested" + (f": {message}" if message else ""))
+    try:
+        return await _write(sessions, new, idempotency_key, body_hash)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with this Idempotency-Key wrote its deployment first (both
+        # found none; the unique key of app and Idempotency-Key refused the second): answer
+        # with what the first made. Any other constraint violation surfaces.
+        async with sessions() as session:
+            found = await _find(session, name, idempotency_key, body_hash)
+        if found is None:
+            raise
+        return found
+
+
+async def _write(
+    sessions: Sessions, new: _New, idempotency_key: str | None, body_hash: str
+) -> tuple[Deployment, Sequence[store.Target]]:
+    """`deploy`'s write: one statement on PostgreSQL, a transaction elsewhere or when the
+    event has webhook subscribers."""
+    name = new.app
     async with sessions() as session:
         if session.get_bind().dialect.name == "postgresql":
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
@@ -142,7 +166,7 @@ async def deploy(
             if not await webhooks.subscribed(session, "deploy_requested"):
                 made = await _in_one_statement(session, new)
                 if made is None:  # the app's first deploy
-                    await session.execute(_INSERT_APP_IF_NEW, {"name": name, "last_release": 0})
+                    await _create_app(session, name)
                     made = await _in_one_statement(session, new)
                 await session.commit()  # nothing left to commit; runs the after-commit hooks
                 return new.answer(made), []
@@ -222,9 +246,8 @@ async def _step_by_step(session: AsyncSession, new: _New) -> tuple[int, int, int
 
 
 async def _create_app(session: AsyncSession, name: str) -> None:
-    """The app's row, on its first deploy (a concurrent first deploy may win the race)."""
-    try:
-        async with session.begin_nested():
-            await session.execute(_INSERT_APP, {"name": name, "last_release": 0})
-    except IntegrityError:
-        pass  # created concurrently: count on the winner's row
+    """The app's row, on its first deploy. A concurrent first deploy may have made it: then
+    this does nothing (no error, so no retry), waiting on PostgreSQL for that one to commit,
+    and the next statement takes a number from its row under the row's lock."""
+    insert_if_new = _INSERT_APP_IF_NEW[session.get_bind().dialect.name]
+    await session.execute(insert_if_new, {"name": name, "last_release": 0})

@@ -6,12 +6,13 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, func, literal, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.db import webhooks
@@ -29,20 +30,40 @@ from server.db.models import (
 from server.errors import Conflict, NotFound
 
 TOKEN_PREFIX = "flt_"
-# a unique constraint hit by a concurrent writer, or a deadlock / serialization failure
-# (PostgreSQL SQLSTATE 40P01, 40001): the transaction is safe to run again
-ConcurrentWrite = (IntegrityError, OperationalError, DBAPIError)
-RETRYABLE_SQLSTATES = {"40P01", "40001"}
+# What a database write can fail with; `retryable` says which of these a fresh transaction
+# can get past.
+DatabaseError = DBAPIError
+# PostgreSQL: serialization failure, deadlock detected (the transaction was rolled back)
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# SQLite's primary result codes (the low byte of an extended code): SQLITE_BUSY (another
+# connection writes; also SQLITE_BUSY_SNAPSHOT, a WAL write whose read snapshot went stale)
+# and SQLITE_LOCKED
+RETRYABLE_SQLITE_CODES = frozenset({5, 6})
 
 
-def retryable(exc: Exception) -> bool:
-    """Is this database error one that a fresh transaction can get past?"""
-    if isinstance(exc, IntegrityError):
-        return True
-    state = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(
-        getattr(getattr(exc, "orig", None), "__cause__", None), "sqlstate", None
-    )
-    return state in RETRYABLE_SQLSTATES or "deadlock" in str(exc).lower()
+def retryable(exc: BaseException) -> bool:
+    """Is this database error one that a fresh transaction can get past?
+
+    Only serialization failures, deadlocks and SQLite's busy or locked: a constraint
+    violation (unique, NOT NULL, foreign key) fails the same way again, and surfaces at once.
+    The drivers' codes decide, not their message text."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = exc.orig
+    while cause is not None and id(cause) not in seen:  # asyncpg's error is the adapter's cause
+        seen.add(id(cause))
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str):
+            return state in RETRYABLE_SQLSTATES
+        if isinstance(cause, sqlite3.Error):
+            code = getattr(cause, "sqlite_errorcode", None)
+            if isinstance(code, int):
+                return code & 0xFF in RETRYABLE_SQLITE_CODES
+            # no code: an error raised by the driver itself, not by SQLite
+            return False
+        cause = cause.__cause__
+    return False
 
 
 def new_token() -> str:
