@@ -6,6 +6,8 @@
 #   make lint     ruff check, ruff format --check, mypy: no Docker needed
 #   make format   ruff format + ruff check --fix
 #   make bench    benchmarks (bench/); never part of `make test`
+#   make bench-ab issue 16's interleaved A/B gate (scripts/bench-ab.sh, ~30 min):
+#                 make bench-ab ARGS="4fd1e55 HEAD"
 #   make clean-run  remove the state of `make run` (.flotilla/)
 
 PYTHON ?= python3
@@ -14,7 +16,7 @@ BIN := $(VENV)/bin
 LINT_PATHS := server agent tests migrations bench
 ARGS ?=
 
-.PHONY: venv test run lint format bench clean-run
+.PHONY: venv test run lint format bench bench-ab clean-run
 
 # The stamp is rebuilt whenever pyproject.toml is newer than it, so dependency changes
 # reach the venv on the next make.
@@ -43,6 +45,9 @@ format: venv
 # Benchmarks are slow and machine-dependent: they are never part of `make test`.
 bench: venv
 	$(BIN)/python -m bench
+
+bench-ab: venv
+	scripts/bench-ab.sh $(ARGS)
 
 clean-run:
 	rm -rf .flotilla

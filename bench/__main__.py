@@ -3,6 +3,8 @@
     python -m bench                              every benchmark with its defaults
     python -m bench deploy-latency --runs 10     one benchmark
     python -m bench --report                     only rebuild RESULTS.md from bench/results/
+    python -m bench ab --bench NAME [--a REV --b REV --rounds N] [-- BENCH ARGS]
+                                                 interleaved A/B of two revisions (bench/ab.py)
 
 Uses the Docker Engine at DOCKER_HOST, or starts a private one (scripts/docker-engine.sh).
 """
@@ -49,6 +51,11 @@ def run_one(module: ModuleType, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "ab":  # not a benchmark: it runs one from two git worktrees
+        from bench import ab
+
+        return ab.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.report:
