@@ -1,73 +1,142 @@
 """`flotilla deploy --wait`: one long poll is capped by the server (600 s), so the CLI polls
 again until its own --timeout has passed, and its exit code says how the deployment ended.
 
-The REST call is replaced by a script of answers: what is tested is the CLI's loop, not the
-server (whose long poll the end-to-end tests use)."""
+The real command line (`flotilla`'s entry, `main`) runs against a small scripted HTTP server
+on 127.0.0.1: it accepts the deploy and answers each poll from a list of answers. What is
+tested is the CLI's loop, not the server (whose long poll the end-to-end tests use)."""
 
 from __future__ import annotations
 
-import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from server.api.deployments import MAX_WAIT_SECONDS
 from server.cli import client
+from server.cli.main import main
 
+TOKEN = "t0ken"
 STARTED = {"id": 7, "kind": "deploy", "app": "web", "release": 3, "status": "pending"}
+RUNNING = (200, {"id": 7, "status": "running"})
 
 
-def run(
-    monkeypatch: pytest.MonkeyPatch, answers: list[tuple[int, dict[str, Any]]], timeout: float
-) -> tuple[int, list[str]]:
-    asked: list[str] = []
+@dataclass
+class Scripted:
+    """What the scripted server answers to each poll, and what the CLI asked of it."""
 
-    def call(server: str, token: str, method: str, path: str, *_: Any, **__: Any) -> Any:
-        asked.append(path)
-        return answers.pop(0) if len(answers) > 1 else answers[0]
+    answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    deploys: list[dict[str, Any]] = field(default_factory=list)
+    polls: list[str] = field(default_factory=list)
+    tokens: set[str] = field(default_factory=set)
 
-    monkeypatch.setattr(client, "_call", call)
-    args = argparse.Namespace(server="http://127.0.0.1:1", wait=True, timeout=timeout)
-    return client._started(args, "token", 202, STARTED), asked
+    @property
+    def waits(self) -> list[float]:
+        """The `wait=` of each poll, in seconds."""
+        return [float(p.split("wait=")[1]) for p in self.polls]
 
 
-def test_waits_past_one_long_poll_until_the_deployment_ends(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.fixture(autouse=True)
+def root_logging() -> Iterator[None]:
+    """`main` configures the root logger, as an entry point does; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+async def scripted(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Scripted]:
+    """A server speaking the two calls of `deploy --wait`; FLOTILLA_SERVER/TOKEN point at it."""
+    script = Scripted()
+
+    async def deploy(request: web.Request) -> web.Response:
+        script.tokens.add(request.headers["Authorization"])
+        script.deploys.append({"app": request.match_info["app"], **await request.json()})
+        return web.json_response(STARTED, status=202)
+
+    async def poll(request: web.Request) -> web.Response:
+        script.tokens.add(request.headers["Authorization"])
+        script.polls.append(request.path_qs)
+        answers = script.answers
+        status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+        kind = "application/problem+json" if status >= 400 else "application/json"
+        return web.json_response(body, status=status, content_type=kind)
+
+    app = web.Application()
+    app.router.add_post("/v1/apps/{app}/deployments", deploy)
+    app.router.add_get("/v1/deployments/{id}", poll)
+    async with TestServer(app, host="127.0.0.1") as server:
+        monkeypatch.setenv("FLOTILLA_SERVER", str(server.make_url("")))
+        monkeypatch.setenv("FLOTILLA_TOKEN", TOKEN)
+        yield script
+
+
+async def deploy_wait(
+    scripted: Scripted, answers: list[tuple[int, dict[str, Any]]], timeout: float
+) -> int:
+    """Run `flotilla deploy web img:v3 --wait --timeout T`; the server answers polls in turn."""
+    scripted.answers[:] = answers
+    argv = ["deploy", "web", "img:v3", "--wait", "--timeout", str(timeout)]
+    code = await asyncio.to_thread(main, argv)
+    assert scripted.deploys == [{"app": "web", "image": "img:v3", "ports": []}]
+    assert scripted.tokens == {f"Bearer {TOKEN}"}
+    return code
+
+
+async def test_waits_past_one_long_poll_until_the_deployment_ends(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    running = (200, {"id": 7, "status": "running"})
-    code, asked = run(
-        monkeypatch, [running, running, (200, {"id": 7, "status": "succeeded"})], 3600
-    )
+    succeeded = (200, {"id": 7, "status": "succeeded"})
+    code = await deploy_wait(scripted, [RUNNING, RUNNING, succeeded], 3600)
     assert code == 0
-    assert len(asked) == 3  # a 3,600 s wait is several long polls, each within the server's cap
-    assert all(float(p.split("wait=")[1]) <= client.LONG_POLL_SECONDS for p in asked)
-    assert capsys.readouterr().out.endswith("deployment 7: succeeded\n")
-
-
-def test_a_deployment_that_fails_exits_1_with_its_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    failed = (200, {"id": 7, "status": "rolled_back", "error": "host h1: crashed"})
-    code, _ = run(monkeypatch, [failed], 600)
-    assert code == 1
+    # a 3,600 s wait is several long polls, each within the server's cap
+    assert len(scripted.polls) == 3
+    assert all(p.startswith("/v1/deployments/7?wait=") for p in scripted.polls)
+    assert all(0 < w <= min(client.LONG_POLL_SECONDS, MAX_WAIT_SECONDS) for w in scripted.waits)
     out = capsys.readouterr()
-    assert "deployment 7: rolled_back" in out.out and "host h1: crashed" in out.err
+    assert out.out == (
+        "deployment 7: deploy of web to release 3 pending\ndeployment 7: succeeded\n"
+    )
+    assert out.err == ""
 
 
-def test_a_deployment_still_running_when_time_is_up_exits_1(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("ended", ["failed", "rolled_back"])
+async def test_a_deployment_that_fails_exits_1_with_its_error(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str], ended: str
 ) -> None:
-    code, asked = run(monkeypatch, [(200, {"id": 7, "status": "running"})], 0)
+    failed = (200, {"id": 7, "status": ended, "error": "host h1: crashed"})
+    code = await deploy_wait(scripted, [RUNNING, failed], 600)
     assert code == 1
-    assert asked == ["/v1/deployments/7?wait=0.000"]
+    assert len(scripted.polls) == 2
+    out = capsys.readouterr()
+    assert out.out.endswith(f"deployment 7: {ended}\n")
+    assert "host h1: crashed" in out.err
+
+
+async def test_a_deployment_still_running_when_time_is_up_exits_1(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = await deploy_wait(scripted, [RUNNING], 0)
+    assert code == 1
+    # no time left: one poll that does not wait
+    assert scripted.polls == ["/v1/deployments/7?wait=0.000"]
     assert capsys.readouterr().out.endswith("deployment 7: running\n")
 
 
-def test_a_refused_poll_exits_1_with_the_problem(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+async def test_a_refused_poll_exits_1_with_the_problem(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _ = run(monkeypatch, [(403, {"detail": "token lacks the read scope"})], 600)
+    refused = (403, {"code": "forbidden", "detail": "token lacks the read scope"})
+    code = await deploy_wait(scripted, [refused], 600)
     assert code == 1
+    assert len(scripted.polls) == 1
     assert "token lacks the read scope" in capsys.readouterr().err
 
 
