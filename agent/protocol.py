@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import msgspec
 import orjson
 
 PROTOCOL_VERSION = 1
@@ -242,40 +243,46 @@ def from_body(body: Any) -> Message:
     return result
 
 
-def check_status(body: Any) -> tuple[tuple[str, str], ...]:
-    """Check a parsed status as `from_body` does, without building its objects; return its
-    digests. The server keeps a status as the parsed JSON, and at 10,000 hosts building
-    objects only to throw them away was a tenth of its time during a deploy."""
+Report = Hello | Status | Event  # what an agent sends
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_REPORTS: dict[str, msgspec.json.Decoder[Any]] = {
+    "hello": msgspec.json.Decoder(Hello),
+    "status": msgspec.json.Decoder(Status),
+    "event": msgspec.json.Decoder(Event),
+}
+
+
+def decode_report(text: str | bytes) -> Report:
+    """Parse an agent's message into its typed model, checking every field's type strictly
+    (a release must be an integer, a message a string); raise ProtocolError if it is not
+    one. msgspec parses and checks in one pass in C: a status of 14 instances costs about
+    as much as orjson's parse alone plus a walk over its fields."""
     try:
-        if body["type"] != "status" or not _NEEDS[Status] <= body.keys():
-            raise ProtocolError(f"bad status message: needs {sorted(_NEEDS[Status])}")
-        int(body["generation"])
-        for inst in body.get("instances", ()):
-            _check(Instance, inst)
-            for port in inst.get("ports", ()):
-                _check(PublishedPort, port)
-        for problem in body.get("problems", ()):
-            _check(AppProblem, problem)
-            tuple(problem.get("logs", ()))
-        return _pairs(body.get("digests", ()))
-    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
-        raise ProtocolError(f"bad status message: {exc}") from exc
+        kind = _ENVELOPE.decode(text).type
+    except (msgspec.DecodeError, RecursionError) as exc:  # too deep to be a message
+        raise ProtocolError(f"not a protocol message: {exc}") from exc
+    decoder = _REPORTS.get(kind)
+    if decoder is None:
+        raise ProtocolError(f"an agent does not send {kind!r} messages")
+    try:
+        report: Report = decoder.decode(text)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ProtocolError(f"bad {kind} message: {exc}") from exc
+    return report
 
 
-def _needs(cls: type[Any]) -> frozenset[str]:
-    """The fields a message object cannot be built without."""
-    return frozenset(
-        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
-    )
-
-
-_NEEDS = {cls: _needs(cls) for cls in (Status, Instance, PublishedPort, AppProblem)}
-
-
-def _check(cls: type[Any], body: dict[str, Any]) -> None:
-    if not _NEEDS[cls] <= body.keys():
-        missing = sorted(_NEEDS[cls] - body.keys())
-        raise ProtocolError(f"bad status message: {cls.__name__} without {missing}")
+def status_of(value: Any) -> Status:
+    """A Status from already parsed JSON (a stored one), checked as strictly as on the wire."""
+    try:
+        return msgspec.convert(value, Status)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"bad status: {exc}") from exc
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:

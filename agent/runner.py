@@ -1,5 +1,8 @@
 """The agent's reconcile loop: a thin I/O shell around `plan_reconcile`.
 
+(Over 400 lines: the loop, its status reports and the health gate's bookkeeping share one
+state per host; tests/agent/test_runner.py covers it through its public calls.)
+
 A push, a Docker event or a timer only wakes the loop; each pass re-reads the containers,
 plans, and executes the plan one action at a time. What changed is reported within 0.1 s
 while the pass acts, and at its end (quick steps share one status). A pass that starts an

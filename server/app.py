@@ -24,12 +24,17 @@ from server.keys import (
     READ_CACHE,
     SESSIONS,
     SETTINGS,
+    STATUSES,
     STOPPING,
     TOKENS,
+    TURNS,
 )
 from server.metrics import create_metrics
 from server.read_cache import ReadCache
 from server.rollout.controller import Controller
+from server.rollout.wakeups import Wakeups
+from server.statuses import StatusStore
+from server.turns import Turns
 from server.webhooks.delivery import DELIVERER, Deliverer, deliveries_ctx
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,11 @@ ADMIN_TOKEN_FILE = "admin.token"
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the server; the database must already be migrated (see server.db.migrate)."""
+    """Build the server; the database must already be migrated (see server.db.migrate).
+
+    The middle is built in dependency order, each part handed what it uses, and nothing is
+    set on a part after it is built: the scheduler (server.turns), the status store, the
+    controller's wake-ups, the hub, the controller (docs/architecture.md)."""
     app = web.Application(
         middlewares=[problems_middleware], client_max_size=settings.max_body_bytes
     )
@@ -46,28 +55,19 @@ def create_app(settings: Settings) -> web.Application:
     read_cache = ReadCache()
     sessions = create_sessions(engine, on_commit=read_cache.bump)
     metrics = create_metrics()
+    turns = Turns()
+    statuses = StatusStore(sessions, turns)
+    wakeups = Wakeups(turns)
+    hub = Hub(sessions, metrics, statuses, wakeups.host, turns)
     controller = Controller(
-        sessions,
-        metrics,
-        lambda name: hub.is_connected(name),
-        observed_of=lambda name: hub.status_of(name),
+        sessions, metrics, statuses, hub, turns, wakeups, settings.controller_interval
     )
-    controller.interval = settings.controller_interval
-
-    def host_changed(name: str) -> None:
-        # a cached GET /v1/apps/{app} shows statuses the hub holds before they are written
-        read_cache.bump()
-        controller.host_changed(name)
-
-    hub = Hub(sessions, metrics, host_changed)
-    controller.push = hub.push_now
-    controller.pushed = hub.pushed
-    hub.judged = controller.judged
-    hub.answered = controller.answered
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[SESSIONS] = sessions
     app[METRICS] = metrics
+    app[TURNS] = turns
+    app[STATUSES] = statuses
     app[HUB] = hub
     app[CONTROLLER] = controller
     app[STOPPING] = [False]
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> web.Application:
     webhooks.wake_after_commit(sessions, app[DELIVERER].wake.set)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)
-    app.cleanup_ctx.append(_controller_ctx)
+    app.cleanup_ctx.append(_loops_ctx)
     app.cleanup_ctx.append(deliveries_ctx)
     app.on_shutdown.append(_on_shutdown)
     return app
@@ -107,21 +107,24 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[ENGINE].dispose()
 
 
-async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The background loops: rollout controller, fleet gauges, the hub's pushes and writes,
+    the status store's writes."""
     settings = app[SETTINGS]
     fleet = FleetMetrics(
         app[SESSIONS],
         app[METRICS],
+        app[STATUSES],
+        app[HUB],
+        app[TURNS],
         settings.host_timeout,
         settings.fleet_metrics_interval,
-        observed_of=app[HUB].status_of,
-        rollouts_idle=app[CONTROLLER].idle,
-        answered=app[CONTROLLER].answered,
     )
     tasks = [
         asyncio.create_task(app[CONTROLLER].run(), name="rollout-controller"),
         asyncio.create_task(fleet.run(), name="fleet-metrics"),
-        asyncio.create_task(app[HUB].run(), name="hub-writer"),
+        asyncio.create_task(app[HUB].run(), name="hub"),
+        asyncio.create_task(app[STATUSES].run(), name="status-writes"),
     ]
     yield
     for task in tasks:

@@ -11,54 +11,71 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
 from server.db import rollouts
 from server.db.session import Sessions
 from server.db.store import as_utc, now
-from server.loops import unit_of_work, wait_all_set, wait_set
+from server.loops import unit_of_work, wait_set
 from server.metrics import Metrics
+from server.rollout.judgement import Wanted, judge
+from server.states import TargetState
+from server.statuses import StatusReader
+from server.turns import Turns, Work
 
 log = logging.getLogger(__name__)
 
 REFRESH_SHARE = 40  # wait at least this many times as long as the last refresh took
 MAX_PAUSE_SECONDS = 15.0  # but never longer than a usual Prometheus scrape interval
-# While a rollout runs, a refresh waits for it to end (this long at most): both need the one
-# event loop. A refresh at 10,000 hosts costs 115-165 ms of CPU in-process, and up to 235 ms
-# inside a deploy to them, which it slowed by as much (py-spy; waiting only while statuses
-# were to judge, it still ran in the gap between the first pass and the first status). A
-# fan-out to 10,000 hosts takes 1.1-2 s; a rolling deploy's refreshes come this much later.
-# Nor does it run while the clients waiting for a deployment's end are answered.
+# A refresh yields to a rollout under way, and then to the answer to its end, this long at
+# most each (server.turns): longer than a fan-out to 10,000 hosts takes.
 MAX_DEFER_SECONDS = 3.0
+# flotilla_app_hosts' states, from the judgement's verdicts
+_GAUGED = {
+    TargetState.HEALTHY: "healthy",
+    TargetState.FAILED: "unhealthy",
+    TargetState.UPDATING: "pending",
+    TargetState.PENDING: "pending",
+}
+
+
+class Presence(Protocol):
+    """Who is connected: the hub."""
+
+    def is_connected(self, host: str) -> bool:
+        """Does this process hold the host's agent connection?"""
+        ...
 
 
 class FleetMetrics:
+    """Refreshes the fleet gauges from the database and the hosts' statuses."""
+
     def __init__(
         self,
         sessions: Sessions,
         metrics: Metrics,
+        statuses: StatusReader,
+        presence: Presence,
+        turns: Turns,
         host_timeout: float,
         interval: float = 5.0,
-        observed_of: Callable[[str], dict[str, Any] | None] = lambda _: None,
-        rollouts_idle: asyncio.Event | None = None,
-        answered: asyncio.Event | None = None,
     ) -> None:
-        self.observed_of = observed_of
-        self.rollouts_idle = rollouts_idle  # the controller's: set while no rollout runs
-        self.answered = answered  # the controller's: clear while an end's waiters are answered
-        self._children: dict[Gauge, dict[tuple[str, ...], Any]] = {}
         self.sessions = sessions
         self.metrics = metrics
+        self.statuses = statuses
+        self.presence = presence
+        self.turns = turns
         self.host_timeout = host_timeout
         self.interval = interval
         self.wake = asyncio.Event()
+        self._children: dict[Gauge, dict[tuple[str, ...], Any]] = {}
 
     async def run(self) -> None:
+        """Refresh at the fleet gauges' turn (server.turns), until cancelled."""
         while True:
-            await wait_all_set((self.rollouts_idle, self.answered), MAX_DEFER_SECONDS)
+            await self.turns.wait(Work.METRICS, MAX_DEFER_SECONDS)
             started = time.perf_counter()
             try:
                 await unit_of_work(self.refresh())
@@ -94,35 +111,30 @@ class FleetMetrics:
             statuses["connected" if host.connected and fresh else "disconnected"] += 1
             if seen is not None:
                 values[m.host_last_seen][(host.name,)] = seen.timestamp()
-            # a host's instances come from its live status (connected hosts only: what a
-            # disconnected host runs is unknown, and it shows in flotilla_hosts)
-            live = self.observed_of(host.name) or {}
-            instances: list[dict[str, Any]] = live.get("instances", [])
-            problems = {(p.get("app"), p.get("release")) for p in live.get("problems", [])}
+            # what a host runs comes from its last status, for connected hosts only: what a
+            # disconnected host runs is unknown, and it shows in flotilla_hosts
+            reported = (
+                self.statuses.latest(host.name) if self.presence.is_connected(host.name) else None
+            )
+            status = reported.status if reported is not None else None
             running: dict[str, int] = {}
-            for inst in instances:
-                app = str(inst.get("app"))
-                state = str(inst.get("state"))
-                instance_states[(app, "ready" if inst.get("ready") else state)] += 1
-                if state == "running":
-                    running[app] = max(running.get(app, 0), int(inst.get("release", 0)))
+            for inst in status.instances if status is not None else ():
+                ready = inst.ready and inst.state == "running"
+                instance_states[(inst.app, "ready" if ready else inst.state)] += 1
+                if inst.state == "running":
+                    running[inst.app] = max(running.get(inst.app, 0), inst.release)
             for app, release in running.items():
                 values[m.host_app_release][(host.name, app)] = release
             for app, assigned in snapshot.assigned.get(host.name, {}).items():
                 current = snapshot.current.get(app)
-                mine = [
-                    i for i in instances if i.get("app") == app and i.get("release") == assigned
-                ]
                 if current is not None and running.get(app) == current:
                     app_states[(app, "updated")] += 1
-                if not mine or not all(i.get("state") == "running" for i in mine):
-                    app_states[(app, "pending")] += 1
-                elif (app, assigned) in problems or not all(i.get("ready") for i in mine):
-                    app_states[(app, "unhealthy")] += 1
-                else:
-                    app_states[(app, "healthy")] += 1
-        for status in ("connected", "disconnected"):
-            values[m.hosts][(status,)] = statuses[status]
+                verdict = judge(
+                    Wanted(app, assigned, snapshot.replicas.get((app, assigned), 1)), status
+                )
+                app_states[(app, _GAUGED[verdict.state])] += 1
+        for connection in ("connected", "disconnected"):
+            values[m.hosts][(connection,)] = statuses[connection]
         for app in snapshot.current:
             for state in ("updated", "healthy", "unhealthy", "pending"):
                 values[m.app_hosts][(app, state)] = app_states[(app, state)]

@@ -34,6 +34,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from server.turns import Phase, Turns, Work
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -54,19 +56,17 @@ def tune_for_server() -> None:
     gc.callbacks.append(_log_full_collections)
 
 
-async def collect_between_rollouts(
-    busy: asyncio.Event, idle: asyncio.Event, answered: asyncio.Event
-) -> None:
-    """Until cancelled: while a rollout runs (`busy`), young collections wait for
-    BUSY_YOUNG_THRESHOLD allocations; once none runs (`idle`) and those waiting for its end
-    are answered (`answered`), collect what it left at once, with the middle generation if
-    that is due, and go back to the usual thresholds."""
+async def collect_between_rollouts(turns: Turns) -> None:
+    """Until cancelled: while a rollout runs (the scheduler's ROLLING phase), young
+    collections wait for BUSY_YOUNG_THRESHOLD allocations; at the collector's turn
+    (`Work.COLLECT`: no rollout under way, and those waiting for its end answered), collect
+    what it left at once, with the middle generation if that is due, and go back to the
+    usual thresholds."""
     try:
         while True:
-            await busy.wait()
+            await turns.until_begins(Phase.ROLLING)
             gc.set_threshold(BUSY_YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
-            await idle.wait()
-            await answered.wait()
+            await turns.wait(Work.COLLECT, float("inf"))
             gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
             started = time.perf_counter()
             generation = 1 if gc.get_count()[1] >= MIDDLE_THRESHOLD else 0
@@ -81,15 +81,11 @@ async def collect_between_rollouts(
 
 
 async def between_rollouts(app: web.Application) -> AsyncIterator[None]:
-    """An aiohttp cleanup context: collect_between_rollouts, on the app's controller, for
-    as long as the app runs (a server that called tune_for_server)."""
-    from server.keys import CONTROLLER  # here: the benchmarks' processes tune, and no more
+    """An aiohttp cleanup context: collect_between_rollouts on the app's scheduler, for as
+    long as the app runs (a server that called tune_for_server)."""
+    from server.keys import TURNS  # here: the benchmarks' processes tune, and no more
 
-    controller = app[CONTROLLER]
-    task = asyncio.create_task(
-        collect_between_rollouts(controller.busy, controller.idle, controller.answered),
-        name="gc-between-rollouts",
-    )
+    task = asyncio.create_task(collect_between_rollouts(app[TURNS]), name="gc-between-rollouts")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -3,12 +3,14 @@
 Pushes are level-triggered: each one carries the host's whole desired state and its
 generation, read fresh from the database, so a lost or repeated push does no harm.
 
-Writes are batched: what agents report is kept per host (only the newest status counts) and
-flushed in one transaction a few times a second, so ten thousand agents cost a handful of
-commits, not one per message. The rollout controller is told of each host that reported,
-connected or went away: it reads the hub's in-memory copy, so it need not wait for the
-write. Liveness comes from the WebSocket's own ping/pong; the hub touches `last_seen` of
-every connected host in one statement every few seconds.
+Every message an agent sends is parsed once, at the door, into its strict typed model
+(`agent.protocol.decode_report`); a message of the wrong shape closes the connection with a
+clear reason (1007), and nothing of it is kept. A status goes to the status store
+(`server.statuses`, the owner of what each host last reported) and is news for the rollout
+controller (`Wakeups.host`). Connections, agents' events and image digests are written in
+batches, a few times a second at most, at the turn the scheduler gives writes
+(`server.turns`). Liveness comes from the WebSocket's own ping/pong; the hub touches
+`last_seen` of every connected host in one statement every few seconds.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
 from aiohttp import WSMsgType, web
 
 from agent.protocol import (
@@ -29,38 +29,26 @@ from agent.protocol import (
     Event,
     Hello,
     ProtocolError,
-    check_status,
-    decode,
+    Status,
+    decode_report,
     encode,
-    from_body,
 )
+from server import desired
 from server.db import rollouts, store
 from server.db.session import Sessions
 from server.errors import Unauthorized
-from server.loops import timed, unit_of_work, wait_all_set, wait_set
+from server.loops import timed, unit_of_work, wait_set
 from server.metrics import Metrics
+from server.statuses import StatusStore
+from server.turns import Phase, Turns, Work
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
 PUSH_GATHER_SECONDS = 0.005  # a moment to coalesce a burst of pushes; more gather while one runs
-# Writes gather what agents report this long: an idle fleet of 10,000 sends a few dozen
-# statuses a second (each agent's refresh), and a transaction for each cost the idle server
-# 10% of a core. The controller reads statuses from memory (Hub.status_of): no rollout waits
-# for a write.
-WRITE_GATHER_SECONDS = 0.1
-# After a flush, wait this share of its duration (at most MAX_FLUSH_REST) before the next:
-# during a deploy to 10,000 hosts back-to-back flushes of a few hundred statuses each ran
-# for 2 of the 3 seconds in which the statuses came in; the controller reads statuses from
-# memory, so a later write delays no rollout, and a host that reports twice is written once.
-FLUSH_REST_SHARE = 2.0
-MAX_FLUSH_REST = 0.25
-# While the rollout controller has statuses to judge, a write waits for it (this long at
-# most): both need the one event loop, and the controller reads statuses from memory, not
-# from the database. At the end of a 10,000-host deploy a write of 7,000 statuses (100 ms of
-# CPU) ran alongside the pass that judged them, which took 260 ms instead of 130. So does a
-# write while the clients waiting for a deployment's end are answered (Controller.answered).
-MAX_WRITE_DEFER_SECONDS = 1.0
+WRITE_GATHER_SECONDS = 0.1  # a write of connections and events gathers this long
+MAX_FLUSH_REST = 0.25  # and rests this long at most after one (twice what it took)
+MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write yields to each phase before it
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 PUSH_CONCURRENCY = 256
 HEARTBEAT_SECONDS = 20.0  # the server's ping interval on each agent socket, for small fleets
@@ -71,25 +59,31 @@ MAX_PINGS_PER_SECOND = 200.0  # for large ones the interval grows: 50 s at 10,00
 class _Pending:
     """What to write at the next flush."""
 
-    observed: dict[int, dict[str, Any]] = field(default_factory=dict)  # host id -> status
     connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
     transitions: list[tuple[str, bool]] = field(default_factory=list)  # for the audit log
     events: list[tuple[str, Event]] = field(default_factory=list)
     digests: set[tuple[str, str]] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.observed or self.connections or self.events or self.digests)
+        return bool(self.connections or self.events or self.digests)
 
 
 class Hub:
     """Holds this process's agent WebSockets."""
 
     def __init__(
-        self, sessions: Sessions, metrics: Metrics, on_change: Callable[[str], None]
+        self,
+        sessions: Sessions,
+        metrics: Metrics,
+        statuses: StatusStore,
+        on_change: Callable[[str], object],
+        turns: Turns,
     ) -> None:
         self.sessions = sessions
         self.metrics = metrics
+        self.statuses = statuses
         self.on_change = on_change  # a host sent a status, connected or went away
+        self.turns = turns
         self._sockets: dict[str, web.WebSocketResponse] = {}
         self._ids: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -99,25 +93,13 @@ class Hub:
         self._to_push: set[str] = set()
         self._push_wanted = asyncio.Event()
         self._at_once = False  # the next push gathers nothing more (push_now)
-        self.pushed = asyncio.Event()  # set while no push is waiting or under way
-        self.pushed.set()
-        self.judged: asyncio.Event | None = None  # the controller's: set while none to judge
-        self.answered: asyncio.Event | None = None  # the controller's: clear while answering
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
-        self.observed: dict[str, dict[str, Any]] = {}  # newest status per connected host
         self._fleet = 0  # registered hosts, counted at most once a minute
         self._fleet_checked = float("-inf")
 
     def is_connected(self, host: str) -> bool:
+        """Does this process hold the host's agent connection?"""
         return host in self._sockets
-
-    def status_of(self, host: str) -> dict[str, Any] | None:
-        """The newest status of a host this process holds: a connected host's, or one that
-        reached it and is not written yet (None: the database's is the newest)."""
-        seen = self.observed.get(host)
-        if seen is None and (host_id := self._ids.get(host)) is not None:
-            seen = self._pending.observed.get(host_id)
-        return seen
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/agent/connect: one agent's WebSocket, for as long as it stays."""
@@ -152,12 +134,18 @@ class Hub:
             log.info("agent connected host=%s version=%s", name, hello.agent_version)
             self.request_push([name])  # batched: a reconnect storm costs a few queries
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
                     self._receive(host_id, name, msg.data)
+                except ProtocolError as exc:
+                    log.warning("bad message host=%s: %s", name, exc)
+                    reason = str(exc).encode()[:120]  # a close frame's reason: 123 bytes
+                    await ws.close(code=1007, message=reason)
+                    break
         finally:
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
-                self.observed.pop(name, None)
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
                 self._queue_connection(host_id, name, False, None)
@@ -172,7 +160,7 @@ class Hub:
         with timed(log, "push") as fields:
             started = time.perf_counter()
             async with self.sessions() as session:
-                states = await rollouts.desired_states(session, names)
+                states = await desired.states(session, names)
             fields.update(hosts=len(names), read_ms=round(1000 * (time.perf_counter() - started)))
             await self._send_all(names, states)
 
@@ -200,7 +188,7 @@ class Hub:
         """Push to these hosts soon, together with whatever else is waiting."""
         self._to_push.update(hosts)
         self._push_wanted.set()
-        self.pushed.clear()
+        self.turns.begin(Phase.PUSHING)
 
     def push_now(self, hosts: Iterable[str]) -> None:
         """Push to these hosts without gathering more first: a batch already gathered (the
@@ -227,7 +215,7 @@ class Hub:
                 self.request_push(batch)
                 await asyncio.sleep(1)
             if not self._to_push:
-                self.pushed.set()
+                self.turns.end(Phase.PUSHING)
 
     async def _heartbeat(self) -> float:
         """Seconds between this server's pings on a new agent socket (a silent, dead socket is
@@ -265,7 +253,7 @@ class Hub:
             while True:
                 await wait_set(self._dirty, TOUCH_INTERVAL)
                 await asyncio.sleep(WRITE_GATHER_SECONDS)
-                await self._yield_to_rollouts()
+                await self.turns.wait(Work.WRITES, MAX_WRITE_DEFER_SECONDS)
                 self._dirty.clear()
                 touch = time.monotonic() - last_touch >= TOUCH_INTERVAL
                 if touch:
@@ -278,26 +266,21 @@ class Hub:
                     self._dirty.set()
                     await asyncio.sleep(1)
                 took = time.monotonic() - started
-                await asyncio.sleep(min(MAX_FLUSH_REST, FLUSH_REST_SHARE * took))
+                await asyncio.sleep(min(MAX_FLUSH_REST, 2 * took))
         finally:
             # the last reports (disconnects on shutdown): awaited here, not shielded, so the
             # engine is disposed only after this transaction is done
             with contextlib.suppress(Exception):
                 await self.flush(False)
 
-    async def _yield_to_rollouts(self) -> None:
-        """Wait while a rollout has statuses to judge, and then while those waiting for a
-        deployment's end are answered: MAX_WRITE_DEFER_SECONDS at most each."""
-        await wait_all_set((self.judged, self.answered), MAX_WRITE_DEFER_SECONDS)
-
     async def flush(self, touch: bool = False) -> None:
-        """Write queued status, connections and events in one transaction."""
+        """Write queued connections, events and digests in one transaction."""
         pending, self._pending = self._pending, _Pending()
         connected_ids = list(self._ids[n] for n in self._sockets) if touch else []
         if not pending and not connected_ids:
             return
         with timed(log, "flush") as fields:
-            fields.update(statuses=len(pending.observed), connections=len(pending.connections))
+            fields.update(connections=len(pending.connections), events=len(pending.events))
             await self._write(pending, connected_ids)
         self._digests |= pending.digests
         for name, _ in pending.transitions:  # what the database says of them changed too
@@ -306,9 +289,8 @@ class Hub:
     async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
         try:
             async with self.sessions.begin() as session:
-                await rollouts.record_reports(
+                await rollouts.record_connections(
                     session,
-                    observed=pending.observed,
                     connections={
                         host_id: (
                             up,
@@ -337,8 +319,6 @@ class Hub:
             await ws.close(code=1001, message=b"server shutting down")
 
     def _requeue(self, pending: _Pending) -> None:
-        for k, v in pending.observed.items():
-            self._pending.observed.setdefault(k, v)
         for k2, c in pending.connections.items():
             self._pending.connections.setdefault(k2, c)
         self._pending.transitions[:0] = pending.transitions
@@ -349,7 +329,7 @@ class Hub:
         msg = await ws.receive(timeout=HELLO_TIMEOUT)
         if msg.type != WSMsgType.TEXT:
             raise ProtocolError(f"expected a text hello, got {msg.type.name}")
-        hello = decode(msg.data)
+        hello = decode_report(msg.data)
         if not isinstance(hello, Hello):
             raise ProtocolError("the first message must be hello")
         return hello
@@ -360,24 +340,21 @@ class Hub:
         self._dirty.set()
 
     def _receive(self, host_id: int, name: str, data: str) -> None:
-        try:
-            body = orjson.loads(data)
-            if isinstance(body, dict) and body.get("type") == "status":
-                digests = check_status(body)  # checked, and stored as it came
-                self._pending.observed[host_id] = body
-                self.observed[name] = body
-                self._pending.digests |= {d for d in digests if d not in self._digests}
-                self.on_change(name)  # the controller reads the live status, not the database
+        """Take one message: parsed and checked once, here (ProtocolError if it is bad)."""
+        message = decode_report(data)
+        if isinstance(message, Status):
+            if message.host != name:
+                raise ProtocolError(f"a status of host {message.host!r} on {name!r}'s connection")
+            self.statuses.record(host_id, name, message)
+            new = {d for d in message.digests if d not in self._digests}
+            if new:
+                self._pending.digests |= new
                 self._dirty.set()
-                return
-            message = from_body(body)
-        except (ValueError, ProtocolError) as exc:  # orjson's errors are ValueErrors
-            log.warning("bad message host=%s: %s", name, exc)
+            self.on_change(name)  # the controller reads the status from the store
             return
         if isinstance(message, Event):
             self._pending.events.append((name, message))
             if message.kind == "drift_healed":
                 self.metrics.drift_heals.labels(message.app).inc()
-        else:
-            return
-        self._dirty.set()
+            self._dirty.set()
+        # a second hello changes nothing

@@ -13,6 +13,8 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.read_cache import ReadCache
 from server.rollout.controller import Controller
+from server.statuses import StatusStore
+from server.turns import Turns
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -20,6 +22,8 @@ SESSIONS = web.AppKey("sessions", Sessions)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 CONTROLLER = web.AppKey("controller", Controller)
+STATUSES = web.AppKey("statuses", StatusStore)
+TURNS = web.AppKey("turns", Turns)
 STOPPING = web.AppKey("stopping", list[bool])
 READ_CACHE = web.AppKey("read_cache", ReadCache)
 TOKENS = web.AppKey("tokens", dict[str, tuple[Any, float]])  # token -> (caller, expiry)

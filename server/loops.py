@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -35,19 +35,12 @@ async def wait_set(event: asyncio.Event, seconds: float) -> None:
 
     A timeout scope, not asyncio.wait_for: the latter (3.11's) can lose a cancellation that
     arrives just as the event is set, and a loop that lost it would never stop."""
+    if seconds == float("inf"):
+        await event.wait()
+        return
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
-
-
-async def wait_all_set(events: Iterable[asyncio.Event | None], seconds: float) -> None:
-    """Wait until each of `events` (None: none to wait for) has been set, one after the
-    other, `seconds` at most each: background work that yields to several others. Each its
-    own bound: a long wait for the first must not cut the next one short (a write that
-    waited out a rollout's statuses still waits for the answer to its end)."""
-    for event in events:
-        if event is not None:
-            await wait_set(event, seconds)
 
 
 SLOW_SECONDS = 0.25  # a pass this slow holds up rollouts: worth a line at INFO

@@ -10,10 +10,10 @@ from server.api.deployments import app_name, deployment_id_of
 from server.api.schemas import RollbackIn, StrategyIn
 from server.api.views import deployment_json, deployment_out
 from server.db import rollouts, store
-from server.db.models import Deployment
 from server.errors import Conflict, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, METRICS, SESSIONS
-from server.rollout.planner import TERMINAL
+from server.rollout.transitions import act, control_of
+from server.states import Action, requested
 
 
 async def rollback(request: web.Request) -> web.Response:
@@ -74,22 +74,30 @@ def _known(raw: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in raw.items() if k in StrategyIn.model_fields}
 
 
-async def _act(request: web.Request, action: str) -> web.Response:
+async def _act(request: web.Request, action: Action) -> web.Response:
     caller = await require(request, "deploy")
     deployment_id = deployment_id_of(request)
     async with request.app[SESSIONS].begin() as session:
         deployment = await rollouts.lock_deployment(session, deployment_id)
         if deployment is None:
             raise NotFound(f"deployment {deployment_id} does not exist", "id")
-        if deployment.status in TERMINAL:
-            raise Conflict(
-                "deployment_finished", f"deployment {deployment_id} already {deployment.status}"
-            )
-        _apply(deployment, action)
+        control = control_of(
+            deployment.id,
+            deployment.status,
+            deployment.promoted,
+            deployment.cancel_requested,
+            deployment.strategy,
+        )
+        acted = act(control, action)
+        deployment.status = acted.status
+        deployment.promoted = acted.promoted
+        deployment.cancel_requested = acted.cancel_requested
+        if acted.progress_restarts:
+            deployment.progress_at = store.now()
         names = await store.app_names(session, {deployment.app_id})
         await store.add_event(
             session,
-            f"deployment_{action}",
+            requested(action),
             caller.name,
             f"{action} of {deployment.kind} {deployment_id} requested",
             app=names[deployment.app_id],
@@ -97,47 +105,25 @@ async def _act(request: web.Request, action: str) -> web.Response:
         )
         hosts = await store.deployment_hosts(session, deployment_id)
         body = deployment_json(deployment, names[deployment.app_id], hosts)
-    request.app[CONTROLLER].wake.set()
+    request.app[CONTROLLER].deployment_changed(deployment_id)
     return web.Response(body=body, content_type="application/json")
-
-
-def _apply(deployment: Deployment, action: str) -> None:
-    now = store.now()
-    if action == "pause":
-        if deployment.status == "pending":
-            raise Conflict("not_running", "a pending deployment cannot be paused yet; retry")
-        deployment.status = "paused"
-    elif action == "resume":
-        if deployment.status != "paused":
-            raise Conflict("not_paused", f"deployment {deployment.id} is {deployment.status}")
-        deployment.status = "running"
-        deployment.progress_at = now
-    elif action == "promote":
-        if not deployment.strategy.get("canary"):
-            raise Conflict("no_canary", f"deployment {deployment.id} has no canary to promote")
-        deployment.promoted = True
-        if deployment.status == "paused":
-            deployment.status = "running"
-        deployment.progress_at = now
-    else:  # cancel: finish the current batch, start no new one, roll nothing back
-        deployment.cancel_requested = True
 
 
 async def pause(request: web.Request) -> web.Response:
     """POST /v1/deployments/{id}/pause: no new batch starts until resumed."""
-    return await _act(request, "pause")
+    return await _act(request, Action.PAUSE)
 
 
 async def resume(request: web.Request) -> web.Response:
     """POST /v1/deployments/{id}/resume."""
-    return await _act(request, "resume")
+    return await _act(request, Action.RESUME)
 
 
 async def promote(request: web.Request) -> web.Response:
     """POST /v1/deployments/{id}/promote: the canaries are good; roll out to the rest."""
-    return await _act(request, "promote")
+    return await _act(request, Action.PROMOTE)
 
 
 async def cancel(request: web.Request) -> web.Response:
     """POST /v1/deployments/{id}/cancel: stop after the current batch; hosts stay as they are."""
-    return await _act(request, "cancel")
+    return await _act(request, Action.CANCEL)

@@ -8,7 +8,7 @@ from server.api.auth import require
 from server.api.deployments import app_name
 from server.api.views import app_out, release_out
 from server.db import rollouts, store
-from server.keys import HUB, READ_CACHE, SESSIONS
+from server.keys import READ_CACHE, SESSIONS, STATUSES
 
 
 async def list_apps(request: web.Request) -> web.Response:
@@ -36,24 +36,23 @@ async def get_app(request: web.Request) -> web.Response:
     name = app_name(request)
     sessions = request.app[SESSIONS]
 
+    statuses = request.app[STATUSES]
+
     async def build() -> bytes:
         async with sessions() as session:
             app = await store.get_app(session, name)
             number = app.current_release or app.last_release
             release = await store.get_release(session, app, number) if number else None
             hosts = await store.list_hosts(session)
-            assigned = await store.assignments_of_app(session, app)
-            # the hub's statuses as of now; the database's for the hosts it has none of
-            status_of = request.app[HUB].status_of
-            live = {h.name: seen for h in hosts if (seen := status_of(h.name)) is not None}
-            stored = await rollouts.observed_by_id(
-                session, [h.id for h in hosts if h.name not in live]
-            )
-        assignments = {a.host_id: a.release for a in assigned}
-        out = app_out(app, release, hosts, assignments, live.get, stored)
+            assigned = {a.host_id: a.release for a in await store.assignments_of_app(session, app)}
+            seen = await statuses.read(session, [(h.id, h.name) for h in hosts])
+            replicas = await rollouts.replicas_of(session, app.id, set(assigned.values()))
+        out = app_out(app, release, hosts, assigned, seen, lambda r: replicas.get(r, 1))
         return out.model_dump_json().encode()
 
-    body = await request.app[READ_CACHE].fetch(request.path, build)
+    # the hosts' statuses are the status store's, not the database's: their version too
+    key = f"{request.path}@{statuses.seq}"
+    body = await request.app[READ_CACHE].fetch(key, build)
     return web.Response(body=body, content_type="application/json")
 
 

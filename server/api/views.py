@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from agent.protocol import dumps_json
+from agent.protocol import Instance, dumps_json
 from server.api.schemas import (
     AppHostOut,
     AppOut,
@@ -19,6 +19,9 @@ from server.api.schemas import (
 )
 from server.db.models import App, Deployment, Host, Release
 from server.db.store import Target, as_utc
+from server.rollout.judgement import Wanted, judge
+from server.states import TargetState
+from server.statuses import Reported
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -96,25 +99,31 @@ def app_out(
     release: Release | None,
     hosts: Sequence[Host],
     assigned: dict[int, int],
-    live: Callable[[str], dict[str, Any] | None],
-    stored: dict[int, dict[str, Any]],
+    statuses: Mapping[str, Reported],
+    replicas: Callable[[int], int],
 ) -> AppOut:
-    """The app with its current spec and, per host it is assigned to, what runs there: from
-    the newest status, the hub's (`live`, by host name) if it holds one, which the
-    controller judged by and which reaches the database a moment later; else the database's
-    (`stored`, by host id)."""
+    """The app with its current spec and, per host it is assigned to (or runs on), what runs
+    there, from the host's last status (server.statuses), and its state: the judgement's
+    verdict on the release assigned to it (`replicas(release)`: that release's replicas)."""
     per_host = []
     for host in hosts:
-        observed = live(host.name) or stored.get(host.id) or {}
-        instances = [i for i in observed.get("instances", []) if i.get("app") == app.name]
-        if host.id not in assigned and not instances:
+        reported = statuses.get(host.name)
+        status = reported.status if reported is not None else None
+        instances = [i for i in status.instances if i.app == app.name] if status else []
+        wanted = assigned.get(host.id)
+        if wanted is None and not instances:
             continue
-        running = [i for i in instances if i.get("state") == "running"]
+        running = [i.release for i in instances if i.state == "running"]
+        state = (
+            judge(Wanted(app.name, wanted, replicas(wanted)), status).state
+            if wanted is not None
+            else TargetState.PENDING
+        )
         per_host.append(
             AppHostOut(
                 name=host.name,
-                release=max((i["release"] for i in running), default=None),
-                state=_host_state(instances, assigned.get(host.id)),
+                release=max(running, default=None),
+                state=state,
                 instances=[_instance(i) for i in instances],
             )
         )
@@ -127,29 +136,20 @@ def app_out(
     )
 
 
-def _host_state(instances: list[dict[str, Any]], wanted: int | None) -> str:
-    current = [i for i in instances if i.get("release") == wanted]
-    if any(i.get("state") == "running" and i.get("ready") for i in current):
-        return "running"
-    if current:
-        return "starting"
-    return "pending"
-
-
-def _instance(raw: dict[str, Any]) -> InstanceOut:
+def _instance(instance: Instance) -> InstanceOut:
     return InstanceOut(
-        container_id=raw["container_id"],
-        name=raw.get("name", ""),
-        release=raw["release"],
-        state=raw.get("state", "unknown"),
-        ready=bool(raw.get("ready")),
+        container_id=instance.container_id,
+        name=instance.name,
+        release=instance.release,
+        state=instance.state,
+        ready=instance.ready,
         ports=[
             PublishedPortOut(
-                container=p["container"],
-                host_ip=p["host_ip"],
-                host_port=p["host_port"],
-                protocol=p.get("protocol", "tcp"),
+                container=p.container,
+                host_ip=p.host_ip,
+                host_port=p.host_port,
+                protocol=p.protocol,
             )
-            for p in raw.get("ports", [])
+            for p in instance.ports
         ],
     )

@@ -125,6 +125,9 @@ class Deployment(Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     progress_at: Mapped[dt.datetime | None]  # last resume or promote: restarts progress_deadline
+    # bumped by every write of this deployment's target rows: the controller's copy of them
+    # is valid while it is the version that copy was made at
+    targets_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class DeploymentHost(Base):

@@ -1,20 +1,22 @@
-"""Reads and writes of the rollout controller and the hub: assignments, targets, observed state."""
+"""Reads and writes of the rollout controller, the hub and the status store: assignments,
+targets, desired-state rows, statuses, fleet snapshots.
+
+Over 400 lines because each of its hot statements (a fan-out to 10,000 hosts) is written for
+its cost, with the measurement that chose it beside it; splitting it by caller would scatter
+the shared IN-list and bulk-write helpers they all use."""
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import Select, Table, bindparam, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent.protocol import Assignment as WireAssignment
-from agent.protocol import DesiredState, Prepull
 from server.db import store
 from server.db.models import (
     App,
@@ -26,8 +28,7 @@ from server.db.models import (
     Release,
     utcnow,
 )
-from server.rollout.planner import ACTIVE
-from server.wire import container_spec
+from server.states import ACTIVE
 
 _TARGETS = cast(Table, DeploymentHost.__table__)
 _ASSIGNMENTS = cast(Table, Assignment.__table__)
@@ -81,14 +82,6 @@ async def update_by_id(session: AsyncSession, table: Any, rows: Sequence[dict[st
         statement = update(table).where(table.c.id == bindparam("row_id"))
         params = [{"row_id": r["id"], **{k: r[k] for k in columns if k != "id"}} for r in group]
         await session.execute(statement, params)
-
-
-async def targets_written(session: AsyncSession, deployment_id: int) -> dt.datetime | None:
-    """When a deployment's targets were last written (the newest `updated_at`)."""
-    query = select(func.max(DeploymentHost.updated_at)).where(
-        DeploymentHost.deployment_id == deployment_id
-    )
-    return await session.scalar(query)
 
 
 async def target_hosts(
@@ -204,16 +197,14 @@ def _target_hosts_of(deployment_id: int) -> Select[tuple[int]]:
     return select(_TARGETS.c.host_id).where(_TARGETS.c.deployment_id == deployment_id)
 
 
-async def observed_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The last status the database holds for hosts this process has no live status of
-    (none for a host that never reported)."""
-    result: dict[int, dict[str, Any]] = {}
+async def stored_statuses(session: AsyncSession, ids: Sequence[int]) -> dict[int, Any]:
+    """The last status stored for each of these hosts, as parsed JSON (none for a host that
+    never reported)."""
+    result: dict[int, Any] = {}
     statuses = _STATUSES.c
     for chunk in _chunks(list(ids)):
         query = select(statuses.host_id, statuses.observed).where(statuses.host_id.in_(chunk))
-        result.update(
-            {host_id: observed or {} for host_id, observed in await session.execute(query)}
-        )
+        result.update({host_id: observed for host_id, observed in await session.execute(query)})
     return result
 
 
@@ -321,6 +312,7 @@ class FleetSnapshot:
     hosts: Sequence[Any]  # rows with .name, .last_seen, .connected
     current: dict[str, int | None]  # app -> current release
     assigned: dict[str, dict[str, int]]  # host -> app -> assigned release
+    replicas: dict[tuple[str, int], int]  # (app, release) assigned somewhere -> its replicas
 
 
 async def fleet_snapshot(session: AsyncSession) -> FleetSnapshot:
@@ -341,7 +333,20 @@ async def fleet_snapshot(session: AsyncSession) -> FleetSnapshot:
     )
     for host, app, release in await session.execute(query):
         assigned.setdefault(host, {})[app] = release
-    return FleetSnapshot(hosts, current, assigned)
+    releases = (
+        select(App.name, Release.number, Release.spec)
+        .join(App, App.id == Release.app_id)
+        .where(
+            select(Assignment.id)
+            .where(Assignment.app_id == Release.app_id, Assignment.release == Release.number)
+            .exists()
+        )
+    )
+    replicas = {
+        (app, number): int((spec or {}).get("replicas", 1))
+        for app, number, spec in await session.execute(releases)
+    }
+    return FleetSnapshot(hosts, current, assigned, replicas)
 
 
 # IN lists this long keep a push to 10,000 hosts to a few round trips (on an event loop busy
@@ -354,42 +359,40 @@ def _chunks(items: Sequence[Any], size: int = IN_LIST) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def record_reports(
+async def record_connections(
     session: AsyncSession,
-    observed: dict[int, dict[str, Any]],
     connections: dict[int, tuple[bool, str | None, str | None]],
     touch: Sequence[int],
 ) -> None:
-    """Write what agents reported, by host id, in a few statements."""
+    """Write agents' connections and departures (host id -> up, agent and Docker versions)
+    and touch `last_seen` of the hosts in `touch`, in a few statements."""
     at = utcnow()
-    rows: dict[int, dict[str, Any]] = {}
-    for host_id in observed:  # all alike: one UPDATE per IN list
-        rows[host_id] = {"id": host_id, "last_seen": at, "connected": True}
+    rows: list[dict[str, Any]] = []
     for host_id, (up, agent_version, docker_version) in connections.items():
-        row = rows.setdefault(host_id, {"id": host_id, "last_seen": at})
-        row["connected"] = up
+        row: dict[str, Any] = {"id": host_id, "last_seen": at, "connected": up}
         if agent_version is not None:
             row["agent_version"] = agent_version[:50]
             row["docker_version"] = (docker_version or "")[:50]
-    await update_by_id(session, Host.__table__, list(rows.values()))
+        rows.append(row)
+    await update_by_id(session, Host.__table__, rows)
     for chunk in _chunks(list(touch)):
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
-    if observed:
-        await _save_statuses(session, observed, at)
 
 
-async def _save_statuses(
-    session: AsyncSession, observed: dict[int, dict[str, Any]], at: dt.datetime
-) -> None:
-    """Insert or replace each host's status row: one executemany of an upsert, which SQLite
-    (3.24 and later) and PostgreSQL both write as INSERT ... ON CONFLICT DO UPDATE."""
+async def save_statuses(session: AsyncSession, statuses: Mapping[int, object]) -> None:
+    """Insert or replace each host's status row (host id -> status, anything the JSON
+    column writes) and touch the hosts' `last_seen`: one executemany of an upsert, which
+    SQLite (3.24 and later) and PostgreSQL both write as INSERT ... ON CONFLICT DO UPDATE."""
+    at = utcnow()
+    for chunk in _chunks(list(statuses)):
+        await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
     bind = session.get_bind()
     upsert = (pg_insert if bind.dialect.name == "postgresql" else sqlite_insert)(_STATUSES)
     statement = upsert.on_conflict_do_update(
         index_elements=[_STATUSES.c.host_id],
         set_={"observed": upsert.excluded.observed, "reported_at": upsert.excluded.reported_at},
     )
-    rows = [{"host_id": h, "observed": status, "reported_at": at} for h, status in observed.items()]
+    rows = [{"host_id": h, "observed": status, "reported_at": at} for h, status in statuses.items()]
     await session.execute(statement, rows)
 
 
@@ -405,20 +408,29 @@ async def _rows_in(
     return [row for row in (await session.execute(query)).all() if row[at] in wanted]
 
 
-async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[str, DesiredState]:
-    """Full desired state of many hosts in a few queries (a fan-out pushes to thousands)."""
+@dataclass(frozen=True)
+class DesiredRows:
+    """What hosts' desired states are made of, as plain rows (server.desired builds them)."""
+
+    hosts: list[tuple[int, str, int]]  # (host id, name, generation)
+    # (host id, app id, release number, deployment id, app name, release id), by app name
+    assignments: list[tuple[int, int, int, int, str, int]]
+    specs: dict[int, dict[str, Any]]  # release id -> its spec
+    strategies: dict[int, dict[str, Any]]  # deployment id -> its strategy
+    good: dict[int, tuple[int, ...]]  # app id -> its newest releases that succeeded
+    prepull: list[tuple[int, str, int, str]]  # (host id, app name, release, image)
+
+
+async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRows:
+    """The rows of many hosts' desired states in a few queries (a fan-out pushes to
+    thousands): each release's spec and each deployment's strategy read once, not once per
+    host (decoding them was a third of a push to 10,000 hosts)."""
     # rows of (id, name, generation): table columns, not the entities': the ORM's row
     # loading cost a fifth of a push to 10,000 hosts
     hosts_query = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation)
     hosts = await _rows_in(session, hosts_query, _HOSTS.c.name, list(names), 1)
     host_ids = [h[0] for h in hosts]
-    assignments: dict[int, list[WireAssignment]] = {h[0]: [] for h in hosts}
-    prepull: dict[int, list[Prepull]] = {h[0]: [] for h in hosts}
-    good = await _good_releases(session)
     apps, releases, deployments = _APPS.c, _RELEASES.c, _DEPLOYMENTS.c
-    # small columns per host; each release's spec and each deployment's strategy (JSON) are
-    # read once (in _wire_assignments), not once per host (decoding them was a third of a
-    # 10,000 push)
     query = (
         select(
             _ASSIGNMENTS.c.host_id,
@@ -438,11 +450,17 @@ async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[st
         .order_by(apps.name)
     )
     rows = await _rows_in(session, query, _ASSIGNMENTS.c.host_id, host_ids, 0)
-    wanted = {(r[1], r[3]): (r[4], r[2], r[5]) for r in rows}
-    shared = await _wire_assignments(session, wanted, good)
-    for host_id, app_id, _, deployment_id, _, _ in rows:
-        assignments[host_id].append(shared[(app_id, deployment_id)])
-    query2 = (
+    specs: dict[int, dict[str, Any]] = {}
+    strategies: dict[int, dict[str, Any]] = {}
+    if rows:
+        release_ids = {r[5] for r in rows}
+        spec_query = select(Release.id, Release.spec).where(Release.id.in_(release_ids))
+        specs = {release_id: spec for release_id, spec in await session.execute(spec_query)}
+        strategy_query = select(Deployment.id, Deployment.strategy).where(
+            Deployment.id.in_({r[3] for r in rows})
+        )
+        strategies = {d: strategy for d, strategy in await session.execute(strategy_query)}
+    prepull_query = (
         select(_TARGETS.c.host_id, apps.name, deployments.release, releases.image)
         .join(_DEPLOYMENTS, _TARGETS.c.deployment_id == deployments.id)
         .join(_APPS, apps.id == deployments.app_id)
@@ -452,52 +470,15 @@ async def desired_states(session: AsyncSession, names: Sequence[str]) -> dict[st
         )
         .where(deployments.status.in_(ACTIVE))
     )
-    kinds: dict[tuple[str, int, str], Prepull] = {}  # one object per release, as assignments
-    for host_id, app_name, number, image in await _rows_in(
-        session, query2, _TARGETS.c.host_id, host_ids, 0
-    ):
-        item = kinds.get((app_name, number, image))
-        if item is None:
-            item = kinds[(app_name, number, image)] = Prepull(app_name, number, image)
-        prepull[host_id].append(item)
-    return {
-        name: DesiredState(
-            host=name,
-            generation=generation,
-            assignments=tuple(assignments[host_id]),
-            prepull=tuple(prepull[host_id]),
-        )
-        for host_id, name, generation in hosts
-    }
-
-
-async def _wire_assignments(
-    session: AsyncSession,
-    wanted: dict[tuple[int, int], tuple[str, int, int]],
-    good: dict[int, tuple[int, ...]],
-) -> dict[tuple[int, int], WireAssignment]:
-    """One wire assignment per (app id, deployment id), shared by every host that has it;
-    `wanted` maps each to (app name, release number, release id)."""
-    if not wanted:
-        return {}
-    release_ids = {release_id for _, _, release_id in wanted.values()}
-    spec_query = select(Release.id, Release.spec).where(Release.id.in_(release_ids))
-    specs = {release_id: spec for release_id, spec in await session.execute(spec_query)}
-    strategy_query = select(Deployment.id, Deployment.strategy).where(
-        Deployment.id.in_({deployment_id for _, deployment_id in wanted})
+    prepull = await _rows_in(session, prepull_query, _TARGETS.c.host_id, host_ids, 0)
+    return DesiredRows(
+        hosts=[tuple(h) for h in hosts],
+        assignments=[tuple(r) for r in rows],
+        specs=specs,
+        strategies=strategies,
+        good=await _good_releases(session),
+        prepull=[tuple(p) for p in prepull],
     )
-    strategies = {d: strategy for d, strategy in await session.execute(strategy_query)}
-    return {
-        (app_id, deployment_id): WireAssignment(
-            app=app_name,
-            release=release,
-            deployment=deployment_id,
-            replicas=int(specs[release_id].get("replicas", 1)),
-            spec=container_spec(specs[release_id], strategies[deployment_id]),
-            keep=good.get(app_id, ()),
-        )
-        for (app_id, deployment_id), (app_name, release, release_id) in wanted.items()
-    }
 
 
 KEEP_GOOD = 5  # the agent retains the newest of these (its --retain, 2 by default)
@@ -516,3 +497,13 @@ async def _good_releases(session: AsyncSession) -> dict[int, tuple[int, ...]]:
         if len(numbers) < KEEP_GOOD:
             numbers.append(number)
     return {app_id: tuple(numbers) for app_id, numbers in good.items()}
+
+
+async def replicas_of(session: AsyncSession, app_id: int, numbers: set[int]) -> dict[int, int]:
+    """The replicas of each of these releases of an app."""
+    if not numbers:
+        return {}
+    query = select(Release.number, Release.spec).where(
+        Release.app_id == app_id, Release.number.in_(numbers)
+    )
+    return {n: int((spec or {}).get("replicas", 1)) for n, spec in await session.execute(query)}

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-TERMINAL = frozenset({"succeeded", "failed", "rolled_back", "cancelled", "superseded"})
-ACTIVE = frozenset({"pending", "running", "paused"})
+from server.states import ACTIVE as ACTIVE
+from server.states import TERMINAL as TERMINAL
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from agent.protocol import (
     ProtocolError,
     PublishedPort,
     Status,
-    check_status,
     decode,
+    decode_report,
     dumps_json,
     encode,
     loads_json,
@@ -152,10 +152,9 @@ def test_hello_carries_the_protocol_version() -> None:
 
 @SETTINGS
 @given(message=statuses)
-def test_server_status_check_takes_every_status(message: Status) -> None:
-    """The server's quick check of a status (no objects built) accepts what an agent sends,
-    and reads the same digests as a full decode."""
-    assert check_status(json.loads(encode(message))) == message.digests
+def test_server_decode_takes_every_status(message: Status) -> None:
+    """The server's strict decode of what an agent sends gives back the same status."""
+    assert decode_report(encode(message)) == message
 
 
 @pytest.mark.parametrize(
@@ -219,9 +218,9 @@ def test_rejects_missing_fields(wire: dict[str, object]) -> None:
     """A message (or a nested object) without a required field is a ProtocolError."""
     with pytest.raises(ProtocolError):
         decode(json.dumps(wire))
-    if wire["type"] == "status":  # the server's quick check refuses it as well
+    if wire["type"] in ("status", "hello", "event"):  # the server's decode refuses it too
         with pytest.raises(ProtocolError):
-            check_status(json.loads(json.dumps(wire)))
+            decode_report(json.dumps(wire))
 
 
 @pytest.mark.parametrize("missing", ["agent_version", "docker_version"])
@@ -273,9 +272,9 @@ def test_rejects_nested_values_of_the_wrong_shape(wire: dict[str, object]) -> No
     """Malformed nested objects are a ProtocolError, never an unexpected exception."""
     with pytest.raises(ProtocolError):
         decode(json.dumps(wire))
-    if wire["type"] == "status":  # the server's quick check refuses it as well
+    if wire["type"] in ("status", "hello", "event"):  # the server's decode refuses it too
         with pytest.raises(ProtocolError):
-            check_status(json.loads(json.dumps(wire)))
+            decode_report(json.dumps(wire))
 
 
 @pytest.mark.parametrize(
@@ -313,12 +312,12 @@ def test_rejects_nested_values_of_the_wrong_shape(wire: dict[str, object]) -> No
     ],
     ids=["generation", "instances-string", "digest-single", "problem-logs", "port-fields"],
 )
-def test_status_check_agrees_with_decode(wire: dict[str, object]) -> None:
-    """Where a full decode refuses a status, so does the server's quick check."""
+def test_server_decode_agrees_with_decode(wire: dict[str, object]) -> None:
+    """Where a full decode refuses a status, so does the server's strict decode."""
     with pytest.raises(ProtocolError):
         decode(json.dumps(wire))
     with pytest.raises(ProtocolError):
-        check_status(json.loads(json.dumps(wire)))
+        decode_report(json.dumps(wire))
 
 
 def test_ignores_unknown_fields_at_every_level() -> None:
@@ -387,9 +386,9 @@ def test_rejects_what_json_allows_but_no_peer_sends(wire: str) -> None:
     """Infinity and very deep nesting parse as JSON (or nearly): still a ProtocolError."""
     with pytest.raises(ProtocolError):
         decode(wire)
-    if "Infinity" in wire and '"status"' in wire:
+    if '"status"' in wire:
         with pytest.raises(ProtocolError):
-            check_status(json.loads(wire))
+            decode_report(wire)
 
 
 def test_encodes_what_orjson_refuses() -> None:

@@ -9,7 +9,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from server.keys import CONTROLLER
+from server.keys import TURNS
+from server.turns import Phase
 from tests.conftest import Flotilla, Images
 from tests.e2e.fleet import Fleet, fleet, simple
 from tests.harness import agent, eventually, fetch_text, published_port
@@ -80,7 +81,9 @@ async def test_canary_waits_for_manual_promote(
         paused = await status_is(f, d2["id"], "paused")
         assert states(paused) == {canary: "healthy", **{h: "pending" for h in rest}}
         # a paused rollout holds nothing back (fleet metrics, the collector's catch-up)
-        await asyncio.wait_for(f.server.app[CONTROLLER].idle.wait(), 5)
+        turns = f.server.app[TURNS]
+        await asyncio.wait_for(turns.until_over(Phase.ROLLING, 5), 10)
+        assert not turns.is_on(Phase.ROLLING)
         assert await fl.releases_running("web") == {canary: 2, **{h: 1 for h in rest}}
         await fl.serving("web", "v2", [canary])
         for host in rest:

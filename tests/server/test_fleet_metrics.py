@@ -1,5 +1,5 @@
 """Fleet gauges: set from a snapshot, updated in place, vanished hosts removed; a refresh
-waits, for a bounded time, while a rollout runs."""
+waits, for a bounded time, while a rollout runs or its end is answered (server.turns)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from agent.protocol import Instance, Status
 from server import fleet_metrics
 from server.db.rollouts import FleetSnapshot
 from server.fleet_metrics import FleetMetrics
 from server.metrics import create_metrics
+from server.statuses import Reported
+from server.turns import Phase, Turns
 from tests.harness import running, settle
 
 
@@ -20,18 +25,28 @@ def _host(name: str, at: dt.datetime) -> SimpleNamespace:
     return SimpleNamespace(name=name, last_seen=at, connected=True)
 
 
+def _status(release: int) -> Reported:
+    instance = Instance("c", "n", "h", "web", release, 1, 1, "running", ready=True)
+    return Reported(release, Status(host="h", generation=1, instances=(instance,)))
+
+
 def test_publish_sets_updates_and_removes_children() -> None:
     metrics = create_metrics()
     now = dt.datetime.now(dt.UTC)
-    live = {
-        "a": {"instances": [{"app": "web", "release": 2, "state": "running", "ready": True}]},
-        "b": {"instances": [{"app": "web", "release": 1, "state": "running", "ready": True}]},
-    }
-    fleet = FleetMetrics(None, metrics, 30.0, observed_of=live.get)  # type: ignore[arg-type]
+    live = {"a": _status(2), "b": _status(1)}
+    fleet = FleetMetrics(
+        None,  # type: ignore[arg-type]
+        metrics,
+        SimpleNamespace(latest=live.get),  # type: ignore[arg-type]
+        SimpleNamespace(is_connected=lambda _: True),  # type: ignore[arg-type]
+        Turns(),
+        30.0,
+    )
     snapshot = FleetSnapshot(
         hosts=[_host("a", now), _host("b", now)],  # type: ignore[list-item]
         current={"web": 2},
         assigned={"a": {"web": 2}, "b": {"web": 2}},
+        replicas={("web", 2): 1},
     )
     fleet.publish(snapshot, now)
     r = metrics.registry
@@ -41,7 +56,8 @@ def test_publish_sets_updates_and_removes_children() -> None:
     assert r.get_sample_value("flotilla_hosts", {"status": "connected"}) == 2
 
     live["b"] = live["a"]
-    fleet.publish(FleetSnapshot([_host("b", now)], {"web": 2}, {"b": {"web": 2}}), now)  # type: ignore[list-item]
+    again = FleetSnapshot([_host("b", now)], {"web": 2}, {"b": {"web": 2}}, {("web", 2): 1})  # type: ignore[list-item]
+    fleet.publish(again, now)
     assert r.get_sample_value("flotilla_host_app_release", {"host": "b", "app": "web"}) == 2
     assert r.get_sample_value("flotilla_host_app_release", {"host": "a", "app": "web"}) is None
     assert r.get_sample_value("flotilla_host_last_seen_timestamp_seconds", {"host": "a"}) is None
@@ -49,20 +65,17 @@ def test_publish_sets_updates_and_removes_children() -> None:
 
 
 def _fleet_refreshing_into(
-    refreshes: list[float],
-    idle: asyncio.Event,
-    refreshed: asyncio.Event | None = None,
-    answered: asyncio.Event | None = None,
+    refreshes: list[float], turns: Turns, refreshed: asyncio.Event | None = None
 ) -> FleetMetrics:
-    """Fleet metrics that wait on `idle` (and `answered`) and whose refreshes only note when
-    they ran (and set `refreshed`)."""
+    """Fleet metrics on `turns` whose refreshes only note when they ran (and set `refreshed`)."""
     fleet = FleetMetrics(
         None,  # type: ignore[arg-type]
         create_metrics(),
+        SimpleNamespace(latest=lambda _: None),  # type: ignore[arg-type]
+        SimpleNamespace(is_connected=lambda _: True),  # type: ignore[arg-type]
+        turns,
         30.0,
         interval=3600,
-        rollouts_idle=idle,
-        answered=answered,
     )
 
     async def refresh() -> None:
@@ -74,22 +87,14 @@ def _fleet_refreshing_into(
     return fleet
 
 
-async def test_a_refresh_waits_while_a_rollout_runs() -> None:
+@pytest.mark.parametrize("phase", [Phase.ROLLING, Phase.ANSWERING])
+async def test_a_refresh_waits_while_a_rollout_runs_or_its_end_is_answered(phase: Phase) -> None:
     refreshes: list[float] = []
-    idle = asyncio.Event()  # a rollout runs
-    async with running(_fleet_refreshing_into(refreshes, idle).run()):
+    turns = Turns()
+    turns.begin(phase)
+    async with running(_fleet_refreshing_into(refreshes, turns).run()):
         assert not await settle(lambda: bool(refreshes))
-        idle.set()
-        assert await settle(lambda: bool(refreshes))
-
-
-async def test_a_refresh_waits_while_the_end_of_a_deployment_is_answered() -> None:
-    refreshes: list[float] = []
-    idle, answered = asyncio.Event(), asyncio.Event()
-    idle.set()
-    async with running(_fleet_refreshing_into(refreshes, idle, answered=answered).run()):
-        assert not await settle(lambda: bool(refreshes))
-        answered.set()
+        turns.end(phase)
         assert await settle(lambda: bool(refreshes))
 
 
@@ -97,7 +102,9 @@ async def test_a_rollout_holds_a_refresh_back_for_a_bounded_time(monkeypatch: An
     monkeypatch.setattr(fleet_metrics, "MAX_DEFER_SECONDS", 0.05)
     refreshes: list[float] = []
     refreshed = asyncio.Event()
-    fleet = _fleet_refreshing_into(refreshes, asyncio.Event(), refreshed)  # idle: never set
+    turns = Turns()
+    turns.begin(Phase.ROLLING)  # never ends
+    fleet = _fleet_refreshing_into(refreshes, turns, refreshed)
     started = time.monotonic()
     async with running(fleet.run()):
         await asyncio.wait_for(refreshed.wait(), 5)

@@ -1,14 +1,17 @@
-"""What the hub writes of agents' reports, on SQLite and PostgreSQL: each host's newest status
-in host_statuses (inserted at its first report, replaced at the next), and its host row
-marked connected and seen."""
+"""What the status store writes of agents' statuses, on SQLite and PostgreSQL: each host's
+newest status in host_statuses (inserted at its first report, replaced at the next), its host
+row seen; read back as the typed status, and a host that never reported has none."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from server.db import rollouts, store
+from agent.protocol import Status
+from server.db import store
 from server.db.models import Host
 from server.db.session import Sessions
+from server.statuses import StatusStore
+from server.turns import Turns
 
 
 async def test_a_hosts_newest_status_is_kept(sessions: Sessions) -> None:
@@ -17,17 +20,17 @@ async def test_a_hosts_newest_status_is_kept(sessions: Sessions) -> None:
             await store.add_host(session, name, {})
     async with sessions() as session:
         ids = dict((await session.execute(select(Host.name, Host.id))).all())
+    writer = StatusStore(sessions, Turns())
     for generation in (1, 2):  # the first report inserts the row, the second replaces it
-        status = {"type": "status", "host": "h1", "generation": generation, "instances": []}
-        async with sessions.begin() as session:
-            await rollouts.record_reports(
-                session, observed={ids["h1"]: status}, connections={}, touch=[]
-            )
+        status = Status(host="h1", generation=generation)
+        writer.record(ids["h1"], "h1", status)
+        await writer.write()
+    reader = StatusStore(sessions, Turns())  # another process: reads the database
     async with sessions() as session:
-        stored = await rollouts.observed_by_id(session, [ids["h1"], ids["h2"]])
-        marks = dict((await session.execute(select(Host.name, Host.connected))).all())
+        stored = await reader.read(session, [(ids["h1"], "h1"), (ids["h2"], "h2")])
         seen = (await session.execute(select(Host.last_seen).where(Host.name == "h1"))).scalar()
 
-    assert stored == {ids["h1"]: status}  # h2 never reported: no status
-    assert marks == {"h1": True, "h2": False}
+    assert stored["h1"].status == status
+    assert stored["h2"].status is None  # never reported
+    assert stored["h1"].seq != stored["h2"].seq
     assert seen is not None

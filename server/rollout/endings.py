@@ -1,0 +1,137 @@
+"""Writing a deployment's end: its status, its release's outcome, events, metrics, and the
+automatic rollback a failure starts; and the gauge of deployments in progress. The rules are
+`server.rollout.transitions`' (pure); this module reads and writes what they need, inside
+the controller's transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import rollouts, store
+from server.db.models import App, Deployment
+from server.metrics import Metrics
+from server.rollout.planner import Strategy, rollback_targets
+from server.rollout.transitions import ending, rollback_strategy, rolls_back
+from server.states import (
+    DeploymentKind,
+    DeploymentStatus,
+    Outcome,
+    ended,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def finish(
+    session: AsyncSession,
+    metrics: Metrics,
+    app: App,
+    deployment: Deployment,
+    status: DeploymentStatus,
+    error: str | None,
+) -> None:
+    """End a deployment with `status`: the app's current release, the releases' outcomes,
+    an event, the deployment metrics."""
+    now = store.now()
+    deployment.status = status
+    deployment.error = error
+    deployment.finished_at = now
+    release = previous = None  # read only where an outcome may change: not for a superseded
+    if status in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED):
+        release = await rollouts.release_row(session, app.id, deployment.release)
+    current = app.current_release
+    rollback = deployment.kind == DeploymentKind.ROLLBACK
+    if (
+        status == DeploymentStatus.SUCCEEDED
+        and rollback
+        and current
+        and current != deployment.release
+    ):
+        previous = await rollouts.release_row(session, app.id, current)
+    end = ending(
+        deployment.kind,
+        status,
+        deployment.release,
+        current,
+        release.outcome if release is not None else None,
+        previous.outcome if previous is not None else None,
+    )
+    if status == DeploymentStatus.SUCCEEDED and end.current_release is not None:
+        app.current_release = end.current_release
+        metrics.app_release.labels(app.name).set(end.current_release)
+    if release is not None and end.outcome is not None:
+        release.outcome = end.outcome
+    if previous is not None and end.previous_outcome is not None:
+        previous.outcome = end.previous_outcome
+    await store.add_event(
+        session,
+        ended(status),
+        "controller",
+        f"{deployment.kind} {deployment.id} of release {deployment.release} {status}"
+        + (f": {error}" if error else ""),
+        app=app.name,
+        deployment_id=deployment.id,
+    )
+    metrics.deployments.labels(app.name, deployment.kind, status).inc()
+    if deployment.started_at is not None:
+        elapsed = (now - (store.as_utc(deployment.started_at) or now)).total_seconds()
+        metrics.deployment_duration.labels(app.name, deployment.kind, status).observe(elapsed)
+    log.info(
+        "deployment finished app=%s deployment=%s release=%s status=%s",
+        app.name, deployment.id, deployment.release, status,
+    )  # fmt: skip
+
+
+async def fail(
+    session: AsyncSession,
+    metrics: Metrics,
+    app: App,
+    deployment: Deployment,
+    error: str,
+    states: dict[str, str],
+) -> bool:
+    """Fail a deployment (target host -> state in `states`); with auto_rollback, mark its
+    release bad and create a rollback to the last good release on the hosts it touched.
+    Whether a rollback was created."""
+    strategy = Strategy.from_dict(deployment.strategy)
+    good = None
+    if deployment.kind == DeploymentKind.DEPLOY and strategy.auto_rollback:
+        good = await rollouts.last_good_release(session, app.id, deployment.release)
+    if not rolls_back(deployment.kind, strategy, good) or good is None:
+        await finish(session, metrics, app, deployment, DeploymentStatus.FAILED, error)
+        return False
+    names: Sequence[str] = list(rollback_targets(states))
+    await finish(session, metrics, app, deployment, DeploymentStatus.ROLLED_BACK, error)
+    release = await rollouts.release_row(session, app.id, deployment.release)
+    if release is not None:
+        release.outcome = Outcome.BAD
+    await store.create_deployment(
+        session,
+        app,
+        good,
+        kind=DeploymentKind.ROLLBACK,
+        trigger="auto",
+        strategy=rollback_strategy(strategy, len(names)),
+        selector={"names": list(names)},
+        reason=f"automatic rollback of deployment {deployment.id}: {error}",
+        rollback_of=deployment.id,
+    )
+    metrics.rollbacks.labels(app.name, "auto").inc()
+    log.warning(
+        "auto rollback app=%s deployment=%s release=%s to release=%s hosts=%s",
+        app.name, deployment.id, deployment.release, good, ",".join(names),
+    )  # fmt: skip
+    return True
+
+
+def gauge_in_progress(metrics: Metrics, active: dict[str, int], gauged: set[str]) -> set[str]:
+    """Set flotilla_deployments_in_progress to each app's count of active deployments (and 0
+    for the apps in `gauged`, the last call's, that have none now); the apps gauged now."""
+    for name in gauged - set(active):
+        metrics.in_progress.labels(name).set(0)
+    for name, count in active.items():
+        metrics.in_progress.labels(name).set(count)
+    return set(active)

@@ -1,0 +1,109 @@
+"""Every state and event kind the server stores, as enums: one module, one spelling.
+
+They are `StrEnum`s: a member is equal to its string, so rows, JSON and the API keep the
+plain words (`"running"`, `"deployment_failed"`) while code names them. A deployment moves
+`pending -> running -> (paused) -> succeeded | failed | rolled_back | cancelled | superseded`;
+each of its target hosts `pending -> updating -> healthy | failed`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeploymentStatus(StrEnum):
+    """Where a deployment is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+
+
+TERMINAL = frozenset(
+    {
+        DeploymentStatus.SUCCEEDED,
+        DeploymentStatus.FAILED,
+        DeploymentStatus.ROLLED_BACK,
+        DeploymentStatus.CANCELLED,
+        DeploymentStatus.SUPERSEDED,
+    }
+)
+ACTIVE = frozenset({DeploymentStatus.PENDING, DeploymentStatus.RUNNING, DeploymentStatus.PAUSED})
+UNDER_WAY = frozenset({DeploymentStatus.PENDING, DeploymentStatus.RUNNING})  # paused is not
+
+
+class TargetState(StrEnum):
+    """Where one target host of a deployment is (the judgement's verdicts, too)."""
+
+    PENDING = "pending"
+    UPDATING = "updating"
+    HEALTHY = "healthy"
+    FAILED = "failed"
+
+
+class DeploymentKind(StrEnum):
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class Outcome(StrEnum):
+    """What became of a release (None until a deployment of it ends)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BAD = "bad"  # failed and was rolled back automatically
+    ROLLED_BACK = "rolled_back"  # succeeded, then a rollback went past it
+
+
+class Action(StrEnum):
+    """What an operator can ask of a deployment under way (POST /v1/deployments/{id}/...)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    CANCEL = "cancel"
+
+
+class EventKind(StrEnum):
+    """The audit log's kinds; server.webhooks maps some of them to public names."""
+
+    DEPLOY_REQUESTED = "deploy_requested"
+    ROLLBACK_REQUESTED = "rollback_requested"
+    DEPLOY_STARTED = "deploy_started"
+    ROLLBACK_STARTED = "rollback_started"
+    BATCH_DONE = "deployment_batch_done"
+    PAUSED = "deployment_paused"  # by the controller: the canaries are healthy
+    PAUSE = "deployment_pause"  # operators' requests
+    RESUME = "deployment_resume"
+    PROMOTE = "deployment_promote"
+    CANCEL = "deployment_cancel"
+    SUCCEEDED = "deployment_succeeded"
+    FAILED = "deployment_failed"
+    ROLLED_BACK = "deployment_rolled_back"
+    CANCELLED = "deployment_cancelled"
+    SUPERSEDED = "deployment_superseded"
+    HOST_ADDED = "host_added"
+    HOST_TOKEN_ROTATED = "host_token_rotated"
+    HOST_CONNECTED = "host_connected"
+    HOST_DISCONNECTED = "host_disconnected"
+    DRIFT_HEALED = "drift_healed"
+
+
+def started(kind: DeploymentKind | str) -> EventKind:
+    """The event of a deployment of this kind starting."""
+    return EventKind(f"{kind}_started")
+
+
+def ended(status: DeploymentStatus | str) -> EventKind:
+    """The event of a deployment reaching `status` (paused, or a terminal one)."""
+    return EventKind(f"deployment_{status}")
+
+
+def requested(action: Action | str) -> EventKind:
+    """The event of an operator asking for `action`."""
+    return EventKind(f"deployment_{action}")
