@@ -39,9 +39,18 @@ _RELEASES = cast(Table, Release.__table__)
 _DEPLOYMENTS = cast(Table, Deployment.__table__)
 
 
-async def active_deployments(session: AsyncSession) -> Sequence[Deployment]:
-    query = select(Deployment).where(Deployment.status.in_(ACTIVE)).order_by(Deployment.id)
-    return (await session.scalars(query.with_for_update())).all()
+async def active_deployments(session: AsyncSession) -> Sequence[tuple[Deployment, App]]:
+    """Every active deployment, oldest first, with its app, locked for this transaction."""
+    query = (
+        select(Deployment, App)
+        .join(App, App.id == Deployment.app_id)
+        .where(Deployment.status.in_(ACTIVE))
+        .order_by(Deployment.id)
+    )
+    rows = await session.execute(
+        query.with_for_update(of=Deployment)
+    )  # not the apps: POSTs lock them
+    return [(deployment, app) for deployment, app in rows]
 
 
 def selects(name: str, labels: dict[str, Any], selector: dict[str, Any]) -> bool:

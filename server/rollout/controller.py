@@ -131,7 +131,10 @@ class Controller:
         try:
             with timed(log, "controller pass") as fields:
                 async with self.sessions.begin() as session:
-                    rolling, ended = await self._pass(session, queued, news, pushes)
+                    # the pass's changes to rows are written once, at the commit: no query
+                    # in it reads what it changed (each autoflush was a statement of its own)
+                    with session.no_autoflush:
+                        rolling, ended = await self._pass(session, queued, news, pushes)
                 fields.update(pushes=len(pushes))
         except BaseException:
             self._kept.clear()  # the copies may hold changes that were rolled back
@@ -159,15 +162,13 @@ class Controller:
         self, session: AsyncSession, queued: set[int | None], news: set[str], pushes: set[str]
     ) -> tuple[bool, bool]:
         """Drive the newest deployment of each app; whether one is under way, one ended."""
-        active = await rollouts.active_deployments(session)
-        by_app: dict[int, list[Deployment]] = defaultdict(list)
-        for deployment in active:
-            by_app[deployment.app_id].append(deployment)
+        active = await rollouts.active_deployments(session)  # with their apps
+        by_app: dict[App, list[Deployment]] = defaultdict(list)
+        for deployment, app in active:
+            by_app[app].append(deployment)
         rolling = ended = False
         now = time.monotonic()
-        for app_id, deployments in by_app.items():
-            app = await session.get(App, app_id)
-            assert app is not None
+        for app, deployments in by_app.items():
             newest = deployments[-1]
             for older in deployments[:-1]:
                 self._kept.pop(older.id, None)
@@ -187,10 +188,9 @@ class Controller:
             if due:
                 ended |= await self._drive(session, app, newest, news, pushes)
             rolling = rolling or newest.status in UNDER_WAY
-        for gone in set(self._kept) - {d.id for d in active if d.status not in TERMINAL}:
+        for gone in set(self._kept) - {d.id for d, _ in active if d.status not in TERMINAL}:
             del self._kept[gone]
-        names = await store.app_names(session, set(by_app)) if by_app else {}
-        counts = {names[i]: sum(d.status not in TERMINAL for d in ds) for i, ds in by_app.items()}
+        counts = {a.name: sum(d.status not in TERMINAL for d in ds) for a, ds in by_app.items()}
         self._gauged = endings.gauge_in_progress(self.metrics, counts, self._gauged)
         return rolling, ended
 
