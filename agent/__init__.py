@@ -1,0 +1,4 @@
+"""The host agent: runs what the server assigns on one Docker Engine and reports what runs.
+
+It never imports the server; the two share only the wire protocol, agent/protocol.py.
+"""

@@ -62,9 +62,11 @@ class DockerDriver:
             self.api = docker.from_env(timeout=timeout).api
 
     def close(self) -> None:
+        """Close the connection to the Engine."""
         self.api.close()
 
     def version(self) -> str:
+        """The Engine's version, or "unknown"."""
         return str(self.api.version().get("Version", "unknown"))
 
     def list_instances(self) -> list[Instance]:
@@ -93,6 +95,7 @@ class DockerDriver:
         return found
 
     def pull(self, ref: str) -> None:
+        """Pull an image reference; raise DriverError if the Engine refuses."""
         repo, tag = _split_ref(ref)
         try:
             self.api.pull(repo, tag=tag)
@@ -142,12 +145,14 @@ class DockerDriver:
         return cid
 
     def start(self, container_id: str) -> None:
+        """Start an existing container."""
         try:
             self.api.start(container_id)
         except docker.errors.APIError as exc:
             raise DriverError(f"start {container_id[:12]} failed: {_explain(exc)}") from exc
 
     def stop(self, container_id: str, timeout: int = 10) -> None:
+        """Stop a container, killing it after `timeout` seconds; one already gone is fine."""
         try:
             self.api.stop(container_id, timeout=timeout)
         except docker.errors.NotFound:
@@ -156,6 +161,7 @@ class DockerDriver:
             raise DriverError(f"stop {container_id[:12]} failed: {_explain(exc)}") from exc
 
     def remove(self, container_id: str) -> None:
+        """Remove a container, forcibly if it runs; one already gone is fine."""
         try:
             self.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
@@ -185,6 +191,7 @@ class DockerDriver:
         return info.get("ExitCode") == 0
 
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
+        """The last `lines` lines of a container's output; none if the Engine cannot say."""
         try:
             raw = self.api.logs(container_id, tail=lines)
         except docker.errors.APIError:

@@ -63,6 +63,8 @@ class _Track:
 
 @dataclass
 class ProbeResult:
+    """The outcome of one probe, with a line saying why."""
+
     ok: bool
     detail: str
 

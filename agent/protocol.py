@@ -33,6 +33,8 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class PortSpec:
+    """A container port to publish; `host` 0 lets Docker pick the host port."""
+
     container: int
     host: int = 0
     host_ip: str = "127.0.0.1"
@@ -41,6 +43,8 @@ class PortSpec:
 
 @dataclass(frozen=True)
 class HealthSpec:
+    """How the agent probes an instance before counting it ready."""
+
     type: str  # "http" | "tcp" | "cmd"
     port: int | None = None
     path: str = "/"
@@ -91,6 +95,8 @@ class Prepull:
 
 @dataclass(frozen=True)
 class DesiredState:
+    """Everything one host should run, at a generation that only grows (server -> agent)."""
+
     host: str
     generation: int
     assignments: tuple[Assignment, ...] = ()
@@ -99,6 +105,8 @@ class DesiredState:
 
 @dataclass(frozen=True)
 class PublishedPort:
+    """A container port as Docker published it on the host."""
+
     container: int
     host_ip: str
     host_port: int
@@ -149,6 +157,8 @@ class Status:
 
 @dataclass(frozen=True)
 class Hello:
+    """The agent's first message on a connection: who it is and what it speaks."""
+
     host: str
     agent_version: str
     docker_version: str

@@ -19,6 +19,8 @@ DEFAULT_RETAIN = 2
 
 @dataclass(frozen=True)
 class Pull:
+    """Pull a release's image (before it runs, or ahead of a rollout)."""
+
     app: str
     release: int
     image: str
@@ -35,6 +37,8 @@ class Run:
 
 @dataclass(frozen=True)
 class Start:
+    """Start again an existing, stopped instance of the desired release."""
+
     container_id: str
     app: str
     release: int
@@ -42,6 +46,8 @@ class Start:
 
 @dataclass(frozen=True)
 class Stop:
+    """Stop a container that should no longer run."""
+
     container_id: str
     app: str
     release: int
@@ -49,6 +55,8 @@ class Stop:
 
 @dataclass(frozen=True)
 class Remove:
+    """Remove a container no longer kept; with `prune_image`, its image too."""
+
     container_id: str
     app: str
     release: int

@@ -52,16 +52,35 @@ RESTART_WINDOW = 30.0  # a container started again within this long is crash-loo
 class Driver(Protocol):
     """What the loop needs from a Docker driver (the real one, or a benchmark's fake)."""
 
-    def list_instances(self) -> list[Instance]: ...
-    def present_images(self, refs: set[str]) -> dict[str, str]: ...
-    def pull(self, ref: str) -> None: ...
-    def run(self, assignment: Assignment, replica: int, name: str) -> str: ...
-    def start(self, container_id: str) -> None: ...
-    def stop(self, container_id: str, timeout: int = 10) -> None: ...
-    def remove(self, container_id: str) -> None: ...
-    def remove_image(self, ref: str) -> None: ...
-    def exec_ok(self, container_id: str, command: tuple[str, ...]) -> bool: ...
-    def logs(self, container_id: str, lines: int = 20) -> list[str]: ...
+    def list_instances(self) -> list[Instance]:
+        """Every container of this host, running or not."""
+
+    def present_images(self, refs: set[str]) -> dict[str, str]:
+        """Map each of `refs` present on the host to its digest."""
+
+    def pull(self, ref: str) -> None:
+        """Pull an image; raise on failure."""
+
+    def run(self, assignment: Assignment, replica: int, name: str) -> str:
+        """Create and start one instance; return its container id."""
+
+    def start(self, container_id: str) -> None:
+        """Start an existing container."""
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        """Stop a container within `timeout` seconds."""
+
+    def remove(self, container_id: str) -> None:
+        """Remove a container."""
+
+    def remove_image(self, ref: str) -> None:
+        """Remove an image if nothing needs it."""
+
+    def exec_ok(self, container_id: str, command: tuple[str, ...]) -> bool:
+        """Run a command in a container; True if it exits 0."""
+
+    def logs(self, container_id: str, lines: int = 20) -> list[str]:
+        """The container's last `lines` lines of output."""
 
 
 @dataclass

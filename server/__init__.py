@@ -1,0 +1,1 @@
+"""The Flotilla server: REST API, agent hub, rollout controller, and the database behind them."""

@@ -16,6 +16,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything a server process is configured with; frozen, checked by validate()."""
+
     listen: str = DEFAULT_LISTEN
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     database_url: str = ""
@@ -26,16 +28,19 @@ class Settings:
 
     @property
     def effective_database_url(self) -> str:
+        """The database URL given, or SQLite in the data dir."""
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'flotilla.db'}"
 
     @property
     def listen_host(self) -> str:
+        """The host part of `listen` (127.0.0.1 if empty)."""
         return self.listen.rpartition(":")[0] or "127.0.0.1"
 
     @property
     def listen_port(self) -> int:
+        """The port part of `listen`."""
         return int(self.listen.rpartition(":")[2])
 
     def validate(self) -> Settings:

@@ -63,7 +63,3 @@ class Forbidden(DomainError):
 
     def __init__(self, message: str) -> None:
         super().__init__("forbidden", message)
-
-
-# the old name, still caught by server/cli/main.py (not part of this change): the same class
-ApiError = DomainError

@@ -11,6 +11,8 @@ DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 @dataclass(frozen=True)
 class Metrics:
+    """The server's metrics, all on one registry."""
+
     registry: CollectorRegistry
     deployments: Counter
     rollbacks: Counter
@@ -29,6 +31,7 @@ class Metrics:
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    """Create and register every server metric, on `registry` or a new one."""
     registry = registry or CollectorRegistry()
     return Metrics(
         registry=registry,

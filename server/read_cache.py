@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 
 class ReadCache:
+    """Answers (bytes) by key, each valid only at the version it was built at."""
+
     def __init__(self, max_entries: int = 1024) -> None:
         self.version = 0
         self.max_entries = max_entries
@@ -28,6 +30,7 @@ class ReadCache:
         self.version += 1
 
     def get(self, key: str) -> bytes | None:
+        """The cached answer for `key` if it was built at the current version."""
         entry = self._entries.get(key)
         if entry is None or entry[0] != self.version:
             return None

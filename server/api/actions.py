@@ -13,7 +13,7 @@ from server.db import rollouts, store
 from server.errors import Conflict, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, METRICS, SESSIONS
 from server.rollout.transitions import act, control_of
-from server.states import Action, requested
+from server.states import Action, DeploymentKind, requested
 
 
 async def rollback(request: web.Request) -> web.Response:
@@ -54,7 +54,7 @@ async def rollback(request: web.Request) -> web.Response:
             session,
             app,
             target,
-            kind="rollback",
+            kind=DeploymentKind.ROLLBACK,
             trigger=caller.name,
             strategy=strategy,
             selector={"names": hosts},

@@ -18,6 +18,8 @@ _IMPLIES = {"admin": {"admin", "deploy", "read"}, "deploy": {"deploy", "read"}, 
 
 @dataclass(frozen=True)
 class Caller:
+    """Who made a request (the token's name) and what it may do."""
+
     name: str
     scopes: frozenset[str]
 

@@ -19,7 +19,7 @@ from server.db.models import Deployment
 from server.errors import FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, SESSIONS
 from server.loops import wait_set
-from server.rollout.planner import TERMINAL
+from server.states import TERMINAL
 
 _APP_NAME = re.compile(DNS_LABEL)
 MAX_WAIT_SECONDS = 600.0
@@ -28,6 +28,7 @@ WRITE_ATTEMPTS = 8
 
 
 def app_name(request: web.Request) -> str:
+    """The {app} of the URL, refused unless it is a lowercase DNS label."""
     name = request.match_info["app"]
     if len(name) > 63 or not _APP_NAME.match(name):
         raise Invalid(
@@ -38,6 +39,7 @@ def app_name(request: web.Request) -> str:
 
 
 def idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header, if any: a repeated request with it creates nothing new."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise Invalid(
@@ -134,6 +136,7 @@ async def list_deployments(request: web.Request) -> web.Response:
 
 
 def deployment_id_of(request: web.Request) -> int:
+    """The {id} of the URL; one out of range is a deployment that does not exist."""
     return _int(request.match_info["id"], "id")
 
 

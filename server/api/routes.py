@@ -9,6 +9,7 @@ from server.keys import HUB
 
 
 def setup_routes(app: web.Application) -> None:
+    """Map every URL of the API, and the agents' WebSocket, to its handler."""
     r = app.router
     r.add_get("/healthz", health.healthz)
     r.add_get("/readyz", health.readyz)

@@ -76,10 +76,14 @@ Seconds = Annotated[float, Field(ge=0, le=86400)]
 
 
 class Strict(BaseModel):
+    """The base of request bodies: unknown fields rejected, strict types, immutable."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class PortIn(Strict):
+    """A port to publish: the container's, and a host port (0: Docker picks one)."""
+
     container: int = Field(ge=1, le=65535)
     host: int = Field(default=0, ge=0, le=65535)
     host_ip: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
@@ -87,16 +91,22 @@ class PortIn(Strict):
 
 
 class ResourcesIn(Strict):
+    """Limits on one instance: memory (e.g. 256m) and CPUs."""
+
     memory: Annotated[str, AfterValidator(_memory)] | None = None
     cpus: float | None = Field(default=None, gt=0, le=512)
 
 
 class HostSelector(Strict):
+    """Which hosts a deployment targets: those named and carrying the labels (default: all)."""
+
     names: list[DnsLabel] | None = Field(default=None, max_length=10000)
     labels: dict[str, str] | None = None
 
 
 class HealthIn(Strict):
+    """The health probe an instance must pass before it counts as ready."""
+
     type: Literal["http", "tcp", "cmd"]
     port: int | None = Field(default=None, ge=1, le=65535)
     path: str = Field(default="/", pattern=r"^/", max_length=1000)
@@ -114,6 +124,8 @@ class HealthIn(Strict):
 
 
 class StrategyIn(Strict):
+    """How a rollout proceeds: batch size, order, canaries, deadlines, rollback."""
+
     max_parallel: int = Field(default=1, ge=1, le=100000)
     order: Literal["start-first", "stop-first"] | None = None
     canary: int = Field(default=0, ge=0, le=100000)
@@ -173,6 +185,8 @@ class RollbackIn(Strict):
 
 
 class HostState(BaseModel):
+    """One target host of a deployment in a response: its state and evidence."""
+
     name: str
     state: str
     error: str | None = None
@@ -181,6 +195,8 @@ class HostState(BaseModel):
 
 
 class DeploymentOut(BaseModel):
+    """A deployment in a response, with its target hosts."""
+
     id: int
     app: str
     release: int
@@ -198,6 +214,8 @@ class DeploymentOut(BaseModel):
 
 
 class ReleaseOut(BaseModel):
+    """A release of an app in a response."""
+
     number: int
     image: str
     digest: str | None
@@ -208,6 +226,8 @@ class ReleaseOut(BaseModel):
 
 
 class PublishedPortOut(BaseModel):
+    """A published port of an instance in a response."""
+
     container: int
     host_ip: str
     host_port: int
@@ -215,6 +235,8 @@ class PublishedPortOut(BaseModel):
 
 
 class InstanceOut(BaseModel):
+    """One container of an app on a host, as its agent last reported it."""
+
     container_id: str
     name: str
     release: int
@@ -224,6 +246,8 @@ class InstanceOut(BaseModel):
 
 
 class AppHostOut(BaseModel):
+    """One host of an app in a response: what runs there and its state."""
+
     name: str
     release: int | None
     state: str
@@ -231,6 +255,8 @@ class AppHostOut(BaseModel):
 
 
 class AppOut(BaseModel):
+    """An app in a response: its current release, spec and hosts."""
+
     name: str
     current_release: int | None
     spec: dict[str, object] | None
@@ -239,6 +265,8 @@ class AppOut(BaseModel):
 
 
 class HostOut(BaseModel):
+    """A host in a response, with whether its agent is connected."""
+
     name: str
     labels: dict[str, str]
     status: Literal["connected", "disconnected"]
@@ -280,6 +308,8 @@ class WebhookOut(BaseModel):
 
 
 class WebhookDeliveryOut(BaseModel):
+    """One webhook delivery in a response: its state and last attempt."""
+
     id: int
     event: str
     status: Literal["pending", "delivered", "failed"]

@@ -29,6 +29,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def deployment_out(deployment: Deployment, app: str, hosts: Sequence[Target]) -> DeploymentOut:
+    """A deployment and its target hosts as the API shows them."""
     return DeploymentOut(
         id=deployment.id,
         app=app,
@@ -70,6 +71,7 @@ def deployment_json(deployment: Deployment, app: str, hosts: Sequence[Target]) -
 
 
 def release_out(release: Release) -> ReleaseOut:
+    """A release as the API shows it."""
     return ReleaseOut(
         number=release.number,
         image=release.image,
@@ -82,6 +84,7 @@ def release_out(release: Release) -> ReleaseOut:
 
 
 def host_out(host: Host, now: dt.datetime, timeout: float) -> HostOut:
+    """A host; "connected" only if it also reported within `timeout` seconds of `now`."""
     seen = as_utc(host.last_seen)
     fresh = seen is not None and (now - seen).total_seconds() <= timeout
     return HostOut(

@@ -15,6 +15,7 @@ from server.keys import SESSIONS
 
 
 def webhook_out(hook: Webhook) -> WebhookOut:
+    """A webhook as the API shows it, without its secret."""
     return WebhookOut(
         id=hook.id,
         url=hook.url,
@@ -25,6 +26,7 @@ def webhook_out(hook: Webhook) -> WebhookOut:
 
 
 def delivery_out(row: WebhookDelivery) -> WebhookDeliveryOut:
+    """One delivery attempt record; `next_attempt_at` only while it is still pending."""
     pending = row.status == "pending"
     return WebhookDeliveryOut(
         id=row.id,

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from server.rollout.planner import TERMINAL
+from server.states import TERMINAL, DeploymentStatus
 
 # The server answers a long poll after this long at most (MAX_WAIT_SECONDS of
 # GET /v1/deployments/{id}?wait=): a longer --timeout polls again until it has passed.
@@ -34,6 +34,7 @@ COMMANDS = {
 
 
 def add_commands(sub: Any) -> None:
+    """Add a subcommand, with its flags, for each of COMMANDS to `sub` (argparse subparsers)."""
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.add_argument(
@@ -78,6 +79,7 @@ def add_commands(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one client command against the server; return the exit code."""
     token = args.token or _default_token()
     if not token:
         print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
@@ -151,7 +153,7 @@ def _started(args: argparse.Namespace, token: str, status: int, answer: Any) -> 
     print(f"deployment {deployment_id}: {answer['status']}")
     if answer.get("error"):
         print(f"  {answer['error']}", file=sys.stderr)
-    return 0 if answer.get("status") == "succeeded" else 1
+    return 0 if answer.get("status") == DeploymentStatus.SUCCEEDED else 1
 
 
 def _deploy(args: argparse.Namespace, token: str) -> int:

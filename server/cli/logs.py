@@ -17,7 +17,10 @@ _IDS = re.compile(r"\b(" + "|".join(ID_FIELDS) + r")=([^\s,]+)")
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the `key=value` ids of the message as fields."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
         message = record.getMessage()
         body: dict[str, object] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),

@@ -53,6 +53,7 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and flag of `flotilla`, each flag with its env var and default."""
     parser = argparse.ArgumentParser(
         prog="flotilla", description="Deployment control plane for Docker hosts."
     )
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The process's one frozen Settings, from parsed flags; raise SettingsError if invalid."""
     return Settings(
         listen=getattr(args, "listen", DEFAULT_LISTEN),
         data_dir=Path(args.data_dir),
@@ -112,6 +114,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `flotilla` entry point: run one command; return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
@@ -229,11 +232,11 @@ def _host_add(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         labels[key] = value
     _migrate(settings)
-    from server.errors import ApiError
+    from server.errors import DomainError
 
     try:
         token = asyncio.run(_add_host(settings, args.name, labels))
-    except ApiError as exc:
+    except DomainError as exc:
         print(f"flotilla host add: {exc.message}", file=sys.stderr)
         return 1
     print(f"Registered host {args.name!r}. Its token (shown once):")

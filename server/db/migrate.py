@@ -13,6 +13,7 @@ MIGRATIONS_DIR = Path(migrations.__file__).parent
 
 
 def alembic_config(url: str) -> Config:
+    """An Alembic config for the migrations folder and this database, without its logging."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -26,4 +27,5 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def downgrade(url: str, revision: str = "base") -> None:
+    """Undo migrations down to `revision`; blocking, like upgrade (the stairway test uses it)."""
     command.downgrade(alembic_config(url), revision)

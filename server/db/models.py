@@ -30,10 +30,13 @@ Json = dict[str, Any]
 
 
 def utcnow() -> dt.datetime:
+    """Now, timezone-aware in UTC: the default of every timestamp column."""
     return dt.datetime.now(dt.UTC)
 
 
 class Base(DeclarativeBase):
+    """The models' base: stable constraint names, JSON and UTC timestamp column types."""
+
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         Json: JSON,
@@ -42,6 +45,8 @@ class Base(DeclarativeBase):
 
 
 class Token(Base):
+    """An API token: only its hash is kept, with its comma-separated scopes."""
+
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -51,6 +56,8 @@ class Token(Base):
 
 
 class Host(Base):
+    """A registered host: its labels, its agent's token hash and connection, its generation."""
+
     __tablename__ = "hosts"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
@@ -80,6 +87,8 @@ class HostStatus(Base):
 
 
 class App(Base):
+    """An app: its current release, and the last release number handed out."""
+
     __tablename__ = "apps"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
@@ -89,6 +98,8 @@ class App(Base):
 
 
 class Release(Base):
+    """One numbered release of an app: its image and spec, and its outcome once known."""
+
     __tablename__ = "releases"
     __table_args__ = (UniqueConstraint("app_id", "number"),)
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -104,6 +115,8 @@ class Release(Base):
 
 
 class Deployment(Base):
+    """One rollout of a release (a deploy or a rollback) to the hosts its selector picks."""
+
     __tablename__ = "deployments"
     __table_args__ = (UniqueConstraint("app_id", "idempotency_key"),)
     id: Mapped[int] = mapped_column(primary_key=True)
