@@ -90,6 +90,7 @@ class FleetMetrics:
             self.wake.clear()
 
     async def refresh(self) -> None:
+        """Read a fleet snapshot and publish it."""
         async with self.sessions() as session:
             snapshot = await rollouts.fleet_snapshot(session)
         self.publish(snapshot, now())

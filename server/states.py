@@ -8,6 +8,8 @@ each of its target hosts `pending -> updating -> healthy | failed`.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -47,6 +49,8 @@ class TargetState(StrEnum):
 
 
 class DeploymentKind(StrEnum):
+    """Whether a deployment rolls a release out or back."""
+
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
 
@@ -91,6 +95,7 @@ class EventKind(StrEnum):
     HOST_TOKEN_ROTATED = "host_token_rotated"
     HOST_CONNECTED = "host_connected"
     HOST_DISCONNECTED = "host_disconnected"
+    HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host
     DRIFT_HEALED = "drift_healed"
 
 
@@ -107,3 +112,36 @@ def ended(status: DeploymentStatus | str) -> EventKind:
 def requested(action: Action | str) -> EventKind:
     """The event of an operator asking for `action`."""
     return EventKind(f"deployment_{action}")
+
+
+# The event kinds webhooks publish, under stable public names; a kind not here (host_added,
+# *_requested, host_token_rotated, ...) is never delivered. Several kinds may share a name.
+PUBLIC_EVENTS: dict[str, str] = {
+    EventKind.DEPLOY_STARTED: "deployment.started",
+    EventKind.ROLLBACK_STARTED: "deployment.started",
+    EventKind.BATCH_DONE: "deployment.batch_done",
+    EventKind.PAUSED: "deployment.paused",  # paused by the controller (canaries healthy)
+    EventKind.PAUSE: "deployment.paused",  # paused through the API: takes effect at once
+    EventKind.RESUME: "deployment.resumed",
+    EventKind.PROMOTE: "deployment.promoted",
+    EventKind.SUCCEEDED: "deployment.succeeded",
+    EventKind.FAILED: "deployment.failed",
+    EventKind.ROLLED_BACK: "deployment.rolled_back",
+    EventKind.CANCELLED: "deployment.cancelled",
+    EventKind.SUPERSEDED: "deployment.superseded",
+    EventKind.HOST_CONNECTED: "host.connected",
+    EventKind.HOST_DISCONNECTED: "host.disconnected",
+    EventKind.HOST_SESSION_REPLACED: "host.session_replaced",
+    EventKind.DRIFT_HEALED: "host.drift_healed",
+}
+
+
+def public_name(kind: str) -> str | None:
+    """The public name of an internal event kind, or None if it is not published."""
+    return PUBLIC_EVENTS.get(kind)
+
+
+def matches(patterns: Iterable[str], name: str) -> bool:
+    """Does any of a webhook's patterns (`*` matches any run of characters) select the
+    public event `name`?"""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)

@@ -10,6 +10,7 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def memory_bytes(value: str | None) -> int | None:
+    """Bytes from a memory size such as `512m` (k, m, g: powers of 1024); None if unset."""
     if not value:
         return None
     unit = value[-1].lower() if value[-1].isalpha() else ""

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db import store, webhooks
 from server.db.models import App, Deployment, Event, Release, utcnow
 from server.db.session import Sessions, mark_written
+from server.states import DeploymentKind, DeploymentStatus, EventKind
 
 _APPS = cast(Table, App.__table__)
 _RELEASES = cast(Table, Release.__table__)
@@ -121,9 +122,9 @@ async def deploy(
     release = {"image": spec["image"], "spec": spec, "created_by": actor, "message": message}
     release["created_at"] = at
     deployment = {
-        "kind": "deploy",
+        "kind": DeploymentKind.DEPLOY,
         "trigger": actor,
-        "status": "pending",
+        "status": DeploymentStatus.PENDING,
         "strategy": strategy,
         "selector": selector,
         "reason": message,
@@ -134,7 +135,13 @@ async def deploy(
         "request_hash": body_hash,
         "created_at": at,
     }
-    event = {"at": at, "kind": "deploy_requested", "actor": actor, "app": name, "host": None}
+    event = {
+        "at": at,
+        "kind": EventKind.DEPLOY_REQUESTED,
+        "actor": actor,
+        "app": name,
+        "host": None,
+    }
     new = _New(name, release, deployment, event, " requested" + (f": {message}" if message else ""))
     try:
         return await _write(sessions, new, idempotency_key, body_hash)
@@ -163,7 +170,7 @@ async def _write(
             found = await _find(session, name, idempotency_key, body_hash)
             if found is not None:
                 return found
-            if not await webhooks.subscribed(session, "deploy_requested"):
+            if not await webhooks.subscribed(session, EventKind.DEPLOY_REQUESTED):
                 made = await _in_one_statement(session, new)
                 if made is None:  # the app's first deploy
                     await _create_app(session, name)
@@ -183,7 +190,12 @@ async def _write(
         answer = new.answer(made)
         message = new.message(answer.release)
         await webhooks.enqueue(
-            session, "deploy_requested", message, app=name, deployment_id=answer.id, host=None
+            session,
+            EventKind.DEPLOY_REQUESTED,
+            message,
+            app=name,
+            deployment_id=answer.id,
+            host=None,
         )
         return answer, []
 

@@ -28,7 +28,7 @@ from server.db.models import (
     Release,
     utcnow,
 )
-from server.states import ACTIVE
+from server.states import ACTIVE, Outcome
 
 _TARGETS = cast(Table, DeploymentHost.__table__)
 _ASSIGNMENTS = cast(Table, Assignment.__table__)
@@ -283,6 +283,7 @@ async def _assign_every_target(session: AsyncSession, deployment: Deployment, bu
 
 
 async def release_row(session: AsyncSession, app_id: int, number: int) -> Release | None:
+    """Release `number` of an app, if it exists."""
     return await session.scalar(
         select(Release).where(Release.app_id == app_id, Release.number == number)
     )
@@ -293,7 +294,7 @@ async def last_good_release(
 ) -> int | None:
     """The newest release that succeeded (other than `exclude`, older than `before`)."""
     query = select(Release.number).where(
-        Release.app_id == app_id, Release.outcome == "succeeded", Release.number != exclude
+        Release.app_id == app_id, Release.outcome == Outcome.SUCCEEDED, Release.number != exclude
     )
     if before is not None:
         query = query.where(Release.number < before)
@@ -312,12 +313,15 @@ async def assigned_hosts(session: AsyncSession, app_id: int) -> list[str]:
 
 
 async def lock_deployment(session: AsyncSession, deployment_id: int) -> Deployment | None:
+    """The deployment, locked for this transaction (None if it does not exist)."""
     query = select(Deployment).where(Deployment.id == deployment_id).with_for_update()
     return await session.scalar(query)
 
 
 @dataclass(frozen=True)
 class FleetSnapshot:
+    """Everything the fleet gauges need of the database, read in one go."""
+
     hosts: Sequence[Any]  # rows with .name, .last_seen, .connected
     current: dict[str, int | None]  # app -> current release
     assigned: dict[str, dict[str, int]]  # host -> app -> assigned release
@@ -497,7 +501,7 @@ async def _good_releases(session: AsyncSession) -> dict[int, tuple[int, ...]]:
     """Per app, its newest releases that succeeded: what an agent should keep for rollbacks."""
     query = (
         select(Release.app_id, Release.number)
-        .where(Release.outcome.in_(("succeeded", "rolled_back")))
+        .where(Release.outcome.in_((Outcome.SUCCEEDED, Outcome.ROLLED_BACK)))
         .order_by(Release.app_id, Release.number.desc())
     )
     good: dict[int, list[int]] = {}

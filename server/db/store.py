@@ -28,6 +28,7 @@ from server.db.models import (
     utcnow,
 )
 from server.errors import Conflict, NotFound
+from server.states import DeploymentStatus, EventKind
 
 TOKEN_PREFIX = "flt_"
 # What a database write can fail with; `retryable` says which of these a fresh transaction
@@ -67,10 +68,12 @@ def retryable(exc: BaseException) -> bool:
 
 
 def new_token() -> str:
+    """A new token: the prefix and 32 random bytes, URL-safe."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:
+    """The stored form of a token (SHA-256): tokens are kept only as hashes."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -82,10 +85,12 @@ def as_utc(value: dt.datetime | None) -> dt.datetime | None:
 
 
 async def count_tokens(session: AsyncSession) -> int:
+    """How many API tokens exist."""
     return int(await session.scalar(select(func.count(Token.id))) or 0)
 
 
 async def create_token(session: AsyncSession, name: str, scopes: Sequence[str]) -> str:
+    """Create an API token with these scopes; return it (only its hash is stored)."""
     token = new_token()
     session.add(Token(name=name, token_hash=hash_token(token), scopes=",".join(scopes)))
     await session.flush()
@@ -93,6 +98,7 @@ async def create_token(session: AsyncSession, name: str, scopes: Sequence[str]) 
 
 
 async def find_token(session: AsyncSession, token: str) -> Token | None:
+    """The API token row of this token, if any."""
     return await session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
 
 
@@ -103,15 +109,17 @@ async def add_host(session: AsyncSession, name: str, labels: dict[str, str]) -> 
     token = new_token()
     session.add(Host(name=name, labels=labels, token_hash=hash_token(token)))
     await session.flush()
-    await add_event(session, "host_added", "cli", f"host {name} registered", host=name)
+    await add_event(session, EventKind.HOST_ADDED, "cli", f"host {name} registered", host=name)
     return token
 
 
 async def host_by_token(session: AsyncSession, token: str) -> Host | None:
+    """The host this agent token belongs to, if any."""
     return await session.scalar(select(Host).where(Host.token_hash == hash_token(token)))
 
 
 async def list_hosts(session: AsyncSession) -> Sequence[Host]:
+    """Every host, by name."""
     return (await session.scalars(select(Host).order_by(Host.name))).all()
 
 
@@ -125,6 +133,7 @@ async def add_event(
     deployment_id: int | None = None,
     host: str | None = None,
 ) -> None:
+    """Append an event to the audit log, and queue its webhook deliveries (if published and subscribed)."""
     session.add(
         Event(
             kind=kind,
@@ -139,6 +148,7 @@ async def add_event(
 
 
 def request_hash(body: dict[str, Any]) -> str:
+    """A stable hash of a request body (an Idempotency-Key's retry must repeat it)."""
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -178,12 +188,13 @@ async def create_deployment(
     idempotency_key: str | None = None,
     body_hash: str | None = None,
 ) -> Deployment:
+    """Add a pending deployment of release `release` of the app, and its `<kind>_requested` event."""
     deployment = Deployment(
         app_id=app.id,
         release=release,
         kind=kind,
         trigger=trigger,
-        status="pending",
+        status=DeploymentStatus.PENDING,
         strategy=strategy,
         selector=selector,
         reason=reason,
@@ -195,7 +206,7 @@ async def create_deployment(
     await session.flush()
     await add_event(
         session,
-        f"{kind}_requested",
+        EventKind(f"{kind}_requested"),
         trigger,
         f"{kind} of release {release} requested" + (f": {reason}" if reason else ""),
         app=app.name,
@@ -205,6 +216,7 @@ async def create_deployment(
 
 
 async def get_app(session: AsyncSession, name: str) -> App:
+    """The app of this name; NotFound if there is none."""
     app = await session.scalar(select(App).where(App.name == name))
     if app is None:
         raise NotFound(f"app {name!r} does not exist", "app")
@@ -212,21 +224,25 @@ async def get_app(session: AsyncSession, name: str) -> App:
 
 
 async def list_apps(session: AsyncSession) -> Sequence[App]:
+    """Every app, by name."""
     return (await session.scalars(select(App).order_by(App.name))).all()
 
 
 async def get_release(session: AsyncSession, app: App, number: int) -> Release | None:
+    """Release `number` of the app, if it exists."""
     return await session.scalar(
         select(Release).where(Release.app_id == app.id, Release.number == number)
     )
 
 
 async def list_releases(session: AsyncSession, app: App) -> Sequence[Release]:
+    """The app's releases, newest first."""
     query = select(Release).where(Release.app_id == app.id).order_by(Release.number.desc())
     return (await session.scalars(query)).all()
 
 
 async def get_deployment(session: AsyncSession, deployment_id: int) -> Deployment:
+    """The deployment of this id; NotFound if there is none."""
     found = await session.get(Deployment, deployment_id)
     if found is None:
         raise NotFound(f"deployment {deployment_id} does not exist", "id")
@@ -274,10 +290,12 @@ async def deployment_hosts(
 
 
 async def host_count(session: AsyncSession) -> int:
+    """How many hosts are registered."""
     return int(await session.scalar(select(func.count(Host.id))) or 0)
 
 
 async def app_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    """The names of these apps, by id."""
     rows = await session.execute(select(App.id, App.name).where(App.id.in_(ids)))
     return {row.id: row.name for row in rows}
 
@@ -285,6 +303,7 @@ async def app_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
 async def list_deployments(
     session: AsyncSession, app: App | None, limit: int
 ) -> Sequence[Deployment]:
+    """The newest deployments (at most `limit`), of one app or of all."""
     query = select(Deployment).order_by(Deployment.id.desc()).limit(limit)
     if app is not None:
         query = query.where(Deployment.app_id == app.id)
@@ -299,15 +318,18 @@ async def set_digest(session: AsyncSession, image: str, digest: str) -> None:
 
 
 def now() -> dt.datetime:
+    """The current time, in UTC, as stored."""
     return utcnow()
 
 
 async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database answers a trivial query."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
 
 
 async def assignments_of_app(session: AsyncSession, app: App) -> Sequence[Assignment]:
+    """Every host's assignment of the app."""
     return (await session.scalars(select(Assignment).where(Assignment.app_id == app.id))).all()
 
 
@@ -318,13 +340,16 @@ async def set_host_token(session: AsyncSession, name: str, labels: dict[str, str
         return await add_host(session, name, labels)
     token = new_token()
     host.token_hash = hash_token(token)
-    await add_event(session, "host_token_rotated", "cli", f"host {name} got a new token", host=name)
+    await add_event(
+        session, EventKind.HOST_TOKEN_ROTATED, "cli", f"host {name} got a new token", host=name
+    )
     return token
 
 
 async def list_events(
     session: AsyncSession, app: str | None, deployment_id: int | None, limit: int
 ) -> Sequence[Event]:
+    """The newest events (at most `limit`), of an app and/or a deployment if given."""
     query = select(Event).order_by(Event.id.desc()).limit(limit)
     if app is not None:
         query = query.where(Event.app == app)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 
 from server.db.models import Webhook, WebhookDelivery, utcnow
 from server.db.session import Sessions
-from server.webhooks import matches, public_name
+from server.states import matches, public_name
 
 ENQUEUED = "flotilla.webhook_enqueued"  # a session.info flag: wake the sender after commit
 SUBSCRIBERS = "flotilla.webhook_subscribers"  # session.info: (transaction, webhooks) memo
@@ -61,6 +61,7 @@ def _postgres(session: AsyncSession) -> bool:
 async def create_webhook(
     session: AsyncSession, url: str, events: list[str], secret: str, actor: str
 ) -> Webhook:
+    """Add a webhook subscribing `url` to the events matching `events`."""
     hook = Webhook(url=url, events=events, secret=secret, created_by=actor)
     session.add(hook)
     await session.flush()
@@ -68,10 +69,12 @@ async def create_webhook(
 
 
 async def list_webhooks(session: AsyncSession) -> Sequence[Webhook]:
+    """Every webhook, oldest first."""
     return (await session.scalars(select(Webhook).order_by(Webhook.id))).all()
 
 
 async def get_webhook(session: AsyncSession, webhook_id: int) -> Webhook | None:
+    """The webhook of this id, if any."""
     return await session.get(Webhook, webhook_id)
 
 
@@ -85,6 +88,7 @@ async def delete_webhook(session: AsyncSession, webhook_id: int) -> bool:
 async def list_deliveries(
     session: AsyncSession, webhook_id: int, limit: int
 ) -> Sequence[WebhookDelivery]:
+    """The webhook's newest deliveries, at most `limit`."""
     query = (
         select(WebhookDelivery)
         .where(WebhookDelivery.webhook_id == webhook_id)

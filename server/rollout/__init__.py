@@ -1,0 +1,1 @@
+"""Rollouts: the pure planner, judgement and transitions, and the controller loop around them."""

@@ -3,7 +3,7 @@
 Woken by news (`Wakeups`: a host reported, a deployment was requested or acted on) or by a
 timer (deadlines), each pass takes, in one transaction, every active deployment, supersedes
 all but the newest of each app, and for each newest one that has news (or has not been looked
-at for FULL_VIEW_SECONDS) reads its targets, judges its hosts (`judgement.judge`, on what
+at for `interval` seconds: deadlines need no news) reads its targets, judges its hosts (`judgement.judge`, on what
 `server.statuses` holds), plans (`plan_rollout`) and writes once: target rows, assignments,
 status, events. Then it asks the hub to push to the hosts it assigned, and waits for its turn
 (`server.turns`) before the next pass.
@@ -35,7 +35,15 @@ from server.rollout.judgement import Wanted, evidence
 from server.rollout.planner import Strategy, View, plan_rollout
 from server.rollout.targets import Judged, Targets, replaced, seconds_of
 from server.rollout.wakeups import Wakeups
-from server.states import TERMINAL, UNDER_WAY, DeploymentStatus, EventKind, TargetState, started
+from server.states import (
+    TERMINAL,
+    UNDER_WAY,
+    DeploymentStatus,
+    EventKind,
+    TargetState,
+    ended,
+    started,
+)
 from server.statuses import StatusReader
 from server.turns import Phase, Turns, Work
 
@@ -292,8 +300,7 @@ class Controller:
             await endings.finish(session, self.metrics, app, deployment, status, step.error)
         else:
             deployment.status = step.status
-            kind = EventKind(f"deployment_{step.status}")
-            await self._event(session, app, deployment, kind, f" is {step.status}")
+            await self._event(session, app, deployment, ended(step.status), f" is {step.status}")
             return False
         self._kept.pop(deployment.id, None)
         return True

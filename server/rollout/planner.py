@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 
 from server.states import ACTIVE as ACTIVE
 from server.states import TERMINAL as TERMINAL
+from server.states import DeploymentStatus, TargetState
+
+# module names for the members: the loop below compares every target's state, 10,000 a pass
+PENDING, UPDATING, HEALTHY, FAILED = TargetState
+_RUNNING, _PAUSED = DeploymentStatus.RUNNING, DeploymentStatus.PAUSED
+_SUCCEEDED, _FAILED = DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED
+_CANCELLED = DeploymentStatus.CANCELLED
 
 
 @dataclass(frozen=True)
 class Strategy:
+    """How a deployment rolls out: batch size, canaries, deadlines, automatic rollback."""
+
     max_parallel: int = 1
     canary: int = 0
     auto_promote: bool = False
@@ -26,6 +35,7 @@ class Strategy:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> Strategy:
+        """A strategy from a deployment's stored strategy (unknown keys ignored)."""
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in raw.items() if k in names})  # type: ignore[arg-type]
 
@@ -46,6 +56,8 @@ class Target:
 
 @dataclass(frozen=True)
 class View:
+    """What the planner sees of one deployment this pass."""
+
     status: str
     strategy: Strategy
     targets: tuple[Target, ...]
@@ -57,6 +69,8 @@ class View:
 
 @dataclass(frozen=True)
 class Step:
+    """What the controller does next for one deployment: its status, the hosts to assign, the hosts' new states."""
+
     status: str
     assign: tuple[str, ...] = ()
     host_states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
@@ -73,7 +87,7 @@ def plan_rollout(view: View, now: float) -> Step:
     if view.status in TERMINAL:
         return Step(status=view.status)
     if not view.targets:
-        return Step(status="failed", error="no host matches the deployment's host selector")
+        return Step(status=_FAILED, error="no host matches the deployment's host selector")
     strategy = view.strategy
     changes: dict[str, tuple[str, str | None]] = {}
     states: dict[str, str] = {}
@@ -82,38 +96,36 @@ def plan_rollout(view: View, now: float) -> Step:
     progressed = False  # a host turned healthy in this pass
     waiting: list[Target] = []
     for t in view.targets:
-        if t.state == "healthy":  # a healthy host stays so (the common case, judged quickly)
-            states[t.name] = "healthy"
+        if t.state == HEALTHY:  # a healthy host stays so (the common case, judged quickly)
+            states[t.name] = HEALTHY
             healthy += 1
             continue
         state, error = _judge(t, strategy, now, view.started_at)
         states[t.name] = state
         if state != t.state:
             changes[t.name] = (state, error)
-        if state == "healthy":
+        if state == HEALTHY:
             healthy += 1
             progressed = True
-        elif state == "updating":
+        elif state == UPDATING:
             updating += 1
-        elif state == "pending":
+        elif state == PENDING:
             waiting.append(t)
-        elif state == "failed" and first_failed is None:
+        elif state == FAILED and first_failed is None:
             first_failed = t
 
     if first_failed is not None:
         name = first_failed.name
         reason = changes.get(name, (None, None))[1] or first_failed.problem or "failed"
-        return Step(
-            "failed", host_states=changes, error=f"host {name}: {reason}", updating=updating
-        )
+        return Step(_FAILED, host_states=changes, error=f"host {name}: {reason}", updating=updating)
     if healthy == len(states):
-        return Step("succeeded", host_states=changes)
+        return Step(_SUCCEEDED, host_states=changes)
     if view.cancel_requested and not updating:
-        return Step("cancelled", host_states=changes)
+        return Step(_CANCELLED, host_states=changes)
     stalled = now - view.last_progress_at > strategy.progress_deadline
-    if stalled and not progressed and view.status != "paused":
+    if stalled and not progressed and view.status != _PAUSED:
         return Step(
-            "failed",
+            _FAILED,
             host_states=changes,
             error=f"no progress within progress_deadline ({strategy.progress_deadline:g}s)",
             updating=updating,
@@ -123,26 +135,26 @@ def plan_rollout(view: View, now: float) -> Step:
     promoted = view.promoted
     pool: list[str] | None = None  # the hosts that may be assigned now; None: all of them
     if canaries and not promoted:
-        if all(states[n] == "healthy" for n in canaries):
+        if all(states[n] == HEALTHY for n in canaries):
             if not strategy.auto_promote:
-                return Step("paused", host_states=changes, updating=updating)
+                return Step(_PAUSED, host_states=changes, updating=updating)
             promoted = True
         pool = canaries
-    if view.status == "paused" or view.cancel_requested:
+    if view.status == _PAUSED or view.cancel_requested:
         return Step(view.status, host_states=changes, promoted=promoted, updating=updating)
     if not waiting:  # every host is assigned already: only their states can change
-        return Step("running", host_states=changes, promoted=promoted, updating=updating)
+        return Step(_RUNNING, host_states=changes, promoted=promoted, updating=updating)
     if pool is None:
         pool = [t.name for t in view.targets]
     room = max(0, strategy.max_parallel - updating)
     gated = len(view.targets) > 1 and not _one_batch(waiting, pool, room)
     if gated and not all(t.pulled for t in waiting):
         # pre-pull: no host stops anything before every target host has the new image
-        return Step("running", host_states=changes, promoted=promoted, updating=updating)
-    assign = tuple(n for n in pool if states[n] == "pending")[:room]
+        return Step(_RUNNING, host_states=changes, promoted=promoted, updating=updating)
+    assign = tuple(n for n in pool if states[n] == PENDING)[:room]
     for name in assign:
-        changes[name] = ("updating", None)
-    return Step("running", assign=assign, host_states=changes, promoted=promoted, updating=updating)
+        changes[name] = (UPDATING, None)
+    return Step(_RUNNING, assign=assign, host_states=changes, promoted=promoted, updating=updating)
 
 
 def _one_batch(waiting: list[Target], pool: list[str], room: int) -> bool:
@@ -166,29 +178,29 @@ def rollback_targets(states: Mapping[str, str]) -> tuple[str, ...]:
     A failure before any host was assigned (a pre-pull error) touched nothing; the rollback
     then goes to every target, where it just confirms the release they still run.
     """
-    touched = tuple(name for name, state in states.items() if state != "pending")
+    touched = tuple(name for name, state in states.items() if state != PENDING)
     return touched or tuple(states)
 
 
 def _judge(t: Target, strategy: Strategy, now: float, started_at: float) -> tuple[str, str | None]:
     """The state a target host is in now, with the reason when it failed."""
-    if t.state == "pending" and t.pull_error:
-        return "failed", t.pull_error
-    away = t.state == "pending" and not t.pulled and not t.connected
+    if t.state == PENDING and t.pull_error:
+        return FAILED, t.pull_error
+    away = t.state == PENDING and not t.pulled and not t.connected
     # the pre-pull waits for every target: a host that is away cannot hold it forever
     if away and now - started_at > strategy.healthy_deadline:
         limit = f"{strategy.healthy_deadline:g}s"
-        return "failed", f"host disconnected: no pre-pull within healthy_deadline ({limit})"
-    if t.state != "updating":
+        return FAILED, f"host disconnected: no pre-pull within healthy_deadline ({limit})"
+    if t.state != UPDATING:
         return t.state, None
     if t.converged:
-        return "healthy", None
+        return HEALTHY, None
     if t.problem:
-        return "failed", t.problem
+        return FAILED, t.problem
     if t.assigned_at is not None and now - t.assigned_at > strategy.healthy_deadline:
         why = "" if t.connected else " (host disconnected)"
         return (
-            "failed",
+            FAILED,
             f"not healthy within healthy_deadline ({strategy.healthy_deadline:g}s){why}",
         )
-    return "updating", None
+    return UPDATING, None

@@ -1,7 +1,9 @@
 """Outbound webhooks: which internal events are published, and under which public names.
 
-Internal event kinds (`store.add_event`) are mapped to stable public names; a kind with no
-public name (`host_added`, `*_requested`, `host_token_rotated`, ...) is never delivered.
+Internal event kinds (`store.add_event`) are mapped to stable public names
+(`server.states.PUBLIC_EVENTS`, beside the kinds themselves, where the database layer can
+read them); a kind with no public name (`host_added`, `*_requested`, `host_token_rotated`,
+...) is never delivered.
 A webhook subscribes with patterns in which `*` matches any run of characters
 (`deployment.*`, `host.disconnected`, `*`). See `server.webhooks.signing` for the wire format.
 """
@@ -10,39 +12,15 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-PUBLIC_EVENTS: dict[str, str] = {
-    "deploy_started": "deployment.started",
-    "rollback_started": "deployment.started",
-    "deployment_batch_done": "deployment.batch_done",
-    "deployment_paused": "deployment.paused",  # paused by the controller (canaries healthy)
-    "deployment_pause": "deployment.paused",  # paused through the API: takes effect at once
-    "deployment_resume": "deployment.resumed",
-    "deployment_promote": "deployment.promoted",
-    "deployment_succeeded": "deployment.succeeded",
-    "deployment_failed": "deployment.failed",
-    "deployment_rolled_back": "deployment.rolled_back",
-    "deployment_cancelled": "deployment.cancelled",
-    "deployment_superseded": "deployment.superseded",
-    "host_connected": "host.connected",
-    "host_disconnected": "host.disconnected",
-    "drift_healed": "host.drift_healed",
-}
+from server.states import PUBLIC_EVENTS, matches, public_name
+
+__all__ = ["ALL", "NAMES", "PUBLIC_EVENTS", "check_pattern", "check_url", "matches", "public_name"]
+
 NAMES = frozenset(PUBLIC_EVENTS.values())
 ALL = "*"
 _PATTERN = re.compile(r"^[a-z_.*]{1,100}$")
-
-
-def public_name(kind: str) -> str | None:
-    """The public name of an internal event kind, or None if it is not published."""
-    return PUBLIC_EVENTS.get(kind)
-
-
-def matches(patterns: Iterable[str], name: str) -> bool:
-    """Does any of a webhook's patterns select the public event `name`?"""
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def check_pattern(pattern: str) -> str:

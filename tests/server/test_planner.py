@@ -12,7 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.rollout.planner import TERMINAL, Step, Strategy, Target, View, plan_rollout
+from server.rollout.planner import Step, Strategy, Target, View, plan_rollout
+from server.states import TERMINAL
 
 SETTINGS = settings(max_examples=200, deadline=None)
 HEALTHY_DEADLINE = 60.0
