@@ -11,14 +11,34 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
+from msgspec import Meta
 
 PROTOCOL_VERSION = 1
+
+# Caps on what an agent sends. The server refuses a report past any of them (decode_report);
+# an agent clips what it sends to fit (fit_status, fit_event), so only a broken or hostile
+# agent is refused. Past these a status is no longer a host's evidence but a flood.
+MAX_NAME = 255  # a host, app or container name, a state, a reason, an event kind
+MAX_REF = 1024  # a container id, an image reference, a digest
+MAX_TEXT = 4096  # a problem's or an event's message
+MAX_LOG_LINE = 1024
+MAX_LOG_LINES = 50
+MAX_ITEMS = 1000  # instances, digests, problems or ports in one status
+MAX_INT = 2**63 - 1
+
+Name = Annotated[str, Meta(max_length=MAX_NAME)]
+Ref = Annotated[str, Meta(max_length=MAX_REF)]
+Text = Annotated[str, Meta(max_length=MAX_TEXT)]
+LogLine = Annotated[str, Meta(max_length=MAX_LOG_LINE)]
+Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
+PortNumber = Annotated[int, Meta(ge=0, le=65535)]
+ExitCode = Annotated[int, Meta(ge=-(2**31), le=2**32)]
 
 LABEL_APP = "flotilla.app"
 LABEL_RELEASE = "flotilla.release"
@@ -107,28 +127,28 @@ class DesiredState:
 class PublishedPort:
     """A container port as Docker published it on the host."""
 
-    container: int
-    host_ip: str
-    host_port: int
-    protocol: str = "tcp"
+    container: PortNumber
+    host_ip: Name
+    host_port: PortNumber
+    protocol: Name = "tcp"
 
 
 @dataclass(frozen=True)
 class Instance:
     """One container as the agent observes it."""
 
-    container_id: str
-    name: str
-    host: str  # the flotilla.host label; an agent acts only on its own
-    app: str
-    release: int
-    replica: int
-    deployment: int
-    state: str  # docker's state: created | running | exited | paused | restarting | dead
-    health: str = "none"  # none | starting | healthy | unhealthy
-    exit_code: int | None = None
-    image: str = ""
-    ports: tuple[PublishedPort, ...] = ()
+    container_id: Ref
+    name: Name
+    host: Name  # the flotilla.host label; an agent acts only on its own
+    app: Name
+    release: Count
+    replica: Count
+    deployment: Count
+    state: Name  # docker's state: created | running | exited | paused | restarting | dead
+    health: Name = "none"  # none | starting | healthy | unhealthy
+    exit_code: ExitCode | None = None
+    image: Ref = ""
+    ports: Annotated[tuple[PublishedPort, ...], Meta(max_length=MAX_ITEMS)] = ()
     ready: bool = False  # passed its health gate for min_healthy_time (set by the agent)
 
 
@@ -136,43 +156,73 @@ class Instance:
 class AppProblem:
     """Evidence of why an app cannot converge on this host (pull error, crash, failed probe)."""
 
-    app: str
-    release: int
-    reason: str  # pull_failed | exited | unhealthy | create_failed
-    message: str
-    exit_code: int | None = None
-    logs: tuple[str, ...] = ()
+    app: Name
+    release: Count
+    reason: Name  # pull_failed | exited | unhealthy | create_failed
+    message: Text
+    exit_code: ExitCode | None = None
+    logs: Annotated[tuple[LogLine, ...], Meta(max_length=MAX_LOG_LINES)] = ()
 
 
 @dataclass(frozen=True)
 class Status:
     """The agent's full observed state, sent when it changed (within 0.1 s while acting)."""
 
-    host: str
-    generation: int  # the desired generation the agent is working on
-    instances: tuple[Instance, ...] = ()
-    digests: tuple[tuple[str, str], ...] = ()  # (image as given, repo digest)
-    problems: tuple[AppProblem, ...] = ()
+    host: Name
+    generation: Count  # the desired generation the agent is working on
+    instances: Annotated[tuple[Instance, ...], Meta(max_length=MAX_ITEMS)] = ()
+    # (image as given, repo digest)
+    digests: Annotated[tuple[tuple[Ref, Ref], ...], Meta(max_length=MAX_ITEMS)] = ()
+    problems: Annotated[tuple[AppProblem, ...], Meta(max_length=MAX_ITEMS)] = ()
 
 
 @dataclass(frozen=True)
 class Hello:
     """The agent's first message on a connection: who it is and what it speaks."""
 
-    host: str
-    agent_version: str
-    docker_version: str
-    protocol: int = PROTOCOL_VERSION
+    host: Name
+    agent_version: Name
+    docker_version: Name
+    protocol: Count = PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)
 class Event:
     """Something the agent did on its own, e.g. healing drift; goes to the audit log."""
 
-    host: str
-    kind: str
-    app: str
-    message: str
+    host: Name
+    kind: Name
+    app: Name
+    message: Text
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def fit_status(status: Status) -> Status:
+    """The status clipped to the protocol's caps, as an agent sends it: problems' messages
+    and log lines cut, the newest MAX_LOG_LINES lines kept, lists cut at MAX_ITEMS."""
+    problems = tuple(
+        replace(
+            p,
+            message=clip(p.message, MAX_TEXT),
+            logs=tuple(clip(line, MAX_LOG_LINE) for line in p.logs[-MAX_LOG_LINES:]),
+        )
+        for p in status.problems[:MAX_ITEMS]
+    )
+    return replace(
+        status,
+        instances=status.instances[:MAX_ITEMS],
+        digests=status.digests[:MAX_ITEMS],
+        problems=problems,
+    )
+
+
+def fit_event(event: Event) -> Event:
+    """The event with its message clipped to the protocol's cap."""
+    return replace(event, message=clip(event.message, MAX_TEXT))
 
 
 Message = Hello | Status | Event | DesiredState

@@ -32,6 +32,8 @@ from agent.protocol import (
     Instance,
     Message,
     Status,
+    fit_event,
+    fit_status,
 )
 from agent.reconcile import Action, Pull, Remove, Run, Start, Stop, plan_reconcile
 
@@ -301,15 +303,17 @@ class Agent:
         if desired is not None:
             current = {(a.app, a.release) for a in desired.assignments}
             current |= {(p.app, p.release) for p in desired.prepull}
-        status = Status(
-            host=self.host,
-            generation=desired.generation if desired else 0,
-            instances=tuple(
-                replace(i, ready=True) if i.container_id in self._ready else i
-                for i in self._instances
-            ),
-            digests=tuple(sorted(self._digests.items())),
-            problems=tuple(p for k, p in self._problems.items() if k in current),
+        status = fit_status(
+            Status(
+                host=self.host,
+                generation=desired.generation if desired else 0,
+                instances=tuple(
+                    replace(i, ready=True) if i.container_id in self._ready else i
+                    for i in self._instances
+                ),
+                digests=tuple(sorted(self._digests.items())),
+                problems=tuple(p for k, p in self._problems.items() if k in current),
+            )
         )
         if status == self._last_status and not force:
             return  # liveness is the WebSocket's ping/pong: an unchanged status is not news
@@ -409,7 +413,7 @@ class Agent:
         metrics.DRIFT_HEALS.inc()
         message = f"instance {slot[2]} of release {slot[1]} was {what}"
         log.warning("drift healed host=%s app=%s: %s", self.host, slot[0], message)
-        await self._safe_send(Event(self.host, "drift_healed", slot[0], message))
+        await self._safe_send(fit_event(Event(self.host, "drift_healed", slot[0], message)))
 
     def _remember_converged(self, desired: DesiredState, ready: frozenset[str]) -> None:
         for cid in ready:

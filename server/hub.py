@@ -16,11 +16,9 @@ batches, a few times a second at most, at the turn the scheduler gives writes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
@@ -34,38 +32,28 @@ from agent.protocol import (
     encode,
 )
 from server import desired
-from server.db import rollouts, store
+from server import intake as intake_module
+from server.confine import told_of
+from server.db import store
 from server.db.session import Sessions
 from server.errors import Unauthorized
-from server.loops import timed, unit_of_work, wait_set
+from server.host_log import HostLog
+from server.intake import Intake
+from server.loops import timed, unit_of_work
 from server.metrics import Metrics
+from server.states import EventKind
 from server.statuses import StatusStore
-from server.turns import Phase, Turns, Work
+from server.turns import Phase, Turns
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
 PUSH_GATHER_SECONDS = 0.005  # a moment to coalesce a burst of pushes; more gather while one runs
-WRITE_GATHER_SECONDS = 0.1  # a write of connections and events gathers this long
-MAX_FLUSH_REST = 0.25  # and rests this long at most after one (twice what it took)
-MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write yields to each phase before it
-TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 PUSH_CONCURRENCY = 256
+MAX_FRAME_BYTES = 1024 * 1024  # an agent's frame past this closes its connection (1009)
+BAD_FRAME_LOG_SECONDS = 60.0  # a host's bad frames are logged at WARNING this often at most
 HEARTBEAT_SECONDS = 20.0  # the server's ping interval on each agent socket, for small fleets
 MAX_PINGS_PER_SECOND = 200.0  # for large ones the interval grows: 50 s at 10,000 hosts
-
-
-@dataclass
-class _Pending:
-    """What to write at the next flush."""
-
-    connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
-    transitions: list[tuple[str, bool]] = field(default_factory=list)  # for the audit log
-    events: list[tuple[str, Event]] = field(default_factory=list)
-    digests: set[tuple[str, str]] = field(default_factory=set)
-
-    def __bool__(self) -> bool:
-        return bool(self.connections or self.events or self.digests)
 
 
 class Hub:
@@ -78,8 +66,17 @@ class Hub:
         statuses: StatusStore,
         on_change: Callable[[str], object],
         turns: Turns,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        rate: float = intake_module.RATE,
+        burst: float = intake_module.BURST,
     ) -> None:
         self.sessions = sessions
+        self.max_frame_bytes = max_frame_bytes
+        self.rate = rate
+        self.burst = burst
+        self._intakes: dict[str, Intake] = {}
+        self._remotes: dict[str, str] = {}  # the source address of each host's connection
+        self._bad_logged: dict[str, float] = {}  # host -> when a bad frame was last logged
         self.metrics = metrics
         self.statuses = statuses
         self.on_change = on_change  # a host sent a status, connected or went away
@@ -87,9 +84,10 @@ class Hub:
         self._sockets: dict[str, web.WebSocketResponse] = {}
         self._ids: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._digests: set[tuple[str, str]] = set()
-        self._pending = _Pending()
-        self._dirty = asyncio.Event()
+        # connections, events and digests: written in batches
+        self.records = HostLog(
+            sessions, turns, on_change, lambda: [self._ids[n] for n in self._sockets]
+        )
         self._to_push: set[str] = set()
         self._push_wanted = asyncio.Event()
         self._at_once = False  # the next push gathers nothing more (push_now)
@@ -109,7 +107,7 @@ class Hub:
             raise Unauthorized("unknown host token")
         host_id, name = known
         ws = web.WebSocketResponse(
-            heartbeat=await self._heartbeat(), compress=False, max_msg_size=64 * 1024 * 1024
+            heartbeat=await self._heartbeat(), compress=False, max_msg_size=self.max_frame_bytes
         )
         await ws.prepare(request)
         try:
@@ -123,32 +121,51 @@ class Hub:
             await ws.close(code=4003, message=b"token belongs to another host")
             return ws
         previous = self._sockets.get(name)
+        intake = Intake(
+            host_id,
+            name,
+            self.statuses,
+            self.metrics,
+            lambda status: self._recorded(name, status),
+            lambda event: self._event(name, event),
+            self.rate,
+            self.burst,
+        )
         try:  # registered inside: whatever happens from here, the finally unregisters it
             self._sockets[name] = ws
+            self._intakes[name] = intake
             self._ids[name] = host_id
+            remote, self._remotes[name] = self._remotes.get(name), request.remote or "?"
             self.on_change(name)
             self.metrics.agent_connections.set(len(self._sockets))
             if previous is not None:
+                self._session_replaced(name, remote, request.remote or "?")
                 await previous.close(code=4001, message=b"replaced by a newer connection")
-            self._queue_connection(host_id, name, True, hello)
+            self.records.connection(host_id, name, True, hello)
             log.info("agent connected host=%s version=%s", name, hello.agent_version)
             self.request_push([name])  # batched: a reconnect storm costs a few queries
             async for msg in ws:
+                if msg.type == WSMsgType.ERROR:  # past the frame cap, or a broken frame
+                    self._bad_frame(name, f"{ws.exception() or 'websocket error'}")
+                    break
                 if msg.type != WSMsgType.TEXT:
                     continue
                 try:
-                    self._receive(host_id, name, msg.data)
+                    intake.take(msg.data)
                 except ProtocolError as exc:
-                    log.warning("bad message host=%s: %s", name, exc)
+                    self._bad_frame(name, str(exc))
                     reason = str(exc).encode()[:120]  # a close frame's reason: 123 bytes
                     await ws.close(code=1007, message=reason)
                     break
         finally:
+            intake.close()
+            if self._intakes.get(name) is intake:
+                del self._intakes[name]
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
-                self._queue_connection(host_id, name, False, None)
+                self.records.connection(host_id, name, False, None)
                 log.info("agent disconnected host=%s", name)
         return ws
 
@@ -181,6 +198,10 @@ class Hub:
                         await ws.send_str(encode(desired))
                     except (ConnectionError, RuntimeError) as exc:
                         log.warning("push failed host=%s: %s", name, exc)
+                        continue
+                intake = self._intakes.get(name)
+                if intake is not None:  # what the agent may report now
+                    intake.told(told_of(desired))
 
         await asyncio.gather(*(worker() for _ in range(min(PUSH_CONCURRENCY, len(names)))))
 
@@ -198,7 +219,7 @@ class Hub:
 
     async def run(self) -> None:
         """The hub's two loops: batched pushes and batched writes."""
-        await asyncio.gather(self._push_loop(), self._flush_loop())
+        await asyncio.gather(self._push_loop(), self.records.run())
 
     async def _push_loop(self) -> None:
         while True:
@@ -246,84 +267,10 @@ class Hub:
         self._tokens[token] = (host.id, host.name, now + 60.0)
         return host.id, host.name
 
-    async def _flush_loop(self) -> None:
-        """Flush what agents reported, in batches, until cancelled (then flush once more)."""
-        last_touch = time.monotonic()
-        try:
-            while True:
-                await wait_set(self._dirty, TOUCH_INTERVAL)
-                await asyncio.sleep(WRITE_GATHER_SECONDS)
-                await self.turns.wait(Work.WRITES, MAX_WRITE_DEFER_SECONDS)
-                self._dirty.clear()
-                touch = time.monotonic() - last_touch >= TOUCH_INTERVAL
-                if touch:
-                    last_touch = time.monotonic()
-                started = time.monotonic()
-                try:
-                    await unit_of_work(self.flush(touch))
-                except Exception:
-                    log.exception("hub flush failed; retrying")
-                    self._dirty.set()
-                    await asyncio.sleep(1)
-                took = time.monotonic() - started
-                await asyncio.sleep(min(MAX_FLUSH_REST, 2 * took))
-        finally:
-            # the last reports (disconnects on shutdown): awaited here, not shielded, so the
-            # engine is disposed only after this transaction is done
-            with contextlib.suppress(Exception):
-                await self.flush(False)
-
-    async def flush(self, touch: bool = False) -> None:
-        """Write queued connections, events and digests in one transaction."""
-        pending, self._pending = self._pending, _Pending()
-        connected_ids = list(self._ids[n] for n in self._sockets) if touch else []
-        if not pending and not connected_ids:
-            return
-        with timed(log, "flush") as fields:
-            fields.update(connections=len(pending.connections), events=len(pending.events))
-            await self._write(pending, connected_ids)
-        self._digests |= pending.digests
-        for name, _ in pending.transitions:  # what the database says of them changed too
-            self.on_change(name)
-
-    async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
-        try:
-            async with self.sessions.begin() as session:
-                await rollouts.record_connections(
-                    session,
-                    connections={
-                        host_id: (
-                            up,
-                            hello.agent_version if hello else None,
-                            hello.docker_version if hello else None,
-                        )
-                        for host_id, (up, hello) in pending.connections.items()
-                    },
-                    touch=connected_ids,
-                )
-                for name, up in pending.transitions:
-                    kind = "host_connected" if up else "host_disconnected"
-                    await store.add_event(session, kind, name, f"agent {kind[5:]}", host=name)
-                for name, event in pending.events:
-                    await store.add_event(
-                        session, event.kind, name, event.message, app=event.app, host=name
-                    )
-                for image, digest in pending.digests:
-                    await store.set_digest(session, image, digest)
-        except Exception:
-            self._requeue(pending)
-            raise
-
     async def close_all(self) -> None:
+        """Close every agent connection (the server is stopping)."""
         for ws in list(self._sockets.values()):
             await ws.close(code=1001, message=b"server shutting down")
-
-    def _requeue(self, pending: _Pending) -> None:
-        for k2, c in pending.connections.items():
-            self._pending.connections.setdefault(k2, c)
-        self._pending.transitions[:0] = pending.transitions
-        self._pending.events[:0] = pending.events
-        self._pending.digests |= pending.digests
 
     async def _hello(self, ws: web.WebSocketResponse) -> Hello:
         msg = await ws.receive(timeout=HELLO_TIMEOUT)
@@ -334,27 +281,34 @@ class Hub:
             raise ProtocolError("the first message must be hello")
         return hello
 
-    def _queue_connection(self, host_id: int, name: str, up: bool, hello: Hello | None) -> None:
-        self._pending.connections[host_id] = (up, hello)
-        self._pending.transitions.append((name, up))
-        self._dirty.set()
+    def _session_replaced(self, name: str, old: str | None, new: str) -> None:
+        """A second connection for a connected host: the older one is closed. Worth an event
+        and a webhook (a stolen token looks like this), with both source addresses."""
+        self.metrics.agent_sessions_replaced.inc()
+        message = f"agent session replaced: the connection from {old or '?'} by one from {new}"
+        log.warning("%s host=%s", message, name)
+        self.records.replaced(name, message)
 
-    def _receive(self, host_id: int, name: str, data: str) -> None:
-        """Take one message: parsed and checked once, here (ProtocolError if it is bad)."""
-        message = decode_report(data)
-        if isinstance(message, Status):
-            if message.host != name:
-                raise ProtocolError(f"a status of host {message.host!r} on {name!r}'s connection")
-            self.statuses.record(host_id, name, message)
-            new = {d for d in message.digests if d not in self._digests}
-            if new:
-                self._pending.digests |= new
-                self._dirty.set()
-            self.on_change(name)  # the controller reads the status from the store
-            return
-        if isinstance(message, Event):
-            self._pending.events.append((name, message))
-            if message.kind == "drift_healed":
-                self.metrics.drift_heals.labels(message.app).inc()
-            self._dirty.set()
-        # a second hello changes nothing
+    def _recorded(self, name: str, status: Status) -> None:
+        """An intake recorded a host's status: note its digests, tell the controller."""
+        if status.digests:
+            self.records.digests(set(status.digests))
+        self.on_change(name)  # the controller reads the status from the store
+
+    def _event(self, name: str, event: Event) -> None:
+        """An intake took an event the host's agent may report: to the audit log."""
+        self.records.event(name, event)
+        if event.kind == EventKind.DRIFT_HEALED:
+            self.metrics.drift_heals.labels(event.app).inc()
+
+    def _bad_frame(self, name: str, why: str) -> None:
+        """Count a bad frame; log it at WARNING once a minute per host at most."""
+        self.metrics.agent_refused.labels("frame").inc()
+        now = time.monotonic()
+        if now - self._bad_logged.get(name, float("-inf")) >= BAD_FRAME_LOG_SECONDS:
+            if len(self._bad_logged) > 100_000:
+                self._bad_logged.clear()
+            self._bad_logged[name] = now
+            log.warning("bad message host=%s (connection closed): %s", name, why)
+        else:
+            log.debug("bad message host=%s (connection closed): %s", name, why)

@@ -28,6 +28,8 @@ class Metrics:
     hosts: Gauge
     host_last_seen: Gauge
     instances: Gauge
+    agent_refused: Counter
+    agent_sessions_replaced: Counter
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -119,6 +121,21 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "flotilla_instances",
             "Instances by app and state (running, ready, exited, restarting, ...).",
             ["app", "state"],
+            registry=registry,
+        ),
+        agent_refused=Counter(
+            "flotilla_agent_reports_refused_total",
+            "Parts of agents' messages the server refused or ignored, by reason: foreign (an "
+            "app, image or host the agent was not told of), kind (an event kind agents may not "
+            "emit), rate (past the per-host rate: coalesced or dropped), frame (a message that "
+            "does not parse, breaks a cap, or is too large: the connection is closed).",
+            ["reason"],
+            registry=registry,
+        ),
+        agent_sessions_replaced=Counter(
+            "flotilla_agent_sessions_replaced_total",
+            "Agent connections closed because a newer one for the same host arrived (a stolen "
+            "token, or an agent that restarted before its old socket timed out).",
             registry=registry,
         ),
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.protocol import (
+    MAX_LOG_LINES,
+    MAX_TEXT,
     PROTOCOL_VERSION,
     AppProblem,
     Assignment,
@@ -27,6 +30,7 @@ from agent.protocol import (
     decode_report,
     dumps_json,
     encode,
+    fit_status,
     loads_json,
 )
 
@@ -34,6 +38,7 @@ SETTINGS = settings(max_examples=200, deadline=None)
 
 text = st.text(max_size=20)
 small = st.integers(0, 2**31)
+ports = st.integers(0, 65535)  # what Docker publishes: an agent reports nothing else
 floats = st.floats(allow_nan=False, allow_infinity=False)
 pairs = st.lists(st.tuples(text, text), max_size=3).map(tuple)
 strings = st.lists(text, max_size=3).map(tuple)
@@ -87,7 +92,7 @@ instances = st.builds(
     exit_code=st.none() | st.integers(-1, 255),
     image=text,
     ports=st.lists(
-        st.builds(PublishedPort, container=small, host_ip=text, host_port=small, protocol=text),
+        st.builds(PublishedPort, container=ports, host_ip=text, host_port=ports, protocol=text),
         max_size=2,
     ).map(tuple),
     ready=st.booleans(),
@@ -419,3 +424,20 @@ def test_stored_json_reads_back_what_the_stdlib_fallback_wrote() -> None:
     stdlib writes (a lone surrogate) reads back too."""
     value = {"message": "restarted \udc80", "n": 2**70}
     assert loads_json(dumps_json(value)) == value
+
+
+long_text = st.text(max_size=6000)
+
+
+@SETTINGS
+@given(message=statuses, message_text=long_text, line=long_text, lines=st.integers(0, 80))
+def test_what_an_agent_sends_fits_the_servers_caps(
+    message: Status, message_text: str, line: str, lines: int
+) -> None:
+    """fit_status clips an honest agent's evidence (a crash's long message and log lines) to
+    the caps the server checks, so the server never refuses it."""
+    problem = AppProblem("web", 1, "exited", message_text, logs=(line,) * lines)
+    fitted = fit_status(replace(message, problems=(*message.problems, problem)))
+    assert decode_report(encode(fitted)) == fitted
+    clipped = fitted.problems[-1]
+    assert len(clipped.message) <= MAX_TEXT and len(clipped.logs) <= MAX_LOG_LINES

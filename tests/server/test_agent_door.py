@@ -5,13 +5,14 @@ reaches a reader (GET /v1/apps/{app} keeps answering)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType
 
-from agent.protocol import Hello, Instance, Status, encode
+from agent.protocol import Event, Hello, Instance, Status, encode
 from tests.conftest import Flotilla
 
 VALID = {"image": "web:v1", "command": ["/bin/sh", "-c", "sleep 3600"]}
@@ -77,3 +78,89 @@ async def test_a_good_status_is_what_get_app_shows(flotilla_sqlite: Flotilla) ->
         await asyncio.sleep(0.05)
     assert [i["container_id"] for h in app["hosts"] for i in h["instances"]] == ["c1"]
     await ws.close()
+
+
+async def wait_for_app(flotilla: Flotilla, app: str, ready: Any) -> Any:
+    for _ in range(100):
+        status_code, body = await flotilla.api.call("GET", f"/v1/apps/{app}")
+        if status_code == 200 and ready(body):
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"GET /v1/apps/{app} never showed it: {body}")
+
+
+def instances_of(app_body: Any) -> list[tuple[str, str]]:
+    return [(h["name"], i["container_id"]) for h in app_body["hosts"] for i in h["instances"]]
+
+
+async def test_an_agent_reports_only_its_own_host_and_the_apps_it_was_told_of(
+    flotilla_sqlite: Flotilla,
+) -> None:
+    flotilla = flotilla_sqlite
+    name, token = await flotilla.add_host()
+    other, _ = await flotilla.add_host()
+    assert (await flotilla.api.call("POST", "/v1/apps/web/deployments", VALID))[0] == 202
+    assert (
+        await flotilla.api.call(
+            "POST", "/v1/apps/db/deployments", {**VALID, "hosts": {"names": [other]}}
+        )
+    )[0] == 202
+    ws = await connect(flotilla, name, token)
+    mine = Instance("mine", "n", name, "web", 1, 1, 1, "running", ready=True)
+    forged = [
+        Instance("foreign-app", "n", name, "db", 1, 1, 1, "running", ready=True),
+        Instance("foreign-host", "n", other, "web", 1, 1, 1, "running", ready=True),
+    ]
+    status = Status(
+        host=name, generation=1, instances=(mine, *forged), digests=(("db:9", "sha256:x"),)
+    )
+    await ws.send_str(encode(status))
+    await ws.send_str(encode(Event(name, "deployment_succeeded", "web", "forged")))
+    await ws.send_str(encode(Event(name, "drift_healed", "db", "forged")))
+    web = await wait_for_app(flotilla, "web", lambda b: bool(instances_of(b)))
+    assert instances_of(web) == [(name, "mine")]
+    _, db = await flotilla.api.call("GET", "/v1/apps/db")
+    assert instances_of(db) == []
+    _, events = await flotilla.api.call("GET", "/v1/events?app=web")
+    assert not [e for e in events["events"] if e["message"] == "forged"]
+    metrics = await flotilla.api.session.get(flotilla.url + "/metrics")
+    text = await metrics.text()
+    assert 'flotilla_agent_reports_refused_total{reason="foreign"}' in text
+    assert 'flotilla_agent_reports_refused_total{reason="kind"} 1.0' in text
+    assert not ws.closed  # refused parts are ignored; the connection stays
+    await ws.close()
+
+
+async def test_a_second_connection_for_a_host_replaces_the_first_and_says_so(
+    flotilla_sqlite: Flotilla,
+) -> None:
+    flotilla = flotilla_sqlite
+    name, token = await flotilla.add_host()
+    first = await connect(flotilla, name, token)
+    await asyncio.sleep(0.1)
+    second = await connect(flotilla, name, token)
+    closing = await asyncio.wait_for(first.receive(), 10)
+    while closing.type == WSMsgType.TEXT:
+        closing = await asyncio.wait_for(first.receive(), 10)
+    assert first.close_code == 4001
+    for _ in range(100):
+        _, events = await flotilla.api.call("GET", "/v1/events")
+        replaced = [e for e in events["events"] if e["kind"] == "host_session_replaced"]
+        if replaced:
+            break
+        await asyncio.sleep(0.05)
+    assert replaced and replaced[0]["host"] == name
+    assert replaced[0]["message"].count("127.0.0.1") == 2  # both source addresses
+    await second.close()
+
+
+async def test_a_frame_past_the_cap_closes_the_connection(flotilla_sqlite: Flotilla) -> None:
+    flotilla = flotilla_sqlite
+    name, token = await flotilla.add_host()
+    ws = await connect(flotilla, name, token)
+    await ws.send_str(status(name, 1) + " " * (1024 * 1024))
+    closing = await asyncio.wait_for(ws.receive(), 10)
+    while closing.type == WSMsgType.TEXT:
+        closing = await asyncio.wait_for(ws.receive(), 10)
+    assert ws.close_code == 1009  # message too big
+    assert (await flotilla.api.call("GET", "/v1/hosts"))[0] == 200

@@ -1,0 +1,166 @@
+"""The hub's batched writes: agents' connections, their events and the digests they pulled.
+
+What agents report besides their statuses (which the status store writes) is queued here and
+written in one transaction a few times a second at most, at the turn the scheduler gives
+writes (`server.turns`): ten thousand agents reconnecting cost a handful of commits, not one
+each. Every TOUCH_INTERVAL the connected hosts' `last_seen` is refreshed in one statement. A
+write that fails is queued again, in order, before what came meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.protocol import Event, Hello
+from server.db import rollouts, store
+from server.db.session import Sessions
+from server.loops import timed, unit_of_work, wait_set
+from server.states import EventKind
+from server.turns import Turns, Work
+
+log = logging.getLogger(__name__)
+
+WRITE_GATHER_SECONDS = 0.1  # a write gathers this long
+MAX_WRITE_REST = 0.25  # and rests this long at most after one (twice what it took)
+MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write yields to each phase before it
+TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
+
+
+@dataclass
+class _Pending:
+    """What to write at the next flush."""
+
+    connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
+    transitions: list[tuple[str, bool]] = field(default_factory=list)  # for the audit log
+    replaced: list[tuple[str, str]] = field(default_factory=list)  # (host, message)
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    digests: set[tuple[str, str]] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.connections or self.events or self.digests or self.replaced)
+
+    def before(self, later: _Pending) -> None:
+        """Put this batch (a failed write's) back in front of `later`, in place."""
+        for host_id, connection in self.connections.items():
+            later.connections.setdefault(host_id, connection)
+        later.transitions[:0] = self.transitions
+        later.replaced[:0] = self.replaced
+        later.events[:0] = self.events
+        later.digests |= self.digests
+
+
+class HostLog:
+    """Queues and writes what agents report besides their statuses."""
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        turns: Turns,
+        on_change: Callable[[str], object],
+        connected_ids: Callable[[], list[int]],
+    ) -> None:
+        self.sessions = sessions
+        self.turns = turns
+        self.on_change = on_change  # a host's connection was written: the database changed
+        self.connected_ids = connected_ids
+        self._pending = _Pending()
+        self._dirty = asyncio.Event()
+        self._digests: set[tuple[str, str]] = set()  # written already
+
+    def connection(self, host_id: int, name: str, up: bool, hello: Hello | None) -> None:
+        """A host's agent connected (with its hello) or went away."""
+        self._pending.connections[host_id] = (up, hello)
+        self._pending.transitions.append((name, up))
+        self._dirty.set()
+
+    def replaced(self, name: str, message: str) -> None:
+        """A host's connection was replaced by a newer one (an event and a webhook)."""
+        self._pending.replaced.append((name, message))
+        self._dirty.set()
+
+    def event(self, name: str, event: Event) -> None:
+        """An event a host's agent may report."""
+        self._pending.events.append((name, event))
+        self._dirty.set()
+
+    def digests(self, digests: set[tuple[str, str]]) -> None:
+        """(image, digest) pairs a host pulled; each is written once."""
+        new = digests - self._digests
+        if new:
+            self._pending.digests |= new
+            self._dirty.set()
+
+    async def run(self) -> None:
+        """Write in batches until cancelled (then once more: disconnects on shutdown)."""
+        last_touch = time.monotonic()
+        try:
+            while True:
+                await wait_set(self._dirty, TOUCH_INTERVAL)
+                await asyncio.sleep(WRITE_GATHER_SECONDS)
+                await self.turns.wait(Work.WRITES, MAX_WRITE_DEFER_SECONDS)
+                self._dirty.clear()
+                touch = time.monotonic() - last_touch >= TOUCH_INTERVAL
+                if touch:
+                    last_touch = time.monotonic()
+                started = time.monotonic()
+                try:
+                    await unit_of_work(self.flush(touch))
+                except Exception:
+                    log.exception("writing agents' reports failed; retrying")
+                    self._dirty.set()
+                    await asyncio.sleep(1)
+                took = time.monotonic() - started
+                await asyncio.sleep(min(MAX_WRITE_REST, 2 * took))
+        finally:
+            # awaited here, not shielded, so the engine is disposed only after this is done
+            with contextlib.suppress(Exception):
+                await self.flush(False)
+
+    async def flush(self, touch: bool = False) -> None:
+        """Write what is queued in one transaction (and touch connected hosts if `touch`)."""
+        pending, self._pending = self._pending, _Pending()
+        connected_ids = self.connected_ids() if touch else []
+        if not pending and not connected_ids:
+            return
+        with timed(log, "flush") as fields:
+            fields.update(connections=len(pending.connections), events=len(pending.events))
+            try:
+                await self._write(pending, connected_ids)
+            except BaseException:
+                pending.before(self._pending)  # written next time, before what came since
+                raise
+        self._digests |= pending.digests
+        for name, _ in pending.transitions:  # what the database says of them changed too
+            self.on_change(name)
+
+    async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
+        async with self.sessions.begin() as session:
+            await rollouts.record_connections(
+                session,
+                connections={
+                    host_id: (
+                        up,
+                        hello.agent_version if hello else None,
+                        hello.docker_version if hello else None,
+                    )
+                    for host_id, (up, hello) in pending.connections.items()
+                },
+                touch=connected_ids,
+            )
+            for name, up in pending.transitions:
+                kind = EventKind.HOST_CONNECTED if up else EventKind.HOST_DISCONNECTED
+                await store.add_event(session, kind, name, f"agent {kind[5:]}", host=name)
+            for name, message in pending.replaced:
+                kind = EventKind.HOST_SESSION_REPLACED
+                await store.add_event(session, kind, name, message, host=name)
+            for name, event in pending.events:
+                await store.add_event(
+                    session, event.kind, name, event.message, app=event.app, host=name
+                )
+            for image, digest in pending.digests:
+                await store.set_digest(session, image, digest)

@@ -1,0 +1,133 @@
+"""One agent connection's reports: parsed at the door, confined, rate-capped, then recorded.
+
+Every frame an agent sends is untrusted input. An `Intake` per connection:
+
+1. parses it once into the strict typed models of `agent/protocol.py` (types, lengths and
+   ranges checked; a frame past the hub's size cap never gets here): a bad frame raises
+   ProtocolError and the hub closes the connection with 1007 and the reason;
+2. takes a token of the connection's bucket (`rate` a second, up to `burst` at once). A status
+   past the rate is not lost but coalesced: the newest one waits for the next token, and
+   only the ones it replaced are dropped. An event past the rate is dropped. Both are
+   counted (`reason="rate"`);
+3. confines it to what the host was told of (`server.confine`) and records it: a status in
+   the status store, an event and new digests through the hub's callbacks.
+
+A status is confined again whenever the host is told of something new (`told`): the status
+an agent sent before the push that assigned it an app is recorded again, with that app's
+instances, and nothing the agent sent is lost while the push is on its way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from agent.protocol import Event, Hello, ProtocolError, Status, decode_report
+from server.confine import NOTHING, Told, confine_status, event_refusal
+from server.metrics import Metrics
+from server.statuses import StatusStore
+
+RATE = 20.0  # messages a second per host: an agent at work sends a status every 0.1 s at most
+BURST = 50.0
+
+
+class Intake:
+    """Takes one agent connection's messages (see the module docstring)."""
+
+    def __init__(
+        self,
+        host_id: int,
+        host: str,
+        statuses: StatusStore,
+        metrics: Metrics,
+        recorded: Callable[[Status], None],
+        event: Callable[[Event], None],
+        rate: float = RATE,
+        burst: float = BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host_id = host_id
+        self.host = host
+        self.statuses = statuses
+        self.metrics = metrics
+        self.recorded = recorded  # a status was recorded (its confined form)
+        self.event = event  # an event the agent may report
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._tokens = burst
+        self._filled_at = clock()
+        self._told = NOTHING
+        self._last: Status | None = None  # the newest status, as the agent sent it
+        self._waiting: asyncio.TimerHandle | None = None  # a status waits for a token
+
+    def take(self, text: str | bytes) -> None:
+        """Take one frame; ProtocolError if it is not a valid agent message for this host."""
+        message = decode_report(text)
+        if message.host != self.host:
+            raise ProtocolError(f"a message of host {message.host!r} on {self.host!r}'s connection")
+        if isinstance(message, Hello):
+            return  # a second hello changes nothing
+        if isinstance(message, Status):
+            if self._waiting is not None:  # it replaces the one waiting for a token
+                self._refuse("rate")
+                self._last = message
+                return
+            self._last = message
+            if self._token():
+                self._record()
+            else:
+                self._refuse("rate")
+                wait = (1.0 - self._tokens) / self.rate
+                self._waiting = asyncio.get_running_loop().call_later(wait, self._waited)
+            return
+        if not self._token():
+            self._refuse("rate")
+            return
+        refusal = event_refusal(message, self._told)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        self.event(message)
+
+    def told(self, told: Told) -> None:
+        """The host was pushed a desired state telling it of `told`: confine anew."""
+        if told == self._told:
+            return
+        self._told = told
+        if self._last is not None and self._waiting is None:
+            self._record()
+
+    def close(self) -> None:
+        """The connection ended: a status waiting for a token is recorded now."""
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
+            self._record()
+
+    def _waited(self) -> None:
+        self._waiting = None
+        self._token()
+        self._record()
+
+    def _record(self) -> None:
+        assert self._last is not None
+        status, cut = confine_status(self._last, self.host, self._told)
+        if cut:
+            self.metrics.agent_refused.labels("foreign").inc(cut)
+        self.statuses.record(self.host_id, self.host, status)
+        self.recorded(status)
+
+    def _token(self) -> bool:
+        """Take a token if the bucket has one (refilled at `rate`, up to `burst`)."""
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._filled_at) * self.rate)
+        self._filled_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _refuse(self, reason: str) -> None:
+        self.metrics.agent_refused.labels(reason).inc()
