@@ -20,6 +20,7 @@ from server.keys import (
     CONTROLLER,
     ENGINE,
     HUB,
+    LOGINS,
     METRICS,
     READ_CACHE,
     SESSIONS,
@@ -34,6 +35,7 @@ from server.read_cache import ReadCache
 from server.rollout.controller import Controller
 from server.rollout.wakeups import Wakeups
 from server.statuses import StatusStore
+from server.throttle import FailedLogins
 from server.turns import Turns
 from server.webhooks.delivery import DELIVERER, Deliverer, deliveries_ctx
 
@@ -58,7 +60,8 @@ def create_app(settings: Settings) -> web.Application:
     turns = Turns()
     statuses = StatusStore(sessions, turns)
     wakeups = Wakeups(turns)
-    hub = Hub(sessions, metrics, statuses, wakeups.host, turns)
+    logins = FailedLogins()
+    hub = Hub(sessions, metrics, statuses, wakeups.host, turns, logins)
     controller = Controller(
         sessions, metrics, statuses, hub, turns, wakeups, settings.controller_interval
     )
@@ -67,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SESSIONS] = sessions
     app[METRICS] = metrics
     app[TURNS] = turns
+    app[LOGINS] = logins
     app[STATUSES] = statuses
     app[HUB] = hub
     app[CONTROLLER] = controller
@@ -98,11 +102,22 @@ async def ensure_admin_token(app: web.Application) -> str | None:
     return token
 
 
+def secure_data_dir(settings: Settings) -> None:
+    """The data dir readable by its owner only (0700), and the SQLite files in it 0600: they
+    hold every host's token hash and every release's environment."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.chmod(0o700)
+    for path in data_dir.glob("flotilla.db*"):
+        path.chmod(0o600)
+
+
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    secure_data_dir(app[SETTINGS])
     token = await ensure_admin_token(app)
-    if token is not None:
-        print(f"Created the admin token (also in {app[SETTINGS].data_dir}/{ADMIN_TOKEN_FILE}):")
-        print(token, flush=True)
+    if token is not None:  # its path, never the token: output like this ends up in logs
+        path = Path(app[SETTINGS].data_dir) / ADMIN_TOKEN_FILE
+        print(f"Created the admin token: it is in {path} (readable by this user only)", flush=True)
     yield
     await app[ENGINE].dispose()
 

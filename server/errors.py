@@ -63,3 +63,12 @@ class Forbidden(DomainError):
 
     def __init__(self, message: str) -> None:
         super().__init__("forbidden", message)
+
+
+class Throttled(DomainError):
+    """The caller's address failed to authenticate too often; it may retry after a while."""
+
+    def __init__(self, retry_after: float) -> None:
+        message = "too many failed authentications from this address; retry later"
+        super().__init__("too_many_failed_logins", message)
+        self.retry_after = retry_after

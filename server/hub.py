@@ -36,13 +36,14 @@ from server import intake as intake_module
 from server.confine import told_of
 from server.db import store
 from server.db.session import Sessions
-from server.errors import Unauthorized
+from server.errors import Throttled, Unauthorized
 from server.host_log import HostLog
 from server.intake import Intake
 from server.loops import timed, unit_of_work
 from server.metrics import Metrics
 from server.states import EventKind
 from server.statuses import StatusStore
+from server.throttle import FailedLogins
 from server.turns import Phase, Turns
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,13 @@ class Hub:
         statuses: StatusStore,
         on_change: Callable[[str], object],
         turns: Turns,
+        logins: FailedLogins,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         rate: float = intake_module.RATE,
         burst: float = intake_module.BURST,
     ) -> None:
         self.sessions = sessions
+        self.logins = logins
         self.max_frame_bytes = max_frame_bytes
         self.rate = rate
         self.burst = burst
@@ -101,9 +104,15 @@ class Hub:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/agent/connect: one agent's WebSocket, for as long as it stays."""
+        address = request.remote or "?"
+        wait = self.logins.retry_after(address, "agent socket")
+        if wait:
+            raise Throttled(wait)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         known = await self._host_of(token)
         if known is None:
+            if token:
+                self.logins.failed(address)
             raise Unauthorized("unknown host token")
         host_id, name = known
         ws = web.WebSocketResponse(

@@ -14,6 +14,7 @@ from server.metrics import Metrics
 from server.read_cache import ReadCache
 from server.rollout.controller import Controller
 from server.statuses import StatusStore
+from server.throttle import FailedLogins
 from server.turns import Turns
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -24,6 +25,7 @@ HUB = web.AppKey("hub", Hub)
 CONTROLLER = web.AppKey("controller", Controller)
 STATUSES = web.AppKey("statuses", StatusStore)
 TURNS = web.AppKey("turns", Turns)
+LOGINS = web.AppKey("logins", FailedLogins)  # failed authentications per address
 STOPPING = web.AppKey("stopping", list[bool])
 READ_CACHE = web.AppKey("read_cache", ReadCache)
 TOKENS = web.AppKey("tokens", dict[str, tuple[Any, float]])  # token -> (caller, expiry)

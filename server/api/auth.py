@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from server.db import store
-from server.errors import Forbidden, Unauthorized
-from server.keys import SESSIONS, TOKENS
+from server.errors import Forbidden, Throttled, Unauthorized
+from server.keys import LOGINS, SESSIONS, TOKENS
 
 SCOPES = ("admin", "deploy", "read")
 TOKEN_CACHE_SECONDS = 30.0  # tokens cannot be revoked through the API yet; keep this short
@@ -26,10 +26,15 @@ class Caller:
 
 async def require(request: web.Request, scope: str) -> Caller:
     """The caller behind the request's bearer token, if it holds `scope`."""
+    address = request.remote or "?"
+    logins = request.app[LOGINS]
+    wait = logins.retry_after(address, "api")
+    if wait:
+        raise Throttled(wait)
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
     token = token.strip()
-    if kind.lower() != "bearer" or not token:
+    if kind.lower() != "bearer" or not token:  # no guess at a token: not counted
         raise Unauthorized()
     cache = request.app[TOKENS]
     now = time.monotonic()
@@ -40,6 +45,7 @@ async def require(request: web.Request, scope: str) -> Caller:
         async with request.app[SESSIONS]() as session:
             found = await store.find_token(session, token)
         if found is None:
+            logins.failed(address)
             raise Unauthorized("the bearer token is not valid")
         granted: set[str] = set()
         for s in found.scopes.split(","):

@@ -30,7 +30,7 @@ WRITE_ATTEMPTS = 8
 def app_name(request: web.Request) -> str:
     """The {app} of the URL, refused unless it is a lowercase DNS label."""
     name = request.match_info["app"]
-    if len(name) > 63 or not _APP_NAME.match(name):
+    if len(name) > 63 or not _APP_NAME.fullmatch(name):
         raise Invalid(
             "app names are lowercase DNS labels: 1-63 characters of a-z, 0-9 and '-'",
             [FieldError("app", f"{name[:80]!r} is not a valid app name")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.api.auth import require
+from server.api.deployments import MAX_ID
 from server.db import store
 from server.errors import FieldError, Invalid
 from server.keys import SESSIONS
@@ -26,6 +27,10 @@ async def list_events(request: web.Request) -> web.Response:
         ) from None
     if not 1 <= limit <= 1000:
         raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
+    if deployment is not None and not 0 <= deployment <= MAX_ID:
+        raise Invalid(
+            f"deployment must be from 0 to {MAX_ID}", [FieldError("deployment", "out of range")]
+        )
     async with request.app[SESSIONS]() as session:
         rows = await store.list_events(session, request.query.get("app"), deployment, limit)
     return web.json_response(

@@ -24,6 +24,7 @@ from server.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    Throttled,
     Unauthorized,
 )
 from server.keys import METRICS, STOPPING
@@ -42,6 +43,7 @@ _TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -55,6 +57,7 @@ _STATUSES: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     Invalid: 422,
+    Throttled: 429,
 }
 
 
@@ -66,6 +69,7 @@ class HttpProblem(Exception):
     code: str
     message: str
     fields: list[FieldError] = field(default_factory=list)
+    retry_after: float | None = None  # seconds, sent as Retry-After
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
@@ -81,7 +85,8 @@ def status_of(error: DomainError) -> int:
 
 def as_problem(error: DomainError) -> HttpProblem:
     """A domain error with its HTTP status."""
-    return HttpProblem(status_of(error), error.code, error.message, error.fields)
+    retry_after = error.retry_after if isinstance(error, Throttled) else None
+    return HttpProblem(status_of(error), error.code, error.message, error.fields, retry_after)
 
 
 def problem(request: web.Request, error: HttpProblem) -> web.Response:
@@ -99,6 +104,8 @@ def problem(request: web.Request, error: HttpProblem) -> web.Response:
     response = web.json_response(body, status=error.status, content_type=PROBLEM_JSON)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="flotilla"'
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return response
 
 

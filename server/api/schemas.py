@@ -30,7 +30,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _image(value: str) -> str:
-    if len(value) > 512 or not IMAGE_REF.match(value):
+    if len(value) > 512 or not IMAGE_REF.fullmatch(value):
         raise ValueError("not a valid image reference (such as nginx:1.27 or registry:5000/app:v2)")
     return value
 
@@ -47,7 +47,7 @@ MAX_MEMORY_BYTES = 2**50  # 1 PiB: beyond any host, and within what JSON carries
 
 
 def _memory(value: str) -> str:
-    if not _MEMORY.match(value):
+    if not _MEMORY.fullmatch(value):
         raise ValueError("memory must be a number with an optional unit b, k, m or g, e.g. 256m")
     if (memory_bytes(value) or 0) > MAX_MEMORY_BYTES:
         raise ValueError("memory must be at most 1 PiB (1048576g)")
@@ -56,7 +56,7 @@ def _memory(value: str) -> str:
 
 def _env(value: dict[str, str]) -> dict[str, str]:
     for key in value:
-        if not _ENV_NAME.match(key):
+        if not _ENV_NAME.fullmatch(key):
             raise ValueError(f"{key!r} is not a valid environment variable name")
     return value
 
@@ -179,7 +179,7 @@ class DeploymentIn(Strict):
 class RollbackIn(Strict):
     """POST /v1/apps/{app}/rollback."""
 
-    release: int | None = Field(default=None, ge=1)
+    release: int | None = Field(default=None, ge=1, le=2**31 - 1)
     reason: str | None = Field(default=None, max_length=2000)
     strategy: StrategyIn | None = None
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.api.auth import require
 from server.api.body import read_body
+from server.api.deployments import MAX_ID
 from server.api.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut
 from server.db import webhooks as db
 from server.db.models import Webhook, WebhookDelivery
@@ -43,9 +44,12 @@ def delivery_out(row: WebhookDelivery) -> WebhookDeliveryOut:
 
 def _id(request: web.Request) -> int:
     try:
-        return int(request.match_info["id"])
+        number = int(request.match_info["id"])
     except ValueError:
         raise Invalid("id must be an integer", [FieldError("id", "not an integer")]) from None
+    if not 0 <= number <= MAX_ID:  # a well-formed id that cannot exist
+        raise NotFound(f"webhook {number} does not exist", "id")
+    return number
 
 
 def _limit(request: web.Request) -> int:

@@ -221,7 +221,7 @@ def _host_add(settings: Settings, args: argparse.Namespace) -> int:
 
     from server.api.schemas import DNS_LABEL
 
-    if not re.match(DNS_LABEL, args.name):
+    if not re.fullmatch(DNS_LABEL, args.name):
         print(f"flotilla host add: {args.name!r} is not a lowercase DNS label", file=sys.stderr)
         return 2
     labels = {}

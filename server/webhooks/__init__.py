@@ -25,7 +25,7 @@ _PATTERN = re.compile(r"^[a-z_.*]{1,100}$")
 
 def check_pattern(pattern: str) -> str:
     """A valid subscription pattern: only a-z, '_', '.' and '*', selecting a known event."""
-    if not _PATTERN.match(pattern):
+    if not _PATTERN.fullmatch(pattern):
         raise ValueError("a pattern has only a-z, '_', '.' and '*' (e.g. deployment.*)")
     if not any(fnmatch.fnmatchcase(n, pattern) for n in NAMES):
         raise ValueError(f"{pattern!r} selects no event; known: {', '.join(sorted(NAMES))}")
