@@ -5,6 +5,9 @@ Every desired-state push carries the host's FULL desired state and a growing gen
 so a lost or repeated message does no harm: the agent applies only a newer generation.
 Messages are JSON objects with a ``type`` field; unknown fields are ignored so that a newer
 peer can add fields without breaking an older one.
+
+Over 400 lines on purpose: the wire protocol is one versioned module that both sides import
+(types, caps, encoding, decoding), so a change to it is seen whole.
 """
 
 from __future__ import annotations
