@@ -25,6 +25,9 @@ class Settings:
     host_timeout: float = 30.0  # a host is disconnected this long after its last message
     controller_interval: float = 1.0
     fleet_metrics_interval: float = 5.0  # how often host and app gauges are refreshed
+    # webhook URLs at link-local or cloud metadata addresses (169.254.169.254, ...) are refused
+    # unless this is set: a webhook is a request the server makes on an admin's word
+    allow_internal_webhooks: bool = False
 
     @property
     def effective_database_url(self) -> str:

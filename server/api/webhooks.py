@@ -12,7 +12,8 @@ from server.db import webhooks as db
 from server.db.models import Webhook, WebhookDelivery
 from server.db.store import as_utc
 from server.errors import FieldError, Invalid, NotFound
-from server.keys import SESSIONS
+from server.keys import SESSIONS, SETTINGS
+from server.webhooks import internal_target
 
 
 def webhook_out(hook: Webhook) -> WebhookOut:
@@ -63,6 +64,13 @@ async def create_webhook(request: web.Request) -> web.Response:
     """POST /v1/webhooks: subscribe a URL to events; answers without the secret."""
     caller = await require(request, "admin")
     body = await read_body(request, WebhookIn)
+    internal = internal_target(body.url)
+    if internal is not None and not request.app[SETTINGS].allow_internal_webhooks:
+        raise Invalid(
+            f"refused webhook URL: {internal} (start the server with --allow-internal-webhooks "
+            "to allow it)",
+            [FieldError("url", internal)],
+        )
     async with request.app[SESSIONS].begin() as session:
         hook = await db.create_webhook(
             session, body.url, list(dict.fromkeys(body.events)), body.secret, caller.name

@@ -50,6 +50,14 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
         help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB "
         "(env FLOTILLA_DATABASE_URL; default: SQLite in the data dir)",
     )
+    if listen:
+        parser.add_argument(
+            "--allow-internal-webhooks",
+            action="store_true",
+            default=_env("FLOTILLA_ALLOW_INTERNAL_WEBHOOKS", "") not in ("", "0", "false"),
+            help="accept webhook URLs that point at link-local or cloud metadata addresses "
+            "(env FLOTILLA_ALLOW_INTERNAL_WEBHOOKS=1; default: refused)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +118,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         listen=getattr(args, "listen", DEFAULT_LISTEN),
         data_dir=Path(args.data_dir),
         database_url=args.database_url or "",
+        allow_internal_webhooks=bool(getattr(args, "allow_internal_webhooks", False)),
     ).validate()
 
 

@@ -4,14 +4,20 @@ REST API and the agent socket; names are matched whole; integers out of range ar
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
+from server.app import create_app
+from server.config import Settings
+from server.db import migrate
 from server.throttle import FailedLogins
 from tests.conftest import Flotilla, start_server
+from tests.harness import Api
 
 VALID = {"image": "web:v1"}
 
@@ -75,7 +81,12 @@ async def test_missing_tokens_are_not_counted_as_guesses(flotilla_sqlite: Flotil
         ("POST", "/v1/apps/web/deployments", {"image": "web:v1\n"}, 422),
         ("POST", "/v1/apps/web/deployments", {**VALID, "env": {"A\n": "x"}}, 422),
         ("POST", "/v1/apps/web/deployments", {**VALID, "resources": {"memory": "1g\n"}}, 422),
-        ("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/", "events": ["host.*\n"]}, 422),
+        (
+            "POST",
+            "/v1/webhooks",
+            {"url": "http://127.0.0.1:9/", "events": ["host.*\n"], "secret": "s" * 16},
+            422,
+        ),
         ("GET", f"/v1/events?deployment={2**70}", None, 422),
         ("GET", f"/v1/webhooks/{2**70}/deliveries", None, 404),
         ("DELETE", f"/v1/webhooks/{2**63}", None, 404),
@@ -105,4 +116,44 @@ async def test_the_data_dir_is_the_owners_and_no_token_is_printed(
         for path in [data / "admin.token", *data.glob("flotilla.db*")]:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.10.1:8080/hook",
+        "http://[fe80::1]/hook",
+        "http://[fd00:ec2::254]/hook",
+        "http://metadata.google.internal/computeMetadata/v1/",
+    ],
+)
+async def test_webhooks_to_metadata_or_link_local_addresses_are_refused(
+    flotilla_sqlite: Flotilla, url: str
+) -> None:
+    body = {"url": url, "events": ["deployment.*"], "secret": "s" * 16}
+    status, problem = await flotilla_sqlite.api.call("POST", "/v1/webhooks", body)
+    assert status == 422, problem
+    assert [e["field"] for e in problem["errors"]] == ["url"]
+    assert "--allow-internal-webhooks" in problem["detail"]
+
+
+async def test_an_explicit_flag_allows_internal_webhooks(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/flotilla.db"
+    await asyncio.to_thread(migrate.upgrade, url)
+    settings = Settings(data_dir=tmp_path, database_url=url, allow_internal_webhooks=True)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    api = Api(f"http://127.0.0.1:{server.port}", (tmp_path / "admin.token").read_text().strip())
+    try:
+        body = {
+            "url": "http://169.254.169.254/hook",
+            "events": ["deployment.*"],
+            "secret": "s" * 16,
+        }
+        status, answer = await api.call("POST", "/v1/webhooks", body)
+        assert status == 201, answer
+    finally:
+        await api.close()
         await server.close()
