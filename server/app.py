@@ -9,10 +9,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.api.problems import problems_middleware
+from server.api.problems import OUTAGE, Outage, problems_middleware
 from server.api.routes import setup_routes
 from server.config import Settings
-from server.db import store, webhooks
+from server.db import rollouts, store, webhooks
 from server.db.session import create_engine, create_sessions
 from server.fleet_metrics import FleetMetrics
 from server.hub import Hub
@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     app[HUB] = hub
     app[CONTROLLER] = controller
     app[STOPPING] = [False]
+    app[OUTAGE] = Outage()
     app[READ_CACHE] = read_cache
     app[TOKENS] = {}
     app[DELIVERER] = Deliverer(sessions)
@@ -114,6 +115,10 @@ def secure_data_dir(settings: Settings) -> None:
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     secure_data_dir(app[SETTINGS])
+    # hosts are disconnected until their agents connect to this process: after a crash the
+    # rows still say connected, and /v1/hosts and flotilla_hosts said so for ~20 s
+    async with app[SESSIONS].begin() as session:
+        await rollouts.forget_connections(session)
     token = await ensure_admin_token(app)
     if token is not None:  # its path, never the token: output like this ends up in logs
         path = Path(app[SETTINGS].data_dir) / ADMIN_TOKEN_FILE
@@ -148,5 +153,8 @@ async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _on_shutdown(app: web.Application) -> None:
+    """SIGTERM: new requests get 503, clients waiting for a deployment's end get its state
+    now, agents are told we are going (their containers keep running)."""
     app[STOPPING][0] = True
+    app[CONTROLLER].release_waiters()
     await app[HUB].close_all()

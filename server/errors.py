@@ -72,3 +72,8 @@ class Throttled(DomainError):
         message = "too many failed authentications from this address; retry later"
         super().__init__("too_many_failed_logins", message)
         self.retry_after = retry_after
+
+
+class DatabaseProblem(Exception):
+    """A database the server cannot start on, said in one line with what to do (not a
+    DomainError: no API call answers with it; the command line prints it and exits)."""

@@ -18,7 +18,7 @@ from prometheus_client import Gauge
 from server.db import rollouts
 from server.db.session import Sessions
 from server.db.store import as_utc, now
-from server.loops import unit_of_work, wait_set
+from server.loops import log_failure, unit_of_work, wait_set
 from server.metrics import Metrics
 from server.rollout.judgement import Wanted, judge
 from server.states import TargetState
@@ -79,8 +79,8 @@ class FleetMetrics:
             started = time.perf_counter()
             try:
                 await unit_of_work(self.refresh())
-            except Exception:
-                log.exception("fleet metrics refresh failed")
+            except Exception as exc:
+                log_failure(log, "fleet metrics refresh", exc)
             # a refresh reads every host: on a large fleet, wait longer between them so they
             # never take more than 1/REFRESH_SHARE of the time (20% of an idle server at
             # 10,000 hosts with a fixed 5 s)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from agent.protocol import Event, Hello
 from server.db import rollouts, store
 from server.db.session import Sessions
-from server.loops import timed, unit_of_work, wait_set
+from server.loops import log_failure, timed, unit_of_work, wait_set
 from server.states import EventKind
 from server.turns import Turns, Work
 
@@ -110,8 +110,8 @@ class HostLog:
                 started = time.monotonic()
                 try:
                     await unit_of_work(self.flush(touch))
-                except Exception:
-                    log.exception("writing agents' reports failed; retrying")
+                except Exception as exc:
+                    log_failure(log, "writing agents' reports", exc)
                     self._dirty.set()
                     await asyncio.sleep(1)
                 took = time.monotonic() - started

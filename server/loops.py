@@ -9,6 +9,8 @@ import time
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
+from server.db.store import unavailable
+
 T = TypeVar("T")
 
 FINISH_SECONDS = 10.0
@@ -60,3 +62,19 @@ def timed(logger: logging.Logger, what: str) -> Iterator[dict[str, object]]:
         if logger.isEnabledFor(level):
             detail = " ".join(f"{k}={v}" for k, v in fields.items())
             logger.log(level, "%s took %.0f ms %s", what, elapsed * 1000, detail)
+
+
+OUTAGE_LOG_SECONDS = 60.0  # a loop says the database is down this often at most
+_outage_logged: dict[str, float] = {}
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a failed pass of a background loop: a traceback for a bug; for the database being
+    down (which a later pass gets past), one line a minute per loop, no traceback."""
+    if not unavailable(exc):
+        logger.error("%s failed", what, exc_info=exc)
+        return
+    now = time.monotonic()
+    if now - _outage_logged.get(what, float("-inf")) >= OUTAGE_LOG_SECONDS:
+        _outage_logged[what] = now
+        logger.warning("%s failed: the database does not answer (%s)", what, exc)

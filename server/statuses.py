@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent.protocol import ProtocolError, Status, status_of
 from server.db import rollouts
 from server.db.session import Sessions
-from server.loops import timed, unit_of_work, wait_set
+from server.loops import log_failure, timed, unit_of_work, wait_set
 from server.turns import Turns, Work
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,8 @@ class StatusStore:
                 started = asyncio.get_running_loop().time()
                 try:
                     await unit_of_work(self.write())
-                except Exception:
-                    log.exception("writing hosts' statuses failed; retrying")
+                except Exception as exc:
+                    log_failure(log, "writing hosts' statuses", exc)
                     await asyncio.sleep(1)
                 took = asyncio.get_running_loop().time() - started
                 await asyncio.sleep(min(MAX_WRITE_REST, WRITE_REST_SHARE * took))

@@ -30,7 +30,12 @@ async def rollback(request: web.Request) -> web.Response:
         if target is None:
             if current is None:
                 raise Conflict("nothing_to_roll_back", f"app {name!r} has no current release")
-            target = await rollouts.last_good_release(session, app.id, current, before=current)
+            rolling = await rollouts.newest_active_release(session, app.id)
+            if rolling is not None and rolling != current:
+                # a release is rolling out: going back means to what serves, not past it
+                target = current
+            else:
+                target = await rollouts.last_good_release(session, app.id, current, before=current)
             if target is None:
                 raise Conflict(
                     "nothing_to_roll_back",

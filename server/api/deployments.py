@@ -17,7 +17,7 @@ from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment
 from server.errors import FieldError, Invalid, NotFound
-from server.keys import CONTROLLER, SESSIONS
+from server.keys import CONTROLLER, SESSIONS, STOPPING
 from server.loops import wait_set
 from server.states import TERMINAL
 
@@ -104,8 +104,8 @@ async def get_deployment(request: web.Request) -> web.Response:
         async with sessions() as session:
             deployment = await store.get_deployment(session, deployment_id)
         remaining = deadline - time.monotonic()
-        if deployment.status in TERMINAL or remaining <= 0:
-            break
+        if deployment.status in TERMINAL or remaining <= 0 or request.app[STOPPING][0]:
+            break  # stopping: answer with the state as it is now, at once
         # woken when this process's controller ends a deployment; the timeout covers one
         # ended by another server process
         await wait_set(finished, min(remaining, WAIT_RECHECK_SECONDS))

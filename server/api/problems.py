@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.db import store
 from server.errors import (
     Conflict,
     DomainError,
@@ -109,6 +110,41 @@ def problem(request: web.Request, error: HttpProblem) -> web.Response:
     return response
 
 
+DATABASE_RETRY_SECONDS = 5.0  # what Retry-After says while the database does not answer
+
+
+class Outage:
+    """Whether the database is down, as this app's API last saw it: logged once per outage."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def began(self, exc: BaseException) -> None:
+        """An API call found the database down (logged if it was up)."""
+        if not self.down:
+            self.down = True
+            log.error("the database does not answer; API calls get 503 until it does: %s", exc)
+
+    def over(self) -> None:
+        """An API call went through (logged if the database was down)."""
+        if self.down:
+            self.down = False
+            log.warning("the database answers again")
+
+
+OUTAGE = web.AppKey("outage", Outage)
+
+
+def _database_down(app: web.Application, exc: BaseException) -> HttpProblem:
+    app[OUTAGE].began(exc)
+    return HttpProblem(
+        503,
+        "database_unavailable",
+        "the database does not answer; retry shortly",
+        retry_after=DATABASE_RETRY_SECONDS,
+    )
+
+
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -131,6 +167,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             raise HttpProblem(503, "stopping", "the server is shutting down; retry shortly")
         response = await handler(request)
         status = response.status
+        request.app[OUTAGE].over()
         return response
     except DomainError as exc:
         answer = as_problem(exc)
@@ -146,7 +183,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else f"request body too large: {exc.text}"
         return problem(request, HttpProblem(exc.status, code, message))
-    except Exception:
+    except Exception as exc:
+        if store.unavailable(exc):
+            status = 503
+            return problem(request, _database_down(request.app, exc))
         log.exception("unexpected error %s %s", request.method, request.path)
         status = 500
         return web.json_response(

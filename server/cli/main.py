@@ -20,6 +20,7 @@ from agent import cli as agent_cli
 from server.cli import client
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
+from server.errors import DatabaseProblem
 
 log = logging.getLogger("flotilla")
 
@@ -145,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"flotilla: {exc}", file=sys.stderr)
         return 2
+    except DatabaseProblem as exc:
+        print(f"flotilla: {exc}", file=sys.stderr)
+        return 1
 
 
 def _migrate(settings: Settings) -> None:
@@ -152,7 +156,7 @@ def _migrate(settings: Settings) -> None:
 
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.effective_database_url)
+    migrate.upgrade_or_explain(settings.effective_database_url)
 
 
 def _server(settings: Settings) -> int:

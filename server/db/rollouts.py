@@ -301,6 +301,17 @@ async def last_good_release(
     return await session.scalar(query.order_by(Release.number.desc()).limit(1))
 
 
+async def newest_active_release(session: AsyncSession, app_id: int) -> int | None:
+    """The release of the app's newest deployment under way (pending, running or paused)."""
+    query = (
+        select(Deployment.release)
+        .where(Deployment.app_id == app_id, Deployment.status.in_(ACTIVE))
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)
+
+
 async def assigned_hosts(session: AsyncSession, app_id: int) -> list[str]:
     """Names of the hosts that have an assignment of the app."""
     query = (
@@ -390,6 +401,13 @@ async def record_connections(
     await update_by_id(session, Host.__table__, rows)
     for chunk in _chunks(list(touch)):
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
+
+
+async def forget_connections(session: AsyncSession) -> int:
+    """Mark every host disconnected (a server starting holds no agent connection yet); how
+    many were marked connected."""
+    result = await session.execute(update(Host).where(Host.connected).values(connected=False))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def save_statuses(session: AsyncSession, statuses: Mapping[int, object]) -> None:

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.db import webhooks
@@ -63,6 +64,39 @@ def retryable(exc: BaseException) -> bool:
                 return code & 0xFF in RETRYABLE_SQLITE_CODES
             # no code: an error raised by the driver itself, not by SQLite
             return False
+        cause = cause.__cause__
+    return False
+
+
+# PostgreSQL SQLSTATE classes and codes of a server that is not there for us: connection
+# exceptions (08), operator intervention (57: shutdown, cannot connect now), insufficient
+# resources (53: too many connections), a database not accepting connections (55000) or gone
+# (3D000)
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "57", "53"})
+UNAVAILABLE_SQLSTATES = frozenset({"55000", "3D000"})
+# SQLite: busy, locked, I/O error, corrupt, cannot open, full, read-only (primary codes)
+UNAVAILABLE_SQLITE_CODES = frozenset({5, 6, 10, 11, 13, 14, 8})
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Is this error the database being unreachable, gone away or unusable (an outage, not a
+    bad statement)? The API answers 503 to these."""
+    if isinstance(exc, PoolTimeout | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc.orig if isinstance(exc, DBAPIError) else exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str):
+            return state[:2] in UNAVAILABLE_SQLSTATE_CLASSES or state in UNAVAILABLE_SQLSTATES
+        if isinstance(cause, sqlite3.Error):
+            code = getattr(cause, "sqlite_errorcode", None)
+            return isinstance(code, int) and code & 0xFF in UNAVAILABLE_SQLITE_CODES
+        if isinstance(cause, ConnectionError | TimeoutError):
+            return True
         cause = cause.__cause__
     return False
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db import rollouts, store
 from server.db.models import App, Deployment
 from server.db.session import Sessions
-from server.loops import timed, unit_of_work
+from server.loops import log_failure, timed, unit_of_work
 from server.metrics import Metrics
 from server.rollout import endings
 from server.rollout.judgement import Wanted, evidence
@@ -110,6 +110,12 @@ class Controller:
         self.turns.begin(Phase.ROLLING)
         self.wakeups.deployment(None)
 
+    def release_waiters(self) -> None:
+        """Wake the clients waiting for a deployment's end (GET ...?wait=): one ended, or
+        the server is stopping and answers them with what is now."""
+        done, self.finished = self.finished, asyncio.Event()
+        done.set()
+
     def deployment_changed(self, deployment_id: int) -> None:
         """An operator acted on a deployment: drive it soon."""
         self.wakeups.deployment(deployment_id)
@@ -122,8 +128,8 @@ class Controller:
             assigned = False
             try:
                 assigned = await unit_of_work(self.run_once())
-            except Exception:
-                log.exception("rollout controller pass failed")
+            except Exception as exc:
+                log_failure(log, "rollout controller pass", exc)
             took = time.monotonic() - began
             if assigned:
                 await self.turns.wait(Work.NEXT_PASS, PUSH_WAIT_SECONDS)
@@ -159,8 +165,7 @@ class Controller:
                 set().union(*(k.targets.updating for k in kept)),
             )
         if ended:  # committed: waiters now read the final status
-            done, self.finished = self.finished, asyncio.Event()
-            done.set()
+            self.release_waiters()
             self.turns.answer()
         if pushes:
             self.hosts.push_now(pushes)

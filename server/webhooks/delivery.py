@@ -29,7 +29,7 @@ from aiohttp import web
 
 from server.db import webhooks as db
 from server.db.session import Sessions
-from server.loops import unit_of_work, wait_set
+from server.loops import log_failure, unit_of_work, wait_set
 from server.webhooks import signing
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ class Deliverer:
                 self.wake.clear()
                 try:
                     await unit_of_work(self.run_once())
-                except Exception:
-                    log.exception("webhook delivery pass failed")
+                except Exception as exc:
+                    log_failure(log, "webhook delivery pass", exc)
         finally:
             # let senders finish the attempt in flight (a cancelled database call can leak
             # its connection), then cancel whatever still waits on a slow receiver

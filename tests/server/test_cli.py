@@ -8,11 +8,13 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +193,49 @@ def test_server_first_and_second_start(tmp_path: Path, servers: list[Server]) ->
     assert "flt_" not in second.output()
     assert token_file.read_text() == content
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+
+def test_sigterm_answers_a_waiting_client_at_once(tmp_path: Path, servers: list[Server]) -> None:
+    """`flotilla deploy --wait` is a long poll: SIGTERM answers it with the deployment's state
+    now (not an empty reply after the shutdown timeout), and the server exits within 5 s."""
+    data = tmp_path / "data"
+    server = Server(data, free_port(), "waiting")
+    servers.append(server)
+    server.wait_ready()
+    assert flotilla("host", "add", "web-1", "--data-dir", str(data)).returncode == 0
+    token = (data / "admin.token").read_text().strip()
+    base = f"http://127.0.0.1:{server.port}"
+
+    def call(method: str, path: str, body: object = None) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            base + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, deployment = call("POST", "/v1/apps/web/deployments", {"image": "web:v1"})
+    assert status == 202  # web-1 never connects: the rollout waits for it
+    answers: list[tuple[int, Any, float]] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        code, body = call("GET", f"/v1/deployments/{deployment['id']}?wait=60")
+        answers.append((code, body, time.monotonic() - started))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(1.0)  # the long poll is waiting
+    code, took = server.terminate()
+    waiter.join(10)
+    assert code == 0, server.output()
+    assert took < 5.0
+    assert len(answers) == 1
+    status, body, waited = answers[0]
+    assert status == 200 and body["status"] in ("pending", "running"), body
+    assert waited < 5.0

@@ -1,0 +1,87 @@
+"""A database the server cannot start on gives one line saying what is wrong and what to do,
+and exit code 1, never a traceback: a corrupt file, one from a newer flotilla, an unreachable
+PostgreSQL. And after a restart, hosts show disconnected until their agents come back."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from server.db import migrate, store
+from server.db.models import Host
+from server.keys import SESSIONS
+from tests.conftest import start_server
+from tests.harness import Api
+
+
+def flotilla(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("flotilla: ")]
+    assert len(said) == 1, result.stderr  # the rest is the usual INFO log of a start
+    assert result.stderr.strip().endswith(said[0])
+    return said[0]
+
+
+def test_a_corrupt_sqlite_file(tmp_path: Path) -> None:
+    (tmp_path / "flotilla.db").write_bytes(b"this is not a database" * 100)
+    line = one_line(
+        flotilla("server", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{closed_port()}")
+    )
+    assert "not a SQLite database or is corrupt" in line and "backup" in line
+
+
+def test_a_database_from_a_newer_flotilla(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'flotilla.db'}"
+    migrate.upgrade(url)
+    with sqlite3.connect(tmp_path / "flotilla.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    line = one_line(flotilla("db", "upgrade", "--data-dir", str(tmp_path)))
+    assert "newer than this flotilla" in line
+
+
+def test_an_unreachable_postgresql() -> None:
+    url = f"postgresql+asyncpg://flotilla:secret@127.0.0.1:{closed_port()}/flotilla"
+    line = one_line(flotilla("db", "upgrade", "--database-url", url))
+    assert "cannot reach the database" in line and "secret" not in line
+
+
+async def test_hosts_are_disconnected_after_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'flotilla.db'}"
+    server, _ = await start_server(url, tmp_path)
+    async with server.app[SESSIONS].begin() as session:
+        await store.add_host(session, "web-1", {})
+        host = (await session.execute(Host.__table__.select())).first()
+        assert host is not None
+        await session.execute(
+            Host.__table__.update().values(connected=True, last_seen=store.now())
+        )  # as a crash would leave it
+    await server.close()
+    server, _ = await start_server(url, tmp_path)
+    api = Api(f"http://127.0.0.1:{server.port}", (tmp_path / "admin.token").read_text().strip())
+    try:
+        status, body = await api.call("GET", "/v1/hosts")
+        assert status == 200
+        assert [h["status"] for h in body["hosts"]] == ["disconnected"]
+    finally:
+        await api.close()
+        await server.close()
