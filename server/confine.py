@@ -44,20 +44,16 @@ def told_of(desired: DesiredState) -> Told:
 
 
 def confine_status(status: Status, host: str, told: Told) -> tuple[Status, int]:
-    """The part of `status` the host's agent may report, and how many items were cut."""
+    """The part of `status` the host's agent may report, and how many instances and problems
+    were cut (digests of images it was not told of are dropped silently)."""
     apps = told.apps
     instances = tuple(i for i in status.instances if i.host == host and i.app in apps)
     problems = tuple(p for p in status.problems if p.app in apps)
     digests = tuple(d for d in status.digests if d[0] in told.images)
-    cut = (
-        len(status.instances)
-        - len(instances)
-        + len(status.problems)
-        - len(problems)
-        + len(status.digests)
-        - len(digests)
-    )
-    if not cut:
+    # digests of images it was not told of are dropped but not counted: an agent keeps old
+    # images (a reconnected one was told of them on an earlier connection), which is no fault
+    cut = len(status.instances) - len(instances) + len(status.problems) - len(problems)
+    if not cut and len(digests) == len(status.digests):
         return status, 0
     return replace(status, instances=instances, problems=problems, digests=digests), cut
 
