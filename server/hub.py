@@ -33,7 +33,7 @@ from agent.protocol import (
 )
 from server import desired
 from server import intake as intake_module
-from server.confine import told_of
+from server.confine import Told, told_of
 from server.db import store
 from server.db.session import Sessions
 from server.errors import Throttled, Unauthorized
@@ -195,6 +195,7 @@ class Hub:
         its worker, and a fan-out to 10,000 hosts does not create 10,000 tasks (which cost
         an eighth of the server's time during a deploy, py-spy)."""
         queue = iter(names)
+        told: dict[tuple[int, ...], Told] = {}  # a fan-out's hosts share their assignments
 
         async def worker() -> None:
             for name in queue:
@@ -210,7 +211,11 @@ class Hub:
                         continue
                 intake = self._intakes.get(name)
                 if intake is not None:  # what the agent may report now
-                    intake.told(told_of(desired))
+                    key = tuple(map(id, desired.assignments + desired.prepull))
+                    said = told.get(key)
+                    if said is None:
+                        said = told[key] = told_of(desired)
+                    intake.told(said)
 
         await asyncio.gather(*(worker() for _ in range(min(PUSH_CONCURRENCY, len(names)))))
 
