@@ -12,7 +12,7 @@ from aiohttp import web
 from server.api.problems import OUTAGE, Outage, problems_middleware
 from server.api.routes import setup_routes
 from server.config import Settings
-from server.db import rollouts, store, webhooks
+from server.db import hosts, store, webhooks
 from server.db.session import create_engine, create_sessions
 from server.fleet_metrics import FleetMetrics
 from server.hub import Hub
@@ -118,7 +118,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     # hosts are disconnected until their agents connect to this process: after a crash the
     # rows still say connected, and /v1/hosts and flotilla_hosts said so for ~20 s
     async with app[SESSIONS].begin() as session:
-        await rollouts.forget_connections(session)
+        await hosts.forget_connections(session)
     token = await ensure_admin_token(app)
     if token is not None:  # its path, never the token: output like this ends up in logs
         path = Path(app[SETTINGS].data_dir) / ADMIN_TOKEN_FILE

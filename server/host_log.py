@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.protocol import Event, Hello
-from server.db import rollouts, store
+from server.db import hosts, store
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work, wait_set
 from server.states import EventKind
@@ -140,7 +140,7 @@ class HostLog:
 
     async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
         async with self.sessions.begin() as session:
-            await rollouts.record_connections(
+            await hosts.record_connections(
                 session,
                 connections={
                     host_id: (

@@ -24,7 +24,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import ProtocolError, Status, status_of
-from server.db import rollouts
+from server.db.hosts import save_statuses, stored_statuses
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work, wait_set
 from server.turns import Turns, Work
@@ -111,7 +111,7 @@ class StatusStore:
             else:
                 found[name] = reported
         if missing:
-            stored = await rollouts.stored_statuses(session, [h for h, _ in missing])
+            stored = await stored_statuses(session, [h for h, _ in missing])
             for host_id, name in missing:
                 reported = self._latest.get(name)  # recorded while the database answered
                 if reported is None:
@@ -154,7 +154,7 @@ class StatusStore:
             with timed(log, "status write") as fields:
                 fields["statuses"] = len(batch)
                 async with self.sessions.begin() as session:
-                    await rollouts.save_statuses(session, batch)
+                    await save_statuses(session, batch)
         except BaseException:
             for host_id, status in batch.items():  # keep what was recorded since
                 self._unwritten.setdefault(host_id, status)

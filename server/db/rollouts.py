@@ -1,5 +1,5 @@
-"""Reads and writes of the rollout controller, the hub and the status store: assignments,
-targets, desired-state rows, statuses, fleet snapshots.
+"""Reads and writes of the rollout controller and the push: assignments, targets,
+desired-state rows, fleet snapshots (hosts' connections and statuses: server/db/hosts.py).
 
 Over 400 lines because each of its hot statements (a fan-out to 10,000 hosts) is written for
 its cost, with the measurement that chose it beside it; splitting it by caller would scatter
@@ -8,13 +8,11 @@ the shared IN-list and bulk-write helpers they all use."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import store
@@ -206,17 +204,6 @@ def _target_hosts_of(deployment_id: int) -> Select[tuple[int]]:
     return select(_TARGETS.c.host_id).where(_TARGETS.c.deployment_id == deployment_id)
 
 
-async def stored_statuses(session: AsyncSession, ids: Sequence[int]) -> dict[int, Any]:
-    """The last status stored for each of these hosts, as parsed JSON (none for a host that
-    never reported)."""
-    result: dict[int, Any] = {}
-    statuses = _STATUSES.c
-    for chunk in _chunks(list(ids)):
-        query = select(statuses.host_id, statuses.observed).where(statuses.host_id.in_(chunk))
-        result.update({host_id: observed for host_id, observed in await session.execute(query)})
-    return result
-
-
 async def assign(
     session: AsyncSession,
     host_ids: Sequence[int],
@@ -381,50 +368,6 @@ IN_LIST = 5000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
 
 def _chunks(items: Sequence[Any], size: int = IN_LIST) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-async def record_connections(
-    session: AsyncSession,
-    connections: dict[int, tuple[bool, str | None, str | None]],
-    touch: Sequence[int],
-) -> None:
-    """Write agents' connections and departures (host id -> up, agent and Docker versions)
-    and touch `last_seen` of the hosts in `touch`, in a few statements."""
-    at = utcnow()
-    rows: list[dict[str, Any]] = []
-    for host_id, (up, agent_version, docker_version) in connections.items():
-        row: dict[str, Any] = {"id": host_id, "last_seen": at, "connected": up}
-        if agent_version is not None:
-            row["agent_version"] = agent_version[:50]
-            row["docker_version"] = (docker_version or "")[:50]
-        rows.append(row)
-    await update_by_id(session, Host.__table__, rows)
-    for chunk in _chunks(list(touch)):
-        await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
-
-
-async def forget_connections(session: AsyncSession) -> int:
-    """Mark every host disconnected (a server starting holds no agent connection yet); how
-    many were marked connected."""
-    result = await session.execute(update(Host).where(Host.connected).values(connected=False))
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def save_statuses(session: AsyncSession, statuses: Mapping[int, object]) -> None:
-    """Insert or replace each host's status row (host id -> status, anything the JSON
-    column writes) and touch the hosts' `last_seen`: one executemany of an upsert, which
-    SQLite (3.24 and later) and PostgreSQL both write as INSERT ... ON CONFLICT DO UPDATE."""
-    at = utcnow()
-    for chunk in _chunks(list(statuses)):
-        await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
-    bind = session.get_bind()
-    upsert = (pg_insert if bind.dialect.name == "postgresql" else sqlite_insert)(_STATUSES)
-    statement = upsert.on_conflict_do_update(
-        index_elements=[_STATUSES.c.host_id],
-        set_={"observed": upsert.excluded.observed, "reported_at": upsert.excluded.reported_at},
-    )
-    rows = [{"host_id": h, "observed": status, "reported_at": at} for h, status in statuses.items()]
-    await session.execute(statement, rows)
 
 
 async def _rows_in(
