@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Host, HostStatus, utcnow
-from server.db.rollouts import _chunks, update_by_id
+from server.db.rollouts import _chunks, update_rows
 
 _STATUSES = cast(Table, HostStatus.__table__)
 
@@ -36,14 +36,15 @@ async def record_connections(
     """Write agents' connections and departures (host id -> up, agent and Docker versions)
     and touch `last_seen` of the hosts in `touch`, in a few statements."""
     at = utcnow()
-    rows: list[dict[str, Any]] = []
+    rows: dict[int, dict[str, Any]] = {}
     for host_id, (up, agent_version, docker_version) in connections.items():
-        row: dict[str, Any] = {"id": host_id, "last_seen": at, "connected": up}
+        row: dict[str, Any] = {"last_seen": at, "connected": up}
         if agent_version is not None:
             row["agent_version"] = agent_version[:50]
             row["docker_version"] = (docker_version or "")[:50]
-        rows.append(row)
-    await update_by_id(session, Host.__table__, rows)
+        rows[host_id] = row
+    hosts = cast(Table, Host.__table__)
+    await update_rows(session, hosts, hosts.c.id, rows)
     for chunk in _chunks(list(touch)):
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
 

@@ -60,34 +60,50 @@ def selects(name: str, labels: dict[str, Any], selector: dict[str, Any]) -> bool
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
-async def save_targets(session: AsyncSession, changes: Sequence[dict[str, Any]]) -> None:
-    """Write changed columns of target rows (each dict has "id")."""
-    await update_by_id(session, DeploymentHost.__table__, changes)
+async def save_targets(
+    session: AsyncSession, deployment_id: int, changes: dict[int, dict[str, Any]]
+) -> None:
+    """Write changed columns of a deployment's target rows (host id -> the columns). A row
+    is named by (deployment, host), its unique key: the first pass never reads back the ids
+    of the rows it inserted (a statement of its own, before a fan-out's first push)."""
+    scope = _TARGETS.c.deployment_id == deployment_id
+    await update_rows(session, _TARGETS, _TARGETS.c.host_id, changes, scope)
 
 
-async def update_by_id(session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE rows by primary key ("id" in each dict). Rows that get the same values (10,000
-    targets turning healthy in one pass) share one UPDATE per IN list of ids; the others are
-    one Core executemany per set of columns, whose per-row parameter processing was a sixth
-    of a 10,000-host deploy's server CPU (py-spy). The ORM's bulk update by primary key cost
-    three times as much again."""
-    alike: dict[tuple[tuple[str, Any], ...], list[dict[str, Any]]] = {}
-    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        values = tuple(sorted((k, v) for k, v in row.items() if k != "id"))
+async def update_rows(
+    session: AsyncSession,
+    table: Table,
+    key: Any,
+    rows: dict[Any, dict[str, Any]],
+    scope: Any = None,
+) -> None:
+    """UPDATE rows by a unique `key` column (key value -> the columns to set), within `scope`
+    (a WHERE clause) if given. Rows that get the same values (10,000 targets turning healthy
+    in one pass) share one UPDATE per IN list of keys; the others are one Core executemany per
+    set of columns, whose per-row parameter processing was a sixth of a 10,000-host deploy's
+    server CPU (py-spy). The ORM's bulk update by primary key cost three times as much again."""
+    alike: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
+    shapes: dict[tuple[str, ...], list[tuple[Any, dict[str, Any]]]] = {}
+    for k, row in rows.items():
+        values = tuple(sorted(row.items()))
         try:
-            alike.setdefault(values, []).append(row)
+            alike.setdefault(values, []).append(k)
         except TypeError:  # a JSON value (a dict) is not hashable: updated on its own
-            shapes.setdefault(tuple(sorted(row)), []).append(row)
-    for values, group in alike.items():
-        if len(group) == 1:
-            shapes.setdefault(tuple(sorted(group[0])), []).append(group[0])
+            shapes.setdefault(tuple(sorted(row)), []).append((k, row))
+    for values, keys in alike.items():
+        if len(keys) == 1:
+            shapes.setdefault(tuple(k for k, _ in values), []).append((keys[0], dict(values)))
             continue
-        for chunk in _chunks([r["id"] for r in group]):
-            await session.execute(update(table).where(table.c.id.in_(chunk)).values(dict(values)))
+        for chunk in _chunks(keys):
+            statement = update(table).where(key.in_(chunk))
+            if scope is not None:
+                statement = statement.where(scope)
+            await session.execute(statement.values(dict(values)))
     for columns, group in shapes.items():
-        statement = update(table).where(table.c.id == bindparam("row_id"))
-        params = [{"row_id": r["id"], **{k: r[k] for k in columns if k != "id"}} for r in group]
+        statement = update(table).where(key == bindparam("row_key"))
+        if scope is not None:
+            statement = statement.where(scope)
+        params = [{"row_key": k, **{c: row[c] for c in columns}} for k, row in group]
         await session.execute(statement, params)
 
 
@@ -120,7 +136,7 @@ async def insert_targets(
     session: AsyncSession, deployment_id: int, rows: Sequence[store.Target]
 ) -> None:
     """Insert a new deployment's target rows as the first pass left them (planned in memory:
-    no UPDATE of 10,000 rows after it), setting each row's id; bump the hosts' generations
+    no UPDATE of 10,000 rows after it); bump the hosts' generations
     (their desired state now lists the release's image to pre-pull).
 
     Rows alike but for their host (a fan-out's: pending, or assigned at the same moment,
@@ -162,17 +178,6 @@ async def insert_targets(
     ]
     if rest:  # the table, not the entity: a Core executemany skips the ORM's bookkeeping
         await session.execute(insert(_TARGETS), rest)
-    query = select(_TARGETS.c.host_id, _TARGETS.c.id).where(
-        _TARGETS.c.deployment_id == deployment_id
-    )
-    ids = {host_id: row_id for host_id, row_id in await session.execute(query)}
-    for row in rows:
-        try:
-            row.id = ids[row.host_id]
-        except KeyError:  # removed since this transaction read it: the pass is tried again
-            raise RuntimeError(
-                f"host {row.host_name} vanished while targets were inserted"
-            ) from None
     await _bump_generations_of_targets(session, deployment_id)
 
 

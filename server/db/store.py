@@ -288,8 +288,7 @@ class Target:
     """One row of deployment_hosts as plain data: the controller reads thousands of these
     on every pass, and ORM objects cost ten times as much to build (profiled at 1,000 hosts)."""
 
-    id: int
-    host_id: int
+    host_id: int  # with the deployment, the row's key
     host_name: str
     state: str
     previous_release: int | None
@@ -301,7 +300,7 @@ class Target:
 
 # table columns, not the entity's: the ORM's row loading doubled the cost of reading 10,000
 _DH = cast(Table, DeploymentHost.__table__).c
-_TARGET_COLUMNS = (_DH.id, _DH.host_id, _DH.host_name, _DH.state, _DH.previous_release, _DH.error)
+_TARGET_COLUMNS = (_DH.host_id, _DH.host_name, _DH.state, _DH.previous_release, _DH.error)
 _TARGET_TIMES = (_DH.assigned_at, _DH.updated_at)
 
 
@@ -318,8 +317,8 @@ async def deployment_hosts(
     )
     rows: Any = await session.execute(query)  # typed by hand: the column list varies
     return [
-        Target(row_id, host_id, name, state, previous, error, found or {}, assigned, updated)
-        for row_id, host_id, name, state, previous, error, found, assigned, updated in rows
+        Target(host_id, name, state, previous, error, found or {}, assigned, updated)
+        for host_id, name, state, previous, error, found, assigned, updated in rows
     ]
 
 

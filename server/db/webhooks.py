@@ -109,8 +109,10 @@ async def enqueue(
 ) -> None:
     """Queue one delivery per webhook that subscribes to this event (none if unpublished)."""
     name = public_name(kind)
+    if name is None:  # not published: no query
+        return
     wanted = await subscribed(session, kind)
-    if name is None or not wanted:
+    if not wanted:
         return
     now = utcnow()
     payload = {

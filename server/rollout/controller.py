@@ -213,7 +213,7 @@ class Controller:
         picked, _ = await rollouts.target_hosts(session, deployment)
         at = store.now()
         rows = [
-            store.Target(0, host_id, name, TargetState.PENDING, previous, None, {}, None, at)
+            store.Target(host_id, name, TargetState.PENDING, previous, None, {}, None, at)
             for host_id, name, previous in picked
         ]
         deployment.status = DeploymentStatus.RUNNING
@@ -281,8 +281,8 @@ class Controller:
         if created:
             await rollouts.insert_targets(session, deployment.id, kept.targets.rows)
         elif changes:
-            writes = [{"id": targets.row(n).id, **columns} for n, columns in changes.items()]
-            await rollouts.save_targets(session, writes)
+            writes = {targets.row(n).host_id: columns for n, columns in changes.items()}
+            await rollouts.save_targets(session, deployment.id, writes)
         if step.assign:
             every = len(step.assign) == len(targets.rows)  # a single batch: all of them
             ids = [] if every else [targets.row(n).host_id for n in step.assign]
@@ -315,7 +315,8 @@ class Controller:
     ) -> View:
         """The planner's view, judging again only rows whose basis changed."""
         targets, judged = kept.targets, kept.judged
-        positions = judged.to_judge(targets, news | kept.touched, time.monotonic())
+        seen = judged.to_judge(targets, news | kept.touched, time.monotonic())
+        positions = judged.unsettled(targets, seen)
         kept.touched = set()
         rows = targets.rows
         hosts = [(rows[p].host_id, rows[p].host_name) for p in positions]

@@ -104,6 +104,23 @@ class Judged:
         position = targets.position
         return [p for n in news if (p := position.get(n)) is not None]
 
+    def unsettled(self, targets: Targets, positions: Iterable[int]) -> list[int]:
+        """The positions among `positions` that need a status to be judged. A healthy row
+        needs none: the planner asks nothing more of a host that turned healthy (it stays
+        so), and the pass after 10,000 hosts turned healthy judged them all again."""
+        rows, planned, basis = targets.rows, self.planned, self.basis
+        left = []
+        for p in positions:
+            row = rows[p]
+            if row.state != TargetState.HEALTHY:
+                left.append(p)
+                continue
+            was = basis[p]
+            if was is None or was[1] != row.state:
+                planned[p] = Planned(name=row.host_name, state=row.state)
+                basis[p] = (-1, row.state, row.assigned_at, True)
+        return left
+
     def judge(
         self,
         targets: Targets,
@@ -111,10 +128,10 @@ class Judged:
         statuses: Mapping[str, Reported],
         is_connected: Callable[[str], bool],
     ) -> None:
-        """Judge the rows at `positions` again, from their hosts' last statuses, where what
-        they were judged on changed. Each question matters in one state only (see the
-        planner): convergence and the agent's problem while updating, the pre-pull while
-        pending."""
+        """Judge the rows at `positions` (from `unsettled`) again, from their hosts' last
+        statuses, where what they were judged on changed. Each question matters in one state
+        only (see the planner): convergence and the agent's problem while updating, the
+        pre-pull while pending."""
         rows, wanted = targets.rows, self.wanted
         for p in positions:
             row = rows[p]

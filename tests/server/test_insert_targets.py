@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from server.db import deploys, rollouts, store
-from server.db.models import Assignment, Deployment, DeploymentHost, Host
+from server.db.models import Assignment, Deployment, Host
 from server.db.session import Sessions
 
 AT = dt.datetime(2026, 11, 30, 3, 0, 0, 123456, tzinfo=dt.UTC)
@@ -37,13 +37,13 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
         hosts = (await session.execute(select(Host.id, Host.name).order_by(Host.name))).all()
     planned = [
         # assigned in the first pass, coming from release 1: copied from `hosts`
-        *(store.Target(0, h, n, "updating", 1, None, {}, AT, AT) for h, n in hosts[:60]),
+        *(store.Target(h, n, "updating", 1, None, {}, AT, AT) for h, n in hosts[:60]),
         # waiting their turn, with no release before: copied too
-        *(store.Target(0, h, n, "pending", None, None, {}, None, AT) for h, n in hosts[60:120]),
+        *(store.Target(h, n, "pending", None, None, {}, None, AT) for h, n in hosts[60:120]),
         # too few alike, or with evidence: inserted with their values
-        *(store.Target(0, h, n, "pending", 7, None, {}, None, LATER) for h, n in hosts[120:127]),
+        *(store.Target(h, n, "pending", 7, None, {}, None, LATER) for h, n in hosts[120:127]),
         *(
-            store.Target(0, h, n, "failed", 1, "disconnected", {"why": [n, 1]}, AT, LATER)
+            store.Target(h, n, "failed", 1, "disconnected", {"why": [n, 1]}, AT, LATER)
             for h, n in hosts[127:]
         ),
     ]
@@ -52,7 +52,6 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
     async with sessions() as session:
         written = await store.deployment_hosts(session, deployment.id)
         generations = set((await session.scalars(select(Host.generation))).all())
-        ids = dict((await session.execute(select(DeploymentHost.host_id, DeploymentHost.id))).all())
 
     def fields(t: store.Target) -> tuple[object, ...]:
         return (
@@ -61,8 +60,21 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
         )  # fmt: skip
 
     assert sorted(map(fields, written)) == sorted(map(fields, planned))
-    assert {t.host_id: t.id for t in planned} == ids  # each planned row knows its id
     assert generations == {1}  # every target host's desired state changed once
+
+    # rows are named by (deployment, host): alike changes share a statement, others not
+    healthy = {"state": "healthy", "error": None, "updated_at": LATER}
+    changes = {t.host_id: dict(healthy) for t in planned[:70]}
+    changes[planned[70].host_id] = {"state": "failed", "error": "boom", "evidence": {"a": 1}}
+    async with sessions.begin() as session:
+        await rollouts.save_targets(session, deployment.id, changes)
+    async with sessions() as session:
+        after = {t.host_id: t for t in await store.deployment_hosts(session, deployment.id)}
+    assert {after[h].state for h in changes} - {"failed"} == {"healthy"}
+    failed = after[planned[70].host_id]
+    assert (failed.state, failed.error, failed.evidence) == ("failed", "boom", {"a": 1})
+    untouched = [t for h, t in after.items() if h not in changes]
+    assert untouched and all(t.state != "healthy" for t in untouched)
 
 
 @pytest.mark.parametrize("every_target", [True, False], ids=["subqueries", "id-lists"])
@@ -97,7 +109,7 @@ async def test_assigning_a_deployments_targets(sessions: Sessions, every_target:
     second = await deploy("web:2", {"names": ["h1", "h2", "h3"]})
     targets = ("h1", "h2", "h3")
     async with sessions.begin() as session:
-        planned = [store.Target(0, ids[n], n, "updating", None, None, {}, AT, AT) for n in targets]
+        planned = [store.Target(ids[n], n, "updating", None, None, {}, AT, AT) for n in targets]
         await rollouts.insert_targets(session, second.id, planned)  # bumps them once
         chosen = [] if every_target else [ids[n] for n in targets]
         await rollouts.assign(session, chosen, second, every_target=every_target)

@@ -19,7 +19,7 @@ WANTED = Wanted("web", 2, 1, "web:2")
 
 def targets(*names: str, state: str = "updating") -> Targets:
     return Targets.of(
-        1, [Target(i, 100 + i, n, state, 1, None, {}, AT, AT) for i, n in enumerate(names)]
+        1, [Target(100 + i, n, state, 1, None, {}, AT, AT) for i, n in enumerate(names)]
     )
 
 
@@ -66,3 +66,13 @@ def test_a_changed_copy_leaves_the_old_one_as_it_was() -> None:
     assert (kept.version, kept.row("a").state, kept.updating) == (1, "updating", {"a", "b"})
     assert (newer.version, newer.row("a").state, newer.updating) == (2, "healthy", {"b"})
     assert newer.last_change == AT.timestamp() + 5
+
+
+def test_a_healthy_row_needs_no_status_to_be_judged() -> None:
+    kept = targets("a", "b")
+    judged = Judged(WANTED, 2)
+    judged.judge(kept, [0, 1], {"a": ready("a", 1), "b": ready("b", 2)}, lambda _: True)
+    row = replaced(kept.row("a"), state="healthy", updated_at=AT)
+    newer = kept.changed(2, {"a": row}, at=AT.timestamp())
+    assert judged.unsettled(newer, [0, 1]) == [1]  # only b's status is read and judged
+    assert judged.complete()[0].state == "healthy"
