@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections.abc import Callable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
@@ -24,10 +26,19 @@ log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the server's limit for one message, too
-# The server pings every agent (every 20 s, longer on a large fleet). The agent's own pings
-# only need to notice a server that vanished without closing the socket; they are sent every
-# interval whatever else arrives: one per agent per PING_SECONDS (83/s at 10,000 agents).
-PING_SECONDS = 120.0
+# The agent's pings notice a server that vanished without closing the socket: within
+# PING_SECONDS + PONG_SECONDS (25 s). They are sent every interval whatever else arrives: 667
+# a second at 10,000 agents. Each one also counts as traffic for the server's own heartbeat
+# (aiohttp pings only a socket that was silent), so the server sends almost none of its own.
+PING_SECONDS = 15.0
+PONG_SECONDS = 10.0
+# Reconnecting: a connection that stayed up this long was a working one, and its loss starts
+# the backoff afresh. For the first minute after a loss the delay stays short (a server
+# restart is back within seconds, and a rollout's hosts should be too); later it grows to
+# `max_backoff`. Always jittered, so a restarted server is not met by every agent at once.
+STABLE_SECONDS = 5.0
+SHORT_BACKOFF_SECONDS = 60.0
+SHORT_BACKOFF_MAX = 5.0
 # Every reconcile pass (at least every poll interval) reports a changed status at its end; a
 # pass that fails reports within 0.1 s. This often the full status goes out even when nothing
 # changed, a net under a lost message: 33 statuses a second from 10,000 agents (Nomad's
@@ -53,32 +64,39 @@ class Connection:
         self.docker_version = docker_version
         self.max_backoff = max_backoff
         self.connected = asyncio.Event()
+        self._up_since: float | None = None  # monotonic, while connected
 
     async def run(self) -> None:
         """Connect, serve, and reconnect until cancelled."""
         failures = 0
+        refused = False
+        lost_at = time.monotonic()  # the agent starts without a connection
         while True:
+            self._up_since = None
             try:
                 await self._serve()
-                failures = 0
             except InvalidStatus as exc:
-                failures += 1
                 status = exc.response.status_code
-                if status in (401, 403):
+                refused = status in (401, 403)
+                if refused:
                     log.error(
                         "server refused host=%s (HTTP %s): check the host name and token",
                         self.agent.host, status,
                     )  # fmt: skip
-                    failures = max(failures, 8)  # cannot succeed soon: retry slowly
                 else:
                     log.warning("connect failed host=%s: HTTP %s", self.agent.host, status)
             except (WebSocketException, OSError, TimeoutError) as exc:
-                failures += 1
                 log.warning("connection to %s lost host=%s: %s", self.url, self.agent.host, exc)
             finally:
                 self.agent.attach(None)
                 self.connected.clear()
-            delay = min(self.max_backoff, 0.25 * 2**failures) * random.uniform(0.5, 1.0)
+            now = time.monotonic()
+            if self._up_since is not None:  # it was connected: however it ended
+                refused = False
+                if now - self._up_since >= STABLE_SECONDS:
+                    failures, lost_at = 0, now
+            failures += 1
+            delay = reconnect_delay(failures, now - lost_at, refused, self.max_backoff)
             await asyncio.sleep(delay)
 
     async def _serve(self) -> None:
@@ -90,7 +108,7 @@ class Connection:
             compression=None,
             proxy=None,
             ping_interval=PING_SECONDS,
-            ping_timeout=30.0,
+            ping_timeout=PONG_SECONDS,
             max_size=MAX_MESSAGE_BYTES,
             user_agent_header=f"flotilla-agent/{AGENT_VERSION}",
         ) as ws:
@@ -103,6 +121,7 @@ class Connection:
 
         await send(Hello(self.agent.host, AGENT_VERSION, self.docker_version))
         self.agent.attach(send)
+        self._up_since = time.monotonic()
         self.connected.set()
         log.info("connected host=%s server=%s", self.agent.host, self.url)
         await self.agent.report(force=True)
@@ -131,6 +150,27 @@ class Connection:
         while True:
             await self.agent.report(force=True)
             await asyncio.sleep(REFRESH_SECONDS)
+
+
+def reconnect_delay(
+    failures: int,
+    since_loss: float,
+    refused: bool,
+    max_backoff: float,
+    jitter: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Seconds to wait before the next attempt, after `failures` attempts since the last
+    working connection was lost `since_loss` seconds ago: doubling from 0.25 s, at most
+    SHORT_BACKOFF_MAX within SHORT_BACKOFF_SECONDS of the loss, `max_backoff` later or when the
+    server refused the token (which cannot succeed soon), jittered down to half."""
+    if refused:
+        ceiling = max_backoff
+        failures = max(failures, 8)
+    elif since_loss < SHORT_BACKOFF_SECONDS:
+        ceiling = min(SHORT_BACKOFF_MAX, max_backoff)
+    else:
+        ceiling = max_backoff
+    return min(ceiling, 0.25 * 2.0 ** min(failures, 20)) * jitter(0.5, 1.0)
 
 
 def websocket_url(server_url: str) -> str:

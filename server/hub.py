@@ -97,10 +97,16 @@ class Hub:
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
         self._fleet = 0  # registered hosts, counted at most once a minute
         self._fleet_checked = float("-inf")
+        self._since: dict[str, float] = {}  # host -> when it connected, or went away
 
     def is_connected(self, host: str) -> bool:
         """Does this process hold the host's agent connection?"""
         return host in self._sockets
+
+    def presence(self, host: str) -> tuple[bool, float | None]:
+        """Is the host connected, and since when (seconds since the epoch) it is, or has been
+        away (None: it has not connected since this process started)?"""
+        return host in self._sockets, self._since.get(host)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/agent/connect: one agent's WebSocket, for as long as it stays."""
@@ -144,6 +150,7 @@ class Hub:
             self._sockets[name] = ws
             self._intakes[name] = intake
             self._ids[name] = host_id
+            self._since[name] = time.time()
             remote, self._remotes[name] = self._remotes.get(name), request.remote or "?"
             self.on_change(name)
             self.metrics.agent_connections.set(len(self._sockets))
@@ -172,6 +179,7 @@ class Hub:
                 del self._intakes[name]
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
+                self._since[name] = time.time()
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
                 self.records.connection(host_id, name, False, None)

@@ -134,6 +134,8 @@ class StrategyIn(Strict):
     healthy_deadline: float = Field(default=60.0, gt=0, le=86400)
     progress_deadline: float = Field(default=600.0, gt=0, le=604800)
     auto_rollback: bool = True
+    # a host that went away is reconnecting, not failing, this long (its deadline waits)
+    reconnect_grace: float = Field(default=30.0, ge=0, le=3600)
 
 
 class DeploymentIn(Strict):

@@ -57,8 +57,9 @@ PUSH_WAIT_SECONDS = 1.0
 class Hosts(Protocol):
     """What the controller needs of the hub: who is connected, and pushing to hosts."""
 
-    def is_connected(self, host: str) -> bool:
-        """Does this process hold the host's agent connection?"""
+    def presence(self, host: str) -> tuple[bool, float | None]:
+        """Is the host's agent connected to this process, and since when (seconds since the
+        epoch) it is, or has been away (None: not since this process started)?"""
         ...
 
     def push_now(self, hosts: Iterable[str]) -> None:
@@ -102,6 +103,7 @@ class Controller:
         self._kept: dict[int, _Kept] = {}  # deployment id -> its rows, between passes
         self._requests = 0  # deployments requested, ever
         self._gauged: set[str] = set()
+        self.resumed_at = time.time()  # the server was down (or not this one) before
 
     def rollout_requested(self) -> None:
         """A deployment was created: pass at once; work that yields to rollouts yields from
@@ -321,7 +323,7 @@ class Controller:
         rows = targets.rows
         hosts = [(rows[p].host_id, rows[p].host_name) for p in positions]
         statuses = await self.statuses.read(session, hosts) if hosts else {}
-        judged.judge(targets, positions, statuses, self.hosts.is_connected)
+        judged.judge(targets, positions, statuses, self.hosts.presence)
         began = seconds_of(deployment.started_at) or 0.0
         return View(
             status=deployment.status,
@@ -331,6 +333,7 @@ class Controller:
             last_progress_at=max(
                 began, targets.last_change, seconds_of(deployment.progress_at) or 0.0
             ),
+            resumed_at=self.resumed_at,
             promoted=deployment.promoted,
             cancel_requested=deployment.cancel_requested,
         )

@@ -4,6 +4,12 @@ Hosts move pending -> updating -> healthy | failed. Nothing is assigned until ev
 host has pulled the new image (unless one batch takes them all); then canaries go first, then
 at most `max_parallel` hosts are updating at once. A terminal deployment never changes. The
 clock is an argument (`now`, seconds), so every deadline is testable without waiting.
+
+A fault is never a verdict on a release. A host's `healthy_deadline` counts from the latest
+of: its assignment, the server's start (`View.resumed_at`: the server was down or restarting
+before it), and the host's current connection (time spent reconnecting does not count). A host
+that went away is given `reconnect_grace` before its deadline can fail it. The deployment's
+`progress_deadline` also counts from the server's start at the earliest.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Strategy:
     healthy_deadline: float = 60.0
     progress_deadline: float = 600.0
     auto_rollback: bool = True
+    reconnect_grace: float = 30.0  # a host away this long at most is reconnecting, not failing
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> Strategy:
@@ -48,6 +55,7 @@ class Target:
     state: str  # pending | updating | healthy | failed
     assigned_at: float | None = None
     connected: bool = True
+    since: float | None = None  # when the host's connection came up, or went away if not
     converged: bool = False  # all replicas of the target release are running and ready
     problem: str | None = None  # the agent's evidence of failure for the target release
     pulled: bool = True  # the host has the release's image (pre-pull done)
@@ -63,6 +71,7 @@ class View:
     targets: tuple[Target, ...]
     started_at: float
     last_progress_at: float
+    resumed_at: float = 0.0  # when this server (process) started: it was down before
     promoted: bool = False  # canaries were promoted (by hand or automatically)
     cancel_requested: bool = False
 
@@ -100,7 +109,7 @@ def plan_rollout(view: View, now: float) -> Step:
             states[t.name] = HEALTHY
             healthy += 1
             continue
-        state, error = _judge(t, strategy, now, view.started_at)
+        state, error = _judge(t, strategy, now, view)
         states[t.name] = state
         if state != t.state:
             changes[t.name] = (state, error)
@@ -122,7 +131,7 @@ def plan_rollout(view: View, now: float) -> Step:
         return Step(_SUCCEEDED, host_states=changes)
     if view.cancel_requested and not updating:
         return Step(_CANCELLED, host_states=changes)
-    stalled = now - view.last_progress_at > strategy.progress_deadline
+    stalled = now - max(view.last_progress_at, view.resumed_at) > strategy.progress_deadline
     if stalled and not progressed and view.status != _PAUSED:
         return Step(
             _FAILED,
@@ -182,25 +191,30 @@ def rollback_targets(states: Mapping[str, str]) -> tuple[str, ...]:
     return touched or tuple(states)
 
 
-def _judge(t: Target, strategy: Strategy, now: float, started_at: float) -> tuple[str, str | None]:
+def _judge(t: Target, strategy: Strategy, now: float, view: View) -> tuple[str, str | None]:
     """The state a target host is in now, with the reason when it failed."""
     if t.state == PENDING and t.pull_error:
         return FAILED, t.pull_error
-    away = t.state == PENDING and not t.pulled and not t.connected
-    # the pre-pull waits for every target: a host that is away cannot hold it forever
-    if away and now - started_at > strategy.healthy_deadline:
-        limit = f"{strategy.healthy_deadline:g}s"
-        return FAILED, f"host disconnected: no pre-pull within healthy_deadline ({limit})"
-    if t.state != UPDATING:
-        return t.state, None
-    if t.converged:
-        return HEALTHY, None
-    if t.problem:
-        return FAILED, t.problem
-    if t.assigned_at is not None and now - t.assigned_at > strategy.healthy_deadline:
+    if t.state == UPDATING:
+        if t.converged:
+            return HEALTHY, None
+        if t.problem:
+            return FAILED, t.problem
+    elif t.state != PENDING or t.pulled or t.connected:
+        return t.state, None  # settled, or a pending host that pulled or is here: it waits
+    # an updating host, or a pending one away before its pre-pull: its deadline may fail it
+    if not t.connected and now - max(t.since or 0.0, view.resumed_at) <= strategy.reconnect_grace:
+        return t.state, None  # reconnecting: no deadline fails it yet
+    limit = f"healthy_deadline ({strategy.healthy_deadline:g}s)"
+    if t.state == PENDING:
+        # the pre-pull waits for every target: a host that is away cannot hold it forever
+        if now - max(view.started_at, view.resumed_at) > strategy.healthy_deadline:
+            return FAILED, f"host disconnected: no pre-pull within {limit}"
+        return PENDING, None
+    if t.assigned_at is None:
+        return UPDATING, None
+    here_since = (t.since or 0.0) if t.connected else 0.0
+    if now - max(t.assigned_at, view.resumed_at, here_since) > strategy.healthy_deadline:
         why = "" if t.connected else " (host disconnected)"
-        return (
-            FAILED,
-            f"not healthy within healthy_deadline ({strategy.healthy_deadline:g}s){why}",
-        )
+        return FAILED, f"not healthy within {limit}{why}"
     return UPDATING, None

@@ -77,7 +77,8 @@ def replaced(row: Target, **columns: object) -> Target:
     return dataclasses.replace(row, **columns)  # type: ignore[arg-type]
 
 
-Basis = tuple[int, str, dt.datetime | None, bool]  # status seq, state, assigned_at, connected
+# status seq, state, assigned_at, connected and since when (see Hosts.presence)
+Basis = tuple[int, str, dt.datetime | None, bool, float | None]
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Judged:
             was = basis[p]
             if was is None or was[1] != row.state:
                 planned[p] = Planned(name=row.host_name, state=row.state)
-                basis[p] = (-1, row.state, row.assigned_at, True)
+                basis[p] = (-1, row.state, row.assigned_at, True, None)
         return left
 
     def judge(
@@ -126,7 +127,7 @@ class Judged:
         targets: Targets,
         positions: Iterable[int],
         statuses: Mapping[str, Reported],
-        is_connected: Callable[[str], bool],
+        presence: Callable[[str], tuple[bool, float | None]],
     ) -> None:
         """Judge the rows at `positions` (from `unsettled`) again, from their hosts' last
         statuses, where what they were judged on changed. Each question matters in one state
@@ -136,8 +137,8 @@ class Judged:
         for p in positions:
             row = rows[p]
             reported = statuses[row.host_name]
-            connected = is_connected(row.host_name)
-            basis = (reported.seq, row.state, row.assigned_at, connected)
+            connected, since = presence(row.host_name)
+            basis = (reported.seq, row.state, row.assigned_at, connected, since)
             if self.basis[p] == basis:
                 continue
             verdict = judge(wanted, reported.status)
@@ -148,6 +149,7 @@ class Judged:
                 state=row.state,
                 assigned_at=seconds_of(row.assigned_at),
                 connected=connected,
+                since=since,
                 converged=updating and verdict.state == TargetState.HEALTHY,
                 problem=verdict.problem if updating else None,
                 pulled=verdict.pulled if pending else True,

@@ -147,3 +147,65 @@ async def test_server_killed_mid_deploy(stack: Stack, images: Images, engine: En
         assert [h["status"] for h in hosts["hosts"]] == ["connected"]
     finally:
         await api.close()
+
+
+async def _connected(api: Api) -> bool:
+    try:
+        _, hosts = await api.call("GET", "/v1/hosts")
+    except OSError:
+        return False
+    return [h["status"] for h in hosts["hosts"]] == ["connected"]
+
+
+async def test_the_agent_comes_back_quickly_after_every_server_restart(
+    stack: Stack, images: Images
+):
+    """Issue 20: the agent's backoff starts afresh after a working connection, and stays at
+    5 s at most in the first minute after a loss; it used to grow with every restart, until
+    agents took 15-30 s to return (and rollouts' deadlines ran on meanwhile)."""
+    api = await _api(stack)
+    try:
+        await eventually(lambda: _connected(api), timeout=30)
+        for _ in range(3):  # before: the third return took 15-30 s
+            assert stack.server is not None
+            stack.server.kill()
+            await asyncio.sleep(1)
+            stack.start_server()
+            await _ready(api)
+            await asyncio.sleep(6)  # stable: a working connection
+            # the server starts with every host disconnected; the agent is back within its
+            # short backoff (0.25 s doubling, at most 5 s, jittered), not 15-30 s later
+            await eventually(lambda: _connected(api), timeout=8)
+    finally:
+        await api.close()
+
+
+async def test_a_server_down_past_the_healthy_deadline_fails_no_release(
+    stack: Stack, images: Images, engine: Engine
+):
+    """Issue 20: a host's healthy_deadline pauses while the server itself is down. The server
+    is killed while the host is updating and stays down for longer than the deadline; after
+    its restart the rollout succeeds, and no release is marked bad."""
+    api = await _api(stack)
+    try:
+        d1 = await api.deploy("web", {"image": images.v1, "ports": [{"container": 80}]})
+        await _settle(api, stack, engine, d1["id"], "v1")
+        strategy = {"healthy_deadline": 4, "min_healthy_time": 3}
+        body = {"image": images.v2, "ports": [{"container": 80}], "strategy": strategy}
+        d2 = await api.deploy("web", body)
+
+        async def updating() -> bool:
+            hosts = (await api.deployment(d2["id"])).get("hosts", [])
+            return [h["state"] for h in hosts] == ["updating"]
+
+        await eventually(updating, timeout=30)
+        assert stack.server is not None
+        stack.server.kill()
+        await asyncio.sleep(6)  # past the deadline, counted from the assignment
+        stack.start_server()
+        await _ready(api)
+        await _settle(api, stack, engine, d2["id"], "v2")
+        _, releases = await api.call("GET", "/v1/apps/web/releases")
+        assert all(r.get("outcome") != "bad" for r in releases["releases"]), releases
+    finally:
+        await api.close()

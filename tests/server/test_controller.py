@@ -33,8 +33,8 @@ class FakeHosts:
 
     pushed: list[set[str]] = field(default_factory=list)
 
-    def is_connected(self, host: str) -> bool:
-        return True
+    def presence(self, host: str) -> tuple[bool, float | None]:
+        return True, None
 
     def push_now(self, hosts: Iterable[str]) -> None:
         self.pushed.append(set(hosts))

@@ -418,8 +418,50 @@ def test_an_away_host_keeps_the_pre_pull_gate_for_one_batch() -> None:
         strategy=strategy(max_parallel=2, healthy_deadline=5.0),
     )
     assert plan_rollout(v, now=1.0).assign == ()
-    late = plan_rollout(v, now=6.0)
+    assert plan_rollout(v, now=6.0).status == "running"  # away, but within reconnect_grace
+    late = plan_rollout(v, now=31.0)
     assert late.status == "failed" and "no pre-pull" in (late.error or "")
+
+
+# --- faults are no verdicts (issue 20) ----------------------------------------------------------
+
+
+def test_the_healthy_deadline_counts_from_the_servers_start() -> None:
+    """A server that was down (or restarting) while a host updated does not fail it for that."""
+    t = Target("web-1", "updating", assigned_at=0.0)
+    v = view(t, strategy=strategy(healthy_deadline=60.0))
+    v = replace(v, resumed_at=100.0)
+    assert plan_rollout(v, now=150.0).status == "running"
+    assert plan_rollout(v, now=161.0).status == "failed"
+
+
+def test_a_host_reconnecting_within_the_grace_is_not_failed() -> None:
+    """Past its deadline, a host that went away 15 s ago is reconnecting, not failing; past
+    the grace its deadline holds, and the error says it was disconnected."""
+    t = Target("web-1", "updating", assigned_at=0.0, connected=False, since=55.0)
+    v = view(t, strategy=strategy(healthy_deadline=60.0, reconnect_grace=30.0))
+    assert plan_rollout(v, now=70.0).status == "running"
+    late = plan_rollout(v, now=86.0)
+    assert late.status == "failed" and "disconnected" in (late.error or "")
+
+
+def test_time_spent_reconnecting_does_not_count() -> None:
+    """The deadline of a host that reconnected counts from its new connection."""
+    t = Target("web-1", "updating", assigned_at=0.0, connected=True, since=50.0)
+    v = view(t, strategy=strategy(healthy_deadline=60.0))
+    assert plan_rollout(v, now=100.0).status == "running"
+    assert plan_rollout(v, now=111.0).status == "failed"
+
+
+def test_the_progress_deadline_counts_from_the_servers_start() -> None:
+    v = view(
+        Target("b", "updating", assigned_at=None),
+        strategy=strategy(healthy_deadline=1e9),
+        last_progress_at=0.0,
+    )
+    v = replace(v, resumed_at=1000.0)
+    assert plan_rollout(v, now=1000.0 + PROGRESS_DEADLINE).status == "running"
+    assert plan_rollout(v, now=1001.0 + PROGRESS_DEADLINE).status == "failed"
 
 
 def test_canaries_keep_the_pre_pull_gate() -> None:

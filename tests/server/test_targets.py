@@ -48,14 +48,14 @@ def test_a_row_is_judged_afresh_only_when_its_basis_changed() -> None:
     kept = targets("a", "b")
     judged = Judged(WANTED, 2)
     statuses = {"a": ready("a", 1), "b": Reported(2, None)}
-    judged.judge(kept, [0, 1], statuses, lambda _: True)
+    judged.judge(kept, [0, 1], statuses, lambda _: (True, None))
     first = judged.complete()
     assert [t.converged for t in first] == [True, False]
-    judged.judge(kept, [0, 1], statuses, lambda _: True)  # nothing new: the same targets
+    judged.judge(kept, [0, 1], statuses, lambda _: (True, None))  # nothing new: the same targets
     assert all(x is y for x, y in zip(judged.complete(), first, strict=True))
-    judged.judge(kept, [1], {"b": ready("b", 3)}, lambda _: True)  # b's news
+    judged.judge(kept, [1], {"b": ready("b", 3)}, lambda _: (True, None))  # b's news
     assert [t.converged for t in judged.complete()] == [True, True]
-    judged.judge(kept, [0], statuses, lambda _: False)  # a went away
+    judged.judge(kept, [0], statuses, lambda _: (False, 1.0))  # a went away
     assert judged.complete()[0].connected is False
 
 
@@ -71,7 +71,7 @@ def test_a_changed_copy_leaves_the_old_one_as_it_was() -> None:
 def test_a_healthy_row_needs_no_status_to_be_judged() -> None:
     kept = targets("a", "b")
     judged = Judged(WANTED, 2)
-    judged.judge(kept, [0, 1], {"a": ready("a", 1), "b": ready("b", 2)}, lambda _: True)
+    judged.judge(kept, [0, 1], {"a": ready("a", 1), "b": ready("b", 2)}, lambda _: (True, None))
     row = replaced(kept.row("a"), state="healthy", updated_at=AT)
     newer = kept.changed(2, {"a": row}, at=AT.timestamp())
     assert judged.unsettled(newer, [0, 1]) == [1]  # only b's status is read and judged
