@@ -102,8 +102,8 @@ def plan_reconcile(
     for app in sorted(set(by_app) | set(wanted)):
         assignment = wanted.get(app)
         instances = by_app.get(app, [])
-        if assignment is None:
-            actions += _retire(instances, keep=set(), retain=retain, release=None)
+        if assignment is None:  # removed from this host: nothing is kept for a rollback
+            actions += _retire(instances, keep=set(), retain=0, release=None)
             continue
         actions += _plan_app(host, assignment, instances, images, ready, retain, pulled)
     if not prune_images:

@@ -97,6 +97,7 @@ class EventKind(StrEnum):
     HOST_DISCONNECTED = "host_disconnected"
     HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host
     DRIFT_HEALED = "drift_healed"
+    APP_REMOVED = "app_removed"  # from every host, or from hosts a new release dropped
 
 
 def started(kind: DeploymentKind | str) -> EventKind:
@@ -133,6 +134,7 @@ PUBLIC_EVENTS: dict[str, str] = {
     EventKind.HOST_DISCONNECTED: "host.disconnected",
     EventKind.HOST_SESSION_REPLACED: "host.session_replaced",
     EventKind.DRIFT_HEALED: "host.drift_healed",
+    EventKind.APP_REMOVED: "app.removed",
 }
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
 from server.api.auth import require
 from server.api.deployments import app_name
 from server.api.views import app_out, release_out
 from server.db import rollouts, store
-from server.keys import READ_CACHE, SESSIONS, STATUSES
+from server.errors import Conflict, NotFound
+from server.keys import HUB, METRICS, READ_CACHE, SESSIONS, STATUSES
+from server.states import EventKind
 
 
 async def list_apps(request: web.Request) -> web.Response:
@@ -66,3 +70,30 @@ async def list_releases(request: web.Request) -> web.Response:
     return web.json_response(
         {"releases": [release_out(r).model_dump(mode="json") for r in releases]}
     )
+
+
+async def remove_app(request: web.Request) -> web.Response:
+    """DELETE /v1/apps/{app} (admin): stop and remove the app's containers on every host.
+    Its releases, deployments and events are kept; a later deploy brings it back. Refused
+    (409) while one of its deployments is under way: cancel that first."""
+    caller = await require(request, "admin")
+    name = app_name(request)
+    async with request.app[SESSIONS].begin() as session:
+        app = await store.lock_app(session, name)
+        if app is None:
+            raise NotFound(f"app {name!r} does not exist", "app")
+        if await rollouts.newest_active_release(session, app.id) is not None:
+            raise Conflict(
+                "deployment_in_progress",
+                f"app {name!r} has a deployment under way: cancel it first",
+            )
+        hosts = await rollouts.unassign(session, app.id)
+        app.current_release = None
+        where = ", ".join(hosts) if hosts else "no host"
+        await store.add_event(
+            session, EventKind.APP_REMOVED, caller.name, f"{name} removed from {where}", app=name
+        )
+    request.app[HUB].request_push(hosts)
+    with contextlib.suppress(KeyError):  # no series if it never had a current release
+        request.app[METRICS].app_release.remove(name)
+    return web.json_response({"app": name, "removed_from": hosts})

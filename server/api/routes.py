@@ -16,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/metrics", health.metrics)
     r.add_get("/v1/apps", apps.list_apps)
     r.add_get("/v1/apps/{app}", apps.get_app)
+    r.add_delete("/v1/apps/{app}", apps.remove_app)
     r.add_get("/v1/apps/{app}/releases", apps.list_releases)
     r.add_post("/v1/apps/{app}/deployments", deployments.create_deployment)
     r.add_get("/v1/deployments", deployments.list_deployments)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, insert, literal, select, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import store
@@ -302,6 +302,32 @@ async def newest_active_release(session: AsyncSession, app_id: int) -> int | Non
         .limit(1)
     )
     return await session.scalar(query)
+
+
+async def unassign(
+    session: AsyncSession, app_id: int, except_targets_of: int | None = None
+) -> list[str]:
+    """Remove the app's assignments: every one, or those of hosts that are not targets of
+    deployment `except_targets_of`; bump those hosts' generations (their agents then remove
+    the app's containers). The names of the hosts, in name order."""
+    query = (
+        select(_ASSIGNMENTS.c.host_id, _HOSTS.c.name)
+        .join(_HOSTS, _HOSTS.c.id == _ASSIGNMENTS.c.host_id)
+        .where(_ASSIGNMENTS.c.app_id == app_id)
+        .order_by(_HOSTS.c.name)
+    )
+    if except_targets_of is not None:
+        query = query.where(_ASSIGNMENTS.c.host_id.not_in(_target_hosts_of(except_targets_of)))
+    rows = (await session.execute(query)).all()
+    ids = [host_id for host_id, _ in rows]
+    for chunk in _chunks(ids):
+        await session.execute(
+            delete(_ASSIGNMENTS).where(
+                _ASSIGNMENTS.c.app_id == app_id, _ASSIGNMENTS.c.host_id.in_(chunk)
+            )
+        )
+    await _bump_generations(session, ids)
+    return [name for _, name in rows]
 
 
 async def assigned_hosts(session: AsyncSession, app_id: int) -> list[str]:

@@ -305,6 +305,8 @@ class Controller:
         elif step.status in TERMINAL:
             status = DeploymentStatus(step.status)
             await endings.finish(session, self.metrics, app, deployment, status, step.error)
+            if status == DeploymentStatus.SUCCEEDED:
+                pushes.update(await endings.drop_unselected(session, app, deployment))
         else:
             deployment.status = step.status
             await self._event(session, app, deployment, ended(step.status), f" is {step.status}")

@@ -18,6 +18,7 @@ from server.rollout.transitions import ending, rollback_strategy, rolls_back
 from server.states import (
     DeploymentKind,
     DeploymentStatus,
+    EventKind,
     Outcome,
     ended,
 )
@@ -83,6 +84,26 @@ async def finish(
         "deployment finished app=%s deployment=%s release=%s status=%s",
         app.name, deployment.id, deployment.release, status,
     )  # fmt: skip
+
+
+async def drop_unselected(session: AsyncSession, app: App, deployment: Deployment) -> list[str]:
+    """After a deploy succeeded: the hosts that run the app but that its new release does not
+    select lose their assignment (their agents remove its containers), with an event. A
+    rollback drops none: it goes only to the hosts a failed deployment touched."""
+    if deployment.kind != DeploymentKind.DEPLOY:
+        return []
+    dropped = await rollouts.unassign(session, app.id, except_targets_of=deployment.id)
+    if dropped:
+        await store.add_event(
+            session,
+            EventKind.APP_REMOVED,
+            "controller",
+            f"{app.name} removed from {', '.join(dropped)}: release {deployment.release} "
+            "does not select them",
+            app=app.name,
+            deployment_id=deployment.id,
+        )
+    return dropped
 
 
 async def fail(

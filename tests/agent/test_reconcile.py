@@ -239,13 +239,17 @@ def test_converges_within_three_rounds(
 def test_retains_only_the_newest_old_releases(
     desired: tuple[Assignment, ...], mine: list[Instance], images: frozenset[str], retain: int
 ) -> None:
-    """After convergence, exactly the newest `retain` old releases keep (stopped) containers."""
+    """After convergence, exactly the newest `retain` old releases of an assigned app keep
+    (stopped) containers; an app no longer assigned to the host keeps none (issue 20)."""
     world = converge(World(list(mine), images), desired, retain, rounds=3)
     wanted = {a.app: a.release for a in desired}
     for app in APPS:
         current = wanted.get(app)
         old_before = {i.release for i in mine if i.app == app and i.release != current}
         old_after = [i for i in world.instances if i.app == app and i.release != current]
+        if current is None:
+            assert old_after == []
+            continue
         assert {i.release for i in old_after} == set(sorted(old_before, reverse=True)[:retain])
         assert all(i.state != "running" for i in old_after)
 
@@ -332,11 +336,13 @@ def test_present_image_is_not_pulled() -> None:
     assert [type(a) for a in actions] == [Run]
 
 
-def test_app_without_desired_state_is_stopped_and_kept() -> None:
-    """No desired state for an app: its running containers stop; stopped ones are retained."""
+def test_app_without_desired_state_is_stopped_and_removed() -> None:
+    """No desired state for an app (removed, or a release dropped this host): its running
+    containers stop, then every one of them is removed; none is kept for a rollback."""
     actual = [instance("a", "web", 1), instance("b", "web", 1, replica=1, state="exited")]
     actions = plan_reconcile(HOST, [], actual, frozenset(), frozenset({"a"}))
-    assert actions == [Stop("a", "web", 1)]
+    steps = [(type(a).__name__, getattr(a, "container_id", "")) for a in actions]
+    assert steps == [("Stop", "a"), ("Remove", "a"), ("Remove", "b")]
 
 
 def test_exited_container_of_desired_release_is_restarted_not_recreated() -> None:

@@ -402,9 +402,9 @@ async def test_another_hosts_containers_on_the_same_engine_are_never_touched(
 
     assert engine.of("h2") == theirs
     assert engine.steps[mark:]  # h1 did act: it ran and stopped its own
-    assert all(target.endswith(".h1") for verb, target in engine.steps[mark:] if verb != "pull")
-    assert {i.host for i in status.instances} == {"h1"}
-    assert running(status, 1) == running(status, 2) == []
+    images = ("pull", "remove_image")  # an engine refuses to remove an image a container uses
+    assert all(target.endswith(".h1") for verb, target in engine.steps[mark:] if verb not in images)
+    assert status.instances == ()  # nothing wanted: its own are stopped and removed
     assert status.problems == ()
 
 
