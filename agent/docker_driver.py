@@ -7,7 +7,9 @@ of every instance, where the high-level API would inspect each container in turn
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import sys
 import threading
 import warnings
@@ -56,14 +58,54 @@ class DockerDriver:
 
     def __init__(self, host: str, base_url: str | None = None, timeout: int = 60) -> None:
         self.host = host
-        if base_url:
-            self.api = docker.APIClient(base_url=base_url, timeout=timeout)
-        else:
-            self.api = docker.from_env(timeout=timeout).api
+        self.base_url = base_url
+        self.timeout = timeout
+        self._api: docker.APIClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def api(self) -> docker.APIClient:
+        """The Engine's API client, made at first use: making one asks the Engine for its API
+        version, and an agent must start (and keep trying) while the Engine is down."""
+        with self._lock:
+            if self._api is None:
+                self._socket_answers()
+                if self.base_url:
+                    self._api = docker.APIClient(base_url=self.base_url, timeout=self.timeout)
+                else:
+                    self._api = docker.from_env(timeout=self.timeout).api
+            return self._api
 
     def close(self) -> None:
         """Close the connection to the Engine."""
-        self.api.close()
+        with self._lock:
+            if self._api is not None:
+                self._api.close()
+
+    def reachable(self) -> bool:
+        """Does the Engine answer a ping now?"""
+        try:
+            self._socket_answers()
+            return bool(self.api.ping())
+        except Exception:  # any failure to answer is the answer
+            return False
+
+    def _socket_answers(self) -> None:
+        """Raise DriverError if nothing listens on the Engine's unix socket. Checked with a
+        plain socket: the SDK's unix adapter leaves a socket open (to the garbage collector)
+        on every failed connect, which an agent waiting for its Engine would do every 2 s."""
+        url = self.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if not url.startswith(("unix://", "http+unix://")):
+            return
+        path = url.split("://", 1)[1]
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(2.0)
+            probe.connect(path)
+        except OSError as exc:
+            raise DriverError(f"cannot connect to the Docker Engine at {url}: {exc}") from exc
+        finally:
+            probe.close()
 
     def version(self) -> str:
         """The Engine's version, or "unknown"."""

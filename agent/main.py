@@ -40,7 +40,11 @@ class AgentSettings:
 async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
     """Start the agent's tasks; on exit cancel them and close what they opened."""
     driver = DockerDriver(settings.name, settings.docker_host)
-    docker_version = await asyncio.to_thread(driver.version)
+    try:
+        docker_version = await asyncio.to_thread(driver.version)
+    except Exception as exc:  # the Engine boots later than the agent: start, and keep trying
+        log.warning("Docker Engine unavailable host=%s: %s; retrying", settings.name, exc)
+        docker_version = "unavailable"
 
     async def command_probe(container_id: str, command: tuple[str, ...], limit: float) -> bool:
         probe = asyncio.to_thread(driver.exec_ok, container_id, command)
@@ -89,9 +93,15 @@ async def _watch_docker(driver: DockerDriver, agent: Agent, stop: threading.Even
     def wake() -> None:
         loop.call_soon_threadsafe(agent.wake.set)
 
+    failing = False
     while not stop.is_set():
         try:
             await asyncio.to_thread(driver.watch_events, wake, stop)
+            failing = False
         except Exception as exc:  # the engine restarted or the socket broke: watch again
-            log.warning("docker event watch failed host=%s: %s", agent.host, exc)
+            # once per outage: an Engine that is down fails this every 2 s
+            log.log(logging.DEBUG if failing else logging.WARNING,
+                    "docker event watch failed host=%s: %s", agent.host, exc)  # fmt: skip
+            failing = True
+            wake()  # the reconcile loop finds out what it means, and reports it
         await asyncio.sleep(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
 
@@ -46,6 +46,11 @@ HEALTH_PROBES = Counter(
     "flotilla_agent_health_probes_total",
     "Health probes by type (http, tcp, cmd) and result (ok, fail).",
     ["type", "result"],
+    registry=REGISTRY,
+)
+ENGINE_UP = Gauge(
+    "flotilla_agent_docker_engine_up",
+    "1 while the host's Docker Engine answers, 0 while it does not.",
     registry=REGISTRY,
 )
 DRIFT_HEALS = Counter(

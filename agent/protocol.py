@@ -177,6 +177,7 @@ class Status:
     # (image as given, repo digest)
     digests: Annotated[tuple[tuple[Ref, Ref], ...], Meta(max_length=MAX_ITEMS)] = ()
     problems: Annotated[tuple[AppProblem, ...], Meta(max_length=MAX_ITEMS)] = ()
+    engine_error: Text | None = None  # the host's Docker Engine does not answer: why
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Protocol
 from agent import metrics
 from agent.health import HealthTracker
 from agent.protocol import (
+    MAX_TEXT,
     AppProblem,
     Assignment,
     ContainerSpec,
@@ -32,6 +33,7 @@ from agent.protocol import (
     Instance,
     Message,
     Status,
+    clip,
     fit_event,
     fit_status,
 )
@@ -81,6 +83,11 @@ class Driver(Protocol):
     def exec_ok(self, container_id: str, command: tuple[str, ...]) -> bool:
         """Run a command in a container; True if it exits 0."""
 
+    def reachable(self) -> bool:
+        """Does the Engine answer now? Asked after a call failed: an Engine that is down is
+        a fault of the host, never evidence against the release being deployed."""
+        ...
+
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         """The container's last `lines` lines of output."""
 
@@ -128,6 +135,7 @@ class Agent:
         self._report_timer: asyncio.TimerHandle | None = None
         self._report_tasks: set[asyncio.Task[None]] = set()
         self._look_at: float | None = None  # when to look again after acting (self.clock)
+        self.engine_error: str | None = None  # why the Engine does not answer; None: it does
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
@@ -180,7 +188,14 @@ class Agent:
         started = time.perf_counter()
         self._look_at = None  # this pass is the look that was due
         desired = self.desired
-        await self._observe()
+        try:
+            await self._observe()
+        except Exception as exc:
+            if not await self._engine_down(exc):
+                raise
+            await self.report()  # the server hears the Engine is down; nothing is tried
+            return
+        self._engine_up()
         if desired is None:
             await self.report()  # never act before the server said what it wants
             return
@@ -193,7 +208,7 @@ class Agent:
         for ref in set(self._digests) - refs:  # report (and remember) only images in use:
             del self._digests[ref]  # a status must not grow with every release ever deployed
         acted, probe_now = await self._round(desired)
-        if probe_now and self.desired is desired:
+        if probe_now and self.desired is desired and self.engine_error is None:
             # it started an instance whose first probe is due at once: a second round probes
             # it and, if it is ready, retires the old one, so a deploy is one pass and one
             # status ("running, ready"), not two (at 10,000 hosts each is a message the
@@ -241,6 +256,8 @@ class Agent:
                 await self._look()  # what came before shows while a slow step runs
                 stale = False
             outcome = await self._execute(action)
+            if self.engine_error is not None:
+                return False, False  # the Engine went away: nothing more to try this pass
             if isinstance(action, Pull) and outcome != "ok":
                 # failed, or waiting for its retry: the bring-up that needs the image waits
                 # too, and the pull's error stays the reported problem
@@ -313,6 +330,7 @@ class Agent:
                 ),
                 digests=tuple(sorted(self._digests.items())),
                 problems=tuple(p for k, p in self._problems.items() if k in current),
+                engine_error=self.engine_error,
             )
         )
         if status == self._last_status and not force:
@@ -350,6 +368,8 @@ class Agent:
             await asyncio.to_thread(self._call, action)
         except Exception as exc:
             metrics.child(metrics.CONTAINER_ACTIONS, kind, "error").inc()
+            if await self._engine_down(exc):
+                return "failed"  # not the release's fault: no problem recorded, tried again
             if isinstance(action, Pull):
                 metrics.child(metrics.PULLS, "error").inc()
             gate = self._backoff.setdefault(key, _Backoff())
@@ -476,6 +496,23 @@ class Agent:
                 and all(i.state == "running" for i in insts)
             ):
                 del self._problems[key]  # it runs again: old evidence would fail a new rollout
+
+    async def _engine_down(self, exc: Exception) -> bool:
+        """After a failed call: is it because the Engine does not answer? Then that is what
+        the agent reports (`Status.engine_error`), and the pass stops acting."""
+        if await asyncio.to_thread(self.driver.reachable):
+            return False
+        if self.engine_error is None:
+            log.warning("Docker Engine unavailable host=%s: %s", self.host, exc)
+            metrics.ENGINE_UP.set(0)
+        self.engine_error = clip(f"Docker Engine unavailable: {exc}", MAX_TEXT)
+        return True
+
+    def _engine_up(self) -> None:
+        if self.engine_error is not None:
+            log.info("Docker Engine available again host=%s", self.host)
+            self.engine_error = None
+        metrics.ENGINE_UP.set(1)
 
     async def _safe_send(self, message: Message) -> None:
         send = self._send

@@ -43,6 +43,10 @@ class FakeDriver:
     def close(self) -> None:
         """Nothing to release."""
 
+    def reachable(self) -> bool:
+        """The simulated Engine always answers."""
+        return True
+
     def list_instances(self) -> list[Instance]:
         self.calls += 1
         return list(self._containers.values())

@@ -21,7 +21,7 @@ from server.db.store import as_utc, now
 from server.loops import log_failure, unit_of_work, wait_set
 from server.metrics import Metrics
 from server.rollout.judgement import Wanted, judge
-from server.states import TargetState
+from server.states import HostStatus, TargetState, host_status
 from server.statuses import StatusReader
 from server.turns import Turns, Work
 
@@ -109,7 +109,6 @@ class FleetMetrics:
         for host in snapshot.hosts:
             seen = as_utc(host.last_seen)
             fresh = seen is not None and (at - seen).total_seconds() <= self.host_timeout
-            statuses["connected" if host.connected and fresh else "disconnected"] += 1
             if seen is not None:
                 values[m.host_last_seen][(host.name,)] = seen.timestamp()
             # what a host runs comes from its last status, for connected hosts only: what a
@@ -118,6 +117,8 @@ class FleetMetrics:
                 self.statuses.latest(host.name) if self.presence.is_connected(host.name) else None
             )
             status = reported.status if reported is not None else None
+            error = status.engine_error if status is not None else None
+            statuses[host_status(host.connected and fresh, error)] += 1
             running: dict[str, int] = {}
             for inst in status.instances if status is not None else ():
                 ready = inst.ready and inst.state == "running"
@@ -134,8 +135,8 @@ class FleetMetrics:
                     Wanted(app, assigned, snapshot.replicas.get((app, assigned), 1)), status
                 )
                 app_states[(app, _GAUGED[verdict.state])] += 1
-        for connection in ("connected", "disconnected"):
-            values[m.hosts][(connection,)] = statuses[connection]
+        for host_state in HostStatus:
+            values[m.hosts][(host_state.value,)] = statuses[host_state]
         for app in snapshot.current:
             for state in ("updated", "healthy", "unhealthy", "pending"):
                 values[m.app_hosts][(app, state)] = app_states[(app, state)]

@@ -37,19 +37,20 @@ class _Pending:
 
     connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
     transitions: list[tuple[str, bool]] = field(default_factory=list)  # for the audit log
-    replaced: list[tuple[str, str]] = field(default_factory=list)  # (host, message)
+    # the server's own events about hosts: (host, kind, message)
+    noted: list[tuple[str, EventKind, str]] = field(default_factory=list)
     events: list[tuple[str, Event]] = field(default_factory=list)
     digests: set[tuple[str, str]] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.connections or self.events or self.digests or self.replaced)
+        return bool(self.connections or self.events or self.digests or self.noted)
 
     def before(self, later: _Pending) -> None:
         """Put this batch (a failed write's) back in front of `later`, in place."""
         for host_id, connection in self.connections.items():
             later.connections.setdefault(host_id, connection)
         later.transitions[:0] = self.transitions
-        later.replaced[:0] = self.replaced
+        later.noted[:0] = self.noted
         later.events[:0] = self.events
         later.digests |= self.digests
 
@@ -78,9 +79,10 @@ class HostLog:
         self._pending.transitions.append((name, up))
         self._dirty.set()
 
-    def replaced(self, name: str, message: str) -> None:
-        """A host's connection was replaced by a newer one (an event and a webhook)."""
-        self._pending.replaced.append((name, message))
+    def note(self, name: str, kind: EventKind, message: str) -> None:
+        """An event the server saw about a host (a session replaced, its Docker Engine down
+        or back): an event, and a webhook if the kind is published."""
+        self._pending.noted.append((name, kind, message))
         self._dirty.set()
 
     def event(self, name: str, event: Event) -> None:
@@ -155,9 +157,8 @@ class HostLog:
             for name, up in pending.transitions:
                 kind = EventKind.HOST_CONNECTED if up else EventKind.HOST_DISCONNECTED
                 await store.add_event(session, kind, name, f"agent {kind[5:]}", host=name)
-            for name, message in pending.replaced:
-                kind = EventKind.HOST_SESSION_REPLACED
-                await store.add_event(session, kind, name, message, host=name)
+            for name, noted, message in pending.noted:
+                await store.add_event(session, noted, name, message, host=name)
             for name, event in pending.events:
                 await store.add_event(
                     session, event.kind, name, event.message, app=event.app, host=name

@@ -104,8 +104,9 @@ class Hub:
         return host in self._sockets
 
     def presence(self, host: str) -> tuple[bool, float | None]:
-        """Is the host connected, and since when (seconds since the epoch) it is, or has been
-        away (None: it has not connected since this process started)?"""
+        """Is the host connected, and since when (seconds since the epoch) it is (connected,
+        or its Docker Engine answering again, whichever came last), or has been away (None:
+        it has not connected since this process started)?"""
         return host in self._sockets, self._since.get(host)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -142,6 +143,7 @@ class Hub:
             self.statuses,
             self.metrics,
             lambda status: self._recorded(name, status),
+            lambda error: self._engine(name, error),
             lambda event: self._event(name, event),
             self.rate,
             self.burst,
@@ -309,13 +311,22 @@ class Hub:
         self.metrics.agent_sessions_replaced.inc()
         message = f"agent session replaced: the connection from {old or '?'} by one from {new}"
         log.warning("%s host=%s", message, name)
-        self.records.replaced(name, message)
+        self.records.note(name, EventKind.HOST_SESSION_REPLACED, message)
 
     def _recorded(self, name: str, status: Status) -> None:
         """An intake recorded a host's status: note its digests, tell the controller."""
         if status.digests:
             self.records.digests(set(status.digests))
         self.on_change(name)  # the controller reads the status from the store
+
+    def _engine(self, name: str, error: str | None) -> None:
+        """A host's Docker Engine stopped answering (`error`) or answers again (None): then,
+        as after a reconnect, its rollout deadline counts from now (`presence`)."""
+        if error is None:
+            self._since[name] = time.time()
+            self.records.note(name, EventKind.HOST_ENGINE_AVAILABLE, "Docker Engine answers again")
+        else:
+            self.records.note(name, EventKind.HOST_ENGINE_UNAVAILABLE, error)
 
     def _event(self, name: str, event: Event) -> None:
         """An intake took an event the host's agent may report: to the audit log."""

@@ -42,6 +42,7 @@ class Intake:
         statuses: StatusStore,
         metrics: Metrics,
         recorded: Callable[[Status], None],
+        engine: Callable[[str | None], None],
         event: Callable[[Event], None],
         rate: float = RATE,
         burst: float = BURST,
@@ -52,6 +53,7 @@ class Intake:
         self.statuses = statuses
         self.metrics = metrics
         self.recorded = recorded  # a status was recorded (its confined form)
+        self.engine = engine  # the host's Docker Engine went down (why) or came back (None)
         self.event = event  # an event the agent may report
         self.rate = rate
         self.burst = burst
@@ -122,6 +124,10 @@ class Intake:
         if cut and cut != self._cut:  # counted once per status, not again on each push
             self.metrics.agent_refused.labels("foreign").inc(cut)
         self._cut = cut
+        previous = self.statuses.latest(self.host)
+        was = previous.status.engine_error if previous and previous.status else None
+        if (status.engine_error is None) != (was is None):
+            self.engine(status.engine_error)
         self.statuses.record(self.host_id, self.host, status)
         self.recorded(status)
 

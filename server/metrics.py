@@ -107,7 +107,7 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         hosts=Gauge(
             "flotilla_hosts",
-            "Registered hosts by status (connected, disconnected).",
+            "Registered hosts by status (connected, disconnected, engine_unavailable).",
             ["status"],
             registry=registry,
         ),

@@ -73,6 +73,21 @@ class Action(StrEnum):
     CANCEL = "cancel"
 
 
+class HostStatus(StrEnum):
+    """A host as GET /v1/hosts and flotilla_hosts show it."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    ENGINE_UNAVAILABLE = "engine_unavailable"  # connected, but its Docker Engine does not answer
+
+
+def host_status(connected: bool, engine_error: str | None) -> HostStatus:
+    """The one rule for a host's status: its agent's connection, then its Engine."""
+    if not connected:
+        return HostStatus.DISCONNECTED
+    return HostStatus.CONNECTED if engine_error is None else HostStatus.ENGINE_UNAVAILABLE
+
+
 class EventKind(StrEnum):
     """The audit log's kinds; server.webhooks maps some of them to public names."""
 
@@ -97,6 +112,8 @@ class EventKind(StrEnum):
     HOST_DISCONNECTED = "host_disconnected"
     HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host
     DRIFT_HEALED = "drift_healed"
+    HOST_ENGINE_UNAVAILABLE = "host_engine_unavailable"  # seen in the agent's status
+    HOST_ENGINE_AVAILABLE = "host_engine_available"
     APP_REMOVED = "app_removed"  # from every host, or from hosts a new release dropped
 
 
@@ -135,6 +152,8 @@ PUBLIC_EVENTS: dict[str, str] = {
     EventKind.HOST_SESSION_REPLACED: "host.session_replaced",
     EventKind.DRIFT_HEALED: "host.drift_healed",
     EventKind.APP_REMOVED: "app.removed",
+    EventKind.HOST_ENGINE_UNAVAILABLE: "host.engine_unavailable",
+    EventKind.HOST_ENGINE_AVAILABLE: "host.engine_available",
 }
 
 

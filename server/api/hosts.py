@@ -7,7 +7,7 @@ from aiohttp import web
 from server.api.auth import require
 from server.api.views import host_out
 from server.db import store
-from server.keys import SESSIONS, SETTINGS
+from server.keys import SESSIONS, SETTINGS, STATUSES
 
 
 async def list_hosts(request: web.Request) -> web.Response:
@@ -17,6 +17,11 @@ async def list_hosts(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         hosts = await store.list_hosts(session)
     now = store.now()
+    latest = request.app[STATUSES].latest
     return web.json_response(
-        {"hosts": [host_out(h, now, timeout).model_dump(mode="json") for h in hosts]}
+        {
+            "hosts": [
+                host_out(h, now, timeout, latest(h.name)).model_dump(mode="json") for h in hosts
+            ]
+        }
     )

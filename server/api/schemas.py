@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from server.states import HostStatus
 from server.wire import memory_bytes
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -271,10 +272,11 @@ class HostOut(BaseModel):
 
     name: str
     labels: dict[str, str]
-    status: Literal["connected", "disconnected"]
+    status: HostStatus
     last_seen: dt.datetime | None
     agent_version: str | None
     docker_version: str | None
+    engine_error: str | None = None  # why its Docker Engine does not answer
 
 
 def _webhook_url(value: str) -> str:

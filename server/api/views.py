@@ -20,7 +20,7 @@ from server.api.schemas import (
 from server.db.models import App, Deployment, Host, Release
 from server.db.store import Target, as_utc
 from server.rollout.judgement import Wanted, judge
-from server.states import TargetState
+from server.states import HostStatus, TargetState, host_status
 from server.statuses import Reported
 
 
@@ -83,14 +83,20 @@ def release_out(release: Release) -> ReleaseOut:
     )
 
 
-def host_out(host: Host, now: dt.datetime, timeout: float) -> HostOut:
-    """A host; "connected" only if it also reported within `timeout` seconds of `now`."""
+def host_out(
+    host: Host, now: dt.datetime, timeout: float, reported: Reported | None = None
+) -> HostOut:
+    """A host; "connected" only if it also reported within `timeout` seconds of `now`, and
+    "engine_unavailable" if its last status (`reported`) says its Docker Engine is down."""
     seen = as_utc(host.last_seen)
     fresh = seen is not None and (now - seen).total_seconds() <= timeout
+    error = reported.status.engine_error if reported and reported.status else None
+    status = host_status(host.connected and fresh, error)
     return HostOut(
         name=host.name,
         labels=host.labels,
-        status="connected" if host.connected and fresh else "disconnected",
+        status=status,
+        engine_error=error if status == HostStatus.ENGINE_UNAVAILABLE else None,
         last_seen=seen,
         agent_version=host.agent_version,
         docker_version=host.docker_version,

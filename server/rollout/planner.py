@@ -60,6 +60,7 @@ class Target:
     problem: str | None = None  # the agent's evidence of failure for the target release
     pulled: bool = True  # the host has the release's image (pre-pull done)
     pull_error: str | None = None
+    engine_down: bool = False  # its Docker Engine does not answer: a fault, not a verdict
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,8 @@ def _judge(t: Target, strategy: Strategy, now: float, view: View) -> tuple[str, 
             return FAILED, t.problem
     elif t.state != PENDING or t.pulled or t.connected:
         return t.state, None  # settled, or a pending host that pulled or is here: it waits
+    if t.engine_down:
+        return t.state, None  # its Engine is down: no deadline runs (progress_deadline does)
     # an updating host, or a pending one away before its pre-pull: its deadline may fail it
     if not t.connected and now - max(t.since or 0.0, view.resumed_at) <= strategy.reconnect_grace:
         return t.state, None  # reconnecting: no deadline fails it yet

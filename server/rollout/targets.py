@@ -154,6 +154,8 @@ class Judged:
                 problem=verdict.problem if updating else None,
                 pulled=verdict.pulled if pending else True,
                 pull_error=verdict.pull_error if pending else None,
+                engine_down=reported.status is not None
+                and reported.status.engine_error is not None,
             )
             self.basis[p] = basis
 

@@ -42,6 +42,8 @@ class FakeEngine:
     pull_errors: dict[str, str] = field(default_factory=dict)  # image -> the error's message
     unhealthy: set[str] = field(default_factory=set)  # images whose probe command fails
     list_failures: int = 0  # the next this many listings fail (the engine's socket broke)
+    down: bool = False  # the engine does not answer at all (every call fails)
+    dies_on_pull: bool = False  # the engine goes down during the next pull
     steps: list[tuple[str, str]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)  # calls come from threads
@@ -70,8 +72,16 @@ class FakeDriver:
         self.engine = engine
         self.host = host
 
+    def reachable(self) -> bool:
+        return not self.engine.down
+
+    def _check(self) -> None:
+        if self.engine.down:
+            raise RuntimeError("Cannot connect to the Docker daemon at unix:///fake.sock")
+
     def list_instances(self) -> list[Instance]:
         with self.engine._lock:
+            self._check()
             if self.engine.list_failures > 0:
                 self.engine.list_failures -= 1
                 raise RuntimeError("Cannot connect to the Docker daemon")
@@ -83,6 +93,9 @@ class FakeDriver:
 
     def pull(self, ref: str) -> None:
         with self.engine._lock:
+            if self.engine.dies_on_pull:
+                self.engine.down = True
+            self._check()
             if ref in self.engine.pull_errors:
                 raise RuntimeError(self.engine.pull_errors[ref])
             self.engine.images.add(ref)
@@ -90,6 +103,7 @@ class FakeDriver:
 
     def run(self, assignment: Assignment, replica: int, name: str) -> str:
         with self.engine._lock:
+            self._check()
             image = assignment.spec.image
             if image not in self.engine.images:
                 raise RuntimeError(f"No such image: {image}")

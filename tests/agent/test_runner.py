@@ -421,3 +421,35 @@ async def test_an_unchanged_status_is_sent_once_and_again_to_a_new_connection(
     h1.agent.attach(reconnected)
     await h1.agent.report(force=True)  # what the connection does after its hello
     assert reconnected.statuses == [h1.inbox.status]
+
+
+async def test_an_engine_that_is_down_is_reported_and_never_blamed_on_the_release(
+    h1: Host, engine: FakeEngine
+) -> None:
+    """Issue 20: while the Docker Engine does not answer, the agent says so in its status
+    (`engine_error`) and records no problem against the release it was deploying; once the
+    Engine answers again, the deploy goes on as if nothing happened."""
+    engine.images.add("web:1")
+    engine.down = True
+    status = await h1.deploy(1, web(1))
+    assert status.engine_error is not None and "Docker Engine unavailable" in status.engine_error
+    assert status.problems == () and status.instances == ()
+
+    engine.list_failures = 0
+    engine.down = False
+    await h1.agent.run_once()
+    status = h1.inbox.status
+    assert status.engine_error is None and status.problems == ()
+    assert [i.release for i in status.instances] == [1]
+
+
+async def test_an_engine_lost_while_acting_is_no_problem_of_the_release(
+    h1: Host, engine: FakeEngine
+) -> None:
+    """The Engine goes away during a pull: the failed call is the Engine's, not the
+    release's, and nothing else is tried in that pass."""
+    engine.dies_on_pull = True
+    status = await h1.deploy(1, web(1))
+    assert status.problems == ()
+    assert status.engine_error is not None
+    assert engine.steps == []

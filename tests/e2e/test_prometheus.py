@@ -229,6 +229,7 @@ async def test_dashboard_queries_return_data_and_alerts_fire(
             "FlotillaDeploymentFailed",
             "FlotillaAutoRollback",
             "FlotillaHostDisconnected",
+            "FlotillaHostEngineUnavailable",
             "FlotillaHostReleaseDrift",
             "FlotillaDeploymentStuck",
         }, loaded

@@ -87,7 +87,7 @@ async def test_past_the_rate_the_newest_status_waits_and_is_not_lost() -> None:
     clock = Clock()
     intake = Intake(
         7, "h1", store, metrics, lambda s: recorded.append(s.generation), lambda e: None,
-        rate=10.0, burst=2.0, clock=clock,
+        lambda e: None, rate=10.0, burst=2.0, clock=clock,
     )  # fmt: skip
     intake.told(TOLD)
     for generation in range(1, 6):  # 5 statuses at once: 2 taken, the newest waits
@@ -104,7 +104,7 @@ async def test_past_the_rate_the_newest_status_waits_and_is_not_lost() -> None:
 
 async def test_a_status_sent_before_the_push_is_recorded_again_when_the_host_is_told() -> None:
     store = StatusStore(None, Turns())  # type: ignore[arg-type]
-    intake = Intake(7, "h1", store, create_metrics(), lambda s: None, lambda e: None)
+    intake = Intake(7, "h1", store, create_metrics(), lambda s: None, print, lambda e: None)
     intake.take(encode(Status(host="h1", generation=1, instances=(inst("web"),))))
     before = store.latest("h1")
     assert before is not None and before.status is not None and before.status.instances == ()
@@ -113,3 +113,16 @@ async def test_a_status_sent_before_the_push_is_recorded_again_when_the_host_is_
     assert after is not None and after.status is not None
     assert [i.app for i in after.status.instances] == ["web"]
     assert after.seq > before.seq
+
+
+async def test_the_engine_going_down_and_back_is_told_once_each() -> None:
+    """Issue 20: an agent's status says its Docker Engine does not answer; the hub hears of
+    each change once (an event and a webhook each), not of every status."""
+    store = StatusStore(None, Turns())  # type: ignore[arg-type]
+    changes: list[str | None] = []
+    intake = Intake(7, "h1", store, create_metrics(), lambda s: None, changes.append, print)
+    down = "Docker Engine unavailable: connection refused"
+    for generation, error in enumerate([None, down, down, None, None], start=1):
+        intake.take(encode(Status(host="h1", generation=generation, engine_error=error)))
+        await asyncio.sleep(0.06)  # within the host's rate
+    assert changes == [down, None]

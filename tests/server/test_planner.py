@@ -471,3 +471,10 @@ def test_canaries_keep_the_pre_pull_gate() -> None:
         strategy=strategy(canary=1, max_parallel=3),
     )
     assert plan_rollout(v, now=0.0).assign == ()
+
+
+def test_a_host_whose_engine_is_down_is_not_failed_by_its_deadline() -> None:
+    """Its Docker Engine not answering is a fault of the host, not evidence on the release."""
+    t = Target("web-1", "updating", assigned_at=0.0, engine_down=True)
+    v = view(t, strategy=strategy(healthy_deadline=60.0))
+    assert plan_rollout(v, now=500.0).status == "running"
