@@ -281,6 +281,19 @@ class Hub:
         self._tokens[token] = (host.id, host.name, now + 60.0)
         return host.id, host.name
 
+    async def disconnect(self, name: str, code: int, reason: str) -> bool:
+        """Cut a host off now: forget its cached token and close its agent connection, if
+        this process holds it, with `code` and `reason` (its token was rotated: 4004; it was
+        removed: 4005). Whether a connection was closed."""
+        for token in [t for t, (_, host, _) in self._tokens.items() if host == name]:
+            del self._tokens[token]
+        ws = self._sockets.get(name)
+        if ws is None:
+            return False
+        await ws.close(code=code, message=reason.encode()[:120])
+        log.info("agent cut off host=%s: %s", name, reason)
+        return True
+
     async def close_all(self) -> None:
         """Close every agent connection (the server is stopping)."""
         for ws in list(self._sockets.values()):
