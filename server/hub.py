@@ -96,6 +96,7 @@ class Hub:
         self._at_once = False  # the next push gathers nothing more (push_now)
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
         self._fleet = 0  # registered hosts, counted at most once a minute
+        self._closing: set[asyncio.Task[bool]] = set()  # connections being cut off
         self._fleet_checked = float("-inf")
 
     def is_connected(self, host: str) -> bool:
@@ -290,7 +291,12 @@ class Hub:
         ws = self._sockets.get(name)
         if ws is None:
             return False
-        await ws.close(code=code, message=reason.encode()[:120])
+        # the close frame goes out now; its handshake is not awaited here (an agent that
+        # never answers it must not hold up the caller)
+        closing = asyncio.create_task(ws.close(code=code, message=reason.encode()[:120]))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.sleep(0)
         log.info("agent cut off host=%s: %s", name, reason)
         return True
 

@@ -100,9 +100,7 @@ async def test_scopes(flotilla: Flotilla) -> None:
 async def test_a_token_confined_to_an_app_cannot_touch_another(flotilla: Flotilla) -> None:
     web = await flotilla.api.deploy("web", VALID)
     other = await flotilla.api.deploy("billing", VALID)
-    token = (await create(flotilla, {"name": "ci", "scopes": ["deploy"], "apps": ["web"]}))[
-        "token"
-    ]
+    token = (await create(flotilla, {"name": "ci", "scopes": ["deploy"], "apps": ["web"]}))["token"]
     refused = [
         ("POST", "/v1/apps/billing/deployments", VALID),
         ("GET", "/v1/apps/billing", None),
@@ -170,7 +168,5 @@ async def test_the_last_admin_token_cannot_be_revoked(flotilla: Flotilla) -> Non
     second = await create(flotilla, {"name": "admin-2", "scopes": ["admin"]})
     status, _ = await flotilla.api.call("DELETE", "/v1/tokens/admin")
     assert status == 204
-    status, problem = await flotilla.api.call(
-        "DELETE", "/v1/tokens/admin-2", token=second["token"]
-    )
+    status, problem = await flotilla.api.call("DELETE", "/v1/tokens/admin-2", token=second["token"])
     assert status == 409 and problem["code"] == "last_admin_token"
