@@ -9,14 +9,17 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server.api.audit import audit_middleware
 from server.api.problems import OUTAGE, Outage, problems_middleware
 from server.api.routes import setup_routes
+from server.audit import AuditLog
 from server.config import Settings
-from server.db import hosts, store, webhooks
+from server.db import hosts, store, tokens, webhooks
 from server.db.session import create_engine, create_sessions
 from server.fleet_metrics import FleetMetrics
 from server.hub import Hub
 from server.keys import (
+    AUDIT,
     CONTROLLER,
     ENGINE,
     HUB,
@@ -36,6 +39,7 @@ from server.rollout.controller import Controller
 from server.rollout.wakeups import Wakeups
 from server.statuses import StatusStore
 from server.throttle import FailedLogins
+from server.token_cache import TokenCache
 from server.turns import Turns
 from server.webhooks.delivery import DELIVERER, Deliverer, deliveries_ctx
 
@@ -51,7 +55,9 @@ def create_app(settings: Settings) -> web.Application:
     set on a part after it is built: the scheduler (server.turns), the status store, the
     controller's wake-ups, the hub, the controller (docs/architecture.md)."""
     app = web.Application(
-        middlewares=[problems_middleware], client_max_size=settings.max_body_bytes
+        # the audit's is outermost: it sees the status every call was answered with
+        middlewares=[audit_middleware, problems_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     engine = create_engine(settings.effective_database_url)
     read_cache = ReadCache()
@@ -77,7 +83,8 @@ def create_app(settings: Settings) -> web.Application:
     app[STOPPING] = [False]
     app[OUTAGE] = Outage()
     app[READ_CACHE] = read_cache
-    app[TOKENS] = {}
+    app[TOKENS] = TokenCache()
+    app[AUDIT] = AuditLog(sessions, metrics.audit_dropped)
     app[DELIVERER] = Deliverer(sessions)
     webhooks.wake_after_commit(sessions, app[DELIVERER].wake.set)
     setup_routes(app)
@@ -94,7 +101,7 @@ async def ensure_admin_token(app: web.Application) -> str | None:
     async with app[SESSIONS].begin() as session:
         if await store.count_tokens(session):
             return None
-        token = await store.create_token(session, "admin", ["admin"])
+        token = await tokens.create_token(session, "admin", ["admin"])
     path = Path(settings.data_dir) / ADMIN_TOKEN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
@@ -145,6 +152,7 @@ async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(fleet.run(), name="fleet-metrics"),
         asyncio.create_task(app[HUB].run(), name="hub"),
         asyncio.create_task(app[STATUSES].run(), name="status-writes"),
+        asyncio.create_task(app[AUDIT].run(), name="audit-writes"),
     ]
     yield
     for task in tasks:

@@ -40,8 +40,8 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     """The request contradicts the state it would change; `code` says how."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
+    def __init__(self, code: str, message: str, fields: list[FieldError] | None = None) -> None:
+        super().__init__(code, message, fields or [])
 
 
 class Invalid(DomainError):

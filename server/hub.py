@@ -96,6 +96,7 @@ class Hub:
         self._at_once = False  # the next push gathers nothing more (push_now)
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
         self._fleet = 0  # registered hosts, counted at most once a minute
+        self._closing: set[asyncio.Task[bool]] = set()  # connections being cut off
         self._fleet_checked = float("-inf")
         self._since: dict[str, float] = {}  # host -> when it connected, or went away
 
@@ -290,6 +291,24 @@ class Hub:
             self._tokens.clear()
         self._tokens[token] = (host.id, host.name, now + 60.0)
         return host.id, host.name
+
+    async def disconnect(self, name: str, code: int, reason: str) -> bool:
+        """Cut a host off now: forget its cached token and close its agent connection, if
+        this process holds it, with `code` and `reason` (its token was rotated: 4004; it was
+        removed: 4005). Whether a connection was closed."""
+        for token in [t for t, (_, host, _) in self._tokens.items() if host == name]:
+            del self._tokens[token]
+        ws = self._sockets.get(name)
+        if ws is None:
+            return False
+        # the close frame goes out now; its handshake is not awaited here (an agent that
+        # never answers it must not hold up the caller)
+        closing = asyncio.create_task(ws.close(code=code, message=reason.encode()[:120]))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.sleep(0)
+        log.info("agent cut off host=%s: %s", name, reason)
+        return True
 
     async def close_all(self) -> None:
         """Close every agent connection (the server is stopping)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.audit import AuditLog
 from server.config import Settings
 from server.db.session import Sessions
 from server.hub import Hub
@@ -15,6 +14,7 @@ from server.read_cache import ReadCache
 from server.rollout.controller import Controller
 from server.statuses import StatusStore
 from server.throttle import FailedLogins
+from server.token_cache import TokenCache
 from server.turns import Turns
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -28,4 +28,5 @@ TURNS = web.AppKey("turns", Turns)
 LOGINS = web.AppKey("logins", FailedLogins)  # failed authentications per address
 STOPPING = web.AppKey("stopping", list[bool])
 READ_CACHE = web.AppKey("read_cache", ReadCache)
-TOKENS = web.AppKey("tokens", dict[str, tuple[Any, float]])  # token -> (caller, expiry)
+TOKENS = web.AppKey("tokens", TokenCache)  # validated tokens, for a second at most
+AUDIT = web.AppKey("audit", AuditLog)

@@ -30,6 +30,7 @@ class Metrics:
     instances: Gauge
     agent_refused: Counter
     agent_sessions_replaced: Counter
+    audit_dropped: Counter
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -136,6 +137,12 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "flotilla_agent_sessions_replaced_total",
             "Agent connections closed because a newer one for the same host arrived (a stolen "
             "token, or an agent that restarted before its old socket timed out).",
+            registry=registry,
+        ),
+        audit_dropped=Counter(
+            "flotilla_audit_dropped_total",
+            "Audit entries dropped because too many were waiting to be written (a database "
+            "outage, or a flood of refused calls).",
             registry=registry,
         ),
     )

@@ -108,6 +108,7 @@ class EventKind(StrEnum):
     SUPERSEDED = "deployment_superseded"
     HOST_ADDED = "host_added"
     HOST_TOKEN_ROTATED = "host_token_rotated"
+    HOST_REMOVED = "host_removed"
     HOST_CONNECTED = "host_connected"
     HOST_DISCONNECTED = "host_disconnected"
     HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host

@@ -77,6 +77,7 @@ class StatusStore:
     turns: Turns
     _latest: dict[str, Reported] = field(default_factory=dict)
     _unwritten: dict[int, Status] = field(default_factory=dict)  # host id -> status
+    _gone: set[int] = field(default_factory=set)  # removed since the last write began
     _seq: int = 0
     _recorded: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -121,9 +122,13 @@ class StatusStore:
                 found[name] = reported
         return found
 
-    def forget(self, host: str) -> None:
-        """Drop a host's status from memory (a removed host); the database keeps its row."""
+    def forget(self, host: str, host_id: int | None = None) -> None:
+        """Drop a host's status from memory; with its id (a removed host), also what is not
+        written yet, and a write in flight does not keep it for the next."""
         self._latest.pop(host, None)
+        if host_id is not None:
+            self._unwritten.pop(host_id, None)
+            self._gone.add(host_id)
 
     async def run(self) -> None:
         """Write recorded statuses in batches until cancelled (then once more)."""
@@ -148,6 +153,8 @@ class StatusStore:
         """Write the statuses recorded since the last write, in one transaction."""
         self._recorded.clear()
         batch, self._unwritten = self._unwritten, {}
+        gone, self._gone = self._gone, set()
+        batch = {h: status for h, status in batch.items() if h not in gone}
         if not batch:
             return
         try:
@@ -157,7 +164,8 @@ class StatusStore:
                     await save_statuses(session, batch)
         except BaseException:
             for host_id, status in batch.items():  # keep what was recorded since
-                self._unwritten.setdefault(host_id, status)
+                if host_id not in self._gone:  # not removed meanwhile
+                    self._unwritten.setdefault(host_id, status)
             self._recorded.set()
             raise
 

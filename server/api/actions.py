@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api.auth import require
+from server.api.auth import confine, require
 from server.api.body import read_body
 from server.api.deployments import app_name, deployment_id_of
 from server.api.schemas import RollbackIn, StrategyIn
@@ -18,8 +18,9 @@ from server.states import Action, DeploymentKind, requested
 
 async def rollback(request: web.Request) -> web.Response:
     """POST /v1/apps/{app}/rollback: a rollback deployment through the same health gates."""
-    caller = await require(request, "deploy")
+    caller = await require(request, "rollback")
     name = app_name(request)
+    confine(caller, name)
     body = await read_body(request, RollbackIn)
     async with request.app[SESSIONS].begin() as session:
         app = await store.lock_app(session, name)
@@ -80,12 +81,16 @@ def _known(raw: dict[str, object]) -> dict[str, object]:
 
 
 async def _act(request: web.Request, action: Action) -> web.Response:
-    caller = await require(request, "deploy")
+    # promoting ships the release to the rest of the hosts: deploy; the others stop a
+    # rollout or let it go on: rollback
+    caller = await require(request, "deploy" if action == Action.PROMOTE else "rollback")
     deployment_id = deployment_id_of(request)
     async with request.app[SESSIONS].begin() as session:
         deployment = await rollouts.lock_deployment(session, deployment_id)
         if deployment is None:
             raise NotFound(f"deployment {deployment_id} does not exist", "id")
+        names = await store.app_names(session, {deployment.app_id})
+        confine(caller, names[deployment.app_id])  # before anything is changed
         control = control_of(
             deployment.id,
             deployment.status,
@@ -99,7 +104,6 @@ async def _act(request: web.Request, action: Action) -> web.Response:
         deployment.cancel_requested = acted.cancel_requested
         if acted.progress_restarts:
             deployment.progress_at = store.now()
-        names = await store.app_names(session, {deployment.app_id})
         await store.add_event(
             session,
             requested(action),

@@ -6,7 +6,7 @@ import contextlib
 
 from aiohttp import web
 
-from server.api.auth import require
+from server.api.auth import confine, require
 from server.api.deployments import app_name
 from server.api.views import app_out, release_out
 from server.db import rollouts, store
@@ -16,8 +16,8 @@ from server.states import EventKind
 
 
 async def list_apps(request: web.Request) -> web.Response:
-    """GET /v1/apps."""
-    await require(request, "read")
+    """GET /v1/apps (a token confined to some apps sees those)."""
+    caller = await require(request, "read")
     async with request.app[SESSIONS]() as session:
         apps = await store.list_apps(session)
     return web.json_response(
@@ -29,6 +29,7 @@ async def list_apps(request: web.Request) -> web.Response:
                     "last_release": a.last_release,
                 }
                 for a in apps
+                if caller.may_see(a.name)
             ]
         }
     )
@@ -36,8 +37,9 @@ async def list_apps(request: web.Request) -> web.Response:
 
 async def get_app(request: web.Request) -> web.Response:
     """GET /v1/apps/{app}: current release, its spec, and what runs on each host."""
-    await require(request, "read")
+    caller = await require(request, "read")
     name = app_name(request)
+    confine(caller, name)
     sessions = request.app[SESSIONS]
 
     statuses = request.app[STATUSES]
@@ -62,8 +64,9 @@ async def get_app(request: web.Request) -> web.Response:
 
 async def list_releases(request: web.Request) -> web.Response:
     """GET /v1/apps/{app}/releases: newest first."""
-    await require(request, "read")
+    caller = await require(request, "read")
     name = app_name(request)
+    confine(caller, name)
     async with request.app[SESSIONS]() as session:
         app = await store.get_app(session, name)
         releases = await store.list_releases(session, app)

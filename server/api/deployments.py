@@ -9,7 +9,7 @@ import time
 
 from aiohttp import web
 
-from server.api.auth import require
+from server.api.auth import confine, require
 from server.api.body import read_body
 from server.api.problems import HttpProblem
 from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
@@ -53,6 +53,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     """POST /v1/apps/{app}/deployments: record release N+1 and a pending deployment."""
     caller = await require(request, "deploy")
     name = app_name(request)
+    confine(caller, name)
     body = await read_body(request, DeploymentIn)
     key = idempotency_key(request)
     raw = body.model_dump(mode="json")
@@ -94,15 +95,20 @@ async def create_deployment(request: web.Request) -> web.Response:
 
 async def get_deployment(request: web.Request) -> web.Response:
     """GET /v1/deployments/{id}[?wait=SECONDS]: with wait, answer once it ends or time is up."""
-    await require(request, "read")
+    caller = await require(request, "read")
     deployment_id = deployment_id_of(request)
     wait = _wait(request)
+    checked = False
     deadline = time.monotonic() + wait
     sessions = request.app[SESSIONS]
     while True:
         finished = request.app[CONTROLLER].finished  # taken before the read: no lost wake-up
         async with sessions() as session:
             deployment = await store.get_deployment(session, deployment_id)
+            if not checked:  # before waiting: a token confined elsewhere learns nothing
+                names = await store.app_names(session, {deployment.app_id})
+                confine(caller, names[deployment.app_id])
+                checked = True
         remaining = deadline - time.monotonic()
         if deployment.status in TERMINAL or remaining <= 0 or request.app[STOPPING][0]:
             break  # stopping: answer with the state as it is now, at once
@@ -118,15 +124,18 @@ async def get_deployment(request: web.Request) -> web.Response:
 
 async def list_deployments(request: web.Request) -> web.Response:
     """GET /v1/deployments[?app=NAME&limit=N]: newest first."""
-    await require(request, "read")
+    caller = await require(request, "read")
     limit = _int(request.query.get("limit", "50"), "limit")
     if not 1 <= limit <= 1000:
         raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
     async with request.app[SESSIONS]() as session:
         app = None
         if "app" in request.query:
+            confine(caller, request.query["app"])
             app = await store.get_app(session, request.query["app"])
-        rows: list[Deployment] = list(await store.list_deployments(session, app, limit))
+        rows: list[Deployment] = list(
+            await store.list_deployments(session, app, limit, caller.apps)
+        )
         names = await store.app_names(session, {d.app_id for d in rows})
         result = []
         for d in rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api.auth import require
+from server.api.auth import confine, require
 from server.api.deployments import MAX_ID
 from server.db import store
 from server.errors import FieldError, Invalid
@@ -12,8 +12,9 @@ from server.keys import SESSIONS
 
 
 async def list_events(request: web.Request) -> web.Response:
-    """GET /v1/events[?app=NAME&deployment=ID&limit=N]: newest first."""
-    await require(request, "read")
+    """GET /v1/events[?app=NAME&deployment=ID&limit=N]: newest first (a token confined to
+    some apps sees only their events)."""
+    caller = await require(request, "read")
     try:
         limit = int(request.query.get("limit", "100"))
         deployment = int(request.query["deployment"]) if "deployment" in request.query else None
@@ -31,8 +32,11 @@ async def list_events(request: web.Request) -> web.Response:
         raise Invalid(
             f"deployment must be from 0 to {MAX_ID}", [FieldError("deployment", "out of range")]
         )
+    app = request.query.get("app")
+    if app is not None:
+        confine(caller, app)
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_events(session, request.query.get("app"), deployment, limit)
+        rows = await store.list_events(session, app, deployment, limit, caller.apps)
     return web.json_response(
         {
             "events": [

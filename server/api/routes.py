@@ -1,10 +1,20 @@
-"""The URL map."""
+"""The URL map. Each API route has a name: the audit log's `action`."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import actions, apps, deployments, events, health, hosts, webhooks
+from server.api import (
+    actions,
+    apps,
+    audit,
+    deployments,
+    events,
+    health,
+    hosts,
+    tokens,
+    webhooks,
+)
 from server.keys import HUB
 
 
@@ -14,22 +24,31 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/healthz", health.healthz)
     r.add_get("/readyz", health.readyz)
     r.add_get("/metrics", health.metrics)
-    r.add_get("/v1/apps", apps.list_apps)
-    r.add_get("/v1/apps/{app}", apps.get_app)
-    r.add_delete("/v1/apps/{app}", apps.remove_app)
-    r.add_get("/v1/apps/{app}/releases", apps.list_releases)
-    r.add_post("/v1/apps/{app}/deployments", deployments.create_deployment)
-    r.add_get("/v1/deployments", deployments.list_deployments)
-    r.add_get("/v1/deployments/{id}", deployments.get_deployment)
-    r.add_post("/v1/apps/{app}/rollback", actions.rollback)
-    r.add_post("/v1/deployments/{id}/pause", actions.pause)
-    r.add_post("/v1/deployments/{id}/resume", actions.resume)
-    r.add_post("/v1/deployments/{id}/promote", actions.promote)
-    r.add_post("/v1/deployments/{id}/cancel", actions.cancel)
-    r.add_get("/v1/hosts", hosts.list_hosts)
-    r.add_get("/v1/events", events.list_events)
-    r.add_post("/v1/webhooks", webhooks.create_webhook)
-    r.add_get("/v1/webhooks", webhooks.list_webhooks)
-    r.add_delete("/v1/webhooks/{id}", webhooks.delete_webhook)
-    r.add_get("/v1/webhooks/{id}/deliveries", webhooks.list_deliveries)
-    r.add_get("/v1/agent/connect", app[HUB].handle)
+    r.add_get("/v1/apps", apps.list_apps, name="app.list")
+    r.add_get("/v1/apps/{app}", apps.get_app, name="app.get")
+    r.add_delete("/v1/apps/{app}", apps.remove_app, name="app.remove")
+    r.add_get("/v1/apps/{app}/releases", apps.list_releases, name="release.list")
+    r.add_post(
+        "/v1/apps/{app}/deployments", deployments.create_deployment, name="deployment.create"
+    )
+    r.add_get("/v1/deployments", deployments.list_deployments, name="deployment.list")
+    r.add_get("/v1/deployments/{id}", deployments.get_deployment, name="deployment.get")
+    r.add_post("/v1/apps/{app}/rollback", actions.rollback, name="app.rollback")
+    r.add_post("/v1/deployments/{id}/pause", actions.pause, name="deployment.pause")
+    r.add_post("/v1/deployments/{id}/resume", actions.resume, name="deployment.resume")
+    r.add_post("/v1/deployments/{id}/promote", actions.promote, name="deployment.promote")
+    r.add_post("/v1/deployments/{id}/cancel", actions.cancel, name="deployment.cancel")
+    r.add_get("/v1/hosts", hosts.list_hosts, name="host.list")
+    r.add_post("/v1/hosts", hosts.add_host, name="host.add")
+    r.add_post("/v1/hosts/{name}/token", hosts.rotate_token, name="host.rotate_token")
+    r.add_delete("/v1/hosts/{name}", hosts.remove_host, name="host.remove")
+    r.add_get("/v1/events", events.list_events, name="event.list")
+    r.add_post("/v1/tokens", tokens.create_token, name="token.create")
+    r.add_get("/v1/tokens", tokens.list_tokens, name="token.list")
+    r.add_delete("/v1/tokens/{name}", tokens.revoke_token, name="token.revoke")
+    r.add_get("/v1/audit", audit.list_audit, name="audit.list")
+    r.add_post("/v1/webhooks", webhooks.create_webhook, name="webhook.create")
+    r.add_get("/v1/webhooks", webhooks.list_webhooks, name="webhook.list")
+    r.add_delete("/v1/webhooks/{id}", webhooks.delete_webhook, name="webhook.delete")
+    r.add_get("/v1/webhooks/{id}/deliveries", webhooks.list_deliveries, name="webhook.deliveries")
+    r.add_get("/v1/agent/connect", app[HUB].handle, name="agent.connect")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.api.audit import TARGET
 from server.api.auth import require
 from server.api.body import read_body
 from server.api.deployments import MAX_ID
@@ -75,6 +76,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         hook = await db.create_webhook(
             session, body.url, list(dict.fromkeys(body.events)), body.secret, caller.name
         )
+    request[TARGET] = f"webhook={hook.id}"
     return web.json_response(
         webhook_out(hook).model_dump(mode="json"),
         status=201,

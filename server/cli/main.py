@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from agent import cli as agent_cli
-from server.cli import client
+from server.cli import admin, client
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
 from server.errors import DatabaseProblem
@@ -95,14 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host-name", default=DEV_HOST, help="the local host's name (default %(default)s)"
     )
 
-    p = sub.add_parser("host", help="manage hosts (run where the server's database is)")
-    host_sub = p.add_subparsers(dest="host_command", required=True, metavar="ACTION")
-    add = host_sub.add_parser("add", help="register a host and print its token")
-    add.add_argument("name", help="host name: a lowercase DNS label")
-    add.add_argument(
-        "--label", action="append", default=[], metavar="K=V", help="a label, repeatable"
-    )
-    _server_flags(add, listen=False)
+    admin.add_commands(sub)  # token, host
 
     p = sub.add_parser("db", help="database maintenance")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -135,8 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return agent_cli.run(args)
         if args.command == "dev":
             return _dev(settings_from(args), args)
-        if args.command == "host":
+        if args.command == "host" and admin.local(args):
             return _host_add(settings_from(args), args)
+        if args.command in admin.COMMANDS:
+            return admin.run(args)
         if args.command == "db":
             settings = settings_from(args)
             _migrate(settings)

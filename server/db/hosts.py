@@ -1,18 +1,22 @@
 """Hosts' connections and last statuses as the database keeps them: the writes of the hub's
-host log and the status store, and the reads behind them."""
+host log and the status store, and the reads behind them; and a host's token rotated, or the
+host removed."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Host, HostStatus, utcnow
+from server.db.models import Assignment, Deployment, DeploymentHost, Host, HostStatus, utcnow
 from server.db.rollouts import _chunks, update_rows
+from server.db.store import add_event, hash_token, new_token
+from server.errors import Conflict, FieldError, NotFound
+from server.states import ACTIVE, EventKind
 
 _STATUSES = cast(Table, HostStatus.__table__)
 
@@ -71,3 +75,50 @@ async def save_statuses(session: AsyncSession, statuses: Mapping[int, object]) -
     )
     rows = [{"host_id": h, "observed": status, "reported_at": at} for h, status in statuses.items()]
     await session.execute(statement, rows)
+
+
+async def _locked(session: AsyncSession, name: str) -> Host:
+    host = await session.scalar(select(Host).where(Host.name == name).with_for_update())
+    if host is None:
+        raise NotFound(f"host {name!r} does not exist", "name")
+    return host
+
+
+async def new_host_token(session: AsyncSession, name: str, actor: str) -> tuple[Host, str]:
+    """Give a registered host a new token (the old one stops working); return the host
+    and the token, shown once."""
+    host = await _locked(session, name)
+    token = new_token()
+    host.token_hash = hash_token(token)
+    await add_event(
+        session, EventKind.HOST_TOKEN_ROTATED, actor, f"host {name} got a new token", host=name
+    )
+    return host, token
+
+
+async def remove_host(session: AsyncSession, name: str, actor: str) -> int:
+    """Remove a host with its assignments, its last status and its rows in finished
+    deployments (the deployments and the events stay); return its id. Refused (409
+    `host_in_use`) while it is a target of an active deployment."""
+    host = await _locked(session, name)
+    active = (
+        await session.scalars(
+            select(DeploymentHost.deployment_id)
+            .join(Deployment, Deployment.id == DeploymentHost.deployment_id)
+            .where(DeploymentHost.host_id == host.id, Deployment.status.in_(ACTIVE))
+            .order_by(DeploymentHost.deployment_id)
+        )
+    ).all()
+    if active:
+        ids = ", ".join(str(i) for i in active)
+        raise Conflict(
+            "host_in_use",
+            f"host {name!r} is a target of active deployment(s) {ids}: cancel them or wait "
+            "until they end",
+            [FieldError("name", "a target of an active deployment")],
+        )
+    for table in (Assignment, HostStatus, DeploymentHost):
+        await session.execute(delete(table).where(table.host_id == host.id))
+    await session.execute(delete(Host).where(Host.id == host.id))
+    await add_event(session, EventKind.HOST_REMOVED, actor, f"host {name} removed", host=name)
+    return host.id

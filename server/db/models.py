@@ -44,7 +44,8 @@ class Base(DeclarativeBase):
 
 
 class Token(Base):
-    """An API token: only its hash is kept, with its comma-separated scopes."""
+    """An API token: only its hash is kept, with its comma-separated scopes, the apps it is
+    confined to (None: every app), its expiry and when it was last used (to the minute)."""
 
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -52,6 +53,9 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    apps: Mapped[list[str] | None] = mapped_column(JSON)
+    expires_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
 
 
 class Host(Base):
@@ -187,6 +191,24 @@ class Event(Base):
     deployment_id: Mapped[int | None]
     host: Mapped[str | None] = mapped_column(String(63))
     message: Mapped[str] = mapped_column(Text)
+
+
+class Audit(Base):
+    """Who called what, from where, and what came of it: every mutating API call and every
+    refused one (401, 403, 429). Apart from `events` (what happened to apps and hosts, read
+    scope, the webhooks' source): this holds source addresses and refusals, admin only."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(100), index=True)  # a token's name
+    action: Mapped[str] = mapped_column(String(100))  # e.g. token.create
+    target: Mapped[str | None] = mapped_column(String(300))  # e.g. app=web
+    source: Mapped[str | None] = mapped_column(String(100))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    request_id: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[int]  # the HTTP status answered
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class Webhook(Base):

@@ -7,7 +7,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -123,27 +123,16 @@ async def count_tokens(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count(Token.id))) or 0)
 
 
-async def create_token(session: AsyncSession, name: str, scopes: Sequence[str]) -> str:
-    """Create an API token with these scopes; return it (only its hash is stored)."""
-    token = new_token()
-    session.add(Token(name=name, token_hash=hash_token(token), scopes=",".join(scopes)))
-    await session.flush()
-    return token
-
-
-async def find_token(session: AsyncSession, token: str) -> Token | None:
-    """The API token row of this token, if any."""
-    return await session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
-
-
-async def add_host(session: AsyncSession, name: str, labels: dict[str, str]) -> str:
+async def add_host(
+    session: AsyncSession, name: str, labels: dict[str, str], actor: str = "cli"
+) -> str:
     """Register a host and return its token (shown once; only its hash is stored)."""
     if await session.scalar(select(Host.id).where(Host.name == name)) is not None:
         raise Conflict("host_exists", f"host {name!r} is already registered")
     token = new_token()
     session.add(Host(name=name, labels=labels, token_hash=hash_token(token)))
     await session.flush()
-    await add_event(session, EventKind.HOST_ADDED, "cli", f"host {name} registered", host=name)
+    await add_event(session, EventKind.HOST_ADDED, actor, f"host {name} registered", host=name)
     return token
 
 
@@ -334,12 +323,14 @@ async def app_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
 
 
 async def list_deployments(
-    session: AsyncSession, app: App | None, limit: int
+    session: AsyncSession, app: App | None, limit: int, apps: Collection[str] | None = None
 ) -> Sequence[Deployment]:
-    """The newest deployments (at most `limit`), of one app or of all."""
+    """The newest deployments (at most `limit`), of one app or of all (of `apps` if given)."""
     query = select(Deployment).order_by(Deployment.id.desc()).limit(limit)
     if app is not None:
         query = query.where(Deployment.app_id == app.id)
+    if apps is not None:
+        query = query.where(Deployment.app_id.in_(select(App.id).where(App.name.in_(apps))))
     return (await session.scalars(query)).all()
 
 
@@ -380,10 +371,17 @@ async def set_host_token(session: AsyncSession, name: str, labels: dict[str, str
 
 
 async def list_events(
-    session: AsyncSession, app: str | None, deployment_id: int | None, limit: int
+    session: AsyncSession,
+    app: str | None,
+    deployment_id: int | None,
+    limit: int,
+    apps: Collection[str] | None = None,
 ) -> Sequence[Event]:
-    """The newest events (at most `limit`), of an app and/or a deployment if given."""
+    """The newest events (at most `limit`), of an app and/or a deployment if given, of
+    `apps` only if given."""
     query = select(Event).order_by(Event.id.desc()).limit(limit)
+    if apps is not None:
+        query = query.where(Event.app.in_(apps))
     if app is not None:
         query = query.where(Event.app == app)
     if deployment_id is not None:

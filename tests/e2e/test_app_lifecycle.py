@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import docker.errors
 
-from server.db import store
+from server.db import tokens
 from server.keys import SESSIONS
 from tests.conftest import Flotilla, Images
 from tests.e2e.fleet import fleet, simple
@@ -64,8 +64,8 @@ async def test_delete_app_removes_it_everywhere_and_keeps_its_history(
         await fl.serving("web", "v1")
 
         async with f.server.app[SESSIONS].begin() as session:
-            reader = await store.create_token(session, "reader", ["read"])
-            deployer = await store.create_token(session, "ci", ["deploy"])
+            reader = await tokens.create_token(session, "reader", ["read"])
+            deployer = await tokens.create_token(session, "ci", ["deploy"])
         for token in (reader, deployer):
             status, problem = await f.api.call("DELETE", "/v1/apps/web", token=token)
             assert (status, problem["code"]) == (403, "forbidden")

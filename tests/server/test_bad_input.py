@@ -207,7 +207,7 @@ CASES = [
         path="/v1/deployments?app=nosuchapp",
     ),
     Case("unknown-route", 404, "not_found", method="GET", path="/v1/nothing"),
-    Case("wrong-method", 405, "method_not_allowed", method="DELETE", path="/v1/apps/web"),
+    Case("wrong-method", 405, "method_not_allowed", method="PATCH", path="/v1/apps/web"),
 ]
 
 
@@ -252,10 +252,13 @@ def check_problem(case: Case, status: int, content_type: str, body: Any) -> None
 
 
 async def row_counts(flotilla: Flotilla) -> dict[str, int]:
-    """Rows in every table of the schema, read through the server's own sessions."""
+    """Rows in every table of the schema, read through the server's own sessions; but the
+    audit trail's, which records every refused call (401, 403) by design (issue 17)."""
     counts = {}
     async with flotilla.server.app[SESSIONS]() as session:
         for name, table in Base.metadata.tables.items():
+            if name == "audit":
+                continue
             counts[name] = int(await session.scalar(select(func.count()).select_from(table)) or 0)
     return counts
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.app import create_app
 from server.config import Settings
-from server.db import migrate, store
+from server.db import migrate, store, tokens
 from server.db import webhooks as webhooks_db
 from server.db.models import WebhookDelivery
 from server.db.session import create_engine, create_sessions
@@ -305,7 +305,7 @@ async def test_bad_input_and_scopes(sqlite_url: str, tmp_path: Path):
             assert SECRET not in json.dumps(problem)
 
         async with srv.app[SESSIONS].begin() as session:
-            deploy_token = await store.create_token(session, "ci", ["deploy"])
+            deploy_token = await tokens.create_token(session, "ci", ["deploy"])
         for method, path in [
             ("POST", "/v1/webhooks"),
             ("GET", "/v1/webhooks"),

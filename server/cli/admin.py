@@ -1,0 +1,224 @@
+"""Admin commands: `flotilla token create|list|revoke` and `flotilla host
+add|list|rotate-token|rm`. They talk to the REST API (scope admin) with `--server` and
+`--token` (env FLOTILLA_SERVER, FLOTILLA_TOKEN), like every client command.
+
+`flotilla host add NAME --data-dir DIR` (or `--database-url URL`) still registers a host
+directly in the server's database, for a first host before any server runs; `main.py` does
+that part (see `local`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import urllib.error
+from typing import Any
+
+from server.cli import client
+
+COMMANDS = {
+    "token": "manage API tokens: create, list, revoke (scope admin)",
+    "host": "manage hosts: add, list, rotate-token, rm (scope admin; list: read)",
+}
+_DURATION = re.compile(r"([0-9]+)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> int:
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{value!r}: seconds, or a number with s, m, h or d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server",
+        default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
+        help="server URL (env FLOTILLA_SERVER; default %(default)s)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("FLOTILLA_TOKEN"),
+        help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
+    )
+
+
+def add_commands(sub: Any) -> None:
+    """Add `token` and `host` with their actions to `sub` (argparse subparsers)."""
+    p = sub.add_parser("token", help=COMMANDS["token"])
+    actions = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    a = actions.add_parser("create", help="create a token and print it (shown once)")
+    a.add_argument("name", help="1-63 characters of A-Z, a-z, 0-9, '.', '_', '-'")
+    a.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=("read", "rollback", "deploy", "admin"),
+        help="read, rollback, deploy or admin; repeatable",
+    )
+    a.add_argument("--app", action="append", help="confine the token to this app; repeatable")
+    a.add_argument(
+        "--expires-in",
+        type=_duration,
+        metavar="DURATION",
+        help="expire after this long: seconds, or 30m, 12h, 90d (default: never)",
+    )
+    _connection(a)
+    _connection(actions.add_parser("list", help="list tokens (never the tokens themselves)"))
+    r = actions.add_parser("revoke", help="revoke a token: refused from now on")
+    r.add_argument("name")
+    _connection(r)
+
+    p = sub.add_parser("host", help=COMMANDS["host"])
+    actions = p.add_subparsers(dest="host_command", required=True, metavar="ACTION")
+    a = actions.add_parser("add", help="register a host and print its token (shown once)")
+    a.add_argument("name", help="host name: a lowercase DNS label")
+    a.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="a label, repeatable"
+    )
+    _connection(a)
+    a.add_argument(
+        "--data-dir",
+        default=None,
+        help="register directly in this data dir's database instead (no server needed)",
+    )
+    a.add_argument(
+        "--database-url",
+        default=None,
+        help="register directly in this database instead (no server needed)",
+    )
+    _connection(actions.add_parser("list", help="list hosts and their agents' connections"))
+    r = actions.add_parser("rotate-token", help="give a host a new token; cuts its agent off")
+    r.add_argument("name")
+    _connection(r)
+    r = actions.add_parser("rm", help="remove a host; cuts its agent off")
+    r.add_argument("name")
+    _connection(r)
+
+
+def local(args: argparse.Namespace) -> bool:
+    """Is this `host add` to write the database directly (`--data-dir` or `--database-url`
+    given)? Then the data dir is made explicit for the server's Settings."""
+    if args.command != "host" or args.host_command != "add":
+        return False
+    if args.data_dir is None and args.database_url is None:
+        return False
+    if args.data_dir is None:
+        args.data_dir = os.environ.get("FLOTILLA_DATA_DIR", ".flotilla")
+    args.database_url = args.database_url or ""
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one admin command against the server; return the exit code."""
+    token = args.token or client._default_token()
+    if not token:
+        print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "token":
+            return _token(args, token)
+        return _host(args, token)
+    except urllib.error.URLError as exc:
+        print(f"flotilla: cannot reach {args.server}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
+def _token(args: argparse.Namespace, token: str) -> int:
+    action = args.token_command
+    if action == "create":
+        body: dict[str, Any] = {"name": args.name, "scopes": args.scope}
+        if args.app:
+            body["apps"] = args.app
+        if args.expires_in is not None:
+            body["expires_in"] = args.expires_in
+        status, answer = client._call(args.server, token, "POST", "/v1/tokens", body)
+        if status != 201:
+            return client._problem(answer)
+        apps = ", ".join(answer["apps"]) if answer["apps"] else "every app"
+        expires = answer["expires_at"] or "never"
+        print(
+            f"Created token {args.name!r}: scopes {', '.join(answer['scopes'])}; {apps}; ", end=""
+        )
+        print(f"expires {expires}. The token (shown once):")
+        print(answer["token"])
+        return 0
+    if action == "list":
+        status, answer = client._call(args.server, token, "GET", "/v1/tokens")
+        if status != 200:
+            return client._problem(answer)
+        rows = [
+            [
+                t["name"],
+                ",".join(t["scopes"]),
+                ",".join(t["apps"]) if t["apps"] else "*",
+                t["created_at"][:19],
+                (t["last_used_at"] or "-")[:19],
+                (t["expires_at"] or "never")[:19] + (" (expired)" if t["expired"] else ""),
+            ]
+            for t in answer["tokens"]
+        ]
+        _table(["NAME", "SCOPES", "APPS", "CREATED", "LAST USED", "EXPIRES"], rows)
+        return 0
+    status, answer = client._call(args.server, token, "DELETE", f"/v1/tokens/{args.name}")
+    if status != 204:
+        return client._problem(answer)
+    print(f"Revoked token {args.name!r}")
+    return 0
+
+
+def _host(args: argparse.Namespace, token: str) -> int:
+    action = args.host_command
+    if action == "add":
+        labels = {}
+        for item in args.label:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                print(f"flotilla host add: --label {item!r} must be KEY=VALUE", file=sys.stderr)
+                return 2
+            labels[key] = value
+        body = {"name": args.name, "labels": labels}
+        status, answer = client._call(args.server, token, "POST", "/v1/hosts", body)
+        if status != 201:
+            return client._problem(answer)
+        print(f"Registered host {args.name!r}. Its token (shown once):")
+        print(answer["token"])
+        return 0
+    if action == "list":
+        status, answer = client._call(args.server, token, "GET", "/v1/hosts")
+        if status != 200:
+            return client._problem(answer)
+        rows = [
+            [
+                h["name"],
+                ",".join(f"{k}={v}" for k, v in sorted(h["labels"].items())) or "-",
+                h["status"],
+                (h["last_seen"] or "-")[:19],
+                h["agent_version"] or "-",
+            ]
+            for h in answer["hosts"]
+        ]
+        _table(["NAME", "LABELS", "STATUS", "LAST SEEN", "AGENT"], rows)
+        return 0
+    if action == "rotate-token":
+        path = f"/v1/hosts/{args.name}/token"
+        status, answer = client._call(args.server, token, "POST", path)
+        if status != 201:
+            return client._problem(answer)
+        print(f"New token for host {args.name!r}; its agent was disconnected. (shown once):")
+        print(answer["token"])
+        return 0
+    status, answer = client._call(args.server, token, "DELETE", f"/v1/hosts/{args.name}")
+    if status != 204:
+        return client._problem(answer)
+    print(f"Removed host {args.name!r}")
+    return 0
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
