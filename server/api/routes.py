@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import actions, apps, deployments, events, health, hosts, webhooks
+from server.api import actions, apps, deployments, events, health, hosts, releases, webhooks
 from server.keys import HUB
 
 
@@ -17,6 +17,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/apps", apps.list_apps)
     r.add_get("/v1/apps/{app}", apps.get_app)
     r.add_get("/v1/apps/{app}/releases", apps.list_releases)
+    r.add_get("/v1/apps/{app}/releases/{n}/diff", releases.release_diff)
     r.add_post("/v1/apps/{app}/deployments", deployments.create_deployment)
     r.add_get("/v1/deployments", deployments.list_deployments)
     r.add_get("/v1/deployments/{id}", deployments.get_deployment)
