@@ -6,54 +6,26 @@ a deploy changes only what its flags name, and `--wait`'s exit code says how it 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import Flotilla, Images
-from tests.harness import ROOT, agent, eventually, free_port, published_port
+from tests.harness import Ran, agent, eventually, finish, free_port, published_port, start_cli
 
 HEALTH = {"type": "http", "port": 80, "path": "/health", "interval": 0.5, "retries": 2}
 
 
-@dataclass(frozen=True)
-class Ran:
-    """What one `flotilla` command did."""
-
-    code: int
-    out: str
-    err: str
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_")}
-
-
 async def start(f: Flotilla, *args: str, token: str | None = None) -> asyncio.subprocess.Process:
-    """`flotilla ARGS --server URL --token T` as a subprocess (the server runs in this loop)."""
+    """`flotilla COMMAND --server URL --token T ARGS...` against the test's server."""
     command, rest = args[0], args[1:]
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli.main", command,
-        "--server", f.url, "--token", token if token is not None else f.api.token, *rest,
-        cwd=ROOT, env=_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def finish(proc: asyncio.subprocess.Process, timeout: float = 120) -> Ran:
-    """Wait for a command to end; it never prints a traceback."""
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    ran = Ran(proc.returncode or 0, out.decode(), err.decode())
-    assert "Traceback" not in ran.out + ran.err, ran
-    return ran
+    token = token if token is not None else f.api.token
+    return await start_cli(command, "--server", f.url, "--token", token, *rest)
 
 
 async def cli(f: Flotilla, *args: str, token: str | None = None) -> Ran:
-    """Run one `flotilla` command to its end."""
+    """Run one `flotilla` command against the test's server to its end."""
     return await finish(await start(f, *args, token=token))
 
 
@@ -152,21 +124,13 @@ async def test_exit_codes_of_deploy_and_rollback_wait(
     assert ran.code == 2 and "--port" in ran.err, ran
     ran = await cli(f, "deploy", "web", "--image", images.v2, token="flt_wrong")
     assert ran.code == 5 and "refused the token" in ran.err, ran
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli.main", "deploy", "web", "--image", images.v2,
-        "--server", f"http://127.0.0.1:{free_port()}", "--token", "t",
-        cwd=ROOT, env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    ran = await finish(proc)
+    unused = f"http://127.0.0.1:{free_port()}"
+    ran = await finish(await start_cli("deploy", "web", "--image", images.v2, "--server", unused))
     assert ran.code == 5 and "cannot reach" in ran.err, ran
     port = published_port(await f.api.app("web"), host)
     assert port is not None
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli.main", "deploy", "web", "--image", images.v2,
-        "--server", f"http://127.0.0.1:{port}", "--token", "t",
-        cwd=ROOT, env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    ran = await finish(proc)
+    other = f"http://127.0.0.1:{port}"
+    ran = await finish(await start_cli("deploy", "web", "--image", images.v2, "--server", other))
     assert ran.code == 5 and "not a Flotilla server" in ran.err, ran
 
 

@@ -60,9 +60,7 @@ async def test_a_patch_changes_only_what_it_names(flotilla: Flotilla) -> None:
     assert {"path": "/image", "op": "add", "old": None, "new": "web:v1"} in diff["changes"]
     status, diff = await f.api.call("GET", "/v1/apps/web/releases/3/diff?against=1")
     assert status == 200 and diff["against"] == 1
-    assert {"path": "/image", "op": "change", "old": "web:v1", "new": "web:v2"} in diff[
-        "changes"
-    ]
+    assert {"path": "/image", "op": "change", "old": "web:v1", "new": "web:v2"} in diff["changes"]
 
 
 async def test_bad_patches_are_refused_naming_the_field(flotilla: Flotilla) -> None:

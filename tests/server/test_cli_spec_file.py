@@ -1,0 +1,95 @@
+"""`flotilla deploy -f flotilla.toml`: the whole spec from a file, checked before anything is
+sent (errors name the file and the key), deployed and dry-run against a live server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Flotilla
+from tests.harness import finish, free_port, start_cli
+
+GOOD = """
+app = "web"
+image = "registry:5000/web:v2"
+replicas = 1
+
+[env]
+MODE = "prod"
+
+[[ports]]
+container = 80
+host = 8080
+
+[health]
+type = "http"
+port = 80
+path = "/health"
+
+[strategy]
+max_parallel = 2
+order = "stop-first"
+
+[hosts]
+labels = { role = "web" }
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('app = "web"\nimage = ', "not valid TOML"),
+        ('app = "web"\nimgae = "web:v1"', "unknown key 'imgae'"),
+        ('app = "web"\nimage = "web:v1"\nreplicas = "two"', "replicas:"),
+        ('app = "web"\nimage = "web:v1"\n[health]\ntype = "smoke"', "health.type:"),
+        ('app = "web"\nimage = "web:v1"\n[env]\n"bad-name" = "x"', "env:"),
+        ('app = "web"\n[env]\nMODE = "prod"', "image: Field required"),
+        ('image = "web:v1"', "no `app`"),
+        ("app = 3", "app: must be a string"),
+    ],
+)
+async def test_a_bad_spec_file_is_refused_naming_the_key(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    path = tmp_path / "flotilla.toml"
+    path.write_text(text)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing is sent: nothing need answer
+    ran = await finish(await start_cli("deploy", "-f", str(path), "--server", nowhere))
+    assert ran.code == 2, ran
+    assert str(path) in ran.err and said in ran.err, ran
+
+
+async def test_a_missing_spec_file(tmp_path: Path) -> None:
+    ran = await finish(await start_cli("deploy", "-f", str(tmp_path / "none.toml")))
+    assert ran.code == 2 and "cannot read" in ran.err, ran
+
+
+async def test_a_spec_file_is_the_whole_spec(flotilla_sqlite: Flotilla, tmp_path: Path) -> None:
+    f = flotilla_sqlite
+    path = tmp_path / "flotilla.toml"
+    path.write_text(GOOD)
+    web, _ = await f.add_host(role="web")
+    auth = ("--server", f.url, "--token", f.api.token)
+    ran = await finish(await start_cli("deploy", "-f", str(path), "--dry-run", *auth))
+    assert ran.code == 0, ran
+    assert f"target hosts (1): {web}" in ran.out and "nothing was created" in ran.out
+    assert '+ /env: {"MODE": "prod"}' in ran.out  # against nothing: whole values added
+
+    ran = await finish(
+        await start_cli("deploy", "-f", str(path), "--message", "from the file", *auth)
+    )
+    assert ran.code == 0, ran
+    assert "deployment 1: deploy of web to release 1 pending" in ran.out
+    _, body = await f.api.call("GET", "/v1/deployments/1")
+    assert body["strategy"]["max_parallel"] == 2 and body["strategy"]["order"] == "stop-first"
+    spec = (await f.api.app("web"))["spec"]
+    assert spec["env"] == {"MODE": "prod"} and spec["health"]["path"] == "/health"
+    assert spec["ports"] == [
+        {"container": 80, "host": 8080, "host_ip": "127.0.0.1", "protocol": "tcp"}
+    ]
+
+    # the server's own checks name the file too (a fixed host port needs stop-first)
+    path.write_text(GOOD.replace('"stop-first"', '"start-first"'))
+    ran = await finish(await start_cli("deploy", "-f", str(path), *auth))
+    assert ran.code == 2 and str(path) in ran.err and "start-first" in ran.err, ran
