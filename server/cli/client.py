@@ -8,6 +8,8 @@ get one line and their own code (README: "Exit codes").
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -162,7 +164,9 @@ def _route(args: argparse.Namespace) -> tuple[str, str]:
 
 def _started(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> int:
     """Report a new deployment; with --wait, follow it to its end."""
-    if args.output == "json" and not args.wait:
+    if args.output == "json":
+        if args.wait:
+            return _wait_json(args, token, answer)
         print(json.dumps(answer, indent=2))
         return Exit.OK
     print(
@@ -172,6 +176,19 @@ def _started(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> in
     if not args.wait:
         return Exit.OK
     return follow(Target(args.server, token), answer, args.timeout)
+
+
+def _wait_json(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> int:
+    """--wait with -o json: the lines for people are left out (the evidence still goes to
+    stderr); stdout gets one object, the exit code and the deployment as it ended."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = follow(Target(args.server, token), answer, args.timeout)
+    final = answer
+    with contextlib.suppress(Unreachable):
+        status, body = call(args.server, token, "GET", f"/v1/deployments/{answer['id']}")
+        final = body if status == 200 else answer
+    print(json.dumps({"exit_code": int(code), "deployment": final}, indent=2))
+    return code
 
 
 _call = call  # the one HTTP call (server/cli/api.py), under its former name

@@ -6,6 +6,7 @@ a deploy changes only what its flags name, and `--wait`'s exit code says how it 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator
 
@@ -70,8 +71,11 @@ async def test_deploy_image_keeps_env_health_and_strategy(
     # the positional form keeps config too; --env adds, --unset-env removes
     ran = await cli(f, "deploy", "web", images.v3, "--env", "LEVEL=3", "--wait")
     assert ran.code == 0, ran
-    ran = await cli(f, "deploy", "web", "--unset-env", "MODE", "--wait")
+    ran = await cli(f, "deploy", "web", "--unset-env", "MODE", "--wait", "-o", "json")
     assert ran.code == 0, ran
+    ended = json.loads(ran.out)  # one object for scripts
+    assert ended["exit_code"] == 0 and ended["deployment"]["status"] == "succeeded"
+    assert ended["deployment"]["release"] == 4
     app = await f.api.app("web")
     assert app["spec"]["image"] == images.v3 and app["spec"]["env"] == {"LEVEL": "3"}
     assert app["spec"]["health"]["path"] == "/health"
