@@ -7,8 +7,10 @@ traceback. Exit codes are named here once; README.md has their table.
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -87,6 +89,18 @@ def _read(exc: urllib.error.HTTPError) -> bytes:
         return exc.read()
     except (OSError, http.client.HTTPException):
         return b""
+
+
+_APP = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # server/api/schemas.DNS_LABEL
+
+
+def app_name(value: str) -> str:
+    """An app's name as a flag or argument: a lowercase DNS label (argparse's type)."""
+    if not _APP.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an app name: 1-63 characters of a-z, 0-9 and '-'"
+        )
+    return value
 
 
 def problem_exit(status: int) -> Exit:

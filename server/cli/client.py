@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from server.cli import deploy as deploy_cmd
-from server.cli.api import Exit, Unreachable, UsageError, call, report_problem
+from server.cli.api import Exit, Unreachable, UsageError, app_name, call, report_problem
 from server.cli.wait import LONG_POLL_SECONDS, Target, follow
 
 __all__ = ["LONG_POLL_SECONDS", "add_commands", "run"]  # LONG_POLL_SECONDS: wait.py's
@@ -64,7 +64,7 @@ def add_commands(sub: Any) -> None:
         if name == "deploy":
             deploy_cmd.add_arguments(p)
         if name == "rollback":
-            p.add_argument("app")
+            p.add_argument("app", type=app_name)
             p.add_argument("--release", type=int, help="release number to go back to")
             p.add_argument("--reason", help="why, for the audit log")
             p.add_argument(
@@ -79,19 +79,19 @@ def add_commands(sub: Any) -> None:
             )
             p.add_argument("--timeout", type=float, default=600, help="seconds to --wait")
         if name == "diff":
-            p.add_argument("app")
+            p.add_argument("app", type=app_name)
             p.add_argument("a", nargs="?", type=int, metavar="A", help="from release A")
             p.add_argument("b", nargs="?", type=int, metavar="B", help="to release B")
         if name in ("status", "pause", "resume", "promote", "cancel"):
             p.add_argument("deployment", type=int)
         if name in ("history", "releases"):
-            p.add_argument("app")
+            p.add_argument("app", type=app_name)
         if name == "history":
             p.add_argument(
                 "--limit", type=int, default=HISTORY_LIMIT, help="at most N (default %(default)s)"
             )
         if name == "events":
-            p.add_argument("--app")
+            p.add_argument("--app", type=app_name)
 
 
 def run(args: argparse.Namespace) -> int:

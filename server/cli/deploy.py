@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from server.cli.api import Exit, UsageError, call, report_problem
+from server.cli.api import Exit, UsageError, app_name, call, report_problem
 from server.specs import merge_patch
 
 TOML_KEYS = (
@@ -29,7 +29,9 @@ TOML_KEYS = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `flotilla deploy`."""
-    p.add_argument("app", nargs="?", help="the app (with -f: default the file's `app`)")
+    p.add_argument(
+        "app", nargs="?", type=app_name, help="the app (with -f: default the file's `app`)"
+    )
     p.add_argument("image", nargs="?", help="the image (the same as --image)")
     p.add_argument(
         "-f", "--file", type=Path, help="the whole spec from a TOML file (README: Spec files)"
@@ -142,8 +144,11 @@ def load_spec(path: Path) -> tuple[str | None, dict[str, Any]]:
             f"{path}: unknown key {unknown[0]!r} (the keys are: {', '.join(TOML_KEYS)})"
         )
     app = doc.pop("app", None)
-    if app is not None and not isinstance(app, str):
-        raise UsageError(f"{path}: app: must be a string")
+    if app is not None:
+        try:
+            app_name(app if isinstance(app, str) else "")
+        except argparse.ArgumentTypeError:
+            raise UsageError(f"{path}: app: {app!r} is not an app name (a DNS label)") from None
     try:
         DeploymentIn.model_validate_json(json.dumps(doc, default=str), strict=True)
     except ValidationError as exc:

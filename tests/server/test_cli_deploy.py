@@ -48,7 +48,8 @@ labels = { role = "web" }
         ('app = "web"\nimage = "web:v1"\n[env]\n"bad-name" = "x"', "env:"),
         ('app = "web"\n[env]\nMODE = "prod"', "image: Field required"),
         ('image = "web:v1"', "no `app`"),
-        ("app = 3", "app: must be a string"),
+        ("app = 3", "app: 3 is not an app name"),
+        ('app = "Web/x"', "is not an app name"),
     ],
 )
 async def test_a_bad_spec_file_is_refused_naming_the_key(
@@ -151,3 +152,26 @@ async def test_flags_make_the_spec(flotilla_sqlite: Flotilla) -> None:
     assert answer["hosts"] == [web]
     _, body = await f.api.call("GET", "/v1/apps")
     assert body["apps"] == []  # a dry run creates nothing
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["deploy", "Web", "web:v1"],
+        ["rollback", "a/b"],
+        ["history", "web?x=1"],
+        ["diff", "web", "x"],
+        ["events", "--app", "-x-"],
+        ["status", "abc"],
+    ],
+)
+async def test_bad_arguments_of_other_commands_are_usage_errors(argv: list[str]) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    ran = await finish(await start_cli(*argv, "--server", nowhere))
+    assert ran.code == 2, ran
+    assert "error: argument" in ran.err, ran
+
+
+async def test_a_server_that_is_not_a_url() -> None:
+    ran = await finish(await start_cli("deploy", "web", "web:v1", "--server", "notaurl"))
+    assert ran.code == 2 and "not an http:// or https:// URL" in ran.err, ran
