@@ -25,11 +25,10 @@ LOG_TAIL = 10  # lines of a failed instance's log shown as evidence
 
 @dataclass(frozen=True)
 class Target:
-    """Where to ask: the server, the token and the output format."""
+    """Where to ask: the server and the token."""
 
     server: str
     token: str
-    json_output: bool = False
 
     def get(self, path: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
         """GET `path` of the API."""
