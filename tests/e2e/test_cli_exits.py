@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from collections.abc import AsyncIterator
 
@@ -80,6 +81,8 @@ async def test_deploy_image_keeps_env_health_and_strategy(
     assert app["spec"]["image"] == images.v3 and app["spec"]["env"] == {"LEVEL": "3"}
     assert app["spec"]["health"]["path"] == "/health"
 
+    ran = await cli(f, "history", "web", "--limit", "2")
+    assert ran.code == 0 and len(json.loads(ran.out)["deployments"]) == 2, ran
     ran = await cli(f, "diff", "web", "2", "4")
     assert ran.code == 0, ran
     assert f'~ /image: "{images.v2}" -> "{images.v3}"' in ran.out
@@ -122,6 +125,13 @@ async def test_exit_codes_of_deploy_and_rollback_wait(
     assert again.code == 0 and '"release": 2' in again.out, again
     _, listed = await f.api.call("GET", "/v1/deployments?app=web")
     assert [d["kind"] for d in listed["deployments"]].count("rollback") == 2  # auto + one
+
+    # a release that crashes: rolled back too, and the evidence is its exit code and its log
+    ran = await cli(f, "deploy", "web", "--image", images.crash, "--wait")
+    assert ran.code == 1, ran
+    assert re.search(r"rolled back to release \d+: serving on 1/1 hosts", ran.out), ran
+    assert f"host {host}" in ran.err and "(exit code" in ran.err, ran
+    assert "log lines:" in ran.err and "crashing" in ran.err, ran
 
     # usage, bad token, unreachable, not a Flotilla server
     ran = await cli(f, "deploy", "web", "--port", "abc")

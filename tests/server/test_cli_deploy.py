@@ -175,3 +175,8 @@ async def test_bad_arguments_of_other_commands_are_usage_errors(argv: list[str])
 async def test_a_server_that_is_not_a_url() -> None:
     ran = await finish(await start_cli("deploy", "web", "web:v1", "--server", "notaurl"))
     assert ran.code == 2 and "not an http:// or https:// URL" in ran.err, ran
+
+
+async def test_version() -> None:
+    ran = await finish(await start_cli("--version"))
+    assert ran.code == 0 and ran.out.startswith("flotilla "), ran
