@@ -165,10 +165,12 @@ cat >&2 <<EOF
  Try it:
    curl $demo_url
 
- Deploy v2:
+ Deploy v2 (only the image changes; the port and the rest are kept):
+   .venv/bin/flotilla deploy demo --image flotilla-demo:v2 --message v2 --wait
+ or through the API:
    curl -fsS -X POST -H "Authorization: Bearer \$(cat .flotilla/admin.token)" \\
      -H 'Content-Type: application/json' $api/v1/apps/demo/deployments \\
-     -d '{"image":"flotilla-demo:v2","ports":[{"container":80,"host":8080,"host_ip":"127.0.0.1"}],"message":"v2"}'
+     -d '{"base":"current","image":"flotilla-demo:v2","message":"v2"}'
 
  Admin token: .flotilla/admin.token
  Logs:        .flotilla/dev.log (shown below)$([ "$started_engine" = 1 ] && printf '\n Docker:      %s (log: %s/dockerd.log)' "$url" "$dkdir")

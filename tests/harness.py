@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -243,3 +244,31 @@ class Process:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one `flotilla` client command did."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def start_cli(*args: str) -> asyncio.subprocess.Process:
+    """`flotilla ARGS` as a subprocess, without the FLOTILLA_* settings of the test's
+    environment (a server under test may run in the caller's event loop meanwhile)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_")}
+    env["FLOTILLA_TOKEN"] = "no-token-given"  # a --token of the command overrides it
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli.main", *args,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def finish(proc: asyncio.subprocess.Process, timeout: float = 120) -> Ran:
+    """Wait for a command to end; it never prints a traceback."""
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    ran = Ran(proc.returncode or 0, out.decode(), err.decode())
+    assert "Traceback" not in ran.out + ran.err, ran
+    return ran

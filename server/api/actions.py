@@ -6,8 +6,8 @@ from aiohttp import web
 
 from server.api.auth import confine, require
 from server.api.body import read_body
-from server.api.deployments import app_name, deployment_id_of
-from server.api.schemas import RollbackIn, StrategyIn
+from server.api.deployments import app_name, deployment_id_of, idempotency_key
+from server.api.schemas import DeploymentOut, RollbackIn, StrategyIn
 from server.api.views import deployment_json, deployment_out
 from server.db import rollouts, store
 from server.errors import Conflict, FieldError, Invalid, NotFound
@@ -22,10 +22,16 @@ async def rollback(request: web.Request) -> web.Response:
     name = app_name(request)
     confine(caller, name)
     body = await read_body(request, RollbackIn)
+    key = idempotency_key(request)
+    body_hash = store.request_hash({"rollback": body.model_dump(mode="json")})
     async with request.app[SESSIONS].begin() as session:
         app = await store.lock_app(session, name)
         if app is None:
             raise NotFound(f"app {name!r} does not exist", "app")
+        found = await store.find_idempotent(session, name, key, body_hash) if key else None
+        if found is not None:  # a retry: what the first request made
+            hosts_of = await store.deployment_hosts(session, found.id)
+            return _accepted(deployment_out(found, name, hosts_of))
         current = app.current_release
         target = body.release
         if target is None:
@@ -65,14 +71,18 @@ async def rollback(request: web.Request) -> web.Response:
             strategy=strategy,
             selector={"names": hosts},
             reason=body.reason,
+            idempotency_key=key,
+            body_hash=body_hash,
         )
         request.app[METRICS].rollbacks.labels(name, "manual").inc()
         out = deployment_out(deployment, name, [])
     request.app[CONTROLLER].rollout_requested()
+    return _accepted(out)
+
+
+def _accepted(out: DeploymentOut) -> web.Response:
     return web.json_response(
-        out.model_dump(mode="json"),
-        status=202,
-        headers={"Location": f"/v1/deployments/{deployment.id}"},
+        out.model_dump(mode="json"), status=202, headers={"Location": f"/v1/deployments/{out.id}"}
     )
 
 

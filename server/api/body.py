@@ -15,7 +15,11 @@ Model = TypeVar("Model", bound=BaseModel)
 
 async def read_body(request: web.Request, schema: type[Model]) -> Model:
     """Validate the request's JSON body against `schema` (400 if not JSON, 422 if invalid)."""
-    raw = await request.read()
+    return parse_body(await request.read(), schema)
+
+
+def parse_body(raw: bytes, schema: type[Model]) -> Model:
+    """Validate a JSON body (empty: `{}`) against `schema` (400 if not JSON, 422 if invalid)."""
     if not raw.strip():
         raw = b"{}"
     try:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
-import re
 import time
 
 from aiohttp import web
 
+from server.api import releases
 from server.api.auth import confine, require
-from server.api.body import read_body
+from server.api.body import parse_body
+from server.api.params import app_name
 from server.api.problems import HttpProblem
-from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
+from server.api.schemas import DeploymentIn, DeploymentPatchIn
 from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment
@@ -21,21 +23,11 @@ from server.keys import CONTROLLER, SESSIONS, STOPPING
 from server.loops import wait_set
 from server.states import TERMINAL
 
-_APP_NAME = re.compile(DNS_LABEL)
+__all__ = ["app_name"]  # imported from here by the other handlers of an app
+
 MAX_WAIT_SECONDS = 600.0
 WAIT_RECHECK_SECONDS = 1.0
 WRITE_ATTEMPTS = 8
-
-
-def app_name(request: web.Request) -> str:
-    """The {app} of the URL, refused unless it is a lowercase DNS label."""
-    name = request.match_info["app"]
-    if len(name) > 63 or not _APP_NAME.fullmatch(name):
-        raise Invalid(
-            "app names are lowercase DNS labels: 1-63 characters of a-z, 0-9 and '-'",
-            [FieldError("app", f"{name[:80]!r} is not a valid app name")],
-        )
-    return name
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -50,21 +42,33 @@ def idempotency_key(request: web.Request) -> str | None:
 
 
 async def create_deployment(request: web.Request) -> web.Response:
-    """POST /v1/apps/{app}/deployments: record release N+1 and a pending deployment."""
+    """POST /v1/apps/{app}/deployments[?dry_run=true]: record release N+1 and a pending
+    deployment. The body is the whole spec, or a merge patch on a `base` release; a dry run
+    answers what would be created, and creates nothing."""
     caller = await require(request, "deploy")
     name = app_name(request)
     confine(caller, name)
-    body = await read_body(request, DeploymentIn)
+    raw = await request.read()
+    dry = _dry_run(request)
+    sessions = request.app[SESSIONS]
+    base: int | None = None
+    if _has_base(raw):
+        patch = parse_body(raw, DeploymentPatchIn)
+        body, base = await releases.merged(sessions, name, patch)
+        # a retry of the patch must find what the first made, whatever it was merged into
+        body_hash = store.request_hash({"patch": patch.model_dump(mode="json", exclude_unset=True)})
+    else:
+        body = parse_body(raw, DeploymentIn)
+        body_hash = store.request_hash(body.model_dump(mode="json"))
+    if dry:
+        preview = await releases.dry_run(sessions, name, body, base)
+        return web.json_response(preview.model_dump(mode="json"))
     key = idempotency_key(request)
-    raw = body.model_dump(mode="json")
-    body_hash = store.request_hash(raw)
-    spec = body.model_dump(mode="json", exclude={"message", "hosts", "strategy"})
-    strategy = (body.strategy or StrategyIn()).model_dump(mode="json")
-    selector = (body.hosts or HostSelector()).model_dump(mode="json", exclude_none=True)
+    spec, strategy, selector = releases.parts_of(body)
     for attempt in range(WRITE_ATTEMPTS):
         try:
             deployment, hosts = await deploys.deploy(
-                request.app[SESSIONS],
+                sessions,
                 name,
                 spec,
                 actor=caller.name,
@@ -142,6 +146,24 @@ async def list_deployments(request: web.Request) -> web.Response:
             hosts = await store.deployment_hosts(session, d.id)
             result.append(deployment_out(d, names[d.app_id], hosts).model_dump(mode="json"))
     return web.json_response({"deployments": result})
+
+
+def _has_base(raw: bytes) -> bool:
+    """Whether a body is a merge patch on a base release (a JSON object with "base")."""
+    try:
+        parsed = json.loads(raw or b"{}")
+    except ValueError:
+        return False  # the whole-spec path answers 400 malformed_json
+    return isinstance(parsed, dict) and "base" in parsed
+
+
+def _dry_run(request: web.Request) -> bool:
+    raw = request.query.get("dry_run", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise Invalid(
+            "dry_run must be true or false", [FieldError("dry_run", "must be true or false")]
+        )
+    return raw in ("true", "1")
 
 
 def deployment_id_of(request: web.Request) -> int:

@@ -13,10 +13,9 @@ import argparse
 import os
 import re
 import sys
-import urllib.error
 from typing import Any
 
-from server.cli import client
+from server.cli import api, client
 
 COMMANDS = {
     "token": "manage API tokens: create, list, revoke (scope admin)",
@@ -114,7 +113,7 @@ def local(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Run one admin command against the server; return the exit code."""
-    token = args.token or client._default_token()
+    token = args.token or client.default_token()
     if not token:
         print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
         return 2
@@ -122,9 +121,12 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "token":
             return _token(args, token)
         return _host(args, token)
-    except urllib.error.URLError as exc:
-        print(f"flotilla: cannot reach {args.server}: {exc.reason}", file=sys.stderr)
-        return 1
+    except api.UsageError as exc:
+        print(f"flotilla: {exc}", file=sys.stderr)
+        return api.Exit.USAGE
+    except api.Unreachable as exc:
+        print(f"flotilla: {exc}", file=sys.stderr)
+        return api.Exit.UNREACHABLE
 
 
 def _token(args: argparse.Namespace, token: str) -> int:
@@ -135,9 +137,9 @@ def _token(args: argparse.Namespace, token: str) -> int:
             body["apps"] = args.app
         if args.expires_in is not None:
             body["expires_in"] = args.expires_in
-        status, answer = client._call(args.server, token, "POST", "/v1/tokens", body)
+        status, answer = api.call(args.server, token, "POST", "/v1/tokens", body)
         if status != 201:
-            return client._problem(answer)
+            return api.report_problem(status, answer)
         apps = ", ".join(answer["apps"]) if answer["apps"] else "every app"
         expires = answer["expires_at"] or "never"
         print(
@@ -147,9 +149,9 @@ def _token(args: argparse.Namespace, token: str) -> int:
         print(answer["token"])
         return 0
     if action == "list":
-        status, answer = client._call(args.server, token, "GET", "/v1/tokens")
+        status, answer = api.call(args.server, token, "GET", "/v1/tokens")
         if status != 200:
-            return client._problem(answer)
+            return api.report_problem(status, answer)
         rows = [
             [
                 t["name"],
@@ -163,9 +165,9 @@ def _token(args: argparse.Namespace, token: str) -> int:
         ]
         _table(["NAME", "SCOPES", "APPS", "CREATED", "LAST USED", "EXPIRES"], rows)
         return 0
-    status, answer = client._call(args.server, token, "DELETE", f"/v1/tokens/{args.name}")
+    status, answer = api.call(args.server, token, "DELETE", f"/v1/tokens/{args.name}")
     if status != 204:
-        return client._problem(answer)
+        return api.report_problem(status, answer)
     print(f"Revoked token {args.name!r}")
     return 0
 
@@ -181,16 +183,16 @@ def _host(args: argparse.Namespace, token: str) -> int:
                 return 2
             labels[key] = value
         body = {"name": args.name, "labels": labels}
-        status, answer = client._call(args.server, token, "POST", "/v1/hosts", body)
+        status, answer = api.call(args.server, token, "POST", "/v1/hosts", body)
         if status != 201:
-            return client._problem(answer)
+            return api.report_problem(status, answer)
         print(f"Registered host {args.name!r}. Its token (shown once):")
         print(answer["token"])
         return 0
     if action == "list":
-        status, answer = client._call(args.server, token, "GET", "/v1/hosts")
+        status, answer = api.call(args.server, token, "GET", "/v1/hosts")
         if status != 200:
-            return client._problem(answer)
+            return api.report_problem(status, answer)
         rows = [
             [
                 h["name"],
@@ -205,15 +207,15 @@ def _host(args: argparse.Namespace, token: str) -> int:
         return 0
     if action == "rotate-token":
         path = f"/v1/hosts/{args.name}/token"
-        status, answer = client._call(args.server, token, "POST", path)
+        status, answer = api.call(args.server, token, "POST", path)
         if status != 201:
-            return client._problem(answer)
+            return api.report_problem(status, answer)
         print(f"New token for host {args.name!r}; its agent was disconnected. (shown once):")
         print(answer["token"])
         return 0
-    status, answer = client._call(args.server, token, "DELETE", f"/v1/hosts/{args.name}")
+    status, answer = api.call(args.server, token, "DELETE", f"/v1/hosts/{args.name}")
     if status != 204:
-        return client._problem(answer)
+        return api.report_problem(status, answer)
     print(f"Removed host {args.name!r}")
     return 0
 

@@ -1,26 +1,32 @@
-"""Client commands (`flotilla deploy`, `flotilla status`): they talk to the REST API only."""
+"""Client commands (`flotilla deploy`, `flotilla status`, ...): they talk to the REST API only.
+
+Each exits with one of server/cli/api.Exit's codes and never prints a traceback: a server
+that cannot be reached or is no Flotilla server, a refused token, bad input and Ctrl-C each
+get one line and their own code (README: "Exit codes").
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
-from server.states import TERMINAL, DeploymentStatus
+from server.cli import deploy as deploy_cmd
+from server.cli.api import Exit, Unreachable, UsageError, app_name, call, report_problem
+from server.cli.wait import LONG_POLL_SECONDS, Target, follow
 
-# The server answers a long poll after this long at most (MAX_WAIT_SECONDS of
-# GET /v1/deployments/{id}?wait=): a longer --timeout polls again until it has passed.
-LONG_POLL_SECONDS = 600.0
+__all__ = ["LONG_POLL_SECONDS", "add_commands", "run"]  # LONG_POLL_SECONDS: wait.py's
 
 COMMANDS = {
-    "deploy": "deploy an image of an app (creates a new release)",
+    "deploy": "deploy an app: change only what the flags name (creates a new release)",
     "rollback": "roll an app back (default: to the last release that succeeded before)",
+    "diff": "show what changed between two releases of an app",
     "status": "show a deployment",
     "history": "list an app's deployments, newest first",
     "releases": "list an app's releases and their outcomes",
@@ -31,6 +37,7 @@ COMMANDS = {
     "promote": "promote a deployment's canaries to the rest of the hosts",
     "cancel": "cancel a deployment after its current batch (no rollback)",
 }
+HISTORY_LIMIT = 20
 
 
 def add_commands(sub: Any) -> None:
@@ -47,65 +54,98 @@ def add_commands(sub: Any) -> None:
             default=os.environ.get("FLOTILLA_TOKEN"),
             help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
         )
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=("text", "json"),
+            default="text",
+            help="text for people, json for scripts (default %(default)s)",
+        )
         if name == "deploy":
-            p.add_argument("app")
-            p.add_argument("image")
-            p.add_argument(
-                "--port",
-                action="append",
-                default=[],
-                metavar="CONTAINER[:HOST]",
-                help="publish a container port on 127.0.0.1 (host 0 or absent: ephemeral)",
-            )
-            p.add_argument("--message", help="why: a commit, a ticket")
-            p.add_argument("--idempotency-key", help="repeat-safe key for retries")
+            deploy_cmd.add_arguments(p)
         if name == "rollback":
-            p.add_argument("app")
+            p.add_argument("app", type=app_name)
             p.add_argument("--release", type=int, help="release number to go back to")
             p.add_argument("--reason", help="why, for the audit log")
+            p.add_argument(
+                "--idempotency-key", help="repeat-safe key (default: a new one per command)"
+            )
         if name in ("deploy", "rollback"):
             p.add_argument(
                 "--wait",
                 action="store_true",
-                help="wait until the deployment ends; exit 0 only if it succeeded",
+                help="wait until the deployment (and an automatic rollback) ends; the exit "
+                "code says how it ended",
             )
             p.add_argument("--timeout", type=float, default=600, help="seconds to --wait")
+        if name == "diff":
+            p.add_argument("app", type=app_name)
+            p.add_argument("a", nargs="?", type=int, metavar="A", help="from release A")
+            p.add_argument("b", nargs="?", type=int, metavar="B", help="to release B")
         if name in ("status", "pause", "resume", "promote", "cancel"):
             p.add_argument("deployment", type=int)
         if name in ("history", "releases"):
-            p.add_argument("app")
+            p.add_argument("app", type=app_name)
+        if name == "history":
+            p.add_argument(
+                "--limit", type=int, default=HISTORY_LIMIT, help="at most N (default %(default)s)"
+            )
         if name == "events":
-            p.add_argument("--app")
+            p.add_argument("--app", type=app_name)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one client command against the server; return the exit code."""
-    token = args.token or _default_token()
+    token = args.token or default_token()
     if not token:
         print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     try:
-        if args.command == "deploy":
-            return _deploy(args, token)
-        if args.command == "rollback":
-            body: dict[str, Any] = {}
-            if args.release is not None:
-                body["release"] = args.release
-            if args.reason:
-                body["reason"] = args.reason
-            status, answer = _call(
-                args.server, token, "POST", f"/v1/apps/{args.app}/rollback", body
-            )
-            return _started(args, token, status, answer)
-        method, path = _route(args)
-        status, answer = _call(args.server, token, method, path)
+        return _run(args, token)
+    except UsageError as exc:
+        print(f"flotilla {args.command}: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    except Unreachable as exc:
+        print(f"flotilla: {exc}", file=sys.stderr)
+        return Exit.UNREACHABLE
+    except KeyboardInterrupt:
+        print("flotilla: interrupted", file=sys.stderr)
+        return Exit.INTERRUPTED
+
+
+def _run(args: argparse.Namespace, token: str) -> int:
+    if args.command == "deploy":
+        status, answer = deploy_cmd.deploy(args.server, token, args)
+        prefix = f"{args.file}: " if args.file is not None and status == 422 else ""
         if status >= 400:
-            return _problem(answer)
-        print(json.dumps(answer, indent=2))
-        return 0
-    except urllib.error.URLError as exc:
-        print(f"flotilla: cannot reach {args.server}: {exc.reason}", file=sys.stderr)
-        return 1
+            return report_problem(status, answer, prefix)
+        if args.dry_run:
+            if args.output == "json":
+                print(json.dumps(answer, indent=2))
+            else:
+                deploy_cmd.print_dry_run(answer)
+            return Exit.OK
+        return _started(args, token, answer)
+    if args.command == "rollback":
+        body: dict[str, Any] = {}
+        if args.release is not None:
+            body["release"] = args.release
+        if args.reason:
+            body["reason"] = args.reason
+        headers = {"Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4()}"}
+        path = f"/v1/apps/{args.app}/rollback"
+        status, answer = call(args.server, token, "POST", path, body, headers)
+        if status >= 400:
+            return report_problem(status, answer)
+        return _started(args, token, answer)
+    if args.command == "diff":
+        return deploy_cmd.diff(args.server, token, args)
+    method, path = _route(args)
+    status, answer = call(args.server, token, method, path)
+    if status >= 400:
+        return report_problem(status, answer)
+    print(json.dumps(answer, indent=2))
+    return Exit.OK
 
 
 def _route(args: argparse.Namespace) -> tuple[str, str]:
@@ -114,7 +154,7 @@ def _route(args: argparse.Namespace) -> tuple[str, str]:
     if args.command in ("pause", "resume", "promote", "cancel"):
         return "POST", f"/v1/deployments/{args.deployment}/{args.command}"
     if args.command == "history":
-        return "GET", f"/v1/deployments?app={args.app}"
+        return "GET", f"/v1/deployments?app={args.app}&limit={args.limit}"
     if args.command == "releases":
         return "GET", f"/v1/apps/{args.app}/releases"
     if args.command == "hosts":
@@ -122,79 +162,37 @@ def _route(args: argparse.Namespace) -> tuple[str, str]:
     return "GET", "/v1/events" + (f"?app={args.app}" if args.app else "")
 
 
-def _problem(answer: Any) -> int:
-    detail = answer.get("detail", answer) if isinstance(answer, dict) else answer
-    print(f"flotilla: {detail}", file=sys.stderr)
-    for err in answer.get("errors", []) if isinstance(answer, dict) else []:
-        print(f"  {err['field']}: {err['message']}", file=sys.stderr)
-    return 1
-
-
-def _started(args: argparse.Namespace, token: str, status: int, answer: Any) -> int:
+def _started(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> int:
     """Report a new deployment; with --wait, follow it to its end."""
-    if status >= 400:
-        return _problem(answer)
+    if args.output == "json":
+        if args.wait:
+            return _wait_json(args, token, answer)
+        print(json.dumps(answer, indent=2))
+        return Exit.OK
     print(
         f"deployment {answer['id']}: {answer['kind']} of {answer['app']} to release "
         f"{answer['release']} {answer['status']}"
     )
     if not args.wait:
-        return 0
-    deployment_id = answer["id"]
-    deadline = time.monotonic() + args.timeout
-    while True:
-        wait = min(LONG_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
-        path = f"/v1/deployments/{deployment_id}?wait={wait:.3f}"
-        status, answer = _call(args.server, token, "GET", path, timeout=wait + 30)
-        if status >= 400:
-            return _problem(answer)
-        if answer.get("status") in TERMINAL or time.monotonic() >= deadline:
-            break
-    print(f"deployment {deployment_id}: {answer['status']}")
-    if answer.get("error"):
-        print(f"  {answer['error']}", file=sys.stderr)
-    return 0 if answer.get("status") == DeploymentStatus.SUCCEEDED else 1
+        return Exit.OK
+    return follow(Target(args.server, token), answer, args.timeout)
 
 
-def _deploy(args: argparse.Namespace, token: str) -> int:
-    ports = []
-    for item in args.port:
-        container, _, host = item.partition(":")
-        ports.append({"container": int(container), "host": int(host or 0)})
-    body: dict[str, Any] = {"image": args.image, "ports": ports}
-    if args.message:
-        body["message"] = args.message
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    path = f"/v1/apps/{args.app}/deployments"
-    status, answer = _call(args.server, token, "POST", path, body, headers)
-    return _started(args, token, status, answer)
+def _wait_json(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> int:
+    """--wait with -o json: the lines for people are left out (the evidence still goes to
+    stderr); stdout gets one object, the exit code and the deployment as it ended."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = follow(Target(args.server, token), answer, args.timeout)
+    final = answer
+    with contextlib.suppress(Unreachable):
+        status, body = call(args.server, token, "GET", f"/v1/deployments/{answer['id']}")
+        final = body if status == 200 else answer
+    print(json.dumps({"exit_code": int(code), "deployment": final}, indent=2))
+    return code
 
 
-def _call(
-    server: str,
-    token: str,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 30,
-) -> tuple[int, dict[str, Any]]:
-    if body is None and method == "POST":
-        body = {}
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(server.rstrip("/") + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        request.add_header(k, v)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def _default_token() -> str | None:
+def default_token() -> str | None:
+    """The admin token `flotilla dev`/`server` wrote into the data dir, if readable here."""
     path = Path(os.environ.get("FLOTILLA_DATA_DIR", ".flotilla")) / "admin.token"
     try:
         return path.read_text().strip()

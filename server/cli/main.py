@@ -61,11 +61,21 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
         )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flotilla")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand and flag of `flotilla`, each flag with its env var and default."""
     parser = argparse.ArgumentParser(
         prog="flotilla", description="Deployment control plane for Docker hosts."
     )
+    parser.add_argument("--version", action="version", version=f"flotilla {_version()}")
     parser.add_argument(
         "--log-level",
         default=_env("FLOTILLA_LOG_LEVEL", "INFO"),

@@ -263,3 +263,31 @@ async def _create_app(session: AsyncSession, name: str) -> None:
     and the next statement takes a number from its row under the row's lock."""
     insert_if_new = _INSERT_APP_IF_NEW[session.get_bind().dialect.name]
     await session.execute(insert_if_new, {"name": name, "last_release": 0})
+
+
+async def find_app(session: AsyncSession, name: str) -> App | None:
+    """The app of this name, if it exists (not locked: a deploy's base and its dry run)."""
+    return await session.scalar(select(App).where(App.name == name))
+
+
+async def release_made(
+    session: AsyncSession, app_id: int, number: int
+) -> tuple[Release, Deployment | None] | None:
+    """Release `number` of an app and the deploy that created it (its strategy and host
+    selector are the rest of the release's document); None if there is no such release."""
+    release = await session.scalar(
+        select(Release).where(Release.app_id == app_id, Release.number == number)
+    )
+    if release is None:
+        return None
+    made = await session.scalar(
+        select(Deployment)
+        .where(
+            Deployment.app_id == app_id,
+            Deployment.release == number,
+            Deployment.kind == DeploymentKind.DEPLOY,
+        )
+        .order_by(Deployment.id)
+        .limit(1)
+    )
+    return release, made

@@ -42,6 +42,7 @@ RULES = {
     "app.get": Rule("read", True),
     "app.remove": Rule("admin", True),
     "release.list": Rule("read", True),
+    "release.diff": Rule("read", True),
     "deployment.create": Rule("deploy", True),
     "deployment.list": Rule("read", True),  # called with ?app=web
     "deployment.get": Rule("read", True),
@@ -124,6 +125,7 @@ async def test_every_route_against_every_kind_of_credential(flotilla: Flotilla) 
         "app": "web",
         "id": str(deployment["id"]),
         "name": "nobody",  # a token or host that does not exist: allowed calls get 404
+        "n": "1",
     }
     counts: Counter[str] = Counter()
     wrong: list[str] = []

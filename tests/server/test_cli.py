@@ -239,3 +239,41 @@ def test_sigterm_answers_a_waiting_client_at_once(tmp_path: Path, servers: list[
     status, body, waited = answers[0]
     assert status == 200 and body["status"] in ("pending", "running"), body
     assert waited < 5.0
+
+
+def test_deploy_wait_rides_out_a_server_restart(tmp_path: Path, servers: list[Server]) -> None:
+    """`deploy --wait` while the server restarts: no traceback; it waits for the server to
+    come back and goes on waiting (here until its timeout: the host never connects)."""
+    data = tmp_path / "data"
+    port = free_port()
+    server = Server(data, port, "before")
+    servers.append(server)
+    server.wait_ready()
+    assert flotilla("host", "add", "web-1", "--data-dir", str(data)).returncode == 0
+    token = (data / "admin.token").read_text().strip()
+    base = f"http://127.0.0.1:{port}"
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "server.cli.main", "deploy", "web", "--image", "web:v1",
+         "--wait", "--timeout", "12", "--server", base, "--token", token],
+        cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while server.get("/v1/apps")[0] != 401 and time.monotonic() < deadline:
+            time.sleep(0.1)  # (unauthenticated: 401 once the server answers at all)
+        time.sleep(1.5)  # the deploy is made and its long poll waits
+        code, _ = server.terminate()
+        assert code == 0, server.output()
+        again = Server(data, port, "after")
+        servers.append(again)
+        again.wait_ready()
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait(10)
+    assert "Traceback" not in out + err, (out, err)
+    assert waiting.returncode == 3, (out, err)
+    assert "deployment 1: deploy of web to release 1 pending" in out
+    assert "timed out" in out and "goes on" in out, out
+    assert "waiting for the server" in err, err  # it noticed, and waited

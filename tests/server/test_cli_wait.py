@@ -3,7 +3,8 @@ again until its own --timeout has passed, and its exit code says how the deploym
 
 The real command line (`flotilla`'s entry, `main`) runs against a small scripted HTTP server
 on 127.0.0.1: it accepts the deploy and answers each poll from a list of answers. What is
-tested is the CLI's loop, not the server (whose long poll the end-to-end tests use)."""
+tested is the CLI's loop, not the server (whose long poll the end-to-end tests use; the exit
+codes against the real server and engine are in tests/e2e/test_cli_exits.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Scripted:
 
     answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     deploys: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)
     polls: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
 
@@ -59,6 +61,7 @@ async def scripted(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Scripted]:
     async def deploy(request: web.Request) -> web.Response:
         script.tokens.add(request.headers["Authorization"])
         script.deploys.append({"app": request.match_info["app"], **await request.json()})
+        script.keys.append(request.headers.get("Idempotency-Key"))
         return web.json_response(STARTED, status=202)
 
     async def poll(request: web.Request) -> web.Response:
@@ -85,7 +88,9 @@ async def deploy_wait(
     scripted.answers[:] = answers
     argv = ["deploy", "web", "img:v3", "--wait", "--timeout", str(timeout)]
     code = await asyncio.to_thread(main, argv)
-    assert scripted.deploys == [{"app": "web", "image": "img:v3", "ports": []}]
+    # a patch on the current release: only the image changes
+    assert scripted.deploys == [{"app": "web", "base": "current", "image": "img:v3"}]
+    assert len(scripted.keys) == 1 and scripted.keys[0]  # an Idempotency-Key, always
     assert scripted.tokens == {f"Bearer {TOKEN}"}
     return code
 
@@ -107,35 +112,73 @@ async def test_waits_past_one_long_poll_until_the_deployment_ends(
     assert out.err == ""
 
 
-@pytest.mark.parametrize("ended", ["failed", "rolled_back"])
-async def test_a_deployment_that_fails_exits_1_with_its_error(
-    scripted: Scripted, capsys: pytest.CaptureFixture[str], ended: str
+async def test_a_deployment_that_fails_exits_1_with_its_evidence(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    failed = (200, {"id": 7, "status": ended, "error": "host h1: crashed"})
+    host = {
+        "name": "h1",
+        "state": "failed",
+        "error": "crashed",
+        "evidence": {
+            "problems": [
+                {
+                    "reason": "exited",
+                    "message": "container web-3 exited with code 3",
+                    "exit_code": 3,
+                    "logs": [f"line {n}" for n in range(30)],
+                }
+            ]
+        },
+    }
+    failed = (200, {"id": 7, "status": "failed", "error": "host h1: crashed", "hosts": [host]})
     code = await deploy_wait(scripted, [RUNNING, failed], 600)
     assert code == 1
     assert len(scripted.polls) == 2
     out = capsys.readouterr()
-    assert out.out.endswith(f"deployment 7: {ended}\n")
+    assert out.out.endswith("deployment 7: failed\n")
     assert "host h1: crashed" in out.err
+    assert "exited: container web-3 exited with code 3 (exit code 3)" in out.err
+    assert "| line 29" in out.err and "| line 20" in out.err and "| line 19" not in out.err
 
 
-async def test_a_deployment_still_running_when_time_is_up_exits_1(
+@pytest.mark.parametrize("ended", ["cancelled", "superseded"])
+async def test_a_deployment_cancelled_or_superseded_exits_4(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str], ended: str
+) -> None:
+    code = await deploy_wait(scripted, [RUNNING, (200, {"id": 7, "status": ended})], 600)
+    assert code == 4
+    assert capsys.readouterr().out.endswith(f"deployment 7: {ended}\n")
+
+
+async def test_a_deployment_still_running_when_time_is_up_exits_3(
     scripted: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = await deploy_wait(scripted, [RUNNING], 0)
-    assert code == 1
+    assert code == 3
     # no time left: one poll that does not wait
     assert scripted.polls == ["/v1/deployments/7?wait=0.000"]
-    assert capsys.readouterr().out.endswith("deployment 7: running\n")
+    out = capsys.readouterr().out
+    assert "timed out" in out and "still running" in out and "goes on" in out
 
 
-async def test_a_refused_poll_exits_1_with_the_problem(
+async def test_a_server_restarting_during_the_wait_is_waited_for(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stopping = (503, {"code": "stopping", "detail": "the server is shutting down"})
+    succeeded = (200, {"id": 7, "status": "succeeded"})
+    code = await deploy_wait(scripted, [RUNNING, stopping, stopping, succeeded], 600)
+    assert code == 0
+    out = capsys.readouterr()
+    assert out.out.endswith("deployment 7: succeeded\n")
+    assert out.err.count("waiting for the server") == 1
+
+
+async def test_a_refused_poll_exits_5_with_the_problem(
     scripted: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
     refused = (403, {"code": "forbidden", "detail": "token lacks the read scope"})
     code = await deploy_wait(scripted, [refused], 600)
-    assert code == 1
+    assert code == 5
     assert len(scripted.polls) == 1
     assert "token lacks the read scope" in capsys.readouterr().err
 

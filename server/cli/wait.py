@@ -1,0 +1,186 @@
+"""`--wait`: follow a deployment to its end (and an automatic rollback to its end), say how it
+ended and where the app stands, and exit with a code CI can act on (server/cli/api.Exit).
+
+One long poll (`GET /v1/deployments/{id}?wait=`) is capped by the server, so this polls again
+until --timeout has passed. A server that stops answering (restarting, a lost connection, a
+503) is not an ending: the wait goes on until it answers again or time is up.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from server.cli.api import Exit, Unreachable, call, report_problem
+from server.states import TERMINAL, DeploymentStatus
+
+# The server answers a long poll after this long at most (MAX_WAIT_SECONDS of
+# GET /v1/deployments/{id}?wait=): a longer --timeout polls again until it has passed.
+LONG_POLL_SECONDS = 600.0
+RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0)  # between tries while the server does not answer
+LOG_TAIL = 10  # lines of a failed instance's log shown as evidence
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to ask: the server and the token."""
+
+    server: str
+    token: str
+
+    def get(self, path: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+        """GET `path` of the API."""
+        return call(self.server, self.token, "GET", path, timeout=timeout)
+
+
+class Refused(Exception):
+    """The server refused a poll: the exit code its problem was reported with."""
+
+    def __init__(self, code: Exit) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def follow(target: Target, deployment: dict[str, Any], timeout: float) -> int:
+    """Wait until the deployment ends; then say how, with its evidence, and follow an
+    automatic rollback it started. The exit code."""
+    deadline = time.monotonic() + timeout
+    deployment_id = int(deployment["id"])
+    try:
+        ended = _until_end(target, deployment_id, deadline)
+    except Refused as exc:
+        return exc.code
+    except KeyboardInterrupt:
+        _say(
+            f"interrupted: deployment {deployment_id} goes on; see flotilla status {deployment_id}"
+        )
+        return Exit.INTERRUPTED
+    if ended is None:
+        _say(
+            f"deployment {deployment_id}: the server did not answer before the timeout "
+            f"({timeout:g} s); the deployment goes on without this command"
+        )
+        return Exit.UNREACHABLE
+    status = ended.get("status")
+    if status not in TERMINAL:
+        print(
+            f"deployment {deployment_id}: timed out after {timeout:g} s, still {status}; "
+            f"the deployment goes on (see flotilla status {deployment_id})"
+        )
+        return Exit.TIMED_OUT
+    print(f"deployment {deployment_id}: {status}")
+    if status == DeploymentStatus.SUCCEEDED:
+        return Exit.OK
+    if status in (DeploymentStatus.CANCELLED, DeploymentStatus.SUPERSEDED):
+        if ended.get("error"):
+            print(f"  {ended['error']}", file=sys.stderr)
+        return Exit.STOPPED
+    evidence(ended)
+    if status == DeploymentStatus.ROLLED_BACK:
+        try:
+            _follow_rollback(target, ended, deadline)
+        except (Refused, Unreachable) as exc:
+            _say(f"could not follow the automatic rollback: {exc}")
+        except KeyboardInterrupt:
+            _say("interrupted: the automatic rollback goes on")
+            return Exit.INTERRUPTED
+    return Exit.FAILED
+
+
+def _until_end(target: Target, deployment_id: int, deadline: float) -> dict[str, Any] | None:
+    """The deployment once it ended or time is up (None: the server never answered)."""
+    answer: dict[str, Any] | None = None
+    tries = 0
+    while True:
+        wait = min(LONG_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
+        path = f"/v1/deployments/{deployment_id}?wait={wait:.3f}"
+        try:
+            status, body = target.get(path, timeout=wait + 30)
+        except Unreachable as exc:
+            status, body = 0, {"detail": str(exc)}
+        if status == 200:
+            answer, tries = body, 0
+        elif status == 503 or status == 0:  # restarting, stopping, database down: not an end
+            if tries == 0:
+                _say(f"waiting for the server: {body.get('detail', 'unavailable')}")
+            tries += 1
+        else:
+            raise Refused(report_problem(status, body))
+        if answer is not None and answer.get("status") in TERMINAL:
+            return answer
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return answer
+        if status != 200:
+            time.sleep(min(left, RETRY_SECONDS[min(tries, len(RETRY_SECONDS)) - 1]))
+
+
+def evidence(deployment: dict[str, Any]) -> None:
+    """Print why a deployment failed: its error, and per failed host its problems (probe,
+    exit code, the tail of the log)."""
+    if deployment.get("error"):
+        print(f"  {deployment['error']}", file=sys.stderr)
+    for host in deployment.get("hosts") or []:
+        if host.get("state") != "failed":
+            continue
+        print(f"  host {host.get('name')}: {host.get('error') or 'failed'}", file=sys.stderr)
+        found = host.get("evidence") or {}
+        for problem in found.get("problems") or []:
+            line = f"    {problem.get('reason')}: {problem.get('message')}"
+            if problem.get("exit_code") is not None:
+                line += f" (exit code {problem['exit_code']})"
+            print(line, file=sys.stderr)
+            logs = list(problem.get("logs") or [])[-LOG_TAIL:]
+            if logs:
+                print(f"    last {len(logs)} log lines:", file=sys.stderr)
+                for log_line in logs:
+                    print(f"      | {log_line}", file=sys.stderr)
+
+
+def _follow_rollback(target: Target, failed: dict[str, Any], deadline: float) -> None:
+    """Follow the automatic rollback a failed deployment started; say where the app stands."""
+    app = failed["app"]
+    status, answer = target.get(f"/v1/deployments?app={app}&limit=50")
+    if status != 200:
+        raise Refused(report_problem(status, answer))
+    rollback = next(
+        (d for d in answer.get("deployments", []) if d.get("rollback_of") == failed["id"]), None
+    )
+    if rollback is None:
+        _say(f"deployment {failed['id']} was rolled back, but its rollback was not found")
+        return
+    print(f"deployment {rollback['id']}: automatic rollback to release {rollback['release']}")
+    ended = _until_end(target, int(rollback["id"]), deadline)
+    if ended is None or ended.get("status") not in TERMINAL:
+        print(
+            f"deployment {rollback['id']}: timed out following the rollback; it goes on "
+            f"(see flotilla status {rollback['id']})"
+        )
+        return
+    if ended["status"] != DeploymentStatus.SUCCEEDED:
+        print(f"deployment {rollback['id']}: rollback {ended['status']}")
+        evidence(ended)
+        return
+    print(f"rolled back to release {ended['release']}: {_serving(target, app, ended)}")
+
+
+def _serving(target: Target, app: str, rollback: dict[str, Any]) -> str:
+    """ "serving on 3/3 hosts": the rollback's hosts healthy on its release, from the app."""
+    names = {h["name"] for h in rollback.get("hosts") or []}
+    status, answer = target.get(f"/v1/apps/{app}")
+    if status != 200:
+        return f"{len(names)} host(s) rolled back"
+    serving = [
+        h
+        for h in answer.get("hosts") or []
+        if h.get("name") in names
+        and h.get("state") == "healthy"
+        and h.get("release") == rollback["release"]
+    ]
+    return f"serving on {len(serving)}/{len(names)} hosts"
+
+
+def _say(message: str) -> None:
+    print(f"flotilla: {message}", file=sys.stderr)
