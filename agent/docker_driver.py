@@ -7,11 +7,14 @@ of every instance, where the high-level API would inspect each container in turn
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from agent.protocol import (
@@ -38,6 +41,9 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
+# secrets asked for as files: one folder per container under this root, on a tmpfs
+DEFAULT_SECRETS_ROOT = Path("/dev/shm/flotilla-secrets")
+
 _EXITED = re.compile(r"(?:Exited|Restarting) \((-?\d+)\)")
 _RESTART: dict[str, dict[str, str | int] | None] = {
     "no": None,
@@ -54,8 +60,15 @@ class DriverError(Exception):
 class DockerDriver:
     """Runs one host's instances on a Docker Engine."""
 
-    def __init__(self, host: str, base_url: str | None = None, timeout: int = 60) -> None:
+    def __init__(
+        self,
+        host: str,
+        base_url: str | None = None,
+        timeout: int = 60,
+        secrets_root: Path = DEFAULT_SECRETS_ROOT,
+    ) -> None:
         self.host = host
+        self.secrets_root = secrets_root
         if base_url:
             self.api = docker.APIClient(base_url=base_url, timeout=timeout)
         else:
@@ -119,7 +132,15 @@ class DockerDriver:
         for p in spec.ports:
             key = f"{p.container}/{p.protocol}"
             bindings[key] = (p.host_ip, p.host) if p.host else (p.host_ip,)
+        env = dict(spec.env)
+        binds: dict[str, Mapping[str, str]] = {}
+        if spec.secrets and spec.secrets_dir is None:
+            env.update(spec.secrets)
+        elif spec.secrets and spec.secrets_dir is not None:
+            source = self._write_secrets(name, spec.secrets)
+            binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
         host_config = self.api.create_host_config(
+            binds=binds or None,
             port_bindings=bindings,
             restart_policy=_RESTART.get(spec.restart),
             mem_limit=spec.memory,
@@ -133,12 +154,13 @@ class DockerDriver:
                 spec.image,
                 command=list(spec.command) if spec.command is not None else None,
                 name=name,
-                environment=dict(spec.env),
+                environment=env,
                 labels=labels,
                 ports=[(p.container, p.protocol) for p in spec.ports],
                 host_config=host_config,
             )
         except docker.errors.APIError as exc:
+            self._forget_secrets(name)
             raise DriverError(f"create {name} failed: {_explain(exc)}") from exc
         cid = str(created["Id"])
         self.start(cid)
@@ -160,14 +182,46 @@ class DockerDriver:
         except docker.errors.APIError as exc:
             raise DriverError(f"stop {container_id[:12]} failed: {_explain(exc)}") from exc
 
+    def _write_secrets(self, name: str, secrets: tuple[tuple[str, str], ...]) -> Path:
+        """The container's secret files, in a folder of its own under the secrets root (a
+        tmpfs: /dev/shm by default), bind-mounted read-only. The root is 0700 (no other host
+        user reaches them); inside, files are 0444 so that a non-root container user reads
+        them."""
+        root = self.secrets_root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(mode=0o755)
+        folder.chmod(0o755)
+        for file_name, value in secrets:
+            path = folder / file_name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with os.fdopen(fd, "w") as f:
+                f.write(value)
+        return folder
+
+    def _forget_secrets(self, name: str) -> None:
+        """Delete a container's secret files (it was removed, or never created)."""
+        if name and "/" not in name and name not in (".", ".."):
+            shutil.rmtree(self.secrets_root / name, ignore_errors=True)
+
     def remove(self, container_id: str) -> None:
-        """Remove a container, forcibly if it runs; one already gone is fine."""
+        """Remove a container, forcibly if it runs; one already gone is fine. Its secret
+        files go with it."""
+        name = ""
+        try:
+            info = self.api.inspect_container(container_id)
+            name = str(info.get("Name", "")).lstrip("/")
+        except docker.errors.APIError:
+            pass
         try:
             self.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             raise DriverError(f"remove {container_id[:12]} failed: {_explain(exc)}") from exc
+        self._forget_secrets(name)
 
     def remove_image(self, ref: str) -> None:
         """Remove an image no container uses any more; one still in use is kept (409), and so

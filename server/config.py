@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:8700"
@@ -28,6 +28,8 @@ class Settings:
     # webhook URLs at link-local or cloud metadata addresses (169.254.169.254, ...) are refused
     # unless this is set: a webhook is a request the server makes on an admin's word
     allow_internal_webhooks: bool = False
+    # FLOTILLA_SECRET_KEY: Fernet key(s) for apps' secrets (empty: <data-dir>/secret.key)
+    secret_key: str = field(default="", repr=False)
 
     @property
     def effective_database_url(self) -> str:
@@ -53,6 +55,13 @@ class Settings:
             raise SettingsError(
                 f"--listen / FLOTILLA_LISTEN must be HOST:PORT, got {self.listen!r}"
             )
+        if self.secret_key:
+            from server.secret_box import SecretKeyError, check_keys
+
+            try:
+                check_keys(self.secret_key)
+            except SecretKeyError as exc:
+                raise SettingsError(str(exc)) from None
         url = self.effective_database_url
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(

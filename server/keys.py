@@ -13,6 +13,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.read_cache import ReadCache
 from server.rollout.controller import Controller
+from server.secret_box import SecretBox
 from server.statuses import StatusStore
 from server.throttle import FailedLogins
 from server.turns import Turns
@@ -29,3 +30,4 @@ LOGINS = web.AppKey("logins", FailedLogins)  # failed authentications per addres
 STOPPING = web.AppKey("stopping", list[bool])
 READ_CACHE = web.AppKey("read_cache", ReadCache)
 TOKENS = web.AppKey("tokens", dict[str, tuple[Any, float]])  # token -> (caller, expiry)
+SECRET_BOX = web.AppKey("secret_box", SecretBox)  # the key of apps' secrets

@@ -97,6 +97,8 @@ class EventKind(StrEnum):
     HOST_DISCONNECTED = "host_disconnected"
     HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host
     DRIFT_HEALED = "drift_healed"
+    SECRET_SET = "secret_set"  # names and versions only, never a value
+    SECRET_REMOVED = "secret_removed"
 
 
 def started(kind: DeploymentKind | str) -> EventKind:

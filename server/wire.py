@@ -26,8 +26,13 @@ def stop_first(spec: dict[str, Any], strategy: dict[str, Any]) -> bool:
     return any(p.get("host") for p in spec.get("ports", []))
 
 
-def container_spec(spec: dict[str, Any], strategy: dict[str, Any]) -> ContainerSpec:
-    """The ContainerSpec an agent runs for a release deployed with `strategy`."""
+def container_spec(
+    spec: dict[str, Any],
+    strategy: dict[str, Any],
+    secrets: tuple[tuple[str, str], ...] = (),
+) -> ContainerSpec:
+    """The ContainerSpec an agent runs for a release deployed with `strategy`, with the
+    values of the secrets it names (`secrets`: (environment or file name, value))."""
     resources = spec.get("resources") or {}
     health = spec.get("health")
     command = spec.get("command")
@@ -56,6 +61,8 @@ def container_spec(spec: dict[str, Any], strategy: dict[str, Any]) -> ContainerS
         ),
         min_healthy_time=float(strategy.get("min_healthy_time", 0.0)),
         stop_first=stop_first(spec, strategy),
+        secrets=secrets,
+        secrets_dir=spec.get("secrets_dir") if spec.get("secrets_as") == "files" else None,
     )
 
 

@@ -9,6 +9,7 @@ import time
 
 from aiohttp import web
 
+from server import secrets
 from server.api.auth import require
 from server.api.body import read_body
 from server.api.problems import HttpProblem
@@ -57,7 +58,11 @@ async def create_deployment(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     raw = body.model_dump(mode="json")
     body_hash = store.request_hash(raw)
-    spec = body.model_dump(mode="json", exclude={"message", "hosts", "strategy"})
+    spec = body.model_dump(
+        mode="json",
+        exclude={"message", "hosts", "strategy", "secrets", "secrets_as", "secrets_dir"},
+    )
+    spec |= await _secrets_of(request, name, body)
     strategy = (body.strategy or StrategyIn()).model_dump(mode="json")
     selector = (body.hosts or HostSelector()).model_dump(mode="json", exclude_none=True)
     for attempt in range(WRITE_ATTEMPTS):
@@ -90,6 +95,21 @@ async def create_deployment(request: web.Request) -> web.Response:
         status=202,
         headers={"Location": f"/v1/deployments/{deployment.id}"},
     )
+
+
+async def _secrets_of(request: web.Request, app: str, body: DeploymentIn) -> dict[str, object]:
+    """The release's secret fields: which secrets under which names, how, and the version of
+    each (the live one now: a rollback to this release runs with the same values)."""
+    names = secrets.wanted(body.secrets)
+    if not names:
+        return {}
+    async with request.app[SESSIONS]() as session:
+        versions = await secrets.resolve(session, app, names)
+    out: dict[str, object] = {"secrets": names, "secrets_as": body.secrets_as}
+    if body.secrets_as == "files":
+        out["secrets_dir"] = body.secrets_dir
+    out["secret_versions"] = {n: versions[n] for n in sorted(set(names.values()))}
+    return out
 
 
 async def get_deployment(request: web.Request) -> web.Response:

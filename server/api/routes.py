@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import actions, apps, deployments, events, health, hosts, webhooks
+from server.api import actions, apps, deployments, events, health, hosts, secrets, webhooks
 from server.keys import HUB
 
 
@@ -18,6 +18,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/apps/{app}", apps.get_app)
     r.add_get("/v1/apps/{app}/releases", apps.list_releases)
     r.add_post("/v1/apps/{app}/deployments", deployments.create_deployment)
+    r.add_get("/v1/apps/{app}/secrets", secrets.list_secrets)
+    r.add_put("/v1/apps/{app}/secrets/{name}", secrets.put_secret)
+    r.add_delete("/v1/apps/{app}/secrets/{name}", secrets.delete_secret)
     r.add_get("/v1/deployments", deployments.list_deployments)
     r.add_get("/v1/deployments/{id}", deployments.get_deployment)
     r.add_post("/v1/apps/{app}/rollback", actions.rollback)

@@ -70,7 +70,27 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"{value[:80]!r} is not a valid environment variable name")
+    return value
+
+
+_SYSTEM_DIRS = ("/", "/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr")
+
+
+def _secrets_dir(value: str) -> str:
+    parts = value.split("/")
+    if not value.startswith("/") or any(p in (".", "..") for p in parts) or len(value) > 255:
+        raise ValueError("must be an absolute path without . or .. (such as /run/secrets)")
+    if value.rstrip("/") in ("", *_SYSTEM_DIRS) or not _PATH.fullmatch(value):
+        raise ValueError("must be a directory of its own, such as /run/secrets")
+    return value.rstrip("/")
+
+
+_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+/?$")
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+EnvName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_env_name)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 Seconds = Annotated[float, Field(ge=0, le=86400)]
 
@@ -155,6 +175,15 @@ class DeploymentIn(Strict):
     hosts: HostSelector | None = None
     health: HealthIn | None = None
     strategy: StrategyIn | None = None
+    # secrets the container gets: ["NAME"] (as $NAME) or {"ENV_OR_FILE_NAME": "SECRET_NAME"}
+    secrets: (
+        Annotated[list[EnvName], Field(max_length=100)]
+        | Annotated[dict[EnvName, EnvName], Field(max_length=100)]
+        | None
+    ) = None
+    secrets_as: Literal["env", "files"] = "env"
+    # files: one file per secret in this directory, a read-only mount of a tmpfs
+    secrets_dir: Annotated[str, AfterValidator(_secrets_dir)] = "/run/secrets"
 
     @model_validator(mode="after")
     def _ports_unique(self) -> DeploymentIn:
@@ -169,11 +198,31 @@ class DeploymentIn(Strict):
                 "(the new instance could not bind it while the old one runs); use stop-first "
                 "or an ephemeral host port (0)"
             )
+        if self.secrets_as == "env" and isinstance(self.secrets, dict | list):
+            names = self.secrets if isinstance(self.secrets, list) else list(self.secrets)
+            clash = sorted(set(names) & set(self.env))
+            if clash:
+                raise ValueError(f"secrets: {', '.join(clash)} is also set in env")
         health = self.health
         published = {p.container for p in self.ports}
         if health and health.type != "cmd" and health.port not in (None, *published):
             raise ValueError("health.port must be one of the published container ports")
         return self
+
+
+class SecretIn(Strict):
+    """PUT /v1/apps/{app}/secrets/{name}: the value, 1 to 65536 characters."""
+
+    value: str = Field(min_length=1, max_length=65536)
+
+
+class SecretOut(BaseModel):
+    """A secret in a response: its name and live version, never its value."""
+
+    name: str
+    version: int
+    updated_at: dt.datetime
+    updated_by: str
 
 
 class RollbackIn(Strict):

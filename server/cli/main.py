@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent import cli as agent_cli
 from server.cli import client
+from server.cli import secrets as secrets_cli
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
 from server.errors import DatabaseProblem
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(up, listen=False)
 
     client.add_commands(sub)
+    secrets_cli.add_commands(sub, _server_flags)
     return parser
 
 
@@ -120,6 +122,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         data_dir=Path(args.data_dir),
         database_url=args.database_url or "",
         allow_internal_webhooks=bool(getattr(args, "allow_internal_webhooks", False)),
+        secret_key=os.environ.get("FLOTILLA_SECRET_KEY", ""),  # env only: a flag shows in ps
     ).validate()
 
 
@@ -142,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _migrate(settings)
             print("database is at the newest revision")
             return 0
+        if args.command == "secret":
+            return secrets_cli.run(args, settings_from)
         return client.run(args)
     except SettingsError as exc:
         print(f"flotilla: {exc}", file=sys.stderr)
