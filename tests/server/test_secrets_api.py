@@ -11,6 +11,7 @@ from pathlib import Path
 from server.db import store
 from server.keys import SESSIONS
 from tests.conftest import Flotilla
+from tests.e2e.test_secrets import database_bytes
 from tests.harness import ROOT
 from tests.server.test_cli import clean_env
 
@@ -137,7 +138,7 @@ async def test_cli_set_list_rm(flotilla_sqlite: Flotilla) -> None:
     listed = await asyncio.to_thread(run, "list", "web")
     assert listed.returncode == 0 and '"DB_PASSWORD"' in listed.stdout
     assert VALUE not in listed.stdout
-    status, body = await f.api.call("GET", "/v1/apps/web/secrets")
+    _, body = await f.api.call("GET", "/v1/apps/web/secrets")
     assert [(s["name"], s["version"]) for s in body["secrets"]] == [("DB_PASSWORD", 1)]
 
     empty = await asyncio.to_thread(run, "set", "web", "EMPTY", stdin="")
@@ -157,5 +158,4 @@ async def test_key_file_and_value_at_rest(flotilla_sqlite: Flotilla, tmp_path: P
     key = tmp_path / "secret.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     await f.api.call("PUT", "/v1/apps/web/secrets/DB_PASSWORD", {"value": VALUE})
-    for path in tmp_path.glob("flotilla.db*"):
-        assert VALUE.encode() not in path.read_bytes(), path
+    assert VALUE.encode() not in database_bytes(tmp_path)
