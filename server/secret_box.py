@@ -21,12 +21,15 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from server.config import SettingsError
+
 KEY_FILE = "secret.key"
 NEXT_KEY_FILE = "secret.key.next"
 
 
-class SecretKeyError(Exception):
-    """The key cannot be read, or does not open a stored secret; the message says which."""
+class SecretKeyError(SettingsError):
+    """The key cannot be read, or does not open a stored secret; the message says which (a
+    SettingsError: at start, the command line prints it in one line and exits)."""
 
 
 def new_key() -> str:

@@ -12,7 +12,7 @@ from server.db import store
 from server.keys import SESSIONS
 from tests.conftest import Flotilla
 from tests.e2e.test_secrets import database_bytes
-from tests.harness import ROOT
+from tests.harness import ROOT, free_port
 from tests.server.test_cli import clean_env
 
 VALUE = "s3cr3t-canary-7f4e9b21"
@@ -159,3 +159,30 @@ async def test_key_file_and_value_at_rest(flotilla_sqlite: Flotilla, tmp_path: P
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     await f.api.call("PUT", "/v1/apps/web/secrets/DB_PASSWORD", {"value": VALUE})
     assert VALUE.encode() not in database_bytes(tmp_path)
+
+
+def test_a_bad_key_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "secret.key").write_text("not a key\n")
+    args = ["server", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{free_port()}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli.main", *args],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "secret.key is not a Fernet key" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    bad_env = {**clean_env(), "FLOTILLA_SECRET_KEY": "short"}
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli.main", *args],
+        cwd=ROOT,
+        env=bad_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "FLOTILLA_SECRET_KEY is not a Fernet key" in done.stderr
+    assert "Traceback" not in done.stderr
