@@ -76,6 +76,10 @@ async def test_env_secret_rollback_and_no_leak(
     caplog.set_level(logging.DEBUG)
     f = flotilla_sqlite
     host, token = await f.add_host()
+    # every event is queued for this webhook: its payloads are in the database file checked
+    hook = {"url": "http://127.0.0.1:9/hook", "secret": "w" * 16}
+    status, made = await f.api.call("POST", "/v1/webhooks", hook)
+    assert status == 201, made
     assert await set_secret(f, "web", "DB_PASSWORD", CANARY_1) == 1
     spec = {
         "image": images.v1,
@@ -124,7 +128,10 @@ async def test_env_secret_rollback_and_no_leak(
         evidence = str(failed["hosts"][0]["evidence"])
         assert "pw=****" in evidence, evidence
 
-        seen = await everything_visible(f, "web")
+        path = f"/v1/webhooks/{made['id']}/deliveries"
+        status, deliveries = await f.api.call("GET", path)
+        assert status == 200 and deliveries["deliveries"], deliveries
+        seen = await everything_visible(f, "web") + str(deliveries)
         for value in (CANARY_1, CANARY_2):
             assert value not in seen
             assert value not in caplog.text
