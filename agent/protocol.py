@@ -88,6 +88,7 @@ class ContainerSpec:
     ports: tuple[PortSpec, ...] = ()
     memory: int | None = None  # bytes
     cpus: float | None = None
+    pids_limit: int | None = None
     restart: str = "unless-stopped"
     labels: tuple[tuple[str, str], ...] = ()
     health: HealthSpec | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,9 @@ class Settings:
     # webhook URLs at link-local or cloud metadata addresses (169.254.169.254, ...) are refused
     # unless this is set: a webhook is a request the server makes on an admin's word
     allow_internal_webhooks: bool = False
+    # every container's limits unless its deployment sets them (resources.memory, .pids)
+    default_memory: str = "300m"
+    default_pids_limit: int = 4096
     # FLOTILLA_SECRET_KEY: Fernet key(s) for apps' secrets (empty: <data-dir>/secret.key)
     secret_key: str = field(default="", repr=False)
 
@@ -54,6 +58,16 @@ class Settings:
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(
                 f"--listen / FLOTILLA_LISTEN must be HOST:PORT, got {self.listen!r}"
+            )
+        if not re.fullmatch(r"[1-9][0-9]{0,12}[bkmg]?", self.default_memory, re.IGNORECASE):
+            raise SettingsError(
+                "--default-memory / FLOTILLA_DEFAULT_MEMORY must be a size such as 300m, "
+                f"got {self.default_memory!r}"
+            )
+        if not 1 <= self.default_pids_limit <= 4_194_304:
+            raise SettingsError(
+                "--default-pids-limit / FLOTILLA_DEFAULT_PIDS_LIMIT must be 1-4194304, "
+                f"got {self.default_pids_limit}"
             )
         if self.secret_key:
             from server.secret_box import SecretKeyError, check_keys

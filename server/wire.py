@@ -6,6 +6,8 @@ from typing import Any
 
 from agent.protocol import ContainerSpec, HealthSpec, PortSpec
 
+# the pids limit of a release recorded before deployments recorded the server's default
+DEFAULT_PIDS_LIMIT = 4096
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -43,6 +45,7 @@ def container_spec(
         ports=tuple(_port(p) for p in spec.get("ports", [])),
         memory=memory_bytes(resources.get("memory")),
         cpus=resources.get("cpus"),
+        pids_limit=resources.get("pids") or DEFAULT_PIDS_LIMIT,
         restart=spec.get("restart", "unless-stopped"),
         labels=tuple(sorted((spec.get("labels") or {}).items())),
         health=(

@@ -18,7 +18,7 @@ from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment
 from server.errors import FieldError, Invalid, NotFound
-from server.keys import CONTROLLER, SESSIONS, STOPPING
+from server.keys import CONTROLLER, SESSIONS, SETTINGS, STOPPING
 from server.loops import wait_set
 from server.states import TERMINAL
 
@@ -63,6 +63,11 @@ async def create_deployment(request: web.Request) -> web.Response:
         exclude={"message", "hosts", "strategy", "secrets", "secrets_as", "secrets_dir"},
     )
     spec |= await _secrets_of(request, name, body)
+    settings = request.app[SETTINGS]
+    resources = dict(spec.get("resources") or {})  # the server's defaults, recorded: a
+    resources["memory"] = resources.get("memory") or settings.default_memory  # rollback
+    resources["pids"] = resources.get("pids") or settings.default_pids_limit  # keeps them
+    spec["resources"] = resources
     strategy = (body.strategy or StrategyIn()).model_dump(mode="json")
     selector = (body.hosts or HostSelector()).model_dump(mode="json", exclude_none=True)
     for attempt in range(WRITE_ATTEMPTS):

@@ -111,10 +111,12 @@ class PortIn(Strict):
 
 
 class ResourcesIn(Strict):
-    """Limits on one instance: memory (e.g. 256m) and CPUs."""
+    """Limits on one instance: memory (e.g. 256m), CPUs and processes. A deployment without
+    memory or pids gets the server's defaults (--default-memory, --default-pids-limit)."""
 
     memory: Annotated[str, AfterValidator(_memory)] | None = None
     cpus: float | None = Field(default=None, gt=0, le=512)
+    pids: int | None = Field(default=None, ge=1, le=4_194_304)  # processes (threads count)
 
 
 class HostSelector(Strict):

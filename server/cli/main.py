@@ -60,6 +60,19 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
             help="accept webhook URLs that point at link-local or cloud metadata addresses "
             "(env FLOTILLA_ALLOW_INTERNAL_WEBHOOKS=1; default: refused)",
         )
+        parser.add_argument(
+            "--default-memory",
+            default=_env("FLOTILLA_DEFAULT_MEMORY", "300m"),
+            help="memory limit of a container whose deployment sets none "
+            "(env FLOTILLA_DEFAULT_MEMORY; default %(default)s)",
+        )
+        parser.add_argument(
+            "--default-pids-limit",
+            type=int,
+            default=_env("FLOTILLA_DEFAULT_PIDS_LIMIT", "4096"),  # argparse applies type=int
+            help="process limit of a container whose deployment sets none "
+            "(env FLOTILLA_DEFAULT_PIDS_LIMIT; default %(default)s)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +136,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         database_url=args.database_url or "",
         allow_internal_webhooks=bool(getattr(args, "allow_internal_webhooks", False)),
         secret_key=os.environ.get("FLOTILLA_SECRET_KEY", ""),  # env only: a flag shows in ps
+        default_memory=getattr(args, "default_memory", "300m"),
+        default_pids_limit=getattr(args, "default_pids_limit", 4096),
     ).validate()
 
 
