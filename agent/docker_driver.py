@@ -139,6 +139,7 @@ class DockerDriver:
         elif spec.secrets and spec.secrets_dir is not None:
             source = self._write_secrets(name, spec.secrets)
             binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
+        restricted = spec.security_profile == "restricted"
         host_config = self.api.create_host_config(
             binds=binds or None,
             port_bindings=bindings,
@@ -151,8 +152,10 @@ class DockerDriver:
             # the baseline of every container (README, Security): no privilege gained through
             # setuid binaries, no raw sockets (ARP/ICMP spoofing), a bounded process count
             security_opt=["no-new-privileges:true"],
-            cap_drop=["NET_RAW"],
+            cap_drop=["ALL"] if restricted else ["NET_RAW"],
+            cap_add=["NET_BIND_SERVICE"] if restricted else None,
             pids_limit=spec.pids_limit,
+            read_only=spec.read_only,
         )
         try:
             created = self.api.create_container(
@@ -160,6 +163,7 @@ class DockerDriver:
                 command=list(spec.command) if spec.command is not None else None,
                 name=name,
                 environment=env,
+                user=spec.user or "",
                 labels=labels,
                 ports=[(p.container, p.protocol) for p in spec.ports],
                 host_config=host_config,

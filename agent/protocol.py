@@ -94,6 +94,9 @@ class ContainerSpec:
     health: HealthSpec | None = None
     min_healthy_time: float = 0.0
     stop_first: bool = False
+    user: str | None = None  # None: the image's user
+    read_only: bool = False  # a read-only root file system
+    security_profile: str = "baseline"  # or "restricted" (capabilities: NET_BIND_SERVICE only)
     # the release's secrets, (environment or file name, value): kept in memory, never logged,
     # masked in what the agent reports (out of repr, so no log line can show them)
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)

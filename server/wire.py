@@ -64,6 +64,9 @@ def container_spec(
         ),
         min_healthy_time=float(strategy.get("min_healthy_time", 0.0)),
         stop_first=stop_first(spec, strategy),
+        user=spec.get("user"),
+        read_only=bool(spec.get("read_only", False)),
+        security_profile=spec.get("security_profile", "baseline"),
         secrets=secrets,
         secrets_dir=spec.get("secrets_dir") if spec.get("secrets_as") == "files" else None,
     )

@@ -88,6 +88,7 @@ def _secrets_dir(value: str) -> str:
     return value.rstrip("/")
 
 
+_USER = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
 _PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+/?$")
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
 EnvName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_env_name)]
@@ -177,6 +178,12 @@ class DeploymentIn(Strict):
     hosts: HostSelector | None = None
     health: HealthIn | None = None
     strategy: StrategyIn | None = None
+    # who the container's process runs as: USER, UID, USER:GROUP or UID:GID (default: the image's)
+    user: Annotated[str, Field(pattern=_USER, max_length=65)] | None = None
+    read_only: bool = False  # a read-only root file system
+    # baseline: Docker's default capabilities minus NET_RAW; restricted: none but
+    # NET_BIND_SERVICE, and a non-root `user` (Kubernetes' Pod Security Standards' names)
+    security_profile: Literal["baseline", "restricted"] = "baseline"
     # secrets the container gets: ["NAME"] (as $NAME) or {"ENV_OR_FILE_NAME": "SECRET_NAME"}
     secrets: (
         Annotated[list[EnvName], Field(max_length=100)]
@@ -199,6 +206,12 @@ class DeploymentIn(Strict):
                 "strategy.order: start-first cannot work with a fixed host port "
                 "(the new instance could not bind it while the old one runs); use stop-first "
                 "or an ephemeral host port (0)"
+            )
+        if self.security_profile == "restricted" and (
+            self.user is None or self.user.split(":")[0] in ("0", "root")
+        ):
+            raise ValueError(
+                "user: security_profile restricted needs a non-root user (such as 1000 or nobody)"
             )
         if self.secrets_as == "env" and isinstance(self.secrets, dict | list):
             names = self.secrets if isinstance(self.secrets, list) else list(self.secrets)

@@ -107,3 +107,55 @@ def test_bad_defaults_stop_the_server(tmp_path: Path, flag: str, value: str, say
     )
     assert done.returncode == 2, done
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_restricted_read_only_as_a_user(
+    flotilla_sqlite: Any, images: Images, engine: Engine, docker_url: str
+) -> None:
+    f = flotilla_sqlite
+    host, token = await f.add_host()
+    spec = {
+        "image": images.v1,
+        "command": ["/bin/sh", "-c", "exec sleep 3600"],
+        "user": "65534:65534",
+        "read_only": True,
+        "security_profile": "restricted",
+    }
+    async with agent(f.url, host, token, docker_url):
+        d = await f.api.deploy("tight", spec)
+        assert (await f.api.wait(d["id"]))["status"] == "succeeded"
+        (container,) = engine.containers(host, "tight", all=False)
+        config = container.attrs["HostConfig"]
+        assert config["CapDrop"] == ["ALL"] and config["CapAdd"] == ["NET_BIND_SERVICE"]
+        assert config["ReadonlyRootfs"] is True
+        assert "no-new-privileges:true" in config["SecurityOpt"]
+        assert container.attrs["Config"]["User"] == "65534:65534"
+        code, out = container.exec_run(["/bin/sh", "-c", "id -u"])
+        assert (code, out.decode().strip()) == (0, "65534")
+        code, _ = container.exec_run(["/bin/sh", "-c", "echo x > /written"])
+        assert code != 0  # read-only root file system
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"security_profile": "restricted"}, "body"),
+        ({"security_profile": "restricted", "user": "root"}, "body"),
+        ({"security_profile": "restricted", "user": "0:1000"}, "body"),
+        ({"security_profile": "privileged"}, "security_profile"),
+        ({"user": "a b"}, "user"),
+        ({"user": "1000\n"}, "user"),
+        ({"read_only": "yes"}, "read_only"),
+    ],
+)
+async def test_bad_security_fields_are_refused(
+    flotilla_sqlite: Any, extra: dict[str, Any], field: str
+) -> None:
+    status, body = await flotilla_sqlite.api.call(
+        "POST", "/v1/apps/web/deployments", {"image": "web:v1", **extra}
+    )
+    assert status == 422, body
+    assert body["errors"][0]["field"] == field
+    if field == "body":
+        assert "user" in body["errors"][0]["message"]
+    assert (await flotilla_sqlite.api.call("GET", "/v1/apps/web"))[0] == 404
