@@ -49,7 +49,11 @@ async def put(
                 message = f"secret {name} set (version {version})"
                 await store.add_event(session, EventKind.SECRET_SET, actor, message, app=app)
             return version
-        except IntegrityError:  # a concurrent set took the same version number: go again
+        except (IntegrityError, store.DatabaseError) as exc:
+            # a concurrent set took the same version number, or a serialization failure or
+            # busy database: a fresh transaction gets past it
+            if not isinstance(exc, IntegrityError) and not store.retryable(exc):
+                raise
             if attempt == SET_ATTEMPTS - 1:
                 raise Conflict("conflict", "the secret is being set concurrently; retry") from None
     raise AssertionError("unreachable")
@@ -80,7 +84,13 @@ def wanted(given: list[str] | dict[str, str] | None) -> dict[str, str]:
 
 
 async def resolve(session: AsyncSession, app: str, names: Mapping[str, str]) -> dict[str, int]:
-    """The live version of each secret a deploy names; 422 naming every one not set."""
+    """The live version of each secret a deploy names; 422 naming every one not set.
+
+    Read before the deploy's write, in another transaction: a set or remove of the same
+    secret committed between the two deletes the version read (no release names it yet),
+    and the release then runs without that secret (`server/desired.py` logs it). The window
+    is the deploy's write (milliseconds); closing it needs the deploy's write to lock the
+    versions it names (issue 18 follow-up)."""
     versions = await rows.live_versions(session, app, names.values())
     missing = sorted({s for s in names.values() if s not in versions})
     if missing:
