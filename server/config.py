@@ -32,6 +32,9 @@ class Settings:
     # every container's limits unless its deployment sets them (resources.memory, .pids)
     default_memory: str = "300m"
     default_pids_limit: int = 4096
+    # registries deployments may pull from (empty: any), such as ("registry.example:5000",
+    # "docker.io"); an image without a registry is Docker Hub's, "docker.io"
+    allowed_registries: tuple[str, ...] = ()
     # FLOTILLA_SECRET_KEY: Fernet key(s) for apps' secrets (empty: <data-dir>/secret.key)
     secret_key: str = field(default="", repr=False)
 
@@ -69,6 +72,12 @@ class Settings:
                 "--default-pids-limit / FLOTILLA_DEFAULT_PIDS_LIMIT must be 1-4194304, "
                 f"got {self.default_pids_limit}"
             )
+        for registry in self.allowed_registries:
+            if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", registry):
+                raise SettingsError(
+                    "--allowed-registries / FLOTILLA_ALLOWED_REGISTRIES must be registry hosts "
+                    f"separated by commas (such as registry.example:5000,docker.io), got {registry!r}"
+                )
         if self.secret_key:
             from server.secret_box import SecretKeyError, check_keys
 

@@ -13,11 +13,11 @@ from server import secrets
 from server.api.auth import require
 from server.api.body import read_body
 from server.api.problems import HttpProblem
-from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn
+from server.api.schemas import DNS_LABEL, DeploymentIn, HostSelector, StrategyIn, registry_of
 from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment
-from server.errors import FieldError, Invalid, NotFound
+from server.errors import FieldError, Invalid, NotFound, Refused
 from server.keys import CONTROLLER, SESSIONS, SETTINGS, STOPPING
 from server.loops import wait_set
 from server.states import TERMINAL
@@ -62,8 +62,16 @@ async def create_deployment(request: web.Request) -> web.Response:
         mode="json",
         exclude={"message", "hosts", "strategy", "secrets", "secrets_as", "secrets_dir"},
     )
-    spec |= await _secrets_of(request, name, body)
     settings = request.app[SETTINGS]
+    registry = registry_of(body.image)
+    if settings.allowed_registries and registry not in settings.allowed_registries:
+        raise Refused(
+            "registry_not_allowed",
+            f"images from {registry} are not allowed on this server (allowed: "
+            f"{', '.join(settings.allowed_registries)})",
+            "image",
+        )
+    spec |= await _secrets_of(request, name, body)
     resources = dict(spec.get("resources") or {})  # the server's defaults, recorded: a
     resources["memory"] = resources.get("memory") or settings.default_memory  # rollback
     resources["pids"] = resources.get("pids") or settings.default_pids_limit  # keeps them

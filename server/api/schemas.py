@@ -35,6 +35,15 @@ def _image(value: str) -> str:
     return value
 
 
+def registry_of(image: str) -> str:
+    """The registry host of an image reference, as Docker reads it: the first component when
+    it has a dot or a port or is localhost, else Docker Hub (docker.io)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
 def _ip(value: str) -> str:
     try:
         ipaddress.ip_address(value)

@@ -73,6 +73,12 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
             help="process limit of a container whose deployment sets none "
             "(env FLOTILLA_DEFAULT_PIDS_LIMIT; default %(default)s)",
         )
+        parser.add_argument(
+            "--allowed-registries",
+            default=_env("FLOTILLA_ALLOWED_REGISTRIES", ""),
+            help="registries deployments may use, separated by commas (docker.io for images "
+            "without one; env FLOTILLA_ALLOWED_REGISTRIES; default: any)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +144,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         secret_key=os.environ.get("FLOTILLA_SECRET_KEY", ""),  # env only: a flag shows in ps
         default_memory=getattr(args, "default_memory", "300m"),
         default_pids_limit=getattr(args, "default_pids_limit", 4096),
+        allowed_registries=tuple(
+            r.strip() for r in getattr(args, "allowed_registries", "").split(",") if r.strip()
+        ),
     ).validate()
 
 

@@ -159,3 +159,44 @@ async def test_bad_security_fields_are_refused(
     if field == "body":
         assert "user" in body["errors"][0]["message"]
     assert (await flotilla_sqlite.api.call("GET", "/v1/apps/web"))[0] == 404
+
+
+async def test_registry_allow_list(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'flotilla.db'}"
+    await asyncio.to_thread(migrate.upgrade, url)
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, allowed_registries=("registry.example:5000",)
+    )
+    server = TestServer(create_app(settings.validate()), host="127.0.0.1")
+    await server.start_server()
+    api = Api(f"http://127.0.0.1:{server.port}", (tmp_path / "admin.token").read_text().strip())
+    try:
+        for image, registry in (
+            ("web:v1", "docker.io"),
+            ("library/web:v1", "docker.io"),
+            ("other.example/web:v1", "other.example"),
+            ("localhost:5000/web:v1", "localhost:5000"),
+        ):
+            status, body = await api.call("POST", "/v1/apps/web/deployments", {"image": image})
+            assert status == 403, body
+            assert body["code"] == "registry_not_allowed"
+            assert body["errors"][0]["field"] == "image"
+            assert f"images from {registry} are not allowed" in body["detail"]
+        assert (await api.call("GET", "/v1/apps/web"))[0] == 404
+        await api.deploy("web", {"image": "registry.example:5000/team/web:v1"})
+    finally:
+        await api.close()
+        await server.close()
+
+
+def test_bad_allow_list_stops_the_server(tmp_path: Path) -> None:
+    args = ["server", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{free_port()}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli.main", *args, "--allowed-registries", "a b,c"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "--allowed-registries" in done.stderr, done
