@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from server.app import create_app
+from server.config import Settings
+from server.db import migrate, store
+from server.keys import SESSIONS
+from server.secret_box import new_key
 from tests.conftest import Flotilla, Images
-from tests.harness import ROOT, Engine, agent, eventually
+from tests.harness import ROOT, Api, Engine, agent, eventually, unique
 from tests.server.test_cli import clean_env
 
 FLOTILLA = [sys.executable, "-m", "server.cli.main"]
@@ -213,3 +219,52 @@ async def test_rotate_key_keeps_secrets_readable(
         )
     again = await asyncio.to_thread(rotate, tmp_path, sqlite_url)
     assert again.returncode == 0 and "re-encrypted 3" in again.stdout, again.stderr
+
+
+async def test_rotate_key_given_in_the_environment(
+    tmp_path: Path, images: Images, engine: Engine, docker_url: str
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'flotilla.db'}"
+    await asyncio.to_thread(migrate.upgrade, url)
+    old, new = new_key(), new_key()
+
+    async def serve(key: str) -> tuple[TestServer, Api]:
+        settings = Settings(data_dir=tmp_path, database_url=url, secret_key=key)
+        server = TestServer(create_app(settings.validate()), host="127.0.0.1")
+        await server.start_server()
+        token = (tmp_path / "admin.token").read_text().strip()
+        return server, Api(f"http://127.0.0.1:{server.port}", token)
+
+    server, api = await serve(old)
+    status, _ = await api.call("PUT", "/v1/apps/envkey/secrets/PW", {"value": CANARY_1})
+    assert status == 200
+    await api.close()
+    await server.close()
+    assert not (tmp_path / "secret.key").exists()  # the key is the environment's only
+
+    env = {**clean_env(), "FLOTILLA_SECRET_KEY": f"{new},{old}"}
+    args = ["secret", "rotate-key", "--data-dir", str(tmp_path), "--database-url", url]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*FLOTILLA, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "re-encrypted 1" in done.stdout, done.stderr
+
+    server, api = await serve(new)  # the old key is gone: the new one alone opens it
+    host = unique("h")
+    try:
+        async with server.app[SESSIONS].begin() as session:
+            token = await store.add_host(session, host, {})
+        async with agent(api.base, host, token, docker_url):
+            d = await api.deploy("envkey", {"image": images.v1, "secrets": ["PW"]})
+            assert (await api.wait(d["id"]))["status"] == "succeeded"
+            assert shell(running(engine, host, "envkey", 1), "echo $PW") == CANARY_1
+    finally:
+        await api.close()
+        await server.close()
+        await asyncio.to_thread(engine.remove_host_containers, host)
