@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="HOST:PORT for the agent's /metrics and /healthz; 'off' to disable "
         "(env FLOTILLA_METRICS_LISTEN; default %(default)s)",
     )
+    parser.add_argument(
+        "--secrets-dir",
+        default=env("FLOTILLA_SECRETS_DIR", "/dev/shm/flotilla-secrets"),
+        help="folder on a tmpfs for secrets deployed as files, bind-mounted read-only into "
+        "their containers; the Docker Engine must see the same path "
+        "(env FLOTILLA_SECRETS_DIR; default %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         token=args.token,
         docker_host=args.docker_host,
         metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
+        secrets_dir=args.secrets_dir,
     )
 
     async def forever() -> None:

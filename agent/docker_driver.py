@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from agent.protocol import (
@@ -40,6 +42,9 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
+# secrets asked for as files: one folder per container under this root, on a tmpfs
+DEFAULT_SECRETS_ROOT = Path("/dev/shm/flotilla-secrets")
+
 _EXITED = re.compile(r"(?:Exited|Restarting) \((-?\d+)\)")
 _RESTART: dict[str, dict[str, str | int] | None] = {
     "no": None,
@@ -56,8 +61,15 @@ class DriverError(Exception):
 class DockerDriver:
     """Runs one host's instances on a Docker Engine."""
 
-    def __init__(self, host: str, base_url: str | None = None, timeout: int = 60) -> None:
+    def __init__(
+        self,
+        host: str,
+        base_url: str | None = None,
+        timeout: int = 60,
+        secrets_root: Path = DEFAULT_SECRETS_ROOT,
+    ) -> None:
         self.host = host
+        self.secrets_root = secrets_root
         self.base_url = base_url
         self.timeout = timeout
         self._api: docker.APIClient | None = None
@@ -161,7 +173,16 @@ class DockerDriver:
         for p in spec.ports:
             key = f"{p.container}/{p.protocol}"
             bindings[key] = (p.host_ip, p.host) if p.host else (p.host_ip,)
+        env = dict(spec.env)
+        binds: dict[str, Mapping[str, str]] = {}
+        if spec.secrets and spec.secrets_dir is None:
+            env.update(spec.secrets)
+        elif spec.secrets and spec.secrets_dir is not None:
+            source = self._write_secrets(name, spec.secrets)
+            binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
+        restricted = spec.security_profile == "restricted"
         host_config = self.api.create_host_config(
+            binds=binds or None,
             port_bindings=bindings,
             restart_policy=_RESTART.get(spec.restart),
             mem_limit=spec.memory,
@@ -169,18 +190,27 @@ class DockerDriver:
             # a tiny init as PID 1 forwards SIGTERM: processes that ignore it as PID 1
             # (busybox httpd, most shells) then stop at once instead of after the timeout
             init=True,
+            # the baseline of every container (README, Security): no privilege gained through
+            # setuid binaries, no raw sockets (ARP/ICMP spoofing), a bounded process count
+            security_opt=["no-new-privileges:true"],
+            cap_drop=["ALL"] if restricted else ["NET_RAW"],
+            cap_add=["NET_BIND_SERVICE"] if restricted else None,
+            pids_limit=spec.pids_limit,
+            read_only=spec.read_only,
         )
         try:
             created = self.api.create_container(
                 spec.image,
                 command=list(spec.command) if spec.command is not None else None,
                 name=name,
-                environment=dict(spec.env),
+                environment=env,
+                user=spec.user or "",
                 labels=labels,
                 ports=[(p.container, p.protocol) for p in spec.ports],
                 host_config=host_config,
             )
         except docker.errors.APIError as exc:
+            self._forget_secrets(name)
             raise DriverError(f"create {name} failed: {_explain(exc)}") from exc
         cid = str(created["Id"])
         self.start(cid)
@@ -202,14 +232,46 @@ class DockerDriver:
         except docker.errors.APIError as exc:
             raise DriverError(f"stop {container_id[:12]} failed: {_explain(exc)}") from exc
 
+    def _write_secrets(self, name: str, secrets: tuple[tuple[str, str], ...]) -> Path:
+        """The container's secret files, in a folder of its own under the secrets root (a
+        tmpfs: /dev/shm by default), bind-mounted read-only. The root is 0700 (no other host
+        user reaches them); inside, files are 0444 so that a non-root container user reads
+        them."""
+        root = self.secrets_root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(mode=0o755)
+        folder.chmod(0o755)
+        for file_name, value in secrets:
+            path = folder / file_name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with os.fdopen(fd, "w") as f:
+                f.write(value)
+        return folder
+
+    def _forget_secrets(self, name: str) -> None:
+        """Delete a container's secret files (it was removed, or never created)."""
+        if name and "/" not in name and name not in (".", ".."):
+            shutil.rmtree(self.secrets_root / name, ignore_errors=True)
+
     def remove(self, container_id: str) -> None:
-        """Remove a container, forcibly if it runs; one already gone is fine."""
+        """Remove a container, forcibly if it runs; one already gone is fine. Its secret
+        files go with it."""
+        name = ""
+        try:
+            info = self.api.inspect_container(container_id)
+            name = str(info.get("Name", "")).lstrip("/")
+        except docker.errors.APIError:
+            pass
         try:
             self.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             raise DriverError(f"remove {container_id[:12]} failed: {_explain(exc)}") from exc
+        self._forget_secrets(name)
 
     def remove_image(self, ref: str) -> None:
         """Remove an image no container uses any more; one still in use is kept (409), and so

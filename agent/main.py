@@ -11,11 +11,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent import endpoint
 from agent.cli import DEFAULT_METRICS_LISTEN
 from agent.client import Connection
-from agent.docker_driver import DockerDriver
+from agent.docker_driver import DEFAULT_SECRETS_ROOT, DockerDriver
 from agent.health import HealthTracker
 from agent.runner import Agent
 
@@ -34,12 +35,15 @@ class AgentSettings:
     retain: int = 2
     prune_images: bool = True
     poll_interval: float = 5.0
+    secrets_dir: str = str(DEFAULT_SECRETS_ROOT)  # secret files, on a tmpfs
 
 
 @contextlib.asynccontextmanager
 async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
     """Start the agent's tasks; on exit cancel them and close what they opened."""
-    driver = DockerDriver(settings.name, settings.docker_host)
+    driver = DockerDriver(
+        settings.name, settings.docker_host, secrets_root=Path(settings.secrets_dir)
+    )
     try:
         docker_version = await asyncio.to_thread(driver.version)
     except Exception as exc:  # the Engine boots later than the agent: start, and keep trying

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -88,11 +88,19 @@ class ContainerSpec:
     ports: tuple[PortSpec, ...] = ()
     memory: int | None = None  # bytes
     cpus: float | None = None
+    pids_limit: int | None = None
     restart: str = "unless-stopped"
     labels: tuple[tuple[str, str], ...] = ()
     health: HealthSpec | None = None
     min_healthy_time: float = 0.0
     stop_first: bool = False
+    user: str | None = None  # None: the image's user
+    read_only: bool = False  # a read-only root file system
+    security_profile: str = "baseline"  # or "restricted" (capabilities: NET_BIND_SERVICE only)
+    # the release's secrets, (environment or file name, value): kept in memory, never logged,
+    # masked in what the agent reports (out of repr, so no log line can show them)
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secrets_dir: str | None = None  # None: as environment variables; else files in this dir
 
 
 @dataclass(frozen=True)
@@ -418,6 +426,7 @@ def _assignment(body: dict[str, Any]) -> Assignment:
                 **_known(ContainerSpec, spec),
                 "command": tuple(spec["command"]) if spec.get("command") is not None else None,
                 "env": _pairs(spec.get("env", ())),
+                "secrets": _pairs(spec.get("secrets", ())),
                 "labels": _pairs(spec.get("labels", ())),
                 "ports": tuple(PortSpec(**_known(PortSpec, p)) for p in spec.get("ports", ())),
                 "health": (

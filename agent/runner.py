@@ -23,6 +23,7 @@ from typing import Protocol
 
 from agent import metrics
 from agent.health import HealthTracker
+from agent.masking import mask, mask_problem, secret_values
 from agent.protocol import (
     MAX_TEXT,
     AppProblem,
@@ -317,6 +318,7 @@ class Agent:
             return
         desired = self.desired
         current = set()
+        values = secret_values(desired)  # an app's output may show them: never reported
         if desired is not None:
             current = {(a.app, a.release) for a in desired.assignments}
             current |= {(p.app, p.release) for p in desired.prepull}
@@ -329,7 +331,9 @@ class Agent:
                     for i in self._instances
                 ),
                 digests=tuple(sorted(self._digests.items())),
-                problems=tuple(p for k, p in self._problems.items() if k in current),
+                problems=tuple(
+                    mask_problem(p, values) for k, p in self._problems.items() if k in current
+                ),
                 engine_error=self.engine_error,
             )
         )
@@ -378,7 +382,8 @@ class Agent:
             gate.not_before = now + delay
             log.warning(
                 "%s failed host=%s app=%s release=%s: %s (retry in %.1fs)",
-                kind, self.host, key[0], key[1], exc, delay,
+                kind, self.host, key[0], key[1], mask(str(exc), secret_values(self.desired)),
+                delay,
             )  # fmt: skip
             if isinstance(action, Run):  # perhaps its image was removed by hand: look again
                 self._digests.pop(action.assignment.spec.image, None)

@@ -26,6 +26,7 @@ from server.keys import (
     LOGINS,
     METRICS,
     READ_CACHE,
+    SECRET_BOX,
     SESSIONS,
     SETTINGS,
     STATUSES,
@@ -37,6 +38,7 @@ from server.metrics import create_metrics
 from server.read_cache import ReadCache
 from server.rollout.controller import Controller
 from server.rollout.wakeups import Wakeups
+from server.secret_box import SecretBox
 from server.statuses import StatusStore
 from server.throttle import FailedLogins
 from server.token_cache import TokenCache
@@ -67,11 +69,13 @@ def create_app(settings: Settings) -> web.Application:
     statuses = StatusStore(sessions, turns)
     wakeups = Wakeups(turns)
     logins = FailedLogins()
-    hub = Hub(sessions, metrics, statuses, wakeups.host, turns, logins)
+    secret_box = SecretBox(settings.data_dir, settings.secret_key)
+    hub = Hub(sessions, metrics, statuses, wakeups.host, turns, logins, secret_box=secret_box)
     controller = Controller(
         sessions, metrics, statuses, hub, turns, wakeups, settings.controller_interval
     )
     app[SETTINGS] = settings
+    app[SECRET_BOX] = secret_box
     app[ENGINE] = engine
     app[SESSIONS] = sessions
     app[METRICS] = metrics
@@ -122,6 +126,7 @@ def secure_data_dir(settings: Settings) -> None:
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     secure_data_dir(app[SETTINGS])
+    app[SECRET_BOX].load()  # FLOTILLA_SECRET_KEY, or <data-dir>/secret.key (made on first start)
     # hosts are disconnected until their agents connect to this process: after a crash the
     # rows still say connected, and /v1/hosts and flotilla_hosts said so for ~20 s
     async with app[SESSIONS].begin() as session:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:8700"
@@ -28,6 +29,14 @@ class Settings:
     # webhook URLs at link-local or cloud metadata addresses (169.254.169.254, ...) are refused
     # unless this is set: a webhook is a request the server makes on an admin's word
     allow_internal_webhooks: bool = False
+    # every container's limits unless its deployment sets them (resources.memory, .pids)
+    default_memory: str = "300m"
+    default_pids_limit: int = 4096
+    # registries deployments may pull from (empty: any), such as ("registry.example:5000",
+    # "docker.io"); an image without a registry is Docker Hub's, "docker.io"
+    allowed_registries: tuple[str, ...] = ()
+    # FLOTILLA_SECRET_KEY: Fernet key(s) for apps' secrets (empty: <data-dir>/secret.key)
+    secret_key: str = field(default="", repr=False)
 
     @property
     def effective_database_url(self) -> str:
@@ -53,6 +62,29 @@ class Settings:
             raise SettingsError(
                 f"--listen / FLOTILLA_LISTEN must be HOST:PORT, got {self.listen!r}"
             )
+        if not re.fullmatch(r"[1-9][0-9]{0,12}[bkmg]?", self.default_memory, re.IGNORECASE):
+            raise SettingsError(
+                "--default-memory / FLOTILLA_DEFAULT_MEMORY must be a size such as 300m, "
+                f"got {self.default_memory!r}"
+            )
+        if not 1 <= self.default_pids_limit <= 4_194_304:
+            raise SettingsError(
+                "--default-pids-limit / FLOTILLA_DEFAULT_PIDS_LIMIT must be 1-4194304, "
+                f"got {self.default_pids_limit}"
+            )
+        for registry in self.allowed_registries:
+            if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", registry):
+                raise SettingsError(
+                    "--allowed-registries / FLOTILLA_ALLOWED_REGISTRIES must be registry hosts "
+                    f"separated by commas (such as registry.example:5000,docker.io), got {registry!r}"
+                )
+        if self.secret_key:
+            from server.secret_box import SecretKeyError, check_keys
+
+            try:
+                check_keys(self.secret_key)
+            except SecretKeyError as exc:
+                raise SettingsError(str(exc)) from None
         url = self.effective_database_url
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(

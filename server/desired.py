@@ -8,24 +8,45 @@ whole desired state and its generation, so a lost or repeated push does no harm.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Assignment, DesiredState, Prepull
+from server import secrets
 from server.db import rollouts
+from server.db.secrets import SecretKey
+from server.secret_box import SecretBox
 from server.wire import container_spec
 
-
-async def states(session: AsyncSession, names: Sequence[str]) -> dict[str, DesiredState]:
-    """The full desired state of each of these hosts (those that exist)."""
-    return build(await rollouts.desired_rows(session, names))
+log = logging.getLogger(__name__)
 
 
-def build(rows: rollouts.DesiredRows) -> dict[str, DesiredState]:
-    """Desired states from their rows. One wire assignment per (app, deployment) and one
-    pre-pull per release, shared by every host that has it: a fan-out sends the same one to
-    thousands of hosts, and the protocol encodes each distinct one once."""
+async def states(
+    session: AsyncSession, names: Sequence[str], box: SecretBox | None = None
+) -> dict[str, DesiredState]:
+    """The full desired state of each of these hosts (those that exist), with the values of
+    the secrets their releases name (opened with `box`)."""
+    rows = await rollouts.desired_rows(session, names)
+    values: dict[SecretKey, str] = {}
+    if box is not None:
+        apps = {r[5]: r[4] for r in rows.assignments}  # release id -> app name
+        keys = set().union(*(secrets.needed(apps[i], rows.specs[i]) for i in apps))
+        if keys:
+            values = await secrets.open_values(session, box, keys)
+    return build(rows, values)
+
+
+def build(
+    rows: rollouts.DesiredRows, values: Mapping[SecretKey, str] | None = None
+) -> dict[str, DesiredState]:
+    """Desired states from their rows (and the secret values their releases name). One wire
+    assignment per (app, deployment) and one pre-pull per release, shared by every host that
+    has it: a fan-out sends the same one to thousands of hosts, and the protocol encodes each
+    distinct one once."""
+    values = values or {}
     shared: dict[tuple[int, int], Assignment] = {}
     assignments: dict[int, list[Assignment]] = {h[0]: [] for h in rows.hosts}
     for host_id, app_id, release, deployment_id, app_name, release_id in rows.assignments:
@@ -37,7 +58,9 @@ def build(rows: rollouts.DesiredRows) -> dict[str, DesiredState]:
                 release=release,
                 deployment=deployment_id,
                 replicas=int(spec.get("replicas", 1)),
-                spec=container_spec(spec, rows.strategies[deployment_id]),
+                spec=container_spec(
+                    spec, rows.strategies[deployment_id], _secrets(app_name, spec, values)
+                ),
                 keep=rows.good.get(app_id, ()),
             )
         assignments[host_id].append(item)
@@ -57,3 +80,18 @@ def build(rows: rollouts.DesiredRows) -> dict[str, DesiredState]:
         )
         for host_id, name, generation in rows.hosts
     }
+
+
+def _secrets(
+    app: str, spec: dict[str, Any], values: Mapping[SecretKey, str]
+) -> tuple[tuple[str, str], ...]:
+    """(name in the container, value) of each secret a release names, by name."""
+    versions = spec.get("secret_versions") or {}
+    out = []
+    for target, name in sorted((spec.get("secrets") or {}).items()):
+        value = values.get((app, name, int(versions.get(name, 0))))
+        if value is None:  # removed while the deploy that named it was written
+            log.warning("secret missing app=%s secret=%s version=%s", app, name, versions.get(name))
+            continue
+        out.append((target, value))
+    return tuple(out)

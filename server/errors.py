@@ -65,6 +65,16 @@ class Forbidden(DomainError):
         super().__init__("forbidden", message)
 
 
+class Refused(Forbidden):
+    """A request the server's security rules refuse: `code` names the rule, `fields` the
+    field that breaks it (answered 403, like every Forbidden)."""
+
+    def __init__(self, rule: str, message: str, field_name: str) -> None:
+        super().__init__(message)
+        self.code = rule
+        self.fields = [FieldError(field_name, message)]
+
+
 class Throttled(DomainError):
     """The caller's address failed to authenticate too often; it may retry after a while."""
 

@@ -41,6 +41,7 @@ from server.host_log import HostLog
 from server.intake import Intake
 from server.loops import timed, unit_of_work
 from server.metrics import Metrics
+from server.secret_box import SecretBox
 from server.states import EventKind
 from server.statuses import StatusStore
 from server.throttle import FailedLogins
@@ -71,8 +72,10 @@ class Hub:
         max_frame_bytes: int = MAX_FRAME_BYTES,
         rate: float = intake_module.RATE,
         burst: float = intake_module.BURST,
+        secret_box: SecretBox | None = None,
     ) -> None:
         self.sessions = sessions
+        self.secret_box = secret_box  # opens the secrets a desired state carries
         self.logins = logins
         self.max_frame_bytes = max_frame_bytes
         self.rate = rate
@@ -197,7 +200,7 @@ class Hub:
         with timed(log, "push") as fields:
             started = time.perf_counter()
             async with self.sessions() as session:
-                states = await desired.states(session, names)
+                states = await desired.states(session, names, self.secret_box)
             fields.update(hosts=len(names), read_ms=round(1000 * (time.perf_counter() - started)))
             await self._send_all(names, states)
 

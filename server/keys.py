@@ -12,6 +12,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.read_cache import ReadCache
 from server.rollout.controller import Controller
+from server.secret_box import SecretBox
 from server.statuses import StatusStore
 from server.throttle import FailedLogins
 from server.token_cache import TokenCache
@@ -30,3 +31,4 @@ STOPPING = web.AppKey("stopping", list[bool])
 READ_CACHE = web.AppKey("read_cache", ReadCache)
 TOKENS = web.AppKey("tokens", TokenCache)  # validated tokens, for a second at most
 AUDIT = web.AppKey("audit", AuditLog)
+SECRET_BOX = web.AppKey("secret_box", SecretBox)  # the key of apps' secrets

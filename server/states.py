@@ -116,6 +116,8 @@ class EventKind(StrEnum):
     HOST_ENGINE_UNAVAILABLE = "host_engine_unavailable"  # seen in the agent's status
     HOST_ENGINE_AVAILABLE = "host_engine_available"
     APP_REMOVED = "app_removed"  # from every host, or from hosts a new release dropped
+    SECRET_SET = "secret_set"  # names and versions only, never a value
+    SECRET_REMOVED = "secret_removed"
 
 
 def started(kind: DeploymentKind | str) -> EventKind:

@@ -6,6 +6,8 @@ from typing import Any
 
 from agent.protocol import ContainerSpec, HealthSpec, PortSpec
 
+# the pids limit of a release recorded before deployments recorded the server's default
+DEFAULT_PIDS_LIMIT = 4096
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -26,8 +28,13 @@ def stop_first(spec: dict[str, Any], strategy: dict[str, Any]) -> bool:
     return any(p.get("host") for p in spec.get("ports", []))
 
 
-def container_spec(spec: dict[str, Any], strategy: dict[str, Any]) -> ContainerSpec:
-    """The ContainerSpec an agent runs for a release deployed with `strategy`."""
+def container_spec(
+    spec: dict[str, Any],
+    strategy: dict[str, Any],
+    secrets: tuple[tuple[str, str], ...] = (),
+) -> ContainerSpec:
+    """The ContainerSpec an agent runs for a release deployed with `strategy`, with the
+    values of the secrets it names (`secrets`: (environment or file name, value))."""
     resources = spec.get("resources") or {}
     health = spec.get("health")
     command = spec.get("command")
@@ -38,6 +45,7 @@ def container_spec(spec: dict[str, Any], strategy: dict[str, Any]) -> ContainerS
         ports=tuple(_port(p) for p in spec.get("ports", [])),
         memory=memory_bytes(resources.get("memory")),
         cpus=resources.get("cpus"),
+        pids_limit=resources.get("pids") or DEFAULT_PIDS_LIMIT,
         restart=spec.get("restart", "unless-stopped"),
         labels=tuple(sorted((spec.get("labels") or {}).items())),
         health=(
@@ -56,6 +64,11 @@ def container_spec(spec: dict[str, Any], strategy: dict[str, Any]) -> ContainerS
         ),
         min_healthy_time=float(strategy.get("min_healthy_time", 0.0)),
         stop_first=stop_first(spec, strategy),
+        user=spec.get("user"),
+        read_only=bool(spec.get("read_only", False)),
+        security_profile=spec.get("security_profile", "baseline"),
+        secrets=secrets,
+        secrets_dir=spec.get("secrets_dir") if spec.get("secrets_as") == "files" else None,
     )
 
 

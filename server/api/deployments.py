@@ -9,17 +9,18 @@ import time
 
 from aiohttp import web
 
+from server import secrets
 from server.api import releases
 from server.api.auth import confine, require
 from server.api.body import parse_body
 from server.api.params import app_name
 from server.api.problems import HttpProblem
-from server.api.schemas import DeploymentIn, DeploymentPatchIn
+from server.api.schemas import DeploymentIn, DeploymentPatchIn, registry_of
 from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment
-from server.errors import FieldError, Invalid, NotFound
-from server.keys import CONTROLLER, SESSIONS, STOPPING
+from server.errors import FieldError, Invalid, NotFound, Refused
+from server.keys import CONTROLLER, SESSIONS, SETTINGS, STOPPING
 from server.loops import wait_set
 from server.states import TERMINAL
 
@@ -60,11 +61,25 @@ async def create_deployment(request: web.Request) -> web.Response:
     else:
         body = parse_body(raw, DeploymentIn)
         body_hash = store.request_hash(body.model_dump(mode="json"))
+    settings = request.app[SETTINGS]
+    registry = registry_of(body.image)
+    if settings.allowed_registries and registry not in settings.allowed_registries:
+        raise Refused(
+            "registry_not_allowed",
+            f"images from {registry} are not allowed on this server (allowed: "
+            f"{', '.join(settings.allowed_registries)})",
+            "image",
+        )
     if dry:
         preview = await releases.dry_run(sessions, name, body, base)
         return web.json_response(preview.model_dump(mode="json"))
     key = idempotency_key(request)
     spec, strategy, selector = releases.parts_of(body)
+    spec |= await _secrets_of(request, name, body)
+    resources = dict(spec.get("resources") or {})  # the server's defaults, recorded: a
+    resources["memory"] = resources.get("memory") or settings.default_memory  # rollback
+    resources["pids"] = resources.get("pids") or settings.default_pids_limit  # keeps them
+    spec["resources"] = resources
     for attempt in range(WRITE_ATTEMPTS):
         try:
             deployment, hosts = await deploys.deploy(
@@ -95,6 +110,21 @@ async def create_deployment(request: web.Request) -> web.Response:
         status=202,
         headers={"Location": f"/v1/deployments/{deployment.id}"},
     )
+
+
+async def _secrets_of(request: web.Request, app: str, body: DeploymentIn) -> dict[str, object]:
+    """The release's secret fields: which secrets under which names, how, and the version of
+    each (the live one now: a rollback to this release runs with the same values)."""
+    names = secrets.wanted(body.secrets)
+    if not names:
+        return {}
+    async with request.app[SESSIONS]() as session:
+        versions = await secrets.resolve(session, app, names)
+    out: dict[str, object] = {"secrets": names, "secrets_as": body.secrets_as}
+    if body.secrets_as == "files":
+        out["secrets_dir"] = body.secrets_dir
+    out["secret_versions"] = {n: versions[n] for n in sorted(set(names.values()))}
+    return out
 
 
 async def get_deployment(request: web.Request) -> web.Response:

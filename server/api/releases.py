@@ -34,7 +34,11 @@ from server.keys import SESSIONS
 
 def parts_of(body: DeploymentIn) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """A deployment request's release spec, strategy and host selector, as they are stored."""
-    spec = body.model_dump(mode="json", exclude={"message", "hosts", "strategy"})
+    # the secrets a release uses are recorded with their versions (server.secrets), apart
+    spec = body.model_dump(
+        mode="json",
+        exclude={"message", "hosts", "strategy", "secrets", "secrets_as", "secrets_dir"},
+    )
     strategy = (body.strategy or StrategyIn()).model_dump(mode="json")
     selector = (body.hosts or HostSelector()).model_dump(mode="json", exclude_none=True)
     return spec, strategy, selector

@@ -13,6 +13,7 @@ from server.api import (
     health,
     hosts,
     releases,
+    secrets,
     tokens,
     webhooks,
 )
@@ -33,6 +34,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(
         "/v1/apps/{app}/deployments", deployments.create_deployment, name="deployment.create"
     )
+    r.add_get("/v1/apps/{app}/secrets", secrets.list_secrets, name="secret.list")
+    r.add_put("/v1/apps/{app}/secrets/{name}", secrets.put_secret, name="secret.set")
+    r.add_delete("/v1/apps/{app}/secrets/{name}", secrets.delete_secret, name="secret.remove")
     r.add_get("/v1/deployments", deployments.list_deployments, name="deployment.list")
     r.add_get("/v1/deployments/{id}", deployments.get_deployment, name="deployment.get")
     r.add_post("/v1/apps/{app}/rollback", actions.rollback, name="app.rollback")

@@ -46,6 +46,15 @@ def _image(value: str) -> str:
     return value
 
 
+def registry_of(image: str) -> str:
+    """The registry host of an image reference, as Docker reads it: the first component when
+    it has a dot or a port or is localhost, else Docker Hub (docker.io)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
 def _ip(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -81,7 +90,28 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"{value[:80]!r} is not a valid environment variable name")
+    return value
+
+
+_SYSTEM_DIRS = ("/", "/bin", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr")
+
+
+def _secrets_dir(value: str) -> str:
+    parts = value.split("/")
+    if not value.startswith("/") or any(p in (".", "..") for p in parts) or len(value) > 255:
+        raise ValueError("must be an absolute path without . or .. (such as /run/secrets)")
+    if value.rstrip("/") in ("", *_SYSTEM_DIRS) or not _PATH.fullmatch(value):
+        raise ValueError("must be a directory of its own, such as /run/secrets")
+    return value.rstrip("/")
+
+
+_USER = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
+_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+/?$")
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+EnvName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_env_name)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 Seconds = Annotated[float, Field(ge=0, le=86400)]
 
@@ -102,10 +132,12 @@ class PortIn(Strict):
 
 
 class ResourcesIn(Strict):
-    """Limits on one instance: memory (e.g. 256m) and CPUs."""
+    """Limits on one instance: memory (e.g. 256m), CPUs and processes. A deployment without
+    memory or pids gets the server's defaults (--default-memory, --default-pids-limit)."""
 
     memory: Annotated[str, AfterValidator(_memory)] | None = None
     cpus: float | None = Field(default=None, gt=0, le=512)
+    pids: int | None = Field(default=None, ge=1, le=4_194_304)  # processes (threads count)
 
 
 class HostSelector(Strict):
@@ -168,6 +200,21 @@ class DeploymentIn(Strict):
     hosts: HostSelector | None = None
     health: HealthIn | None = None
     strategy: StrategyIn | None = None
+    # who the container's process runs as: USER, UID, USER:GROUP or UID:GID (default: the image's)
+    user: Annotated[str, Field(pattern=_USER, max_length=65)] | None = None
+    read_only: bool = False  # a read-only root file system
+    # baseline: Docker's default capabilities minus NET_RAW; restricted: none but
+    # NET_BIND_SERVICE, and a non-root `user` (Kubernetes' Pod Security Standards' names)
+    security_profile: Literal["baseline", "restricted"] = "baseline"
+    # secrets the container gets: ["NAME"] (as $NAME) or {"ENV_OR_FILE_NAME": "SECRET_NAME"}
+    secrets: (
+        Annotated[list[EnvName], Field(max_length=100)]
+        | Annotated[dict[EnvName, EnvName], Field(max_length=100)]
+        | None
+    ) = None
+    secrets_as: Literal["env", "files"] = "env"
+    # files: one file per secret in this directory, a read-only mount of a tmpfs
+    secrets_dir: Annotated[str, AfterValidator(_secrets_dir)] = "/run/secrets"
 
     @model_validator(mode="after")
     def _ports_unique(self) -> DeploymentIn:
@@ -182,6 +229,17 @@ class DeploymentIn(Strict):
                 "(the new instance could not bind it while the old one runs); use stop-first "
                 "or an ephemeral host port (0)"
             )
+        if self.security_profile == "restricted" and (
+            self.user is None or self.user.split(":")[0] in ("0", "root")
+        ):
+            raise ValueError(
+                "user: security_profile restricted needs a non-root user (such as 1000 or nobody)"
+            )
+        if self.secrets_as == "env" and isinstance(self.secrets, dict | list):
+            names = self.secrets if isinstance(self.secrets, list) else list(self.secrets)
+            clash = sorted(set(names) & set(self.env))
+            if clash:
+                raise ValueError(f"secrets: {', '.join(clash)} is also set in env")
         health = self.health
         published = {p.container for p in self.ports}
         if health and health.type != "cmd" and health.port not in (None, *published):
@@ -228,6 +286,27 @@ class DeploymentPatchIn(Strict):
     hosts: JsonValue = None
     health: JsonValue = None
     strategy: JsonValue = None
+    user: JsonValue = None
+    read_only: JsonValue = None
+    security_profile: JsonValue = None
+    secrets: JsonValue = None
+    secrets_as: JsonValue = None
+    secrets_dir: JsonValue = None
+
+
+class SecretIn(Strict):
+    """PUT /v1/apps/{app}/secrets/{name}: the value, 1 to 65536 characters."""
+
+    value: str = Field(min_length=1, max_length=65536)
+
+
+class SecretOut(BaseModel):
+    """A secret in a response: its name and live version, never its value."""
+
+    name: str
+    version: int
+    updated_at: dt.datetime
+    updated_by: str
 
 
 class RollbackIn(Strict):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent import cli as agent_cli
 from server.cli import admin, client
+from server.cli import secrets as secrets_cli
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
 from server.errors import DatabaseProblem
@@ -58,6 +59,25 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
             default=_env("FLOTILLA_ALLOW_INTERNAL_WEBHOOKS", "") not in ("", "0", "false"),
             help="accept webhook URLs that point at link-local or cloud metadata addresses "
             "(env FLOTILLA_ALLOW_INTERNAL_WEBHOOKS=1; default: refused)",
+        )
+        parser.add_argument(
+            "--default-memory",
+            default=_env("FLOTILLA_DEFAULT_MEMORY", "300m"),
+            help="memory limit of a container whose deployment sets none "
+            "(env FLOTILLA_DEFAULT_MEMORY; default %(default)s)",
+        )
+        parser.add_argument(
+            "--default-pids-limit",
+            type=int,
+            default=_env("FLOTILLA_DEFAULT_PIDS_LIMIT", "4096"),  # argparse applies type=int
+            help="process limit of a container whose deployment sets none "
+            "(env FLOTILLA_DEFAULT_PIDS_LIMIT; default %(default)s)",
+        )
+        parser.add_argument(
+            "--allowed-registries",
+            default=_env("FLOTILLA_ALLOWED_REGISTRIES", ""),
+            help="registries deployments may use, separated by commas (docker.io for images "
+            "without one; env FLOTILLA_ALLOWED_REGISTRIES; default: any)",
         )
 
 
@@ -113,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(up, listen=False)
 
     client.add_commands(sub)
+    secrets_cli.add_commands(sub, _server_flags)
     return parser
 
 
@@ -123,6 +144,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         data_dir=Path(args.data_dir),
         database_url=args.database_url or "",
         allow_internal_webhooks=bool(getattr(args, "allow_internal_webhooks", False)),
+        secret_key=os.environ.get("FLOTILLA_SECRET_KEY", ""),  # env only: a flag shows in ps
+        default_memory=getattr(args, "default_memory", "300m"),
+        default_pids_limit=getattr(args, "default_pids_limit", 4096),
+        allowed_registries=tuple(
+            r.strip() for r in getattr(args, "allowed_registries", "").split(",") if r.strip()
+        ),
     ).validate()
 
 
@@ -147,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _migrate(settings)
             print("database is at the newest revision")
             return 0
+        if args.command == "secret":
+            return secrets_cli.run(args, settings_from)
         return client.run(args)
     except SettingsError as exc:
         print(f"flotilla: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -243,3 +244,24 @@ class WebhookDelivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[dt.datetime]
     delivered_at: Mapped[dt.datetime | None]
+
+
+class Secret(Base):
+    """One version of an app's secret, encrypted (server/secret_box.py): never the value.
+
+    Every set of a name adds a version (numbers only grow, per app and name); the newest one
+    is `live` until the name is set again or removed. An older version stays while a release
+    names it in its spec's `secret_versions`, so a rollback runs with the values it ran with.
+    Keyed by the app's name, not its row: a secret can be set before the app's first deploy.
+    """
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("app", "name", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int]
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    live: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

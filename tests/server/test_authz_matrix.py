@@ -44,6 +44,9 @@ RULES = {
     "release.list": Rule("read", True),
     "release.diff": Rule("read", True),
     "deployment.create": Rule("deploy", True),
+    "secret.list": Rule("read", True),
+    "secret.set": Rule("deploy", True),
+    "secret.remove": Rule("deploy", True),
     "deployment.list": Rule("read", True),  # called with ?app=web
     "deployment.get": Rule("read", True),
     "app.rollback": Rule("rollback", True),

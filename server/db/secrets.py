@@ -1,0 +1,139 @@
+"""Apps' secrets as rows: versions of encrypted values (SQL only; server/secrets.py owns them).
+
+Never a plain value here: callers hand in and get back ciphertexts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import App, Release, Secret, utcnow
+
+SecretKey = tuple[str, str, int]  # (app, name, version)
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """What the API shows of a secret: its name, live version, when and by whom it was set."""
+
+    name: str
+    version: int
+    updated_at: dt.datetime
+    updated_by: str
+
+
+async def put(session: AsyncSession, app: str, name: str, ciphertext: bytes, actor: str) -> int:
+    """Add a new live version of a secret; return its number. Versions the app's releases do
+    not name are deleted. Two concurrent sets of one name collide on the unique key (the
+    caller retries)."""
+    newest = await session.scalar(
+        select(func.max(Secret.version)).where(Secret.app == app, Secret.name == name)
+    )
+    version = (newest or 0) + 1
+    await session.execute(
+        update(Secret).where(Secret.app == app, Secret.name == name).values(live=False)
+    )
+    session.add(
+        Secret(
+            app=app,
+            name=name,
+            version=version,
+            ciphertext=ciphertext,
+            live=True,
+            created_by=actor,
+            created_at=utcnow(),
+        )
+    )
+    await session.flush()
+    await prune(session, app, name)
+    return version
+
+
+async def remove(session: AsyncSession, app: str, name: str) -> bool:
+    """Remove a secret's live version (False if it has none); versions releases name stay."""
+    done = await session.execute(
+        update(Secret)
+        .where(Secret.app == app, Secret.name == name, Secret.live.is_(True))
+        .values(live=False)
+    )
+    await prune(session, app, name)
+    return bool(getattr(done, "rowcount", 0))
+
+
+async def live(session: AsyncSession, app: str) -> list[SecretInfo]:
+    """The app's secrets that are set now, by name."""
+    rows = await session.execute(
+        select(Secret.name, Secret.version, Secret.created_at, Secret.created_by)
+        .where(Secret.app == app, Secret.live.is_(True))
+        .order_by(Secret.name)
+    )
+    return [SecretInfo(n, v, at, by) for n, v, at, by in rows]
+
+
+async def live_versions(session: AsyncSession, app: str, names: Iterable[str]) -> dict[str, int]:
+    """The live version of each of these names that is set (absent names are left out)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Secret.name, Secret.version).where(
+            Secret.app == app, Secret.live.is_(True), Secret.name.in_(wanted)
+        )
+    )
+    return {n: v for n, v in rows}
+
+
+async def ciphertexts(session: AsyncSession, keys: Iterable[SecretKey]) -> dict[SecretKey, bytes]:
+    """The stored ciphertext of each of these versions that exists."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    found: dict[SecretKey, bytes] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = await session.execute(
+            select(Secret.app, Secret.name, Secret.version, Secret.ciphertext).where(
+                tuple_(Secret.app, Secret.name, Secret.version).in_(chunk)
+            )
+        )
+        found |= {(a, n, v): c for a, n, v, c in rows}
+    return found
+
+
+async def referenced(session: AsyncSession, app: str) -> set[tuple[str, int]]:
+    """The (name, version) of every secret version a release of the app names."""
+    specs = await session.scalars(
+        select(Release.spec).join(App, App.id == Release.app_id).where(App.name == app)
+    )
+    used: set[tuple[str, int]] = set()
+    for spec in specs:
+        for name, version in (spec.get("secret_versions") or {}).items():
+            used.add((str(name), int(version)))
+    return used
+
+
+async def prune(session: AsyncSession, app: str, name: str) -> None:
+    """Delete the versions of a secret that are not live and that no release names."""
+    keep = {v for n, v in await referenced(session, app) if n == name}
+    query = delete(Secret).where(Secret.app == app, Secret.name == name, Secret.live.is_(False))
+    if keep:
+        query = query.where(Secret.version.not_in(sorted(keep)))
+    await session.execute(query)
+
+
+async def all_versions(session: AsyncSession) -> Sequence[tuple[int, bytes]]:
+    """Every stored version's (row id, ciphertext), locked for a re-encryption."""
+    query = select(Secret.id, Secret.ciphertext).order_by(Secret.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return [(i, c) for i, c in await session.execute(query)]
+
+
+async def set_ciphertext(session: AsyncSession, row_id: int, ciphertext: bytes) -> None:
+    """Replace one version's ciphertext (the same value under another key)."""
+    await session.execute(update(Secret).where(Secret.id == row_id).values(ciphertext=ciphertext))
