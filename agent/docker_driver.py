@@ -180,10 +180,20 @@ class DockerDriver:
         elif spec.secrets and spec.secrets_dir is not None:
             source = self._write_secrets(name, spec.secrets)
             binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
+        for host_path, target, read_only in spec.mounts:  # the app's policy allowed them
+            binds[host_path] = {"bind": target, "mode": "ro" if read_only else "rw"}
         restricted = spec.security_profile == "restricted"
+        added = ["NET_BIND_SERVICE"] if restricted else []
+        added += [c for c in spec.cap_add if c not in added]
+        host = spec.network_mode == "host"
         host_config = self.api.create_host_config(
             binds=binds or None,
-            port_bindings=bindings,
+            port_bindings=None if host else bindings,
+            privileged=spec.privileged,
+            network_mode="host" if host else None,
+            pid_mode="host" if spec.pid_mode == "host" else None,
+            ipc_mode="host" if spec.ipc_mode == "host" else None,
+            devices=[f"{d}:{d}:rwm" for d in spec.devices] or None,
             restart_policy=_RESTART.get(spec.restart),
             mem_limit=spec.memory,
             nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
@@ -194,7 +204,7 @@ class DockerDriver:
             # setuid binaries, no raw sockets (ARP/ICMP spoofing), a bounded process count
             security_opt=["no-new-privileges:true"],
             cap_drop=["ALL"] if restricted else ["NET_RAW"],
-            cap_add=["NET_BIND_SERVICE"] if restricted else None,
+            cap_add=added or None,
             pids_limit=spec.pids_limit,
             read_only=spec.read_only,
         )

@@ -101,6 +101,14 @@ class ContainerSpec:
     # masked in what the agent reports (out of repr, so no log line can show them)
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secrets_dir: str | None = None  # None: as environment variables; else files in this dir
+    # what the app's policy allowed (server/policy.py): the host's namespaces, devices, mounts
+    privileged: bool = False
+    network_mode: str = "bridge"  # or "host"
+    pid_mode: str = "private"  # or "host"
+    ipc_mode: str = "private"  # or "host"
+    cap_add: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    mounts: tuple[tuple[str, str, bool], ...] = ()  # (host path, container path, read-only)
 
 
 @dataclass(frozen=True)
@@ -428,6 +436,9 @@ def _assignment(body: dict[str, Any]) -> Assignment:
                 "env": _pairs(spec.get("env", ())),
                 "secrets": _pairs(spec.get("secrets", ())),
                 "labels": _pairs(spec.get("labels", ())),
+                "cap_add": tuple(str(c) for c in spec.get("cap_add", ())),
+                "devices": tuple(str(d) for d in spec.get("devices", ())),
+                "mounts": tuple((str(s), str(t), bool(r)) for s, t, r in spec.get("mounts", ())),
                 "ports": tuple(PortSpec(**_known(PortSpec, p)) for p in spec.get("ports", ())),
                 "health": (
                     HealthSpec(

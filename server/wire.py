@@ -69,6 +69,16 @@ def container_spec(
         security_profile=spec.get("security_profile", "baseline"),
         secrets=secrets,
         secrets_dir=spec.get("secrets_dir") if spec.get("secrets_as") == "files" else None,
+        privileged=bool(spec.get("privileged", False)),
+        network_mode=spec.get("network_mode", "bridge"),
+        pid_mode=spec.get("pid_mode", "private"),
+        ipc_mode=spec.get("ipc_mode", "private"),
+        cap_add=tuple(spec.get("cap_add") or ()),
+        devices=tuple(spec.get("devices") or ()),
+        mounts=tuple(
+            (m["source"], m["target"], bool(m.get("read_only", False)))
+            for m in spec.get("mounts") or ()
+        ),
     )
 
 

@@ -10,7 +10,7 @@ import time
 from aiohttp import web
 
 from server import secrets
-from server.api import releases
+from server.api import policies, releases
 from server.api.auth import confine, require
 from server.api.body import parse_body
 from server.api.params import app_name
@@ -70,6 +70,7 @@ async def create_deployment(request: web.Request) -> web.Response:
             f"{', '.join(settings.allowed_registries)})",
             "image",
         )
+    await policies.check(request, name, body)
     if dry:
         preview = await releases.dry_run(sessions, name, body, base)
         return web.json_response(preview.model_dump(mode="json"))

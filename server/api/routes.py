@@ -12,6 +12,7 @@ from server.api import (
     events,
     health,
     hosts,
+    policies,
     releases,
     secrets,
     tokens,
@@ -34,6 +35,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(
         "/v1/apps/{app}/deployments", deployments.create_deployment, name="deployment.create"
     )
+    r.add_get("/v1/apps/{app}/policy", policies.get_policy, name="policy.get")
+    r.add_put("/v1/apps/{app}/policy", policies.put_policy, name="policy.set")
     r.add_get("/v1/apps/{app}/secrets", secrets.list_secrets, name="secret.list")
     r.add_put("/v1/apps/{app}/secrets/{name}", secrets.put_secret, name="secret.set")
     r.add_delete("/v1/apps/{app}/secrets/{name}", secrets.delete_secret, name="secret.remove")

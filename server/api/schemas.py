@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from server.policy import RULES, Rule
 from server.states import HostStatus
 from server.wire import memory_bytes
 
@@ -147,6 +148,37 @@ class HostSelector(Strict):
     labels: dict[str, str] | None = None
 
 
+def _abs_path(value: str) -> str:
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError("must be an absolute path")
+    return value
+
+
+AbsPath = Annotated[str, Field(max_length=4096), AfterValidator(_abs_path)]
+
+
+class MountIn(Strict):
+    """A bind mount of a host path into the container (needs the app's policy: server.policy)."""
+
+    source: AbsPath
+    target: AbsPath
+    read_only: bool = False
+
+
+class PolicyIn(Strict):
+    """PUT /v1/apps/{app}/policy: the rules of server.policy an admin allows for the app."""
+
+    allow: list[Rule] = Field(default_factory=list, max_length=len(RULES))
+
+
+class PolicyOut(BaseModel):
+    """An app's policy in a response."""
+
+    app: str
+    allow: list[str]
+    rules: list[str]  # every rule there is
+
+
 class HealthIn(Strict):
     """The health probe an instance must pass before it counts as ready."""
 
@@ -215,6 +247,18 @@ class DeploymentIn(Strict):
     secrets_as: Literal["env", "files"] = "env"
     # files: one file per secret in this directory, a read-only mount of a tmpfs
     secrets_dir: Annotated[str, AfterValidator(_secrets_dir)] = "/run/secrets"
+    # what hands a container the host: refused (403) unless the app's policy allows the rule
+    privileged: bool = False
+    network_mode: Literal["bridge", "host"] = "bridge"
+    pid_mode: Literal["private", "host"] = "private"
+    ipc_mode: Literal["private", "host"] = "private"
+    cap_add: list[Annotated[str, Field(pattern=r"^[A-Z_]{2,32}$")]] = Field(
+        default_factory=list, max_length=40
+    )
+    devices: list[Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9_./-]{1,200}$")]] = Field(
+        default_factory=list, max_length=20
+    )
+    mounts: list[MountIn] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _ports_unique(self) -> DeploymentIn:
@@ -292,6 +336,13 @@ class DeploymentPatchIn(Strict):
     secrets: JsonValue = None
     secrets_as: JsonValue = None
     secrets_dir: JsonValue = None
+    privileged: JsonValue = None
+    network_mode: JsonValue = None
+    pid_mode: JsonValue = None
+    ipc_mode: JsonValue = None
+    cap_add: JsonValue = None
+    devices: JsonValue = None
+    mounts: JsonValue = None
 
 
 class SecretIn(Strict):

@@ -265,3 +265,14 @@ class Secret(Base):
     live: Mapped[bool] = mapped_column(default=True)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AppPolicy(Base):
+    """The security rules (server/policy.py) an admin allowed for one app. Keyed by the app's
+    name, like secrets: a policy can be set before the app's first deploy."""
+
+    __tablename__ = "app_policies"
+    app: Mapped[str] = mapped_column(String(63), primary_key=True)
+    allow: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -200,3 +200,28 @@ def test_bad_allow_list_stops_the_server(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "--allowed-registries" in done.stderr, done
+
+
+async def test_what_an_admin_allowed_reaches_the_container(
+    flotilla: Any, images: Images, engine: Engine, docker_url: str, tmp_path: Path
+) -> None:
+    """Issue 18 item 5: a rule an app's policy allows is honoured by the agent, as asked."""
+    host, token = await flotilla.add_host()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    status, _ = await flotilla.api.call(
+        "PUT", "/v1/apps/tools/policy", {"allow": ["capabilities", "host_paths"]}
+    )
+    assert status == 200
+    spec = {
+        "image": images.v1,
+        "cap_add": ["NET_ADMIN"],
+        "mounts": [{"source": str(shared), "target": "/shared", "read_only": True}],
+    }
+    async with agent(flotilla.url, host, token, docker_url):
+        d = await flotilla.api.deploy("tools", spec)
+        assert (await flotilla.api.wait(d["id"]))["status"] == "succeeded"
+        config = await asyncio.to_thread(inspect, engine, host, "tools")
+        assert config["CapAdd"] == ["NET_ADMIN"] and config["CapDrop"] == ["NET_RAW"]
+        assert f"{shared}:/shared:ro" in config["Binds"]
+        assert "no-new-privileges:true" in config["SecurityOpt"] and not config["Privileged"]

@@ -45,6 +45,8 @@ RULES = {
     "release.diff": Rule("read", True),
     "deployment.create": Rule("deploy", True),
     "secret.list": Rule("read", True),
+    "policy.get": Rule("read", True),
+    "policy.set": Rule("admin", True),
     "secret.set": Rule("deploy", True),
     "secret.remove": Rule("deploy", True),
     "deployment.list": Rule("read", True),  # called with ?app=web
