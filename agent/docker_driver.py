@@ -27,6 +27,7 @@ from agent.protocol import (
     Assignment,
     Instance,
     PublishedPort,
+    RegistryAuth,
 )
 
 # The Engine API answers JSON, always UTF-8, so requests' character detection is never used,
@@ -148,11 +149,13 @@ class DockerDriver:
             found[ref] = digests[0].split("@", 1)[1] if digests else str(info.get("Id", ""))
         return found
 
-    def pull(self, ref: str) -> None:
-        """Pull an image reference; raise DriverError if the Engine refuses."""
+    def pull(self, ref: str, auth: RegistryAuth | None = None) -> None:
+        """Pull an image reference (with the registry's credentials, if given); raise
+        DriverError if the Engine refuses."""
         repo, tag = _split_ref(ref)
+        login = {"username": auth.username, "password": auth.password} if auth else None
         try:
-            self.api.pull(repo, tag=tag)
+            self.api.pull(repo, tag=tag, auth_config=login)
         except docker.errors.APIError as exc:
             raise DriverError(f"pull {ref} failed: {_explain(exc)}") from exc
 

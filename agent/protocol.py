@@ -133,6 +133,25 @@ class Prepull:
 
 
 @dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for one registry, sent only to hosts whose images come from it; the agent
+    keeps them in memory for its pulls and never logs them (out of repr)."""
+
+    registry: str
+    username: str
+    password: str = field(repr=False)
+
+
+def registry_of(image: str) -> str:
+    """The registry host of an image reference, as Docker reads it: the first component when
+    it has a dot or a port or is localhost, else Docker Hub (docker.io)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Everything one host should run, at a generation that only grows (server -> agent)."""
 
@@ -140,6 +159,7 @@ class DesiredState:
     generation: int
     assignments: tuple[Assignment, ...] = ()
     prepull: tuple[Prepull, ...] = ()
+    registries: tuple[RegistryAuth, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -293,10 +313,11 @@ def _fragment(item: Assignment | Prepull) -> str:
 def _encode_desired(d: DesiredState) -> str:
     assignments = ",".join(_fragment(a) for a in d.assignments)
     prepull = ",".join(_fragment(p) for p in d.prepull)
+    registries = f',"registries":{dumps_json(d.registries)}' if d.registries else ""
     return (
         f'{{"type":"desired","host":{dumps_json(d.host)},'
         f'"generation":{int(d.generation)},'
-        f'"assignments":[{assignments}],"prepull":[{prepull}]}}'
+        f'"assignments":[{assignments}],"prepull":[{prepull}]{registries}}}'
     )
 
 
@@ -379,6 +400,10 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Any:
             prepull=tuple(
                 Prepull(str(p["app"]), int(p["release"]), str(p["image"]))
                 for p in body.get("prepull", ())
+            ),
+            registries=tuple(
+                RegistryAuth(str(r["registry"]), str(r["username"]), str(r["password"]))
+                for r in body.get("registries", ())
             ),
         )
     if cls is Status:

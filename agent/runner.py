@@ -33,10 +33,12 @@ from agent.protocol import (
     Event,
     Instance,
     Message,
+    RegistryAuth,
     Status,
     clip,
     fit_event,
     fit_status,
+    registry_of,
 )
 from agent.reconcile import Action, Pull, Remove, Run, Start, Stop, plan_reconcile
 
@@ -63,7 +65,7 @@ class Driver(Protocol):
     def present_images(self, refs: set[str]) -> dict[str, str]:
         """Map each of `refs` present on the host to its digest."""
 
-    def pull(self, ref: str) -> None:
+    def pull(self, ref: str, auth: RegistryAuth | None = None) -> None:
         """Pull an image; raise on failure."""
 
     def run(self, assignment: Assignment, replica: int, name: str) -> str:
@@ -388,7 +390,11 @@ class Agent:
             if isinstance(action, Run):  # perhaps its image was removed by hand: look again
                 self._digests.pop(action.assignment.spec.image, None)
             reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
-            self._problems[key[:2]] = AppProblem(key[0], key[1], reason, str(exc))
+            message = str(exc)
+            if isinstance(action, Pull) and self._auth(action.image) is None:
+                registry = registry_of(action.image)
+                message += f" (the server sent no credentials for registry {registry}: an admin adds them with POST /v1/registries)"
+            self._problems[key[:2]] = AppProblem(key[0], key[1], reason, message)
             return "failed"
         metrics.child(metrics.DOCKER_SECONDS, kind).observe(time.perf_counter() - started)
         metrics.child(metrics.CONTAINER_ACTIONS, kind, "ok").inc()
@@ -403,7 +409,7 @@ class Agent:
     def _call(self, action: Action) -> None:
         if isinstance(action, Pull):
             started = time.perf_counter()
-            self.driver.pull(action.image)
+            self.driver.pull(action.image, self._auth(action.image))
             metrics.PULL_SECONDS.observe(time.perf_counter() - started)
             self._digests.update(self.driver.present_images({action.image}))
         elif isinstance(action, Run):
@@ -417,6 +423,15 @@ class Agent:
             if action.prune_image:
                 self.driver.remove_image(action.prune_image)
                 self._digests.pop(action.prune_image, None)
+
+    def _auth(self, image: str) -> RegistryAuth | None:
+        """The credentials the server sent for the registry of `image`, if any."""
+        desired = self.desired
+        registry = registry_of(image)
+        for auth in desired.registries if desired is not None else ():
+            if auth.registry == registry:
+                return auth
+        return None
 
     async def _note_drift(self, action: Action) -> None:
         """A Run or Start of an instance that had converged means someone removed or stopped it."""

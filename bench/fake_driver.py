@@ -14,7 +14,7 @@ import hashlib
 import itertools
 from dataclasses import replace
 
-from agent.protocol import Assignment, Instance, PublishedPort
+from agent.protocol import Assignment, Instance, PublishedPort, RegistryAuth
 
 FAKE_DOCKER_VERSION = "fake-0 (bench simulation)"
 
@@ -55,7 +55,7 @@ class FakeDriver:
         self.calls += 1
         return {ref: fake_digest(ref) for ref in refs}
 
-    def pull(self, ref: str) -> None:
+    def pull(self, ref: str, auth: RegistryAuth | None = None) -> None:
         self.calls += 1
 
     def run(self, assignment: Assignment, replica: int, name: str) -> str:

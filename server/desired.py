@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent.protocol import Assignment, DesiredState, Prepull
-from server import secrets
+from agent.protocol import Assignment, DesiredState, Prepull, RegistryAuth, registry_of
+from server import registries, secrets
 from server.db import rollouts
 from server.db.secrets import SecretKey
 from server.secret_box import SecretBox
@@ -31,18 +31,24 @@ async def states(
     the secrets their releases name (opened with `box`)."""
     rows = await rollouts.desired_rows(session, names)
     values: dict[SecretKey, str] = {}
+    logins: dict[str, RegistryAuth] = {}
     if box is not None:
         apps = {r[5]: r[4] for r in rows.assignments}  # release id -> app name
         keys = set().union(*(secrets.needed(apps[i], rows.specs[i]) for i in apps))
         if keys:
             values = await secrets.open_values(session, box, keys)
-    return build(rows, values)
+        images = {rows.specs[i]["image"] for i in apps} | {p[3] for p in rows.prepull}
+        logins = await registries.credentials(session, box, map(registry_of, images))
+    return build(rows, values, logins)
 
 
 def build(
-    rows: rollouts.DesiredRows, values: Mapping[SecretKey, str] | None = None
+    rows: rollouts.DesiredRows,
+    values: Mapping[SecretKey, str] | None = None,
+    logins: Mapping[str, RegistryAuth] | None = None,
 ) -> dict[str, DesiredState]:
-    """Desired states from their rows (and the secret values their releases name). One wire
+    """Desired states from their rows (and the secret values their releases name, and the
+    credentials of the registries their images come from: only those a host needs). One wire
     assignment per (app, deployment) and one pre-pull per release, shared by every host that
     has it: a fan-out sends the same one to thousands of hosts, and the protocol encodes each
     distinct one once."""
@@ -77,9 +83,19 @@ def build(
             generation=generation,
             assignments=tuple(assignments[host_id]),
             prepull=tuple(prepull[host_id]),
+            registries=_logins(assignments[host_id], prepull[host_id], logins) if logins else (),
         )
         for host_id, name, generation in rows.hosts
     }
+
+
+def _logins(
+    assignments: list[Assignment], prepull: list[Prepull], logins: Mapping[str, RegistryAuth]
+) -> tuple[RegistryAuth, ...]:
+    """The credentials of the registries this host's images come from, and no others."""
+    images = {a.spec.image for a in assignments} | {p.image for p in prepull}
+    needed = sorted({registry_of(i) for i in images} & set(logins))
+    return tuple(logins[r] for r in needed)
 
 
 def _secrets(

@@ -9,13 +9,14 @@ import time
 
 from aiohttp import web
 
+from agent.protocol import registry_of
 from server import secrets
 from server.api import policies, releases
 from server.api.auth import confine, require
 from server.api.body import parse_body
 from server.api.params import app_name
 from server.api.problems import HttpProblem
-from server.api.schemas import DeploymentIn, DeploymentPatchIn, registry_of
+from server.api.schemas import DeploymentIn, DeploymentPatchIn
 from server.api.views import deployment_json, deployment_out
 from server.db import deploys, store
 from server.db.models import Deployment

@@ -13,6 +13,7 @@ from server.api import (
     health,
     hosts,
     policies,
+    registries,
     releases,
     secrets,
     tokens,
@@ -56,6 +57,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/tokens", tokens.list_tokens, name="token.list")
     r.add_delete("/v1/tokens/{name}", tokens.revoke_token, name="token.revoke")
     r.add_get("/v1/audit", audit.list_audit, name="audit.list")
+    r.add_post("/v1/registries", registries.put_registry, name="registry.set")
+    r.add_get("/v1/registries", registries.list_registries, name="registry.list")
+    r.add_delete("/v1/registries/{registry}", registries.delete_registry, name="registry.remove")
     r.add_post("/v1/webhooks", webhooks.create_webhook, name="webhook.create")
     r.add_get("/v1/webhooks", webhooks.list_webhooks, name="webhook.list")
     r.add_delete("/v1/webhooks/{id}", webhooks.delete_webhook, name="webhook.delete")

@@ -47,15 +47,6 @@ def _image(value: str) -> str:
     return value
 
 
-def registry_of(image: str) -> str:
-    """The registry host of an image reference, as Docker reads it: the first component when
-    it has a dot or a port or is localhost, else Docker Hub (docker.io)."""
-    first, sep, _ = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
-
-
 def _ip(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -163,6 +154,26 @@ class MountIn(Strict):
     source: AbsPath
     target: AbsPath
     read_only: bool = False
+
+
+class RegistryIn(Strict):
+    """POST /v1/registries: credentials for one registry host (`host[:port]`, as in an image
+    reference: `registry.example.com`, `127.0.0.1:5000`; Docker Hub is `docker.io`)."""
+
+    registry: Annotated[
+        str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$", max_length=255)
+    ]
+    username: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=1, max_length=4096)
+
+
+class RegistryOut(BaseModel):
+    """A registry's credentials in a response: never the password."""
+
+    registry: str
+    username: str
+    updated_at: dt.datetime
+    updated_by: str
 
 
 class PolicyIn(Strict):

@@ -20,7 +20,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field, replace
 
-from agent.protocol import Assignment, Instance
+from agent.protocol import Assignment, Instance, RegistryAuth
 
 
 def digest_of(ref: str) -> str:
@@ -91,7 +91,7 @@ class FakeDriver:
         with self.engine._lock:
             return {ref: digest_of(ref) for ref in refs if ref in self.engine.images}
 
-    def pull(self, ref: str) -> None:
+    def pull(self, ref: str, auth: RegistryAuth | None = None) -> None:
         with self.engine._lock:
             if self.engine.dies_on_pull:
                 self.engine.down = True

@@ -65,6 +65,9 @@ RULES = {
     "token.list": Rule("admin"),
     "token.revoke": Rule("admin"),
     "audit.list": Rule("admin"),
+    "registry.set": Rule("admin"),
+    "registry.list": Rule("admin"),
+    "registry.remove": Rule("admin"),
     "webhook.create": Rule("admin"),
     "webhook.list": Rule("admin"),
     "webhook.delete": Rule("admin"),
@@ -131,6 +134,7 @@ async def test_every_route_against_every_kind_of_credential(flotilla: Flotilla) 
         "id": str(deployment["id"]),
         "name": "nobody",  # a token or host that does not exist: allowed calls get 404
         "n": "1",
+        "registry": "registry.example",
     }
     counts: Counter[str] = Counter()
     wrong: list[str] = []
