@@ -13,7 +13,7 @@ from server.db import rollouts, store
 from server.errors import Conflict, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, METRICS, SESSIONS
 from server.rollout.transitions import act, control_of
-from server.states import Action, DeploymentKind, requested
+from server.states import Action, DeploymentKind, Outcome, requested
 
 
 async def rollback(request: web.Request) -> web.Response:
@@ -42,17 +42,26 @@ async def rollback(request: web.Request) -> web.Response:
                 # a release is rolling out: going back means to what serves, not past it
                 target = current
             else:
-                target = await rollouts.last_good_release(session, app.id, current, before=current)
+                target = await rollouts.served_before(session, app.id, current)
             if target is None:
                 raise Conflict(
                     "nothing_to_roll_back",
-                    f"app {name!r} has no release that succeeded before release {current}",
+                    f"app {name!r} has no release that served before release {current}",
                 )
-        elif await store.get_release(session, app, target) is None:
+        release = await store.get_release(session, app, target)
+        if release is None:
             raise Invalid(
                 f"release {target} of {name!r} does not exist",
                 [FieldError("release", f"no release {target}")],
             )
+        if release.outcome == Outcome.BAD and not body.force:
+            error = Conflict(
+                "release_bad",
+                f"release {target} of {name!r} is marked bad (a rollout of it failed): "
+                "roll back to it with force (flotilla rollback --force)",
+            )
+            error.fields.append(FieldError("force", "needed for a release marked bad"))
+            raise error
         hosts = await rollouts.assigned_hosts(session, app.id)
         if not hosts:
             raise Conflict("nothing_to_roll_back", f"app {name!r} is not on any host")

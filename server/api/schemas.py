@@ -377,6 +377,7 @@ class RollbackIn(Strict):
     release: int | None = Field(default=None, ge=1, le=2**31 - 1)
     reason: str | None = Field(default=None, max_length=2000)
     strategy: StrategyIn | None = None
+    force: bool = False  # roll back to a release marked bad all the same
 
 
 class ChangeOut(BaseModel):

@@ -25,7 +25,7 @@ __all__ = ["LONG_POLL_SECONDS", "add_commands", "run"]  # LONG_POLL_SECONDS: wai
 
 COMMANDS = {
     "deploy": "deploy an app: change only what the flags name (creates a new release)",
-    "rollback": "roll an app back (default: to the last release that succeeded before)",
+    "rollback": "roll an app back (default: to the release that served before the current one)",
     "diff": "show what changed between two releases of an app",
     "status": "show a deployment",
     "history": "list an app's deployments, newest first",
@@ -65,8 +65,11 @@ def add_commands(sub: Any) -> None:
             deploy_cmd.add_arguments(p)
         if name == "rollback":
             p.add_argument("app", type=app_name)
-            p.add_argument("--release", type=int, help="release number to go back to")
-            p.add_argument("--reason", help="why, for the audit log")
+            p.add_argument(
+                "--to", "--release", dest="release", type=int, help="release number to go to"
+            )
+            p.add_argument("--reason", help="why, recorded with the rollback")
+            p.add_argument("--force", action="store_true", help="even to a release marked bad")
             p.add_argument(
                 "--idempotency-key", help="repeat-safe key (default: a new one per command)"
             )
@@ -132,6 +135,8 @@ def _run(args: argparse.Namespace, token: str) -> int:
             body["release"] = args.release
         if args.reason:
             body["reason"] = args.reason
+        if args.force:
+            body["force"] = True
         headers = {"Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4()}"}
         path = f"/v1/apps/{args.app}/rollback"
         status, answer = call(args.server, token, "POST", path, body, headers)

@@ -26,7 +26,7 @@ from server.db.models import (
     Release,
     utcnow,
 )
-from server.states import ACTIVE, Outcome
+from server.states import ACTIVE, DeploymentStatus, Outcome
 
 _TARGETS = cast(Table, DeploymentHost.__table__)
 _ASSIGNMENTS = cast(Table, Assignment.__table__)
@@ -291,6 +291,20 @@ async def last_good_release(
     if before is not None:
         query = query.where(Release.number < before)
     return await session.scalar(query.order_by(Release.number.desc()).limit(1))
+
+
+async def served_before(session: AsyncSession, app_id: int, current: int) -> int | None:
+    """The release that served before `current`: that of the newest deployment (a deploy or a
+    rollback) that succeeded with another release. After a rollback from 5 to 4 it is 5, so
+    two rollbacks toggle, as `kubectl rollout undo` does."""
+    query = (
+        select(Deployment.release)
+        .where(Deployment.app_id == app_id, Deployment.status == DeploymentStatus.SUCCEEDED)
+        .where(Deployment.release != current)
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)
 
 
 async def newest_active_release(session: AsyncSession, app_id: int) -> int | None:

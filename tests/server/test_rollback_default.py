@@ -4,7 +4,7 @@ instead of going past it (issue 20: 33 -> 13 during an in-flight deploy)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from server.db.models import App, Assignment, Deployment, Host, Release, utcnow
 from server.keys import SESSIONS
@@ -26,6 +26,8 @@ async def served(flotilla: Flotilla, *releases: int) -> None:
         newest = (
             await session.execute(select(Deployment).where(Deployment.release == releases[-1]))
         ).scalar_one()
+        # the controller may have assigned a single host already (no pre-pull gate for one)
+        await session.execute(delete(Assignment).where(Assignment.app_id == app.id))
         for host_id in (await session.execute(select(Host.id))).scalars():
             session.add(
                 Assignment(
@@ -67,3 +69,37 @@ async def test_rollback_without_a_rollout_goes_to_the_release_before(
     status, body = await f.api.call("POST", "/v1/apps/web/rollback", {})
     assert status == 202, body
     assert body["release"] == 1
+
+
+async def test_two_rollbacks_toggle(flotilla_sqlite: Flotilla) -> None:
+    """Issue 19: like `kubectl rollout undo`, a second rollback returns to where the first
+    one came from."""
+    f = flotilla_sqlite
+    await f.add_host()
+    for v in (1, 2):
+        await deploy(f, f"web:v{v}")
+    await served(f, 1, 2)
+    status, body = await f.api.call("POST", "/v1/apps/web/rollback", {"reason": "slow"})
+    assert (status, body["release"]) == (202, 1), body
+    async with f.server.app[SESSIONS].begin() as session:  # the rollback succeeded
+        await session.execute(
+            update(Deployment).where(Deployment.id == body["id"]).values(status="succeeded")
+        )
+        await session.execute(update(App).values(current_release=1))
+    status, body = await f.api.call("POST", "/v1/apps/web/rollback", {})
+    assert (status, body["release"]) == (202, 2), body
+
+
+async def test_a_release_marked_bad_needs_force(flotilla_sqlite: Flotilla) -> None:
+    f = flotilla_sqlite
+    await f.add_host()
+    for v in (1, 2):
+        await deploy(f, f"web:v{v}")
+    await served(f, 1, 2)
+    async with f.server.app[SESSIONS].begin() as session:
+        await session.execute(update(Release).where(Release.number == 1).values(outcome="bad"))
+    status, problem = await f.api.call("POST", "/v1/apps/web/rollback", {"release": 1})
+    assert status == 409 and problem["code"] == "release_bad", problem
+    assert problem["errors"][0]["field"] == "force"
+    status, body = await f.api.call("POST", "/v1/apps/web/rollback", {"release": 1, "force": True})
+    assert (status, body["release"]) == (202, 1), body
