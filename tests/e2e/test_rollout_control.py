@@ -278,7 +278,13 @@ async def test_disconnected_host_fails_the_deployment(
             "web",
             simple(
                 images.v1,
-                strategy={"max_parallel": 2, "healthy_deadline": 3, "auto_rollback": False},
+                # no reconnect grace: the host is gone for good, not reconnecting
+                strategy={
+                    "max_parallel": 2,
+                    "healthy_deadline": 3,
+                    "auto_rollback": False,
+                    "reconnect_grace": 0,
+                },
             ),
         )
         samples: list[dict[str, Any]] = []
