@@ -185,6 +185,10 @@ class DockerDriver:
             binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
         for host_path, target, read_only in spec.mounts:  # the app's policy allowed them
             binds[host_path] = {"bind": target, "mode": "ro" if read_only else "rw"}
+        for volume_name, target, read_only in spec.volumes:
+            volume = self._volume(assignment.app, volume_name)
+            binds[volume] = {"bind": target, "mode": "ro" if read_only else "rw"}
+        tmpfs = {t: f"size={size}" if size else "" for t, size in spec.tmpfs}
         restricted = spec.security_profile == "restricted"
         added = ["NET_BIND_SERVICE"] if restricted else []
         added += [c for c in spec.cap_add if c not in added]
@@ -210,6 +214,7 @@ class DockerDriver:
             cap_add=added or None,
             pids_limit=spec.pids_limit,
             read_only=spec.read_only,
+            tmpfs=tmpfs or None,
         )
         try:
             created = self.api.create_container(
@@ -263,6 +268,21 @@ class DockerDriver:
             with os.fdopen(fd, "w") as f:
                 f.write(value)
         return folder
+
+    def _volume(self, app: str, source: str) -> str:
+        """The Engine's name of an app's named volume, created (labelled with the app and
+        this host) on first use and never removed with a container: its data outlives every
+        release and rollback. Named per app: another app's `data` is another volume."""
+        name = f"flotilla-{app}-{source}"
+        try:
+            self.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            labels = {LABEL_APP: app, LABEL_HOST: self.host}
+            try:
+                self.api.create_volume(name, labels=labels)
+            except docker.errors.APIError as exc:
+                raise DriverError(f"create volume {name} failed: {_explain(exc)}") from exc
+        return name
 
     def _forget_secrets(self, name: str) -> None:
         """Delete a container's secret files (it was removed, or never created)."""

@@ -109,6 +109,8 @@ class ContainerSpec:
     cap_add: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     mounts: tuple[tuple[str, str, bool], ...] = ()  # (host path, container path, read-only)
+    volumes: tuple[tuple[str, str, bool], ...] = ()  # (volume name, container path, read-only)
+    tmpfs: tuple[tuple[str, int | None], ...] = ()  # (container path, size in bytes)
 
 
 @dataclass(frozen=True)
@@ -464,6 +466,10 @@ def _assignment(body: dict[str, Any]) -> Assignment:
                 "cap_add": tuple(str(c) for c in spec.get("cap_add", ())),
                 "devices": tuple(str(d) for d in spec.get("devices", ())),
                 "mounts": tuple((str(s), str(t), bool(r)) for s, t, r in spec.get("mounts", ())),
+                "volumes": tuple((str(s), str(t), bool(r)) for s, t, r in spec.get("volumes", ())),
+                "tmpfs": tuple(
+                    (str(t), int(n) if n is not None else None) for t, n in spec.get("tmpfs", ())
+                ),
                 "ports": tuple(PortSpec(**_known(PortSpec, p)) for p in spec.get("ports", ())),
                 "health": (
                     HealthSpec(

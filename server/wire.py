@@ -79,6 +79,16 @@ def container_spec(
             (m["source"], m["target"], bool(m.get("read_only", False)))
             for m in spec.get("mounts") or ()
         ),
+        volumes=tuple(
+            (v["source"], v["target"], bool(v.get("read_only", False)))
+            for v in spec.get("volumes") or ()
+            if v.get("type", "volume") == "volume"
+        ),
+        tmpfs=tuple(
+            (v["target"], memory_bytes(v.get("size")))
+            for v in spec.get("volumes") or ()
+            if v.get("type") == "tmpfs"
+        ),
     )
 
 

@@ -148,6 +148,24 @@ def _abs_path(value: str) -> str:
 AbsPath = Annotated[str, Field(max_length=4096), AfterValidator(_abs_path)]
 
 
+class VolumeIn(Strict):
+    """A named volume (kept across releases and rollbacks) or a tmpfs mount in the container."""
+
+    type: Literal["volume", "tmpfs"] = "volume"
+    source: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] | None = None
+    target: AbsPath
+    read_only: bool = False
+    size: Annotated[str, AfterValidator(_memory)] | None = None  # tmpfs: e.g. 64m
+
+    @model_validator(mode="after")
+    def _source_for_volumes(self) -> VolumeIn:
+        if self.type == "volume" and self.source is None:
+            raise ValueError("a named volume needs a source (its name)")
+        if self.type == "tmpfs" and self.source is not None:
+            raise ValueError("a tmpfs mount has no source")
+        return self
+
+
 class MountIn(Strict):
     """A bind mount of a host path into the container (needs the app's policy: server.policy)."""
 
@@ -270,6 +288,9 @@ class DeploymentIn(Strict):
         default_factory=list, max_length=20
     )
     mounts: list[MountIn] = Field(default_factory=list, max_length=50)
+    # named volumes (created by the agent, labelled with the app, kept across releases and
+    # rollbacks) and tmpfs mounts
+    volumes: list[VolumeIn] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _ports_unique(self) -> DeploymentIn:
@@ -354,6 +375,7 @@ class DeploymentPatchIn(Strict):
     cap_add: JsonValue = None
     devices: JsonValue = None
     mounts: JsonValue = None
+    volumes: JsonValue = None
 
 
 class SecretIn(Strict):

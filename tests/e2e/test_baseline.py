@@ -225,3 +225,45 @@ async def test_what_an_admin_allowed_reaches_the_container(
         assert config["CapAdd"] == ["NET_ADMIN"] and config["CapDrop"] == ["NET_RAW"]
         assert f"{shared}:/shared:ro" in config["Binds"]
         assert "no-new-privileges:true" in config["SecurityOpt"] and not config["Privileged"]
+
+
+async def test_a_named_volume_outlives_deploys_and_rollbacks(
+    flotilla: Any, images: Images, engine: Engine, docker_url: str
+) -> None:
+    """Issue 18 item 4: each release appends to a file in the app's named volume (created by
+    the agent, labelled with the app); a deploy and a rollback find what came before. A tmpfs
+    mount is there too, empty each time."""
+    host, token = await flotilla.add_host()
+    app = unique("vol")  # the suite's runs share one Engine, and volumes outlive them
+
+    def spec(image: str, line: str) -> dict[str, Any]:
+        run = f"echo {line} >> /data/log; ls /scratch; httpd -f -p 80 -h /www"
+        return {
+            "image": image,
+            "command": ["/bin/sh", "-c", run],
+            "volumes": [
+                {"source": "data", "target": "/data"},
+                {"type": "tmpfs", "target": "/scratch", "size": "16m"},
+            ],
+        }
+
+    def log_of() -> str:
+        (container,) = engine.containers(host, app, all=False)
+        return container.exec_run(["cat", "/data/log"]).output.decode()
+
+    async with agent(flotilla.url, host, token, docker_url):
+        for image, line in ((images.v1, "one"), (images.v2, "two")):
+            d = await flotilla.api.deploy(app, spec(image, line))
+            assert (await flotilla.api.wait(d["id"]))["status"] == "succeeded"
+        assert (await asyncio.to_thread(log_of)).split() == ["one", "two"]
+        status, body = await flotilla.api.call("POST", f"/v1/apps/{app}/rollback", {})
+        assert status == 202, body
+        assert (await flotilla.api.wait(body["id"]))["status"] == "succeeded"
+        # the retained container of release 1 started again: it appended "one" once more
+        assert (await asyncio.to_thread(log_of)).split() == ["one", "two", "one"]
+        volume = await asyncio.to_thread(engine.client.volumes.get, f"flotilla-{app}-data")
+        assert volume.attrs["Labels"]["flotilla.app"] == app
+        config = await asyncio.to_thread(inspect, engine, host, app)
+        assert config["Tmpfs"] == {"/scratch": "size=16777216"}
+    await asyncio.to_thread(engine.remove_host_containers, host)
+    await asyncio.to_thread(engine.client.api.remove_volume, f"flotilla-{app}-data", True)
