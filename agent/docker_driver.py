@@ -193,11 +193,12 @@ class DockerDriver:
         added = ["NET_BIND_SERVICE"] if restricted else []
         added += [c for c in spec.cap_add if c not in added]
         host = spec.network_mode == "host"
+        networks = [self._network(n) for n in spec.networks]
         host_config = self.api.create_host_config(
             binds=binds or None,
             port_bindings=None if host else bindings,
             privileged=spec.privileged,
-            network_mode="host" if host else None,
+            network_mode="host" if host else (networks[0] if networks else None),
             pid_mode="host" if spec.pid_mode == "host" else None,
             ipc_mode="host" if spec.ipc_mode == "host" else None,
             devices=[f"{d}:{d}:rwm" for d in spec.devices] or None,
@@ -226,7 +227,12 @@ class DockerDriver:
                 labels=labels,
                 ports=[(p.container, p.protocol) for p in spec.ports],
                 host_config=host_config,
+                networking_config=self._endpoints(networks[:1], assignment.app),
             )
+            for network in networks[1:]:
+                self.api.connect_container_to_network(
+                    created["Id"], network, aliases=[assignment.app]
+                )
         except docker.errors.APIError as exc:
             self._forget_secrets(name)
             raise DriverError(f"create {name} failed: {_explain(exc)}") from exc
@@ -268,6 +274,29 @@ class DockerDriver:
             with os.fdopen(fd, "w") as f:
                 f.write(value)
         return folder
+
+    def _network(self, name: str) -> str:
+        """The Engine's name of a user-defined bridge network, created on first use (labelled
+        as Flotilla's) and kept: several apps share it, and it costs nothing idle."""
+        full = f"flotilla-{name}"
+        if not self.api.networks(names=[full]):
+            try:
+                self.api.create_network(
+                    full, driver="bridge", labels={"flotilla.network": name}, check_duplicate=True
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # made by a concurrent create: fine
+                    raise DriverError(f"create network {full} failed: {_explain(exc)}") from exc
+        return full
+
+    def _endpoints(self, networks: list[str], app: str) -> dict[str, Any] | None:
+        """The networking config of a container created on `networks` (one at most): its
+        app's name as its DNS alias there."""
+        if not networks:
+            return None
+        endpoint = self.api.create_endpoint_config(aliases=[app])
+        # a dict by network, as the SDK documents (its type stubs say one EndpointConfig)
+        return self.api.create_networking_config({networks[0]: endpoint})  # type: ignore[arg-type]
 
     def _volume(self, app: str, source: str) -> str:
         """The Engine's name of an app's named volume, created (labelled with the app and

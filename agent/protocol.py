@@ -111,6 +111,7 @@ class ContainerSpec:
     mounts: tuple[tuple[str, str, bool], ...] = ()  # (host path, container path, read-only)
     volumes: tuple[tuple[str, str, bool], ...] = ()  # (volume name, container path, read-only)
     tmpfs: tuple[tuple[str, int | None], ...] = ()  # (container path, size in bytes)
+    networks: tuple[str, ...] = ()  # user-defined networks (flotilla-NAME), alias: the app
 
 
 @dataclass(frozen=True)
@@ -464,6 +465,7 @@ def _assignment(body: dict[str, Any]) -> Assignment:
                 "secrets": _pairs(spec.get("secrets", ())),
                 "labels": _pairs(spec.get("labels", ())),
                 "cap_add": tuple(str(c) for c in spec.get("cap_add", ())),
+                "networks": tuple(str(n) for n in spec.get("networks", ())),
                 "devices": tuple(str(d) for d in spec.get("devices", ())),
                 "mounts": tuple((str(s), str(t), bool(r)) for s, t, r in spec.get("mounts", ())),
                 "volumes": tuple((str(s), str(t), bool(r)) for s, t, r in spec.get("volumes", ())),

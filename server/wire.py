@@ -74,6 +74,7 @@ def container_spec(
         pid_mode=spec.get("pid_mode", "private"),
         ipc_mode=spec.get("ipc_mode", "private"),
         cap_add=tuple(spec.get("cap_add") or ()),
+        networks=tuple(spec.get("networks") or ()),
         devices=tuple(spec.get("devices") or ()),
         mounts=tuple(
             (m["source"], m["target"], bool(m.get("read_only", False)))

@@ -291,9 +291,16 @@ class DeploymentIn(Strict):
     # named volumes (created by the agent, labelled with the app, kept across releases and
     # rollbacks) and tmpfs mounts
     volumes: list[VolumeIn] = Field(default_factory=list, max_length=50)
+    # user-defined bridge networks the agent makes on each host (flotilla-NAME); the app's
+    # name is its DNS alias there, so apps on one network reach each other by name
+    networks: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$")]] = Field(
+        default_factory=list, max_length=10
+    )
 
     @model_validator(mode="after")
     def _ports_unique(self) -> DeploymentIn:
+        if self.networks and self.network_mode == "host":
+            raise ValueError("networks: a container on the host's network joins no other")
         fixed = [(p.host_ip, p.host, p.protocol) for p in self.ports if p.host]
         if len(fixed) != len(set(fixed)):
             raise ValueError("ports: the same host port is published twice")
@@ -376,6 +383,7 @@ class DeploymentPatchIn(Strict):
     devices: JsonValue = None
     mounts: JsonValue = None
     volumes: JsonValue = None
+    networks: JsonValue = None
 
 
 class SecretIn(Strict):

@@ -267,3 +267,27 @@ async def test_a_named_volume_outlives_deploys_and_rollbacks(
         assert config["Tmpfs"] == {"/scratch": "size=16777216"}
     await asyncio.to_thread(engine.remove_host_containers, host)
     await asyncio.to_thread(engine.client.api.remove_volume, f"flotilla-{app}-data", True)
+
+
+async def test_two_apps_on_one_network_reach_each_other_by_name(
+    flotilla: Any, images: Images, engine: Engine, docker_url: str
+) -> None:
+    """Issue 18 item 4: a user-defined network the agent makes; each app's name is its DNS
+    alias there."""
+    host, token = await flotilla.add_host()
+    net = unique("net")
+    api_app, web_app = unique("api"), unique("web")
+    async with agent(flotilla.url, host, token, docker_url):
+        for app, image in ((api_app, images.v1), (web_app, images.v2)):
+            d = await flotilla.api.deploy(app, {"image": image, "networks": [net]})
+            assert (await flotilla.api.wait(d["id"]))["status"] == "succeeded"
+
+        def fetch(src: str, dst: str) -> str:
+            (container,) = engine.containers(host, src, all=False)
+            got = container.exec_run(["wget", "-q", "-O", "-", f"http://{dst}/"])
+            return str(got.output.decode().strip())
+
+        assert await asyncio.to_thread(fetch, web_app, api_app) == "v1"
+        assert await asyncio.to_thread(fetch, api_app, web_app) == "v2"
+    await asyncio.to_thread(engine.remove_host_containers, host)
+    await asyncio.to_thread(engine.client.api.remove_network, f"flotilla-{net}")
