@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import InvalidMessage, InvalidStatus, WebSocketException
 
 from agent.protocol import DesiredState, Hello, Message, ProtocolError, decode, encode
 from agent.runner import Agent
@@ -90,14 +90,19 @@ class Connection:
                     )  # fmt: skip
                 else:
                     log.warning("connect failed host=%s: HTTP %s", self.agent.host, status)
-            except ssl.SSLError as exc:  # retrying soon cannot fix a certificate
-                refused = True
-                log.error(
-                    "TLS with %s failed host=%s: %s (check --ca, --cert and --key)",
-                    self.url, self.agent.host, exc.reason or exc,
-                )  # fmt: skip
             except (WebSocketException, OSError, TimeoutError) as exc:
-                log.warning("connection to %s lost host=%s: %s", self.url, self.agent.host, exc)
+                tls = _tls_failure(exc)
+                if tls is not None and self._up_since is None:  # retrying soon cannot fix it
+                    refused = True
+                    log.error(
+                        "TLS with %s failed host=%s: %s (check --ca, --cert and --key)",
+                        self.url, self.agent.host, tls.reason or tls,
+                    )  # fmt: skip
+                else:
+                    log.warning(
+                        "connection to %s lost host=%s: %s%s",
+                        self.url, self.agent.host, exc, self._hint(exc),
+                    )  # fmt: skip
             finally:
                 self.agent.attach(None)
                 self.connected.clear()
@@ -109,6 +114,18 @@ class Connection:
             failures += 1
             delay = reconnect_delay(failures, now - lost_at, refused, self.max_backoff)
             await asyncio.sleep(delay)
+
+    def _hint(self, exc: BaseException) -> str:
+        """Over TLS 1.3 a server refuses a client certificate after the handshake, by closing
+        the connection before it answers: say what that may mean."""
+        if self.tls is None or not isinstance(exc, InvalidMessage):
+            return ""
+        if not isinstance(exc.__cause__, EOFError):
+            return ""
+        return (
+            " (the server closed the TLS connection before answering: if it runs with "
+            "--agent-ca, is --cert signed by that CA?)"
+        )
 
     async def _serve(self) -> None:
         # No per-message compression (costly on both ends), no proxy (as before: the agent
@@ -184,6 +201,16 @@ def reconnect_delay(
     else:
         ceiling = max_backoff
     return min(ceiling, 0.25 * 2.0 ** min(failures, 20)) * jitter(0.5, 1.0)
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a failed connection: the server's certificate was not verified,
+    or (TLS 1.3: after the handshake, on the first read) the server refused the agent's
+    client certificate."""
+    for error in (exc, exc.__cause__, exc.__context__):
+        if isinstance(error, ssl.SSLError):
+            return error
+    return None
 
 
 def _refusal(body: bytes | bytearray) -> str:
