@@ -62,7 +62,7 @@ class Authority:
                     crl_sign=True,
                     encipher_only=False,
                     decipher_only=False,
-                ),  # fmt: skip
+                ),
                 critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)

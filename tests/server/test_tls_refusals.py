@@ -94,7 +94,7 @@ def test_the_agent_refuses_a_plain_url_to_another_machine(server: str) -> None:
 
 
 def test_the_agent_flags_that_cannot_work(pki: Authority, tmp_path: Path) -> None:
-    cert, key = pki.client("web-1")
+    cert, _ = pki.client("web-1")
     base = ("agent", "--name", "web-1", "--token", "t", "--metrics-listen", "off")
     line = refused(flotilla(*base, "--server", "http://127.0.0.1:1", "--ca", str(pki.ca)))
     assert "--ca, --cert and --key need an https:// server" in line
