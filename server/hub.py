@@ -10,7 +10,8 @@ clear reason (1007), and nothing of it is kept. A status goes to the status stor
 controller (`Wakeups.host`). Connections, agents' events and image digests are written in
 batches, a few times a second at most, at the turn the scheduler gives writes
 (`server.turns`). Liveness comes from the WebSocket's own ping/pong; the hub touches
-`last_seen` of every connected host in one statement every few seconds.
+`last_seen` of every connected host in one statement every few seconds. With mutual TLS
+(`--agent-ca`), a socket also needs a client certificate naming the token's host.
 """
 
 from __future__ import annotations

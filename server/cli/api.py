@@ -2,7 +2,9 @@
 
 Every client command goes through `call`: a server that cannot be reached, or that does not
 answer as a Flotilla server would (no JSON object), is an `Unreachable` (exit 5), never a
-traceback. Exit codes are named here once; README.md has their table.
+traceback. Exit codes are named here once; README.md has their table. An https:// server
+is verified with `--ca` (FLOTILLA_CA) or the system's CAs (`Server`); a certificate that
+cannot be verified is an `Unreachable` that says to pass --ca.
 """
 
 from __future__ import annotations
