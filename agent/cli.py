@@ -17,8 +17,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+from agent.tls import TlsError, client_context, plain_to_elsewhere
 
 DEFAULT_METRICS_LISTEN = "127.0.0.1:8701"
 REQUIRED = ("server", "name", "token")
@@ -48,6 +51,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(env FLOTILLA_METRICS_LISTEN; default %(default)s)",
     )
     parser.add_argument(
+        "--ca",
+        default=env("FLOTILLA_CA"),
+        metavar="FILE",
+        help="PEM CA certificate that signed the server's certificate (an https:// server; "
+        "env FLOTILLA_CA; default: the system's CAs)",
+    )
+    parser.add_argument(
+        "--cert",
+        default=env("FLOTILLA_AGENT_CERT"),
+        metavar="FILE",
+        help="PEM client certificate naming this host, for a server run with --agent-ca "
+        "(env FLOTILLA_AGENT_CERT)",
+    )
+    parser.add_argument(
+        "--key",
+        default=env("FLOTILLA_AGENT_KEY"),
+        metavar="FILE",
+        help="the client certificate's PEM private key (env FLOTILLA_AGENT_KEY)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=env("FLOTILLA_INSECURE", "") not in ("", "0", "false"),
+        help="allow a plain http:// or ws:// server that is not on a loopback address "
+        "(env FLOTILLA_INSECURE=1; default: refused)",
+    )
+    parser.add_argument(
         "--secrets-dir",
         default=env("FLOTILLA_SECRETS_DIR", "/dev/shm/flotilla-secrets"),
         help="folder on a tmpfs for secrets deployed as files, bind-mounted read-only into "
@@ -62,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"flotilla agent: missing {', '.join(missing)} (or their env vars)", file=sys.stderr)
         return 2
+    try:
+        context = _tls(args)
+    except TlsError as exc:
+        print(f"flotilla agent: {exc}", file=sys.stderr)
+        return 2
     from agent.main import AgentSettings, running_agent
 
     settings = AgentSettings(
@@ -71,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         docker_host=args.docker_host,
         metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
         secrets_dir=args.secrets_dir,
+        tls=context,
     )
 
     async def forever() -> None:
@@ -78,6 +114,25 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.Event().wait()
 
     return _run_until_signal(forever)
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context for an https:// (wss://) server, None for a plain one; a plain one
+    elsewhere than on a loopback address only with --insecure."""
+    server = args.server
+    if not server.startswith(("http://", "https://", "ws://", "wss://")):
+        raise TlsError(f"--server {server!r} is not an http(s):// or ws(s):// URL")
+    if not server.startswith(("https://", "wss://")):
+        if args.ca or args.cert or args.key:
+            raise TlsError(f"--ca, --cert and --key need an https:// server, not {server}")
+        if plain_to_elsewhere(server) and not args.insecure:
+            raise TlsError(
+                f"refusing plain {server.split(':')[0]}:// to {server}, which is not a loopback "
+                "address: the host token would cross the network readable. Use https:// "
+                "(with --ca), or --insecure"
+            )
+        return None
+    return client_context(args.ca, args.cert, args.key)
 
 
 @contextlib.asynccontextmanager

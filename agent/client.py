@@ -11,13 +11,16 @@ all, which keeps about 9 MiB out of every agent's RSS (bench/RESULTS.md, agent f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import InvalidMessage, InvalidStatus, WebSocketException
 
 from agent.protocol import DesiredState, Hello, Message, ProtocolError, decode, encode
 from agent.runner import Agent
@@ -57,8 +60,10 @@ class Connection:
         docker_version: str,
         *,
         max_backoff: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.agent = agent
+        self.tls = tls  # a wss:// server: verifies it, and may present a client certificate
         self.url = websocket_url(server_url) + "/v1/agent/connect"
         self.token = token
         self.docker_version = docker_version
@@ -80,13 +85,24 @@ class Connection:
                 refused = status in (401, 403)
                 if refused:
                     log.error(
-                        "server refused host=%s (HTTP %s): check the host name and token",
-                        self.agent.host, status,
+                        "server refused host=%s (HTTP %s): %s",
+                        self.agent.host, status, _refusal(exc.response.body),
                     )  # fmt: skip
                 else:
                     log.warning("connect failed host=%s: HTTP %s", self.agent.host, status)
             except (WebSocketException, OSError, TimeoutError) as exc:
-                log.warning("connection to %s lost host=%s: %s", self.url, self.agent.host, exc)
+                tls = _tls_failure(exc)
+                if tls is not None and self._up_since is None:  # retrying soon cannot fix it
+                    refused = True
+                    log.error(
+                        "TLS with %s failed host=%s: %s (check --ca, --cert and --key)",
+                        self.url, self.agent.host, tls.reason or tls,
+                    )  # fmt: skip
+                else:
+                    log.warning(
+                        "connection to %s lost host=%s: %s%s",
+                        self.url, self.agent.host, exc, self._hint(exc),
+                    )  # fmt: skip
             finally:
                 self.agent.attach(None)
                 self.connected.clear()
@@ -99,11 +115,25 @@ class Connection:
             delay = reconnect_delay(failures, now - lost_at, refused, self.max_backoff)
             await asyncio.sleep(delay)
 
+    def _hint(self, exc: BaseException) -> str:
+        """Over TLS 1.3 a server refuses a client certificate after the handshake, by closing
+        the connection before it answers: say what that may mean."""
+        if self.tls is None or not isinstance(exc, InvalidMessage):
+            return ""
+        if not isinstance(exc.__cause__, EOFError):
+            return ""
+        return (
+            " (the server closed the TLS connection before answering: if it runs with "
+            "--agent-ca, is --cert signed by that CA?)"
+        )
+
     async def _serve(self) -> None:
         # No per-message compression (costly on both ends), no proxy (as before: the agent
         # dials the server directly), messages as large as the server accepts.
+        tls: dict[str, Any] = {"ssl": self.tls} if self.tls is not None else {}
         async with connect(
             self.url,
+            **tls,
             additional_headers={"Authorization": f"Bearer {self.token}"},
             compression=None,
             proxy=None,
@@ -171,6 +201,27 @@ def reconnect_delay(
     else:
         ceiling = max_backoff
     return min(ceiling, 0.25 * 2.0 ** min(failures, 20)) * jitter(0.5, 1.0)
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a failed connection: the server's certificate was not verified,
+    or (TLS 1.3: after the handshake, on the first read) the server refused the agent's
+    client certificate."""
+    for error in (exc, exc.__cause__, exc.__context__):
+        if isinstance(error, ssl.SSLError):
+            return error
+    return None
+
+
+def _refusal(body: bytes | bytearray) -> str:
+    """What a refusal's problem+json says (its detail), or a hint when it says nothing."""
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, str) and detail:
+        return detail[:300]
+    return "check the host name and token"
 
 
 def websocket_url(server_url: str) -> str:

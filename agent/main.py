@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import endpoint
@@ -36,6 +37,8 @@ class AgentSettings:
     prune_images: bool = True
     poll_interval: float = 5.0
     secrets_dir: str = str(DEFAULT_SECRETS_ROOT)  # secret files, on a tmpfs
+    # an https:// server: verifies it (--ca) and presents a client certificate (--cert)
+    tls: ssl.SSLContext | None = field(default=None, compare=False)
 
 
 @contextlib.asynccontextmanager
@@ -66,7 +69,9 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
         poll_interval=settings.poll_interval,
         health=health,
     )
-    connection = Connection(agent, settings.server, settings.token, docker_version)
+    connection = Connection(
+        agent, settings.server, settings.token, docker_version, tls=settings.tls
+    )
     loop = asyncio.get_running_loop()
     # bound before any task starts: a taken port fails the start with nothing left running
     local = endpoint.serve(settings.metrics_listen, loop) if settings.metrics_listen else None

@@ -70,7 +70,16 @@ def create_app(settings: Settings) -> web.Application:
     wakeups = Wakeups(turns)
     logins = FailedLogins()
     secret_box = SecretBox(settings.data_dir, settings.secret_key)
-    hub = Hub(sessions, metrics, statuses, wakeups.host, turns, logins, secret_box=secret_box)
+    hub = Hub(
+        sessions,
+        metrics,
+        statuses,
+        wakeups.host,
+        turns,
+        logins,
+        secret_box=secret_box,
+        client_certs=bool(settings.agent_ca),
+    )
     controller = Controller(
         sessions, metrics, statuses, hub, turns, wakeups, settings.controller_interval
     )

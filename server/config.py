@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.tls import is_loopback
+
 DEFAULT_LISTEN = "127.0.0.1:8700"
 DEFAULT_DATA_DIR = ".flotilla"
 MAX_BODY_BYTES = 256 * 1024
@@ -35,6 +37,13 @@ class Settings:
     # registries deployments may pull from (empty: any), such as ("registry.example:5000",
     # "docker.io"); an image without a registry is Docker Hub's, "docker.io"
     allowed_registries: tuple[str, ...] = ()
+    # TLS: the server's certificate and key files (PEM; empty: plain HTTP, which a
+    # non-loopback `listen` refuses unless `insecure`), and the CA that signs agents' client
+    # certificates (mutual TLS on the agents' socket; empty: agents need none)
+    tls_cert: str = ""
+    tls_key: str = ""
+    agent_ca: str = ""
+    insecure: bool = False  # plain HTTP on a non-loopback address (--insecure)
     # FLOTILLA_SECRET_KEY: Fernet key(s) for apps' secrets (empty: <data-dir>/secret.key)
     secret_key: str = field(default="", repr=False)
 
@@ -51,6 +60,16 @@ class Settings:
         return self.listen.rpartition(":")[0] or "127.0.0.1"
 
     @property
+    def tls(self) -> bool:
+        """Does the server speak HTTPS (and WSS to agents)?"""
+        return bool(self.tls_cert)
+
+    @property
+    def plain_elsewhere(self) -> bool:
+        """Plain HTTP on an address other machines can reach (allowed with `insecure`)."""
+        return not self.tls and not is_loopback(self.listen_host)
+
+    @property
     def listen_port(self) -> int:
         """The port part of `listen`."""
         return int(self.listen.rpartition(":")[2])
@@ -62,6 +81,7 @@ class Settings:
             raise SettingsError(
                 f"--listen / FLOTILLA_LISTEN must be HOST:PORT, got {self.listen!r}"
             )
+        self._validate_tls()
         if not re.fullmatch(r"[1-9][0-9]{0,12}[bkmg]?", self.default_memory, re.IGNORECASE):
             raise SettingsError(
                 "--default-memory / FLOTILLA_DEFAULT_MEMORY must be a size such as 300m, "
@@ -92,3 +112,21 @@ class Settings:
                 f"or postgresql+asyncpg://, got {url.split('://')[0]!r}"
             )
         return self
+
+    def _validate_tls(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError(
+                "--tls-cert / FLOTILLA_TLS_CERT and --tls-key / FLOTILLA_TLS_KEY go together: "
+                "give both or neither"
+            )
+        if self.agent_ca and not self.tls:
+            raise SettingsError(
+                "--agent-ca / FLOTILLA_AGENT_CA needs --tls-cert and --tls-key: agents' client "
+                "certificates are checked over TLS"
+            )
+        if self.plain_elsewhere and not self.insecure:
+            raise SettingsError(
+                f"refusing to serve plain HTTP on {self.listen}, which is not a loopback "
+                "address: tokens would cross the network readable. Give --tls-cert and "
+                "--tls-key, or --insecure (behind a TLS-terminating proxy)"
+            )

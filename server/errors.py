@@ -75,6 +75,14 @@ class Refused(Forbidden):
         self.fields = [FieldError(field_name, message)]
 
 
+class CertificateRefused(Forbidden):
+    """Mutual TLS: the agent's client certificate is missing or names another host."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = "client_certificate"
+
+
 class Throttled(DomainError):
     """The caller's address failed to authenticate too often; it may retry after a while."""
 

@@ -10,7 +10,8 @@ clear reason (1007), and nothing of it is kept. A status goes to the status stor
 controller (`Wakeups.host`). Connections, agents' events and image digests are written in
 batches, a few times a second at most, at the turn the scheduler gives writes
 (`server.turns`). Liveness comes from the WebSocket's own ping/pong; the hub touches
-`last_seen` of every connected host in one statement every few seconds.
+`last_seen` of every connected host in one statement every few seconds. With mutual TLS
+(`--agent-ca`), a socket also needs a client certificate naming the token's host.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from agent.protocol import (
     decode_report,
     encode,
 )
+from agent.tls import certificate_names
 from server import desired
 from server import intake as intake_module
 from server.confine import Told, told_of
 from server.db import store
 from server.db.session import Sessions
-from server.errors import Throttled, Unauthorized
+from server.errors import CertificateRefused, Throttled, Unauthorized
 from server.host_log import HostLog
 from server.intake import Intake
 from server.loops import timed, unit_of_work
@@ -73,8 +75,11 @@ class Hub:
         rate: float = intake_module.RATE,
         burst: float = intake_module.BURST,
         secret_box: SecretBox | None = None,
+        client_certs: bool = False,
     ) -> None:
         self.sessions = sessions
+        # mutual TLS (--agent-ca): an agent's client certificate must name its host
+        self.client_certs = client_certs
         self.secret_box = secret_box  # opens the secrets a desired state carries
         self.logins = logins
         self.max_frame_bytes = max_frame_bytes
@@ -126,6 +131,8 @@ class Hub:
                 self.logins.failed(address)
             raise Unauthorized("unknown host token")
         host_id, name = known
+        if self.client_certs:
+            self._check_certificate(request, address, name)
         ws = web.WebSocketResponse(
             heartbeat=await self._heartbeat(), compress=False, max_msg_size=self.max_frame_bytes
         )
@@ -191,6 +198,23 @@ class Hub:
                 self.records.connection(host_id, name, False, None)
                 log.info("agent disconnected host=%s", name)
         return ws
+
+    def _check_certificate(self, request: web.Request, address: str, name: str) -> None:
+        """Mutual TLS: the TLS handshake verified the client certificate against --agent-ca;
+        here its name (CN or a DNS name) must be the host's the token belongs to. A refusal
+        is an authentication that failed (403, audited, counted towards the throttle)."""
+        transport = request.transport
+        names = certificate_names(transport.get_extra_info("peercert") if transport else None)
+        if name in names:
+            return
+        self.logins.failed(address)
+        self.metrics.agent_refused.labels("certificate").inc()
+        if names:
+            why = f"the client certificate is for {', '.join(sorted(names))}, not host {name}"
+        else:
+            why = f"host {name} must present a client certificate signed by the agents' CA"
+        log.warning("agent refused host=%s address=%s: %s", name, address, why)
+        raise CertificateRefused(why)
 
     async def push(self, hosts: Iterable[str]) -> None:
         """Send each connected host its full desired state (read in a few batched queries)."""

@@ -129,7 +129,9 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "Parts of agents' messages the server refused or ignored, by reason: foreign (an "
             "app, image or host the agent was not told of), kind (an event kind agents may not "
             "emit), rate (past the per-host rate: coalesced or dropped), frame (a message that "
-            "does not parse, breaks a cap, or is too large: the connection is closed).",
+            "does not parse, breaks a cap, or is too large: the connection is closed), "
+            "certificate (mutual TLS: a client certificate missing or for another host; the "
+            "connection is refused).",
             ["reason"],
             registry=registry,
         ),

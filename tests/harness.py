@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -112,9 +113,10 @@ def build_image(tag: str, *flags: str) -> None:
 class Api:
     """A small REST client for tests: every call returns (status, json body)."""
 
-    def __init__(self, base: str, token: str) -> None:
+    def __init__(self, base: str, token: str, tls: ssl.SSLContext | None = None) -> None:
         self.base = base.rstrip("/")
         self.token = token
+        self.tls: ssl.SSLContext | bool = tls if tls is not None else True
         self.session = aiohttp.ClientSession()
 
     async def close(self) -> None:
@@ -135,7 +137,7 @@ class Api:
             hdrs = {}
         hdrs.update(headers or {})
         async with self.session.request(
-            method, self.base + path, json=json, data=data, headers=hdrs
+            method, self.base + path, json=json, data=data, headers=hdrs, ssl=self.tls
         ) as resp:
             text = await resp.text()
             try:
@@ -255,11 +257,14 @@ class Ran:
     err: str
 
 
-async def start_cli(*args: str) -> asyncio.subprocess.Process:
+async def start_cli(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     """`flotilla ARGS` as a subprocess, without the FLOTILLA_* settings of the test's
-    environment (a server under test may run in the caller's event loop meanwhile)."""
+    environment (a server under test may run in the caller's event loop meanwhile), with
+    `env` added."""
+    given = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_")}
     env["FLOTILLA_TOKEN"] = "no-token-given"  # a --token of the command overrides it
+    env.update(given)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server.cli.main", *args,
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

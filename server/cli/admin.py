@@ -1,6 +1,6 @@
 """Admin commands: `flotilla token create|list|revoke` and `flotilla host
 add|list|rotate-token|rm`. They talk to the REST API (scope admin) with `--server` and
-`--token` (env FLOTILLA_SERVER, FLOTILLA_TOKEN), like every client command.
+`--token` (env FLOTILLA_SERVER, FLOTILLA_TOKEN) and `--ca`, like every client command.
 
 `flotilla host add NAME --data-dir DIR` (or `--database-url URL`) still registers a host
 directly in the server's database, for a first host before any server runs; `main.py` does
@@ -32,19 +32,6 @@ def _duration(value: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _connection(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--server",
-        default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
-        help="server URL (env FLOTILLA_SERVER; default %(default)s)",
-    )
-    p.add_argument(
-        "--token",
-        default=os.environ.get("FLOTILLA_TOKEN"),
-        help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
-    )
-
-
 def add_commands(sub: Any) -> None:
     """Add `token` and `host` with their actions to `sub` (argparse subparsers)."""
     p = sub.add_parser("token", help=COMMANDS["token"])
@@ -65,11 +52,13 @@ def add_commands(sub: Any) -> None:
         metavar="DURATION",
         help="expire after this long: seconds, or 30m, 12h, 90d (default: never)",
     )
-    _connection(a)
-    _connection(actions.add_parser("list", help="list tokens (never the tokens themselves)"))
+    api.add_connection_flags(a)
+    api.add_connection_flags(
+        actions.add_parser("list", help="list tokens (never the tokens themselves)")
+    )
     r = actions.add_parser("revoke", help="revoke a token: refused from now on")
     r.add_argument("name")
-    _connection(r)
+    api.add_connection_flags(r)
 
     p = sub.add_parser("host", help=COMMANDS["host"])
     actions = p.add_subparsers(dest="host_command", required=True, metavar="ACTION")
@@ -78,7 +67,7 @@ def add_commands(sub: Any) -> None:
     a.add_argument(
         "--label", action="append", default=[], metavar="K=V", help="a label, repeatable"
     )
-    _connection(a)
+    api.add_connection_flags(a)
     a.add_argument(
         "--data-dir",
         default=None,
@@ -89,13 +78,15 @@ def add_commands(sub: Any) -> None:
         default=None,
         help="register directly in this database instead (no server needed)",
     )
-    _connection(actions.add_parser("list", help="list hosts and their agents' connections"))
+    api.add_connection_flags(
+        actions.add_parser("list", help="list hosts and their agents' connections")
+    )
     r = actions.add_parser("rotate-token", help="give a host a new token; cuts its agent off")
     r.add_argument("name")
-    _connection(r)
+    api.add_connection_flags(r)
     r = actions.add_parser("rm", help="remove a host; cuts its agent off")
     r.add_argument("name")
-    _connection(r)
+    api.add_connection_flags(r)
 
 
 def local(args: argparse.Namespace) -> bool:
@@ -137,7 +128,7 @@ def _token(args: argparse.Namespace, token: str) -> int:
             body["apps"] = args.app
         if args.expires_in is not None:
             body["expires_in"] = args.expires_in
-        status, answer = api.call(args.server, token, "POST", "/v1/tokens", body)
+        status, answer = api.call(api.server_of(args), token, "POST", "/v1/tokens", body)
         if status != 201:
             return api.report_problem(status, answer)
         apps = ", ".join(answer["apps"]) if answer["apps"] else "every app"
@@ -149,7 +140,7 @@ def _token(args: argparse.Namespace, token: str) -> int:
         print(answer["token"])
         return 0
     if action == "list":
-        status, answer = api.call(args.server, token, "GET", "/v1/tokens")
+        status, answer = api.call(api.server_of(args), token, "GET", "/v1/tokens")
         if status != 200:
             return api.report_problem(status, answer)
         rows = [
@@ -165,7 +156,7 @@ def _token(args: argparse.Namespace, token: str) -> int:
         ]
         _table(["NAME", "SCOPES", "APPS", "CREATED", "LAST USED", "EXPIRES"], rows)
         return 0
-    status, answer = api.call(args.server, token, "DELETE", f"/v1/tokens/{args.name}")
+    status, answer = api.call(api.server_of(args), token, "DELETE", f"/v1/tokens/{args.name}")
     if status != 204:
         return api.report_problem(status, answer)
     print(f"Revoked token {args.name!r}")
@@ -183,14 +174,14 @@ def _host(args: argparse.Namespace, token: str) -> int:
                 return 2
             labels[key] = value
         body = {"name": args.name, "labels": labels}
-        status, answer = api.call(args.server, token, "POST", "/v1/hosts", body)
+        status, answer = api.call(api.server_of(args), token, "POST", "/v1/hosts", body)
         if status != 201:
             return api.report_problem(status, answer)
         print(f"Registered host {args.name!r}. Its token (shown once):")
         print(answer["token"])
         return 0
     if action == "list":
-        status, answer = api.call(args.server, token, "GET", "/v1/hosts")
+        status, answer = api.call(api.server_of(args), token, "GET", "/v1/hosts")
         if status != 200:
             return api.report_problem(status, answer)
         rows = [
@@ -207,13 +198,13 @@ def _host(args: argparse.Namespace, token: str) -> int:
         return 0
     if action == "rotate-token":
         path = f"/v1/hosts/{args.name}/token"
-        status, answer = api.call(args.server, token, "POST", path)
+        status, answer = api.call(api.server_of(args), token, "POST", path)
         if status != 201:
             return api.report_problem(status, answer)
         print(f"New token for host {args.name!r}; its agent was disconnected. (shown once):")
         print(answer["token"])
         return 0
-    status, answer = api.call(args.server, token, "DELETE", f"/v1/hosts/{args.name}")
+    status, answer = api.call(api.server_of(args), token, "DELETE", f"/v1/hosts/{args.name}")
     if status != 204:
         return api.report_problem(status, answer)
     print(f"Removed host {args.name!r}")

@@ -2,7 +2,9 @@
 
 Every client command goes through `call`: a server that cannot be reached, or that does not
 answer as a Flotilla server would (no JSON object), is an `Unreachable` (exit 5), never a
-traceback. Exit codes are named here once; README.md has their table.
+traceback. Exit codes are named here once; README.md has their table. An https:// server
+is verified with `--ca` (FLOTILLA_CA) or the system's CAs (`Server`); a certificate that
+cannot be verified is an `Unreachable` that says to pass --ca.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import re
+import ssl
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
+
+from agent.tls import TlsError, client_context
 
 
 class Exit(IntEnum):
@@ -39,8 +46,53 @@ class UsageError(Exception):
     """Input the command cannot use (a file, a URL); said in one line, exit 2."""
 
 
+@dataclass(frozen=True)
+class Server:
+    """Where the client commands call: the server's URL, and the CA file that vouches for
+    an https:// server (None: the system's CAs)."""
+
+    url: str
+    ca: str | None = None
+
+    def context(self) -> ssl.SSLContext | None:
+        """The TLS context of an https:// call; None for http://. Raise UsageError if the CA
+        file cannot be used."""
+        if not self.url.startswith("https://"):
+            return None
+        try:
+            return client_context(self.ca)
+        except TlsError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """--server, --token and --ca, each with its env var: every client command has them."""
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
+        help="server URL (env FLOTILLA_SERVER; default %(default)s)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("FLOTILLA_TOKEN"),
+        help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
+    )
+    parser.add_argument(
+        "--ca",
+        default=os.environ.get("FLOTILLA_CA"),
+        metavar="FILE",
+        help="PEM CA certificate that signed an https:// server's certificate "
+        "(env FLOTILLA_CA; default: the system's CAs)",
+    )
+
+
+def server_of(args: argparse.Namespace) -> Server:
+    """The server a command's flags name."""
+    return Server(args.server, args.ca)
+
+
 def call(
-    server: str,
+    server: Server,
     token: str,
     method: str,
     path: str,
@@ -49,39 +101,54 @@ def call(
     timeout: float = 30,
 ) -> tuple[int, dict[str, Any]]:
     """One request: (HTTP status, JSON object answered). Raise Unreachable if no Flotilla
-    server answered, UsageError if `server` is not an http(s) URL."""
-    if not server.startswith(("http://", "https://")):
-        raise UsageError(f"--server {server!r} is not an http:// or https:// URL")
+    server answered (or its certificate is not one `server.ca` vouches for), UsageError if
+    `server` is not an http(s) URL or its CA file cannot be used."""
+    url = server.url
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--server {url!r} is not an http:// or https:// URL")
+    context = server.context()
     if body is None and method == "POST":
         body = {}
     data = json.dumps(body).encode() if body is not None else None
     try:
-        request = urllib.request.Request(server.rstrip("/") + path, data=data, method=method)
+        request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method)
     except ValueError as exc:
-        raise UsageError(f"--server {server!r}: {exc}") from None
+        raise UsageError(f"--server {url!r}: {exc}") from None
     request.add_header("Authorization", f"Bearer {token}")
     request.add_header("Content-Type", "application/json")
     for k, v in (headers or {}).items():
         request.add_header(k, v)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, _read(exc)
     except urllib.error.URLError as exc:
-        raise Unreachable(f"cannot reach {server}: {exc.reason}") from None
+        raise Unreachable(f"cannot reach {url}: {_reason(exc.reason)}") from None
+    except ssl.SSLError as exc:
+        raise Unreachable(f"cannot reach {url}: {_reason(exc)}") from None
     except (OSError, http.client.HTTPException, ValueError) as exc:  # reset, timeout, garbage
-        raise Unreachable(f"cannot reach {server}: {exc or type(exc).__name__}") from None
+        raise Unreachable(f"cannot reach {url}: {exc or type(exc).__name__}") from None
     try:
         answer = json.loads(raw or b"{}")
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
         raise Unreachable(
-            f"{server} is not a Flotilla server (HTTP {status} to {method} {path}, not a JSON "
+            f"{url} is not a Flotilla server (HTTP {status} to {method} {path}, not a JSON "
             "object): check --server or FLOTILLA_SERVER"
         )
     return status, answer
+
+
+def _reason(reason: object) -> str:
+    """Why a connection failed; for a certificate the server's CA does not vouch for, what
+    to do about it."""
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"its TLS certificate: {reason.verify_message} (pass --ca FILE or set FLOTILLA_CA)"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS: {reason.reason or reason}"
+    return str(reason)
 
 
 def _read(exc: urllib.error.HTTPError) -> bytes:

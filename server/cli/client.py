@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from server.cli import deploy as deploy_cmd
-from server.cli.api import Exit, Unreachable, UsageError, app_name, call, report_problem
+from server.cli.api import (
+    Exit,
+    Unreachable,
+    UsageError,
+    add_connection_flags,
+    app_name,
+    call,
+    report_problem,
+    server_of,
+)
 from server.cli.wait import LONG_POLL_SECONDS, Target, follow
 
 __all__ = ["LONG_POLL_SECONDS", "add_commands", "run"]  # LONG_POLL_SECONDS: wait.py's
@@ -44,16 +53,7 @@ def add_commands(sub: Any) -> None:
     """Add a subcommand, with its flags, for each of COMMANDS to `sub` (argparse subparsers)."""
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        p.add_argument(
-            "--server",
-            default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
-            help="server URL (env FLOTILLA_SERVER; default %(default)s)",
-        )
-        p.add_argument(
-            "--token",
-            default=os.environ.get("FLOTILLA_TOKEN"),
-            help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
-        )
+        add_connection_flags(p)
         p.add_argument(
             "-o",
             "--output",
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, token: str) -> int:
     if args.command == "deploy":
-        status, answer = deploy_cmd.deploy(args.server, token, args)
+        status, answer = deploy_cmd.deploy(server_of(args), token, args)
         prefix = f"{args.file}: " if args.file is not None and status == 422 else ""
         if status >= 400:
             return report_problem(status, answer, prefix)
@@ -139,14 +139,14 @@ def _run(args: argparse.Namespace, token: str) -> int:
             body["force"] = True
         headers = {"Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4()}"}
         path = f"/v1/apps/{args.app}/rollback"
-        status, answer = call(args.server, token, "POST", path, body, headers)
+        status, answer = call(server_of(args), token, "POST", path, body, headers)
         if status >= 400:
             return report_problem(status, answer)
         return _started(args, token, answer)
     if args.command == "diff":
-        return deploy_cmd.diff(args.server, token, args)
+        return deploy_cmd.diff(server_of(args), token, args)
     method, path = _route(args)
-    status, answer = call(args.server, token, method, path)
+    status, answer = call(server_of(args), token, method, path)
     if status >= 400:
         return report_problem(status, answer)
     print(json.dumps(answer, indent=2))
@@ -180,17 +180,17 @@ def _started(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> in
     )
     if not args.wait:
         return Exit.OK
-    return follow(Target(args.server, token), answer, args.timeout)
+    return follow(Target(server_of(args), token), answer, args.timeout)
 
 
 def _wait_json(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> int:
     """--wait with -o json: the lines for people are left out (the evidence still goes to
     stderr); stdout gets one object, the exit code and the deployment as it ended."""
     with contextlib.redirect_stdout(io.StringIO()):
-        code = follow(Target(args.server, token), answer, args.timeout)
+        code = follow(Target(server_of(args), token), answer, args.timeout)
     final = answer
     with contextlib.suppress(Unreachable):
-        status, body = call(args.server, token, "GET", f"/v1/deployments/{answer['id']}")
+        status, body = call(server_of(args), token, "GET", f"/v1/deployments/{answer['id']}")
         final = body if status == 200 else answer
     print(json.dumps({"exit_code": int(code), "deployment": final}, indent=2))
     return code

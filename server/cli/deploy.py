@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from server.cli.api import Exit, UsageError, app_name, call, report_problem
+from server.cli.api import Exit, Server, UsageError, app_name, call, report_problem
 from server.specs import merge_patch
 
 TOML_KEYS = (
@@ -160,7 +160,7 @@ def load_spec(path: Path) -> tuple[str | None, dict[str, Any]]:
     return app, doc
 
 
-def deploy(server: str, token: str, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+def deploy(server: Server, token: str, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     """POST the deployment (or its dry run); (HTTP status, answer). A patch on an app with
     no current release is sent again as the whole spec."""
     app, body = request_of(args)
@@ -209,7 +209,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def diff(server: str, token: str, args: argparse.Namespace) -> int:
+def diff(server: Server, token: str, args: argparse.Namespace) -> int:
     """`flotilla diff APP [A] [B]`: from A to B; A alone: from A-1 to A; neither: the newest
     release against the one before."""
     app, first, second = args.app, args.a, args.b

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -31,6 +32,34 @@ DEV_TOKEN_FILE = "dev-host.token"
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
+
+
+def _flag_env(name: str) -> bool:
+    return _env(name, "") not in ("", "0", "false")
+
+
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tls-cert",
+        default=_env("FLOTILLA_TLS_CERT", ""),
+        metavar="FILE",
+        help="serve HTTPS (and WSS to agents) with this PEM certificate (chain) "
+        "(env FLOTILLA_TLS_CERT; default: plain HTTP)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=_env("FLOTILLA_TLS_KEY", ""),
+        metavar="FILE",
+        help="the certificate's PEM private key (env FLOTILLA_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--agent-ca",
+        default=_env("FLOTILLA_AGENT_CA", ""),
+        metavar="FILE",
+        help="mutual TLS for agents: their socket needs a client certificate signed by this "
+        "PEM CA and naming their host (CN or DNS name); REST callers need none "
+        "(env FLOTILLA_AGENT_CA; default: off)",
+    )
 
 
 def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
@@ -56,7 +85,7 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
         parser.add_argument(
             "--allow-internal-webhooks",
             action="store_true",
-            default=_env("FLOTILLA_ALLOW_INTERNAL_WEBHOOKS", "") not in ("", "0", "false"),
+            default=_flag_env("FLOTILLA_ALLOW_INTERNAL_WEBHOOKS"),
             help="accept webhook URLs that point at link-local or cloud metadata addresses "
             "(env FLOTILLA_ALLOW_INTERNAL_WEBHOOKS=1; default: refused)",
         )
@@ -72,6 +101,13 @@ def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
             default=_env("FLOTILLA_DEFAULT_PIDS_LIMIT", "4096"),  # argparse applies type=int
             help="process limit of a container whose deployment sets none "
             "(env FLOTILLA_DEFAULT_PIDS_LIMIT; default %(default)s)",
+        )
+        parser.add_argument(
+            "--insecure",
+            action="store_true",
+            default=_flag_env("FLOTILLA_INSECURE"),
+            help="serve plain HTTP on an address that is not loopback (behind a TLS-terminating "
+            "proxy; env FLOTILLA_INSECURE=1; default: refused)",
         )
         parser.add_argument(
             "--allowed-registries",
@@ -112,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="run the control plane (REST API, agent hub, rollouts)")
     _server_flags(p)
+    _tls_flags(p)
 
     p = sub.add_parser("agent", help="run the agent of one host")
     agent_cli.add_arguments(p)
@@ -150,6 +187,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allowed_registries=tuple(
             r.strip() for r in getattr(args, "allowed_registries", "").split(",") if r.strip()
         ),
+        tls_cert=getattr(args, "tls_cert", ""),
+        tls_key=getattr(args, "tls_key", ""),
+        agent_ca=getattr(args, "agent_ca", ""),
+        insecure=bool(getattr(args, "insecure", False)),
     ).validate()
 
 
@@ -199,15 +240,20 @@ def _server(settings: Settings) -> int:
     from server.app import create_app
     from server.gc_tuning import between_rollouts, tune_for_server
 
+    context = _tls_context(settings)
+    _warn_insecure(settings)
     _migrate(settings)
     app = create_app(settings)
     app.cleanup_ctx.append(between_rollouts)
     tune_for_server()
-    log.info("serving on http://%s", settings.listen)
+    scheme = "https" if context is not None else "http"
+    mutual = " (agents need a client certificate)" if settings.agent_ca else ""
+    log.info("serving on %s://%s%s", scheme, settings.listen, mutual)
     web.run_app(
         app,
         host=settings.listen_host,
         port=settings.listen_port,
+        ssl_context=context,
         print=None,
         access_log=None,
         shutdown_timeout=10,
@@ -215,11 +261,34 @@ def _server(settings: Settings) -> int:
     return 0
 
 
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context from its files, or None for plain HTTP; a file that cannot
+    be used is a SettingsError (one line, exit 2), found before anything listens."""
+    if not settings.tls:
+        return None
+    from agent.tls import TlsError, server_context
+
+    try:
+        return server_context(settings.tls_cert, settings.tls_key, settings.agent_ca or None)
+    except TlsError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _warn_insecure(settings: Settings) -> None:
+    if settings.plain_elsewhere:  # validate() let it through: --insecure was given
+        log.warning(
+            "serving plain HTTP on %s, which is not a loopback address (--insecure): tokens "
+            "and secrets cross the network readable unless a TLS proxy is in front",
+            settings.listen,
+        )
+
+
 def _dev(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from server.app import create_app
 
+    _warn_insecure(settings)
     _migrate(settings)
     token = asyncio.run(_dev_host_token(settings, args.host_name))
     app = create_app(settings)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
@@ -34,16 +33,7 @@ def add_commands(sub: Any, server_flags: ServerFlags) -> None:
     for name, help_text in ACTIONS.items():
         a = actions.add_parser(name, help=help_text)
         if name in ("set", "list", "rm"):
-            a.add_argument(
-                "--server",
-                default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
-                help="server URL (env FLOTILLA_SERVER; default %(default)s)",
-            )
-            a.add_argument(
-                "--token",
-                default=os.environ.get("FLOTILLA_TOKEN"),
-                help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
-            )
+            api.add_connection_flags(a)
             a.add_argument("app")
         if name in ("set", "rm"):
             a.add_argument("name", help="the secret's name: an environment variable name")
@@ -67,14 +57,14 @@ def run(args: argparse.Namespace, settings_from: Callable[[argparse.Namespace], 
     app = urllib.parse.quote(args.app, safe="")
     try:
         if args.secret_command == "list":
-            status, answer = api.call(args.server, token, "GET", f"/v1/apps/{app}/secrets")
+            status, answer = api.call(api.server_of(args), token, "GET", f"/v1/apps/{app}/secrets")
             if status >= 400:
                 return api.report_problem(status, answer)
             print(json.dumps(answer, indent=2))
             return 0
         path = f"/v1/apps/{app}/secrets/{urllib.parse.quote(args.name, safe='')}"
         if args.secret_command == "rm":
-            status, answer = api.call(args.server, token, "DELETE", path)
+            status, answer = api.call(api.server_of(args), token, "DELETE", path)
             if status >= 400:
                 return api.report_problem(status, answer)
             print(f"secret {args.name} of {args.app} removed")
@@ -83,7 +73,7 @@ def run(args: argparse.Namespace, settings_from: Callable[[argparse.Namespace], 
         if not value:
             print("flotilla secret set: no value on stdin", file=sys.stderr)
             return 2
-        status, answer = api.call(args.server, token, "PUT", path, {"value": value})
+        status, answer = api.call(api.server_of(args), token, "PUT", path, {"value": value})
         if status >= 400:
             return api.report_problem(status, answer)
         print(f"secret {args.name} of {args.app} set (version {answer['version']})")

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.cli.api import Exit, Unreachable, call, report_problem
+from server.cli.api import Exit, Server, Unreachable, call, report_problem
 from server.states import TERMINAL, DeploymentStatus
 
 # The server answers a long poll after this long at most (MAX_WAIT_SECONDS of
@@ -27,7 +27,7 @@ LOG_TAIL = 10  # lines of a failed instance's log shown as evidence
 class Target:
     """Where to ask: the server and the token."""
 
-    server: str
+    server: Server
     token: str
 
     def get(self, path: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
