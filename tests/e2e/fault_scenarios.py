@@ -18,13 +18,14 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from tests.e2e.faults import Figure, Stack, body, until, verify
+from tests.e2e.faults import Figure, Stack, body, verify
 from tests.harness import ROOT, free_port
 
 SCRIPTS = ROOT / "scripts"
@@ -34,18 +35,18 @@ STOPPED_WITHIN = 5.0  # issue 20: SIGTERM answers the waiting clients and exits 
 
 @dataclass(frozen=True)
 class Setting:
-    """Where a scenario runs: a scratch directory, the shared engine, images present there,
-    and the database URL for scenarios that do not bring their own (None: SQLite)."""
+    """Where a scenario runs: a scratch directory, the shared engine and images present
+    there. A scenario's database is a SQLite file unless it brings its own PostgreSQL."""
 
     workdir: Path
     docker_url: str
     images: tuple[str, str, str]  # serving "v1", "v2", "v3"
-    database_url: str | None = None
 
 
-def build_images(docker_url: str, images: tuple[str, str, str]) -> None:
-    """The three test images in the engine at `docker_url` (idempotent)."""
-    for tag, text in zip(images, ("v1", "v2", "v3"), strict=True):
+def build_images(docker_url: str, images: tuple[str, ...]) -> None:
+    """The test images (serving "v1", "v2", ...) in the engine at `docker_url` (idempotent)."""
+    for i, tag in enumerate(images):
+        text = f"v{i + 1}"
         subprocess.run(
             [str(SCRIPTS / "build-image.sh"), tag, "--no-check", "--text", text],
             check=True,
@@ -59,7 +60,7 @@ def build_images(docker_url: str, images: tuple[str, str, str]) -> None:
 async def fleet(s: Setting, docker_url: str | None = None, database_url: str | None = None):
     """A started stack in a fresh directory of `s.workdir`; closed by pid at the end."""
     workdir = Path(tempfile.mkdtemp(prefix="stack.", dir=s.workdir))
-    url = database_url or s.database_url or f"sqlite+aiosqlite:///{workdir / 'flotilla.db'}"
+    url = database_url or f"sqlite+aiosqlite:///{workdir / 'flotilla.db'}"
     stack = Stack(workdir, url, docker_url or s.docker_url)
     try:
         await stack.open()
@@ -78,7 +79,7 @@ async def server_kill_9(s: Setting, rounds: int = 2) -> list[Figure]:
     another was done), and as the deployment's waiting client is being answered."""
     figures = []
     async with fleet(s) as stack:
-        await stack.settled("web", body(s.images[0]))
+        await stack.settled("web", body(s.images[0], max_parallel=3))
         n = 0
         for r in range(rounds):
             for point in KILL_POINTS:
@@ -103,7 +104,7 @@ async def server_kill_9(s: Setting, rounds: int = 2) -> list[Figure]:
 async def agent_kill(s: Setting) -> list[Figure]:
     """SIGKILL of one agent while every host updates; it is started again a second later."""
     async with fleet(s) as stack:
-        await stack.settled("web", body(s.images[0]))
+        await stack.settled("web", body(s.images[0], max_parallel=3))
         d = await stack.deploy("web", body(s.images[1], max_parallel=3, min_healthy_time=1))
         await stack.when_hosts(d, _updating)
         victim = stack.hosts[1]
@@ -116,7 +117,7 @@ async def agent_kill(s: Setting) -> list[Figure]:
 async def agent_freeze(s: Setting, seconds: float = 6) -> list[Figure]:
     """SIGSTOP of one agent while every host updates; SIGCONT `seconds` later."""
     async with fleet(s) as stack:
-        await stack.settled("web", body(s.images[0]))
+        await stack.settled("web", body(s.images[0], max_parallel=3))
         d = await stack.deploy("web", body(s.images[1], max_parallel=3, min_healthy_time=1))
         await stack.when_hosts(d, _updating)
         frozen = stack.agents[stack.hosts[1]].proc
@@ -137,8 +138,8 @@ def _script(*args: str) -> str:
 @contextlib.asynccontextmanager
 async def private_dir(prefix: str) -> AsyncIterator[Path]:
     """A short directory under /tmp (unix socket paths are short), removed at the end."""
-    where = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    where.chmod(0o755)  # PostgreSQL runs as its own user and must traverse it
+    where = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=prefix, dir="/tmp"))
+    await asyncio.to_thread(where.chmod, 0o755)  # PostgreSQL runs as postgres: it traverses it
     try:
         yield where
     finally:
@@ -153,9 +154,9 @@ async def engine_restart(s: Setting, down: float = 2) -> list[Figure]:
     async with private_dir("flt-fe.") as where:
         try:
             url = await asyncio.to_thread(_script, script, "start", str(where))
-            await asyncio.to_thread(build_images, url, s.images)
+            await asyncio.to_thread(build_images, url, s.images[:2])
             async with fleet(s, docker_url=url) as stack:
-                await stack.settled("web", body(s.images[0]))
+                await stack.settled("web", body(s.images[0], max_parallel=3))
                 d = await stack.deploy("web", body(s.images[1], min_healthy_time=1))
                 await stack.when_hosts(d, _updating)
                 await asyncio.to_thread(_script, script, "stop", str(where))
@@ -168,20 +169,29 @@ async def engine_restart(s: Setting, down: float = 2) -> list[Figure]:
 
 async def postgres_restart(s: Setting, down: float = 3) -> list[Figure]:
     """A private PostgreSQL (scripts/postgres.sh) stops mid-deploy and starts again `down`
-    seconds later; the server keeps running."""
+    seconds later; the server keeps running. Then, on that PostgreSQL, the server is killed
+    (-9) mid-batch (the kill at every point runs on SQLite: `server_kill_9`)."""
     script = str(SCRIPTS / "postgres.sh")
     async with private_dir("flt-fp.") as where:
         port = str(free_port())
         try:
             url = await asyncio.to_thread(_script, script, "start", str(where), port)
             async with fleet(s, database_url=url) as stack:
-                await stack.settled("web", body(s.images[0]))
+                await stack.settled("web", body(s.images[0], max_parallel=3))
                 d = await stack.deploy("web", body(s.images[1], min_healthy_time=1))
                 await stack.when_hosts(d, _updating)
                 await asyncio.to_thread(_script, script, "stop", str(where))
                 await asyncio.sleep(down)
                 await asyncio.to_thread(_script, script, "start", str(where), port)
-                return [await verify(stack, "PostgreSQL restart", time.monotonic(), ["web"])]
+                figures = [await verify(stack, "PostgreSQL restart", time.monotonic(), ["web"])]
+                # and the server's crash on PostgreSQL: kill -9 mid-batch
+                d = await stack.deploy("web", body(s.images[0], min_healthy_time=1))
+                await stack.when_hosts(d, lambda st: "healthy" in st and "updating" in st)
+                await stack.kill_server()
+                await stack.restart_server()
+                name = "server kill -9 mid-batch (PostgreSQL)"
+                figures.append(await verify(stack, name, time.monotonic(), ["web"]))
+                return figures
         finally:
             await asyncio.to_thread(subprocess.run, [script, "stop", str(where)], timeout=120)
 
@@ -191,8 +201,8 @@ async def sigterm_with_waiting_client(s: Setting) -> list[Figure]:
     deployment's state, or 503 stopping) and the server exits 0, each within 5 s; a new
     server then finishes the rollout."""
     async with fleet(s) as stack:
-        await stack.settled("web", body(s.images[0]))
-        d = await stack.deploy("web", body(s.images[1], min_healthy_time=4))
+        await stack.settled("web", body(s.images[0], max_parallel=3))
+        d = await stack.deploy("web", body(s.images[1], max_parallel=3, min_healthy_time=3))
         await stack.when_hosts(d, _updating)
         assert stack.api is not None and stack.server is not None
         url = f"{stack.url}/v1/deployments/{d}?wait=60"
@@ -212,6 +222,7 @@ async def sigterm_with_waiting_client(s: Setting) -> list[Figure]:
             status, answered = await asyncio.wait_for(waiter, 30)
             code = await asyncio.to_thread(stack.server.proc.wait, 30)
             exited = time.monotonic()
+            stack.server.stop()  # closes its log
         assert status in (200, 503), status
         assert answered - sent <= STOPPED_WITHIN, f"answered {answered - sent:.1f} s after"
         assert exited - sent <= STOPPED_WITHIN, f"exited {exited - sent:.1f} s after"
@@ -243,10 +254,12 @@ async def racing(s: Setting, deploys: int = 8, rollbacks: int = 4) -> list[Figur
             assert status == 200, (status, answer)
 
         await asyncio.gather(remove(), *(staggered(i, c) for i, c in enumerate(calls)))
-        return [await verify(stack, "racing deploys and rollbacks", time.monotonic(), ["web"], ["gone"])]
+        return [
+            await verify(stack, "racing deploys and rollbacks", time.monotonic(), ["web"], ["gone"])
+        ]
 
 
-Scenario = Callable[[Setting], Awaitable[list[Figure]]]
+Scenario = Callable[[Setting], Coroutine[Any, Any, list[Figure]]]
 SCENARIOS: dict[str, Scenario] = {
     "server-kill-9": server_kill_9,
     "agent-kill": agent_kill,
@@ -256,4 +269,3 @@ SCENARIOS: dict[str, Scenario] = {
     "sigterm-waiting": sigterm_with_waiting_client,
     "racing": racing,
 }
-

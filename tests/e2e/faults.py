@@ -132,11 +132,12 @@ class Stack:
 
     async def close(self) -> None:
         """Stop every process by its pid; remove the hosts' containers by their label."""
-        for proc in [*self.agents.values(), self.server]:
-            if proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.proc.send_signal(signal.SIGCONT)  # a frozen one can hear SIGTERM
-                await asyncio.to_thread(proc.stop)
+        for proc in self.agents.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.proc.send_signal(signal.SIGCONT)  # a frozen one can hear SIGTERM
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.agents.values()))
+        if self.server is not None:
+            await asyncio.to_thread(self.server.stop)
         if self.api is not None:
             await self.api.close()
         engine = self.engine
@@ -306,6 +307,7 @@ async def verify(
     took = time.monotonic() - since
     for app in apps:
         status, answer = await stack.call("GET", f"/v1/apps/{app}/releases")
+        assert status == 200, (status, answer)
         bad = [r["number"] for r in answer["releases"] if r.get("outcome") == "bad"]
         assert not bad, f"{scenario}: {app} releases marked bad for a fault: {bad}"
     log = (stack.workdir / "server.log").read_text(errors="replace")
@@ -318,7 +320,9 @@ async def verify(
     return figure
 
 
-async def _converged(stack: Stack, apps: list[str], listed: dict[int, dict[str, Any]]) -> str | None:
+async def _converged(
+    stack: Stack, apps: list[str], listed: dict[int, dict[str, Any]]
+) -> str | None:
     """What still differs from the last accepted desired state; None once nothing does."""
     expected: dict[tuple[str, str], int] = {}
     for app in apps:
@@ -329,6 +333,7 @@ async def _converged(stack: Stack, apps: list[str], listed: dict[int, dict[str, 
             stack.tail(),
         )
         status, body = await stack.call("GET", f"/v1/apps/{app}")
+        assert status == 200, (status, body)
         if body.get("current_release") != d["release"]:
             return f"{app}: current release {body.get('current_release')}, not {d['release']}"
         expected[(app, str(d["release"]))] = int((body.get("spec") or {}).get("replicas", 1))
@@ -339,7 +344,9 @@ async def _converged(stack: Stack, apps: list[str], listed: dict[int, dict[str, 
     try:
         for host in stack.hosts:
             running = await asyncio.to_thread(engine.containers, host, None, False)
-            seen = collections.Counter((c.labels[LABEL_APP], c.labels[LABEL_RELEASE]) for c in running)
+            seen = collections.Counter(
+                (c.labels[LABEL_APP], c.labels[LABEL_RELEASE]) for c in running
+            )
             if seen != collections.Counter(expected):
                 return f"{host} runs {dict(seen)}, expected {expected}"
     finally:
