@@ -1,7 +1,7 @@
 """Soak: random faults of issue 20 against a live fleet, for a configurable time.
 
-`python -m bench soak --minutes N [--seed S]` (`make soak`) picks scenarios at random from
-the fault suite's set (tests/e2e/fault_scenarios.py: server kill -9 at three points of a
+`python -m bench soak --minutes N [--seed S]` (`make soak`) runs scenarios in a random
+order (each kind once before any repeats) from the fault suite's set (tests/e2e/fault_scenarios.py: server kill -9 at three points of a
 rollout, agent kill and restart, agent SIGSTOP/SIGCONT, a Docker Engine and a PostgreSQL
 restart mid-deploy, SIGTERM with a waiting client, racing deploys and rollbacks), each on a
 fresh server and 3 agents (subprocesses), and checks the same invariants after every fault
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run random scenarios until --minutes passed; the result for bench/results/soak.json."""
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
-    random.seed(seed)  # the racing scenario shuffles its calls
+    random.seed(seed)  # the racing scenario shuffles its calls with the global generator
     figures: list[Figure] = []
     failures: list[tuple[str, str]] = []
     ran: collections.Counter[str] = collections.Counter()
@@ -63,8 +63,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         deadline = time.monotonic() + args.minutes * 60
         with tempfile.TemporaryDirectory(prefix="flt-soak.", dir="/tmp") as scratch:
             setting = Setting(Path(scratch), eng.url, IMAGES)
+            bag: list[str] = []
             while time.monotonic() < deadline:
-                name = rng.choice(sorted(SCENARIOS))
+                if not bag:  # every kind once, in a random order, before any repeats
+                    bag = sorted(SCENARIOS)
+                    rng.shuffle(bag)
+                name = bag.pop()
                 ran[name] += 1
                 log(f"soak: {name} (#{sum(ran.values())})")
                 try:

@@ -79,14 +79,21 @@ async def server_kill_9(s: Setting, rounds: int = 2) -> list[Figure]:
     another was done), and as the deployment's waiting client is being answered."""
     figures = []
     async with fleet(s) as stack:
+        assert stack.server is not None
         await stack.settled("web", body(s.images[0], max_parallel=3))
         n = 0
         for r in range(rounds):
             for point in KILL_POINTS:
                 n += 1
                 image = s.images[n % 3]
+                pushed = ""
                 if point == "before the first push":
+                    before = stack.pushes()
                     await stack.deploy("web", body(image))
+                    stack.server.proc.kill()  # as soon as the 202 is read, no thread hop
+                    await asyncio.sleep(0.3)  # what was on its way reaches the agents' logs
+                    if stack.pushes() > before:  # rare: the controller was quicker
+                        pushed = " (a push got out first)"
                 elif point == "mid-batch":
                     d = await stack.deploy("web", body(image, min_healthy_time=1))
                     await stack.when_hosts(d, lambda st: "healthy" in st and "updating" in st)
@@ -94,9 +101,10 @@ async def server_kill_9(s: Setting, rounds: int = 2) -> list[Figure]:
                     d = await stack.deploy("web", body(image))
                     # the long poll is answered when the deployment ends: kill right then
                     await stack.call("GET", f"/v1/deployments/{d}?wait=60", within=90)
+                    stack.server.proc.kill()
                 await stack.kill_server()
                 await stack.restart_server()
-                name = f"server kill -9 {point} #{r + 1}"
+                name = f"server kill -9 {point} #{r + 1}{pushed}"
                 figures.append(await verify(stack, name, time.monotonic(), ["web"]))
     return figures
 
@@ -228,18 +236,24 @@ async def sigterm_with_waiting_client(s: Setting) -> list[Figure]:
         assert exited - sent <= STOPPED_WITHIN, f"exited {exited - sent:.1f} s after"
         assert code == 0, (code, stack.tail())
         await stack.restart_server()
-        figure = await verify(stack, "SIGTERM with a waiting client", time.monotonic(), ["web"])
-        return [figure]
+        note = f"waiter got {status} in {answered - sent:.1f} s, exit 0 in {exited - sent:.1f} s"
+        since = time.monotonic()
+        return [await verify(stack, "SIGTERM with a waiting client", since, ["web"], note=note)]
 
 
 async def racing(s: Setting, deploys: int = 8, rollbacks: int = 4) -> list[Figure]:
-    """Deploys and rollbacks of one app sent at once (in a random order, a few at a time),
-    while another app is removed; the newest accepted one wins, the removed app leaves."""
+    """Deploys (of 1 or 2 replicas) and rollbacks of one app sent at once (in a random order,
+    a few at a time), while another app is removed; the newest accepted one wins, the
+    removed app leaves."""
     async with fleet(s) as stack:
         await stack.settled("web", body(s.images[0], max_parallel=3))
         await stack.settled("gone", body(s.images[0], max_parallel=3))
         calls: list[Callable[[], Awaitable[object]]] = [
-            (lambda i=i: stack.deploy("web", body(s.images[i % 3], max_parallel=2)))
+            (
+                lambda i=i: stack.deploy(
+                    "web", {**body(s.images[i % 3], max_parallel=2), "replicas": 1 + i % 2}
+                )
+            )
             for i in range(deploys)
         ]
         calls += [lambda: stack.rollback("web")] * rollbacks

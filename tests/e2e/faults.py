@@ -243,6 +243,12 @@ class Stack:
         states = {h["name"]: h["status"] for h in answer["hosts"]} if status == 200 else {}
         return None if all(states.get(h) == "connected" for h in self.hosts) else str(states)
 
+    def pushes(self) -> int:
+        """How many desired states the agents have logged taking (for telling whether a
+        kill came before the first push of a deployment)."""
+        logs = [self.workdir / f"agent-{host}.log" for host in self.hosts]
+        return sum(p.read_text(errors="replace").count("desired state host=") for p in logs)
+
     def tail(self, lines: int = 30) -> str:
         """The end of the server's log, for a failure's message."""
         path = self.workdir / "server.log"
@@ -276,10 +282,15 @@ async def _has_text(path: Path) -> str | None:
 
 
 async def verify(
-    stack: Stack, scenario: str, since: float, apps: list[str], gone: Iterable[str] = ()
+    stack: Stack,
+    scenario: str,
+    since: float,
+    apps: list[str],
+    gone: Iterable[str] = (),
+    note: str = "",
 ) -> Figure:
     """The invariants after a fault that ended at `since` (time.monotonic()); `apps` must be
-    converged, `gone` removed. Records and returns the figure."""
+    converged, `gone` removed. Records and returns the figure (`note` ends its outcome)."""
     listed: dict[int, dict[str, Any]] = {}
 
     async def read() -> None:
@@ -314,7 +325,8 @@ async def verify(
     assert "Traceback" not in log, f"{scenario}: a traceback in the server's log:\n{log[-3000:]}"
     await read()
     counts = collections.Counter(listed[i]["status"] for i in stack.acked)
-    outcome = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+    parts = [f"{s} {n}" for s, n in sorted(counts.items())]
+    outcome = ", ".join([*parts, note] if note else parts)
     figure = Figure(scenario, took, len(stack.acked), outcome)
     FIGURES.append(figure)
     return figure
