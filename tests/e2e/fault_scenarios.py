@@ -57,7 +57,9 @@ def build_images(docker_url: str, images: tuple[str, ...]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def fleet(s: Setting, docker_url: str | None = None, database_url: str | None = None):
+async def fleet(
+    s: Setting, docker_url: str | None = None, database_url: str | None = None
+) -> AsyncIterator[Stack]:
     """A started stack in a fresh directory of `s.workdir`; closed by pid at the end."""
     workdir = Path(tempfile.mkdtemp(prefix="stack.", dir=s.workdir))
     url = database_url or f"sqlite+aiosqlite:///{workdir / 'flotilla.db'}"
