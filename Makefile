@@ -6,6 +6,8 @@
 #   make lint     ruff check, ruff format --check, mypy: no Docker needed
 #   make format   ruff format + ruff check --fix
 #   make bench    benchmarks (bench/); never part of `make test`
+#   make soak     random faults (issue 20's set) against a live fleet for SOAK_MINUTES (default
+#                 10), figures into bench/RESULTS.md (bench/soak.py): make soak SOAK_MINUTES=3
 #   make bench-ab issue 16's interleaved A/B gate (scripts/bench-ab.sh, ~30 min):
 #                 make bench-ab ARGS="4fd1e55 HEAD"
 #   make clean-run  remove the state of `make run` (.flotilla/)
@@ -15,8 +17,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 LINT_PATHS := server agent tests migrations bench
 ARGS ?=
+SOAK_MINUTES ?= 10
 
-.PHONY: venv test run lint format bench bench-ab clean-run
+.PHONY: venv test run lint format bench soak bench-ab clean-run
 
 # The stamp is rebuilt whenever pyproject.toml is newer than it, so dependency changes
 # reach the venv on the next make.
@@ -45,6 +48,11 @@ format: venv
 # Benchmarks are slow and machine-dependent: they are never part of `make test`.
 bench: venv
 	$(BIN)/python -m bench
+
+# The soak stops nothing it did not start: a private engine unless DOCKER_HOST is set, and its
+# scenarios' own engine and PostgreSQL.
+soak: venv
+	$(BIN)/python -m bench soak --minutes $(SOAK_MINUTES)
 
 bench-ab: venv
 	scripts/bench-ab.sh $(ARGS)

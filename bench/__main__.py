@@ -3,6 +3,8 @@
     python -m bench                              every benchmark with its defaults
     python -m bench deploy-latency --runs 10     one benchmark
     python -m bench --report                     only rebuild RESULTS.md from bench/results/
+    python -m bench soak --minutes N             random faults for N minutes (`make soak`;
+                                                 on demand only: never part of the full run)
     python -m bench ab --bench NAME [--a REV --b REV --rounds N] [-- BENCH ARGS]
                                                  interleaved A/B of two revisions (bench/ab.py)
 
@@ -16,13 +18,15 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from bench import agent_footprint, api_load, deploy_latency, fanout, rollback_latency
+from bench import agent_footprint, api_load, deploy_latency, fanout, rollback_latency, soak
 from bench.common import log, write_result, write_results_md
 
 # Later benchmarks (fan-out, API load) are added here.
 BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m for m in (deploy_latency, rollback_latency, fanout, api_load, agent_footprint)
 }
+# Run only when named: `python -m bench` alone does not start them.
+ON_DEMAND: dict[str, ModuleType] = {soak.NAME: soak}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", action="store_true", help="only rebuild RESULTS.md from bench/results/"
     )
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    for name, module in BENCHMARKS.items():
+    for name, module in {**BENCHMARKS, **ON_DEMAND}.items():
         module.add_arguments(sub.add_parser(name, help=module.TITLE))
     return parser
 
@@ -60,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.report:
         if args.benchmark:
-            run_one(BENCHMARKS[args.benchmark], args)
+            run_one({**BENCHMARKS, **ON_DEMAND}[args.benchmark], args)
         else:
             for name, module in BENCHMARKS.items():
                 run_one(module, build_parser().parse_args([name]))
