@@ -55,7 +55,7 @@ async def eventually(
 ) -> T:
     """Poll `check` until it returns something truthy; fail with the last value at timeout."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while True:
         last = await check()
         if last:

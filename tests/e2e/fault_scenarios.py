@@ -250,14 +250,12 @@ async def racing(s: Setting, deploys: int = 8, rollbacks: int = 4) -> list[Figur
     async with fleet(s) as stack:
         await stack.settled("web", body(s.images[0], max_parallel=3))
         await stack.settled("gone", body(s.images[0], max_parallel=3))
-        calls: list[Callable[[], Awaitable[object]]] = [
-            (
-                lambda i=i: stack.deploy(
-                    "web", {**body(s.images[i % 3], max_parallel=2), "replicas": 1 + i % 2}
-                )
-            )
-            for i in range(deploys)
-        ]
+
+        def deploy(i: int) -> Callable[[], Awaitable[object]]:
+            spec = {**body(s.images[i % 3], max_parallel=2), "replicas": 1 + i % 2}
+            return lambda: stack.deploy("web", spec)
+
+        calls: list[Callable[[], Awaitable[object]]] = [deploy(i) for i in range(deploys)]
         calls += [lambda: stack.rollback("web")] * rollbacks
         random.shuffle(calls)
 
