@@ -118,8 +118,14 @@ async def test_removing_a_host_cuts_it_off_unless_a_rollout_targets_it(
     reading = asyncio.create_task(closed_with(ws))
     ended = await flotilla.api.wait(deployment["id"])  # the agent never reports: it fails
     assert ended["status"] == "failed"
+    # web stays assigned to it: not drained, so not removed unless forced
+    status, problem = await flotilla.api.call("DELETE", f"/v1/hosts/{name}")
+    assert status == 409 and problem["code"] == "host_not_drained", problem
+    assert not ws.closed
+    status, problem = await flotilla.api.call("DELETE", f"/v1/hosts/{name}?force=maybe")
+    assert status == 422 and problem["errors"][0]["field"] == "force", problem
     asked = time.monotonic()
-    status, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{name}")
+    status, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{name}?force=true")
     assert status == 204
     code, at = await reading
     assert code == 4005 and at - asked < 1.0
