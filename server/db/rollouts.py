@@ -253,6 +253,27 @@ async def assign(
         await _bump_generations(session, host_ids)
 
 
+async def reassign(
+    session: AsyncSession, app_id: int, releases: Sequence[tuple[int, int | None]]
+) -> None:
+    """Point hosts' assignments of the app back at a release each ((host id, release); None:
+    the host had none, its assignment goes); bump their generations. One statement per
+    release and IN list."""
+    by_release: dict[int | None, list[int]] = {}
+    for host_id, release in releases:
+        by_release.setdefault(release, []).append(host_id)
+    of_app = _ASSIGNMENTS.c.app_id == app_id
+    for release, host_ids in by_release.items():
+        for chunk in _chunks(host_ids):
+            where = (of_app, _ASSIGNMENTS.c.host_id.in_(chunk))
+            if release is None:
+                await session.execute(delete(_ASSIGNMENTS).where(*where))
+            else:
+                values = {"release": release, "updated_at": utcnow()}
+                await session.execute(update(_ASSIGNMENTS).where(*where).values(values))
+    await _bump_generations(session, [host_id for host_id, _ in releases])
+
+
 async def _assign_every_target(session: AsyncSession, deployment: Deployment, bump: bool) -> None:
     at = utcnow()
     values = {"release": deployment.release, "deployment_id": deployment.id, "updated_at": at}

@@ -324,6 +324,8 @@ class Controller:
         elif step.status in TERMINAL:
             status = DeploymentStatus(step.status)
             await endings.finish(session, self.metrics, app, deployment, status, step.error)
+            if step.revert:  # cancelled: hosts still pulling go back to where they were
+                pushes.update(await endings.revert(session, deployment, kept.targets, step.revert))
             if status == DeploymentStatus.SUCCEEDED:
                 pushes.update(await endings.drop_unselected(session, app, deployment))
                 pushes.update(await endings.assign_skipped(session, deployment, kept.targets))

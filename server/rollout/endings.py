@@ -119,6 +119,19 @@ async def assign_skipped(
     return [r.host_name for r in rows]
 
 
+async def revert(
+    session: AsyncSession, deployment: Deployment, targets: Targets, names: Sequence[str]
+) -> list[str]:
+    """After a cancel: the hosts that were still pulling the deployment's image (nothing of
+    theirs changed) go back to their previous release, or lose the app if they had none;
+    their names."""
+    rows = [targets.row(n) for n in names]
+    await rollouts.reassign(
+        session, deployment.app_id, [(r.host_id, r.previous_release) for r in rows]
+    )
+    return [r.host_name for r in rows]
+
+
 async def fail(
     session: AsyncSession,
     metrics: Metrics,

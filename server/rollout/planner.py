@@ -17,6 +17,11 @@ waited for, counts as done for the deployment's success, is no canary, and gets 
 when the deployment succeeds (`skipped_at_start`; the controller writes its assignment then,
 and its agent converges when it comes back). A deployment whose targets are all skipped
 succeeds: nothing failed, and each of them gets the release when it comes back.
+
+A cancel lets the hosts that are updating finish, but not one that does not have the new
+image yet (`Target.pulled`: it is still pulling, perhaps from a registry that never answers,
+and has changed nothing): such a host goes back to `pending` and to its previous release
+(`Step.revert`), and the deployment is cancelled at once.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class Target:
     since: float | None = None  # when the host's connection came up, or went away if not
     converged: bool = False  # all replicas of the target release are running and ready
     problem: str | None = None  # the agent's evidence of failure for the target release
-    pulled: bool = True  # the host has the release's image (pre-pull done)
+    pulled: bool = True  # the host has the release's image (pre-pull done, or pulled since)
     pull_error: str | None = None
     engine_down: bool = False  # its Docker Engine does not answer: a fault, not a verdict
 
@@ -95,6 +100,7 @@ class Step:
     error: str | None = None
     promoted: bool = False
     updating: int = 0  # hosts updating after this step, besides those it assigns
+    revert: tuple[str, ...] = ()  # hosts to return to their previous release (a cancel)
 
 
 def plan_rollout(view: View, now: float) -> Step:
@@ -113,6 +119,7 @@ def plan_rollout(view: View, now: float) -> Step:
     healthy = updating = skipped = 0
     progressed = False  # a host turned healthy in this pass
     waiting: list[Target] = []
+    pulling: list[str] = []  # updating hosts that do not have the image yet
     for t in view.targets:
         if t.state == HEALTHY:  # a healthy host stays so (the common case, judged quickly)
             states[t.name] = HEALTHY
@@ -131,6 +138,8 @@ def plan_rollout(view: View, now: float) -> Step:
             progressed = True
         elif state == UPDATING:
             updating += 1
+            if not t.pulled:
+                pulling.append(t.name)
         elif state == PENDING:
             waiting.append(t)
         elif state == FAILED and first_failed is None:
@@ -142,8 +151,15 @@ def plan_rollout(view: View, now: float) -> Step:
         return Step(_FAILED, host_states=changes, error=f"host {name}: {reason}", updating=updating)
     if healthy + skipped == len(states):
         return Step(_SUCCEEDED, host_states=changes)
-    if view.cancel_requested and not updating:
-        return Step(_CANCELLED, host_states=changes)
+    if view.cancel_requested and updating == len(pulling):
+        for name in pulling:  # it changed nothing yet: back to where it was
+            changes[name] = (PENDING, None)
+        why = (
+            f"{', '.join(pulling)}: still pulling, back to the previous release"
+            if pulling
+            else None
+        )
+        return Step(_CANCELLED, host_states=changes, error=why, revert=tuple(pulling))
     stalled = now - max(view.last_progress_at, view.resumed_at) > strategy.progress_deadline
     if stalled and not progressed and view.status != _PAUSED:
         return Step(

@@ -135,7 +135,8 @@ class Judged:
         """Judge the rows at `positions` (from `unsettled`) again, from their hosts' last
         statuses, where what they were judged on changed. Each question matters in one state
         only (see the planner): convergence and the agent's problem while updating, the
-        pre-pull while pending."""
+        pre-pull while pending, and the image while updating (a cancel does not wait for a
+        host still pulling)."""
         rows, wanted = targets.rows, self.wanted
         for p in positions:
             row = rows[p]
@@ -155,7 +156,7 @@ class Judged:
                 since=since,
                 converged=updating and verdict.state == TargetState.HEALTHY,
                 problem=verdict.problem if updating else None,
-                pulled=verdict.pulled if pending else True,
+                pulled=verdict.pulled if pending or updating else True,
                 pull_error=verdict.pull_error if pending else None,
                 engine_down=reported.status is not None
                 and reported.status.engine_error is not None,

@@ -546,3 +546,38 @@ def test_a_skipped_host_neither_holds_the_pre_pull_nor_is_a_canary() -> None:
 def test_a_rollback_never_goes_to_skipped_hosts() -> None:
     assert rollback_targets({"a": "failed", "b": "skipped", "c": "pending"}) == ("a",)
     assert rollback_targets({"a": "pending", "b": "skipped"}) == ("a", "b")  # touched none
+
+
+# --- a cancel does not wait for hosts still pulling (issue 20 item 4) -------------------------
+
+
+def test_a_cancel_returns_hosts_still_pulling_and_ends_at_once() -> None:
+    v = view(
+        Target("a", "updating", assigned_at=0.0, pulled=False),
+        Target("b", "updating", assigned_at=0.0, pulled=False),
+        Target("c", "pending"),
+        cancel_requested=True,
+    )
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "cancelled" and step.revert == ("a", "b")
+    assert step.host_states == {"a": ("pending", None), "b": ("pending", None)}
+    assert step.assign == ()
+
+
+def test_a_cancel_waits_for_hosts_that_have_the_image() -> None:
+    v = view(
+        Target("a", "updating", assigned_at=0.0, pulled=True),
+        Target("b", "updating", assigned_at=0.0, pulled=False),
+        cancel_requested=True,
+    )
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "running" and step.revert == ()
+    done = replace(v, targets=(Target("a", "healthy"), v.targets[1]))
+    step = plan_rollout(done, now=2.0)
+    assert step.status == "cancelled" and step.revert == ("b",)
+
+
+def test_without_a_cancel_a_host_still_pulling_keeps_updating() -> None:
+    v = view(Target("a", "updating", assigned_at=0.0, pulled=False))
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "running" and step.revert == () and step.host_states == {}
