@@ -13,15 +13,17 @@ failed pull is (problem `pull_failed`) and retried with a backoff.
 The Docker SDK's pull cannot be interrupted from another thread. An abandoned or timed-out
 pull's thread runs on, ignored, until its HTTP request to the Engine ends: when the Engine
 answers, or at the latest when the driver's client timeout (a read that waits 60 s) gives
-up and closes the connection. It is a daemon thread of its own, never one of the threads
-other Docker calls go through (a hung pull starves none of them) and never one that holds
-up the agent's exit.
+up and closes the connection. Pulls run on daemon threads of their own (`_Workers`: reused
+while pulls keep coming, one more whenever all are busy), never on the threads other Docker
+calls go through (a hung pull starves none of them), and never on one that holds up the
+agent's exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable
 
@@ -91,10 +93,7 @@ class Pulls:
     async def _run(self, image: str) -> None:
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[BaseException | None] = loop.create_future()
-        thread = threading.Thread(
-            target=self._in_thread, args=(image, loop, ended), name=f"pull {image}", daemon=True
-        )
-        thread.start()
+        _WORKERS.submit(lambda: self._in_thread(image, loop, ended))
         try:
             async with asyncio.timeout(self.timeout):
                 error = await asyncio.shield(ended)
@@ -128,3 +127,43 @@ class Pulls:
 def _settle(ended: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
     if not ended.done():  # not abandoned meanwhile
         ended.set_result(error)
+
+
+class _Workers:
+    """Daemon threads that run pulls: an idle one takes the next pull, and when none is idle
+    a new one starts, so a pull that hangs never delays another. A thread idle for
+    `idle_seconds` ends. (A ThreadPoolExecutor's threads are joined at exit: a hung pull
+    would hold up the agent's exit for as long as it hangs.)"""
+
+    def __init__(self, idle_seconds: float = 30.0) -> None:
+        self.idle_seconds = idle_seconds
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job that no submitted job has claimed
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run `job` on an idle thread, or on a new one."""
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1  # claimed: that thread takes this job (or one before it)
+        self._jobs.put(job)
+        if spawn:
+            threading.Thread(target=self._work, name="flotilla-pull", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # unclaimed: nobody counts on this thread
+                        self._idle -= 1
+                        return
+                continue  # claimed just now: its job is on its way
+            job()  # never raises: _in_thread catches what the pull raises
+            with self._lock:
+                self._idle += 1
+
+
+_WORKERS = _Workers()  # one set of pull threads per process (the benchmark runs 10,000 agents)
