@@ -219,7 +219,8 @@ class Controller:
         at = store.now()
         skipped = skipped_at_start(
             Strategy.from_dict(deployment.strategy),
-            (self._present(name, seen) for _, name, _, seen in picked),
+            # only away hosts can be skipped: no object per connected host of a fan-out
+            (self._present(n, seen) for _, n, _, seen in picked if not self.hosts.presence(n)[0]),
             at.timestamp(),
             self.resumed_at,
         )
