@@ -84,6 +84,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "their containers; the Docker Engine must see the same path "
         "(env FLOTILLA_SECRETS_DIR; default %(default)s)",
     )
+    parser.add_argument(
+        "--pull-timeout",
+        type=_seconds,
+        default=env("FLOTILLA_PULL_TIMEOUT", "300"),
+        help="seconds an image pull may take before it fails (and is retried with a "
+        "backoff); a pull never holds up the agent's other apps "
+        "(env FLOTILLA_PULL_TIMEOUT; default %(default)s)",
+    )
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be more than 0 and at most 86400")
+    return seconds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
         secrets_dir=args.secrets_dir,
         tls=context,
+        pull_timeout=args.pull_timeout,
     )
 
     async def forever() -> None:

@@ -19,6 +19,7 @@ from agent.cli import DEFAULT_METRICS_LISTEN
 from agent.client import Connection
 from agent.docker_driver import DEFAULT_SECRETS_ROOT, DockerDriver
 from agent.health import HealthTracker
+from agent.pulls import DEFAULT_PULL_TIMEOUT
 from agent.runner import Agent
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class AgentSettings:
     secrets_dir: str = str(DEFAULT_SECRETS_ROOT)  # secret files, on a tmpfs
     # an https:// server: verifies it (--ca) and presents a client certificate (--cert)
     tls: ssl.SSLContext | None = field(default=None, compare=False)
+    pull_timeout: float = DEFAULT_PULL_TIMEOUT  # seconds a pull may take (agent/pulls.py)
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +70,7 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
         prune_images=settings.prune_images,
         poll_interval=settings.poll_interval,
         health=health,
+        pull_timeout=settings.pull_timeout,
     )
     connection = Connection(
         agent, settings.server, settings.token, docker_version, tls=settings.tls
@@ -89,6 +92,7 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        agent.close()
         if local is not None:
             await asyncio.to_thread(local.close)
         await asyncio.to_thread(driver.close)

@@ -8,7 +8,9 @@ plans, and executes the plan one action at a time. What changed is reported with
 while the pass acts, and at its end (quick steps share one status). A pass that starts an
 instance with a health probe probes it at once, and retires the old one in the same pass if
 the probe passes. Docker SDK calls run in a thread. A failing action is recorded and retried
-with capped backoff.
+with capped backoff. Pulls run in the background (agent/pulls.py): a pass waits at most
+PULL_INLINE_SECONDS for one, holds back only the app that needs its image, and a pull that
+no desired state needs any longer is abandoned at the next pass.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from agent.protocol import (
     fit_status,
     registry_of,
 )
+from agent.pulls import DEFAULT_PULL_TIMEOUT, Pulls
 from agent.reconcile import Action, Pull, Remove, Run, Start, Stop, plan_reconcile
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,10 @@ AFTER_ACTION_SECONDS = 0.25
 REPORT_SECONDS = 0.1
 DUE_SLACK_SECONDS = 0.005  # wake just after a deadline, not a hair before it
 RESTART_WINDOW = 30.0  # a container started again within this long is crash-looping
+# A pass waits this long for a pull it started: a quick one (a cached layer, a local
+# registry) still makes pull-then-run one pass and one status; a slow one goes on in the
+# background, and its end wakes the loop.
+PULL_INLINE_SECONDS = 1.0
 
 
 class Driver(Protocol):
@@ -114,6 +121,7 @@ class Agent:
         poll_interval: float = 5.0,
         health: HealthTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        pull_timeout: float = DEFAULT_PULL_TIMEOUT,
     ) -> None:
         self.host = host
         self.driver = driver
@@ -139,6 +147,11 @@ class Agent:
         self._report_tasks: set[asyncio.Task[None]] = set()
         self._look_at: float | None = None  # when to look again after acting (self.clock)
         self.engine_error: str | None = None  # why the Engine does not answer; None: it does
+        self.pulls = Pulls(self._pull, pull_timeout, self.wake.set)
+
+    def close(self) -> None:
+        """Abandon the pulls in flight (the agent is stopping)."""
+        self.pulls.close()
 
     def attach(self, send: Send | None) -> None:
         """Set (or clear, with None) where status and events go."""
@@ -203,6 +216,8 @@ class Agent:
             await self.report()  # never act before the server said what it wants
             return
         refs = {a.spec.image for a in desired.assignments} | {p.image for p in desired.prepull}
+        for image in self.pulls.keep_only(refs):  # superseded or cancelled: not waited for
+            log.info("pull abandoned host=%s image=%s: no longer wanted", self.host, image)
         # images of retained instances too: the server then knows a rollback needs no pull
         refs |= {i.image for i in self._instances if i.image and not i.image.startswith("sha256:")}
         unknown = refs - set(self._digests)  # known images are not inspected again each pass
@@ -371,7 +386,11 @@ class Agent:
         kind = type(action).__name__.lower()
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self._call, action)
+            if isinstance(action, Pull):
+                if not await self._pulled(action.image):
+                    return None  # still pulling: the apps that need it wait, the others not
+            else:
+                await asyncio.to_thread(self._call, action)
         except Exception as exc:
             metrics.child(metrics.CONTAINER_ACTIONS, kind, "error").inc()
             if await self._engine_down(exc):
@@ -406,13 +425,29 @@ class Agent:
         log.info("%s host=%s app=%s release=%s", kind, self.host, key[0], key[1])
         return "ok"
 
-    def _call(self, action: Action) -> None:
-        if isinstance(action, Pull):
-            started = time.perf_counter()
-            self.driver.pull(action.image, self._auth(action.image))
-            metrics.PULL_SECONDS.observe(time.perf_counter() - started)
-            self._digests.update(self.driver.present_images({action.image}))
-        elif isinstance(action, Run):
+    async def _pulled(self, image: str) -> bool:
+        """Has `image` been pulled? Starts its pull in the background if none is in flight
+        and waits a moment for it; raises the pull's error if it failed."""
+        done, error = self.pulls.result(image)
+        if not done:
+            if self.pulls.start(image):
+                await self.pulls.wait(image, PULL_INLINE_SECONDS)
+            done, error = self.pulls.result(image)
+            if not done:
+                return False
+        if error is not None:
+            raise error
+        self._digests.update(await asyncio.to_thread(self.driver.present_images, {image}))
+        return True
+
+    def _pull(self, image: str) -> None:
+        """Pull an image (in a pull's own thread)."""
+        started = time.perf_counter()
+        self.driver.pull(image, self._auth(image))
+        metrics.PULL_SECONDS.observe(time.perf_counter() - started)
+
+    def _call(self, action: Run | Start | Stop | Remove) -> None:
+        if isinstance(action, Run):
             self.driver.run(action.assignment, action.replica, action.name)
         elif isinstance(action, Start):
             self.driver.start(action.container_id)

@@ -3,7 +3,8 @@
 They are `StrEnum`s: a member is equal to its string, so rows, JSON and the API keep the
 plain words (`"running"`, `"deployment_failed"`) while code names them. A deployment moves
 `pending -> running -> (paused) -> succeeded | failed | rolled_back | cancelled | superseded`;
-each of its target hosts `pending -> updating -> healthy | failed`.
+each of its target hosts `pending -> updating -> healthy | failed`, or `skipped` from the
+start (away when the deployment started).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class TargetState(StrEnum):
     UPDATING = "updating"
     HEALTHY = "healthy"
     FAILED = "failed"
+    # away longer than the strategy's reconnect_grace when the deployment started: not waited
+    # for, done for the deployment's success, assigned the release when it succeeds
+    SKIPPED = "skipped"
 
 
 class DeploymentKind(StrEnum):
@@ -109,6 +113,9 @@ class EventKind(StrEnum):
     HOST_ADDED = "host_added"
     HOST_TOKEN_ROTATED = "host_token_rotated"
     HOST_REMOVED = "host_removed"
+    HOST_CORDONED = "host_cordoned"
+    HOST_UNCORDONED = "host_uncordoned"
+    HOST_DRAINED = "host_drained"  # cordoned, and every app removed from it
     HOST_CONNECTED = "host_connected"
     HOST_DISCONNECTED = "host_disconnected"
     HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host
@@ -157,6 +164,9 @@ PUBLIC_EVENTS: dict[str, str] = {
     EventKind.APP_REMOVED: "app.removed",
     EventKind.HOST_ENGINE_UNAVAILABLE: "host.engine_unavailable",
     EventKind.HOST_ENGINE_AVAILABLE: "host.engine_available",
+    EventKind.HOST_CORDONED: "host.cordoned",
+    EventKind.HOST_UNCORDONED: "host.uncordoned",
+    EventKind.HOST_DRAINED: "host.drained",
 }
 
 

@@ -14,7 +14,7 @@ from server import secrets
 from server.api import policies, releases
 from server.api.auth import confine, require
 from server.api.body import parse_body
-from server.api.params import app_name
+from server.api.params import app_name, flag
 from server.api.problems import HttpProblem
 from server.api.schemas import DeploymentIn, DeploymentPatchIn
 from server.api.views import deployment_json, deployment_out
@@ -190,12 +190,7 @@ def _has_base(raw: bytes) -> bool:
 
 
 def _dry_run(request: web.Request) -> bool:
-    raw = request.query.get("dry_run", "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise Invalid(
-            "dry_run must be true or false", [FieldError("dry_run", "must be true or false")]
-        )
-    return raw in ("true", "1")
+    return flag(request, "dry_run")
 
 
 def deployment_id_of(request: web.Request) -> int:

@@ -1,4 +1,4 @@
-"""Values of the URL: an app's name and numbers, each refused with the field it came from."""
+"""Values of the URL: an app's name, numbers and true/false flags, each refused with the field it came from."""
 
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def number_of(value: str, field: str) -> int:
             f"{field} must be from 1 to {MAX_NUMBER}", [FieldError(field, "out of range")]
         )
     return number
+
+
+def flag(request: web.Request, name: str) -> bool:
+    """A true/false query parameter (`true`, `false`, `1`, `0`; absent: false)."""
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise Invalid(f"{name} must be true or false", [FieldError(name, "must be true or false")])
+    return raw in ("true", "1")

@@ -240,6 +240,9 @@ class StrategyIn(Strict):
     auto_rollback: bool = True
     # a host that went away is reconnecting, not failing, this long (its deadline waits)
     reconnect_grace: float = Field(default=30.0, ge=0, le=3600)
+    # a target host away longer than reconnect_grace when the deployment starts: skipped
+    # (listed as `skipped`, assigned the release when the deployment succeeds) or waited for
+    disconnected: Literal["skip", "wait"] = "skip"
 
 
 class DeploymentIn(Strict):
@@ -531,6 +534,14 @@ class HostOut(BaseModel):
     agent_version: str | None
     docker_version: str | None
     engine_error: str | None = None  # why its Docker Engine does not answer
+    cordoned: bool = False  # no target of new deployments (POST /v1/hosts/{name}/cordon)
+    schedulable: bool = True  # not cordoned
+
+
+class HostDrained(HostOut):
+    """POST /v1/hosts/{name}/drain: the host, and the apps removed from it."""
+
+    removed: list[str]
 
 
 def _webhook_url(value: str) -> str:

@@ -100,6 +100,8 @@ def host_out(
         last_seen=seen,
         agent_version=host.agent_version,
         docker_version=host.docker_version,
+        cordoned=host.cordoned,
+        schedulable=not host.cordoned,
     )
 
 

@@ -1,6 +1,7 @@
 """Admin commands: `flotilla token create|list|revoke` and `flotilla host
-add|list|rotate-token|rm`. They talk to the REST API (scope admin) with `--server` and
-`--token` (env FLOTILLA_SERVER, FLOTILLA_TOKEN) and `--ca`, like every client command.
+add|list|rotate-token|cordon|uncordon|drain|rm`. They talk to the REST API (scope admin)
+with `--server` and `--token` (env FLOTILLA_SERVER, FLOTILLA_TOKEN) and `--ca`, like every
+client command.
 
 `flotilla host add NAME --data-dir DIR` (or `--database-url URL`) still registers a host
 directly in the server's database, for a first host before any server runs; `main.py` does
@@ -19,7 +20,8 @@ from server.cli import api, client
 
 COMMANDS = {
     "token": "manage API tokens: create, list, revoke (scope admin)",
-    "host": "manage hosts: add, list, rotate-token, rm (scope admin; list: read)",
+    "host": "manage hosts: add, list, rotate-token, cordon, uncordon, drain, rm "
+    "(scope admin; list: read)",
 }
 _DURATION = re.compile(r"([0-9]+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -84,9 +86,27 @@ def add_commands(sub: Any) -> None:
     r = actions.add_parser("rotate-token", help="give a host a new token; cuts its agent off")
     r.add_argument("name")
     api.add_connection_flags(r)
-    r = actions.add_parser("rm", help="remove a host; cuts its agent off")
+    for action, what in _LIFECYCLE.items():
+        r = actions.add_parser(action, help=what)
+        r.add_argument("name")
+        api.add_connection_flags(r)
+    r = actions.add_parser(
+        "rm", help="remove a drained host (or one no app is assigned to); cuts its agent off"
+    )
     r.add_argument("name")
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="remove it even if apps are still assigned to it (their containers keep running)",
+    )
     api.add_connection_flags(r)
+
+
+_LIFECYCLE = {
+    "cordon": "no new deployment targets the host; what runs there stays",
+    "uncordon": "new deployments target the host again",
+    "drain": "cordon the host and stop and remove every app's containers there",
+}
 
 
 def local(args: argparse.Namespace) -> bool:
@@ -188,7 +208,7 @@ def _host(args: argparse.Namespace, token: str) -> int:
             [
                 h["name"],
                 ",".join(f"{k}={v}" for k, v in sorted(h["labels"].items())) or "-",
-                h["status"],
+                h["status"] + (" (cordoned)" if h.get("cordoned") else ""),
                 (h["last_seen"] or "-")[:19],
                 h["agent_version"] or "-",
             ]
@@ -204,7 +224,20 @@ def _host(args: argparse.Namespace, token: str) -> int:
         print(f"New token for host {args.name!r}; its agent was disconnected. (shown once):")
         print(answer["token"])
         return 0
-    status, answer = api.call(api.server_of(args), token, "DELETE", f"/v1/hosts/{args.name}")
+    if action in _LIFECYCLE:
+        status, answer = api.call(
+            api.server_of(args), token, "POST", f"/v1/hosts/{args.name}/{action}"
+        )
+        if status != 200:
+            return api.report_problem(status, answer)
+        if action == "drain":
+            removed = ", ".join(answer["removed"]) or "no app"
+            print(f"Drained host {args.name!r} (cordoned); removed {removed}")
+        else:
+            print(f"{action.capitalize()}ed host {args.name!r}")
+        return 0
+    path = f"/v1/hosts/{args.name}" + ("?force=true" if args.force else "")
+    status, answer = api.call(api.server_of(args), token, "DELETE", path)
     if status != 204:
         return api.report_problem(status, answer)
     print(f"Removed host {args.name!r}")

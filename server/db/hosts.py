@@ -1,6 +1,7 @@
 """Hosts' connections and last statuses as the database keeps them: the writes of the hub's
-host log and the status store, and the reads behind them; and a host's token rotated, or the
-host removed."""
+host log and the status store, and the reads behind them; a host's token rotated; its
+lifecycle: cordoned (no target of new deployments), drained (cordoned, and its assignments
+removed: its agent stops Flotilla's containers), uncordoned, removed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Assignment, Deployment, DeploymentHost, Host, HostStatus, utcnow
+from server.db.models import (
+    App,
+    Assignment,
+    Deployment,
+    DeploymentHost,
+    Host,
+    HostStatus,
+    utcnow,
+)
 from server.db.rollouts import _chunks, update_rows
 from server.db.store import add_event, hash_token, new_token
 from server.errors import Conflict, FieldError, NotFound
@@ -96,11 +105,8 @@ async def new_host_token(session: AsyncSession, name: str, actor: str) -> tuple[
     return host, token
 
 
-async def remove_host(session: AsyncSession, name: str, actor: str) -> int:
-    """Remove a host with its assignments, its last status and its rows in finished
-    deployments (the deployments and the events stay); return its id. Refused (409
-    `host_in_use`) while it is a target of an active deployment."""
-    host = await _locked(session, name)
+async def _refuse_if_targeted(session: AsyncSession, host: Host, doing: str) -> None:
+    """Raise 409 `host_in_use` while the host is a target of an active deployment."""
     active = (
         await session.scalars(
             select(DeploymentHost.deployment_id)
@@ -113,9 +119,77 @@ async def remove_host(session: AsyncSession, name: str, actor: str) -> int:
         ids = ", ".join(str(i) for i in active)
         raise Conflict(
             "host_in_use",
-            f"host {name!r} is a target of active deployment(s) {ids}: cancel them or wait "
-            "until they end",
+            f"host {host.name!r} is a target of active deployment(s) {ids}: cancel them or "
+            f"wait until they end before you {doing} it",
             [FieldError("name", "a target of an active deployment")],
+        )
+
+
+async def assigned_apps(session: AsyncSession, host_id: int) -> list[str]:
+    """Names of the apps assigned to a host, by name."""
+    query = (
+        select(App.name)
+        .join(Assignment, Assignment.app_id == App.id)
+        .where(Assignment.host_id == host_id)
+        .order_by(App.name)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def cordon(session: AsyncSession, name: str, actor: str, on: bool = True) -> Host:
+    """Cordon a host (no target of new deployments; what runs there stays), or uncordon it
+    (`on=False`); an event when that changes it."""
+    host = await _locked(session, name)
+    if host.cordoned != on:
+        host.cordoned = on
+        kind = EventKind.HOST_CORDONED if on else EventKind.HOST_UNCORDONED
+        what = "cordoned" if on else "uncordoned"
+        await add_event(session, kind, actor, f"host {name} {what}", host=name)
+    return host
+
+
+async def drain(session: AsyncSession, name: str, actor: str) -> tuple[Host, list[str]]:
+    """Cordon a host and remove every assignment it has (its agent then stops and removes
+    Flotilla's containers there), with an event for the host and one per app; return the
+    host and the apps it lost. Refused (409 `host_in_use`) while it is a target of an
+    active deployment: that deployment would assign it again."""
+    host = await _locked(session, name)
+    await _refuse_if_targeted(session, host, "drain")
+    await cordon(session, name, actor)
+    apps = await assigned_apps(session, host.id)
+    await session.execute(delete(Assignment).where(Assignment.host_id == host.id))
+    host.generation += 1  # its desired state changed: no app
+    for app in apps:
+        await add_event(
+            session,
+            EventKind.APP_REMOVED,
+            actor,
+            f"{app} removed from {name}: host drained",
+            app=app,
+            host=name,
+        )
+    listed = ", ".join(apps) if apps else "no app"
+    await add_event(
+        session, EventKind.HOST_DRAINED, actor, f"host {name} drained: removed {listed}", host=name
+    )
+    return host, apps
+
+
+async def remove_host(session: AsyncSession, name: str, actor: str, force: bool = False) -> int:
+    """Remove a host with its assignments, its last status and its rows in finished
+    deployments (the deployments and the events stay); return its id. Refused (409
+    `host_in_use`) while it is a target of an active deployment, and (409
+    `host_not_drained`) while an app is assigned to it, unless `force`."""
+    host = await _locked(session, name)
+    await _refuse_if_targeted(session, host, "remove")
+    apps = await assigned_apps(session, host.id)
+    if apps and not force:
+        raise Conflict(
+            "host_not_drained",
+            f"host {name!r} still runs {', '.join(apps)}: drain it first "
+            "(POST /v1/hosts/{name}/drain), or remove it anyway with ?force=true "
+            "(its containers keep running)",
+            [FieldError("name", "not drained")],
         )
     for table in (Assignment, HostStatus, DeploymentHost):
         await session.execute(delete(table).where(table.host_id == host.id))

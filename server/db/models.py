@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -69,6 +70,8 @@ class Host(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     connected: Mapped[bool] = mapped_column(default=False)
+    # no target of new deployments (what runs there stays): POST /v1/hosts/{name}/cordon
+    cordoned: Mapped[bool] = mapped_column(default=False, server_default=false())
     last_seen: Mapped[dt.datetime | None]
     agent_version: Mapped[str | None] = mapped_column(String(50))
     docker_version: Mapped[str | None] = mapped_column(String(50))

@@ -109,25 +109,28 @@ async def update_rows(
 
 async def target_hosts(
     session: AsyncSession, deployment: Deployment
-) -> tuple[list[tuple[int, str, int | None]], set[int]]:
-    """The hosts the deployment's selector picks, in name order, each with its release of
-    the app (None if it has none): (host id, name, previous release); and the ids of those
-    that have an assignment of the app."""
+) -> tuple[list[tuple[int, str, int | None, Any]], set[int]]:
+    """The hosts the deployment's selector picks, in name order, but no cordoned one, each
+    with its release of the app (None if it has none) and when it was last seen: (host id,
+    name, previous release, last seen); and the ids of those that have an assignment of
+    the app."""
     selector = deployment.selector
     wanted = selector.get("labels")
-    columns = [_HOSTS.c.id, _HOSTS.c.name] + ([_HOSTS.c.labels] if wanted else [])
-    hosts = await session.execute(select(*columns).order_by(_HOSTS.c.name))
+    columns = [_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.last_seen]
+    columns += [_HOSTS.c.labels] if wanted else []
+    query = select(*columns).where(_HOSTS.c.cordoned.is_(False)).order_by(_HOSTS.c.name)
+    hosts = await session.execute(query)
     query = select(_ASSIGNMENTS.c.host_id, _ASSIGNMENTS.c.release).where(
         _ASSIGNMENTS.c.app_id == deployment.app_id
     )
     current = {host_id: release for host_id, release in (await session.execute(query)).all()}
     if selector.get("names") is None and not wanted:  # every host: no test per host
-        picked = [(host_id, name, current.get(host_id)) for host_id, name in hosts]
+        picked = [(host_id, name, current.get(host_id), seen) for host_id, name, seen in hosts]
     else:
         picked = [
-            (row[0], row[1], current.get(row[0]))
+            (row[0], row[1], current.get(row[0]), row[2])
             for row in hosts
-            if selects(row[1], (row[2] or {}) if wanted else {}, selector)
+            if selects(row[1], (row[3] or {}) if wanted else {}, selector)
         ]
     return picked, set(current)
 
@@ -250,6 +253,27 @@ async def assign(
         await _bump_generations(session, host_ids)
 
 
+async def reassign(
+    session: AsyncSession, app_id: int, releases: Sequence[tuple[int, int | None]]
+) -> None:
+    """Point hosts' assignments of the app back at a release each ((host id, release); None:
+    the host had none, its assignment goes); bump their generations. One statement per
+    release and IN list."""
+    by_release: dict[int | None, list[int]] = {}
+    for host_id, release in releases:
+        by_release.setdefault(release, []).append(host_id)
+    of_app = _ASSIGNMENTS.c.app_id == app_id
+    for release, host_ids in by_release.items():
+        for chunk in _chunks(host_ids):
+            where = (of_app, _ASSIGNMENTS.c.host_id.in_(chunk))
+            if release is None:
+                await session.execute(delete(_ASSIGNMENTS).where(*where))
+            else:
+                values = {"release": release, "updated_at": utcnow()}
+                await session.execute(update(_ASSIGNMENTS).where(*where).values(values))
+    await _bump_generations(session, [host_id for host_id, _ in releases])
+
+
 async def _assign_every_target(session: AsyncSession, deployment: Deployment, bump: bool) -> None:
     at = utcnow()
     values = {"release": deployment.release, "deployment_id": deployment.id, "updated_at": at}
@@ -322,8 +346,9 @@ async def unassign(
     session: AsyncSession, app_id: int, except_targets_of: int | None = None
 ) -> list[str]:
     """Remove the app's assignments: every one, or those of hosts that are not targets of
-    deployment `except_targets_of`; bump those hosts' generations (their agents then remove
-    the app's containers). The names of the hosts, in name order."""
+    deployment `except_targets_of` (a cordoned host is no target, but keeps what runs
+    there); bump those hosts' generations (their agents then remove the app's containers).
+    The names of the hosts, in name order."""
     query = (
         select(_ASSIGNMENTS.c.host_id, _HOSTS.c.name)
         .join(_HOSTS, _HOSTS.c.id == _ASSIGNMENTS.c.host_id)
@@ -331,7 +356,10 @@ async def unassign(
         .order_by(_HOSTS.c.name)
     )
     if except_targets_of is not None:
-        query = query.where(_ASSIGNMENTS.c.host_id.not_in(_target_hosts_of(except_targets_of)))
+        query = query.where(
+            _ASSIGNMENTS.c.host_id.not_in(_target_hosts_of(except_targets_of)),
+            _HOSTS.c.cordoned.is_(False),
+        )
     rows = (await session.execute(query)).all()
     ids = [host_id for host_id, _ in rows]
     for chunk in _chunks(ids):

@@ -16,6 +16,7 @@ read-only copy of a deployment's rows valid while its `targets_version` is uncha
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections import defaultdict
@@ -32,7 +33,8 @@ from server.loops import log_failure, timed, unit_of_work
 from server.metrics import Metrics
 from server.rollout import endings
 from server.rollout.judgement import Wanted, evidence
-from server.rollout.planner import Strategy, View, plan_rollout
+from server.rollout.planner import Strategy, View, plan_rollout, skipped_at_start
+from server.rollout.planner import Target as Planned
 from server.rollout.targets import Judged, Targets, replaced, seconds_of
 from server.rollout.wakeups import Wakeups
 from server.states import (
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 # After a pass that assigned hosts, the next one waits (this long at most) until the hub has
 # sent them their desired state: no host can report on an assignment before it hears of it.
 PUSH_WAIT_SECONDS = 1.0
+AWAY = "host disconnected when the deployment started: skipped"
 
 
 class Hosts(Protocol):
@@ -214,9 +217,18 @@ class Controller:
         as this pass leaves them)."""
         picked, _ = await rollouts.target_hosts(session, deployment)
         at = store.now()
+        skipped = skipped_at_start(
+            Strategy.from_dict(deployment.strategy),
+            # only away hosts can be skipped: no object per connected host of a fan-out
+            (self._present(n, seen) for _, n, _, seen in picked if not self.hosts.presence(n)[0]),
+            at.timestamp(),
+            self.resumed_at,
+        )
         rows = [
             store.Target(host_id, name, TargetState.PENDING, previous, None, {}, None, at)
-            for host_id, name, previous in picked
+            if name not in skipped
+            else store.Target(host_id, name, TargetState.SKIPPED, previous, AWAY, {}, None, at)
+            for host_id, name, previous, _ in picked
         ]
         deployment.status = DeploymentStatus.RUNNING
         deployment.started_at = at
@@ -229,6 +241,14 @@ class Controller:
             deployment_id=deployment.id,
         )
         return await self._keep(session, app, deployment, Targets.of(-1, rows))
+
+    def _present(self, name: str, last_seen: dt.datetime | None) -> Planned:
+        """A host as `skipped_at_start` sees it: connected, or away since when (since it
+        was last seen, if it went away before this process started)."""
+        connected, since = self.hosts.presence(name)
+        if not connected and since is None:
+            since = seconds_of(last_seen)
+        return Planned(name=name, state=TargetState.PENDING, connected=connected, since=since)
 
     async def _keep(
         self, session: AsyncSession, app: App, deployment: Deployment, targets: Targets
@@ -305,8 +325,11 @@ class Controller:
         elif step.status in TERMINAL:
             status = DeploymentStatus(step.status)
             await endings.finish(session, self.metrics, app, deployment, status, step.error)
+            if step.revert:  # cancelled: hosts still pulling go back to where they were
+                pushes.update(await endings.revert(session, deployment, kept.targets, step.revert))
             if status == DeploymentStatus.SUCCEEDED:
                 pushes.update(await endings.drop_unselected(session, app, deployment))
+                pushes.update(await endings.assign_skipped(session, deployment, kept.targets))
         else:
             deployment.status = step.status
             await self._event(session, app, deployment, ended(step.status), f" is {step.status}")

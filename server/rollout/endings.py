@@ -14,12 +14,14 @@ from server.db import rollouts, store
 from server.db.models import App, Deployment
 from server.metrics import Metrics
 from server.rollout.planner import Strategy, rollback_targets
+from server.rollout.targets import Targets
 from server.rollout.transitions import ending, rollback_strategy, rolls_back
 from server.states import (
     DeploymentKind,
     DeploymentStatus,
     EventKind,
     Outcome,
+    TargetState,
     ended,
 )
 
@@ -104,6 +106,30 @@ async def drop_unselected(session: AsyncSession, app: App, deployment: Deploymen
             deployment_id=deployment.id,
         )
     return dropped
+
+
+async def assign_skipped(
+    session: AsyncSession, deployment: Deployment, targets: Targets
+) -> list[str]:
+    """After a deployment succeeded: the hosts it skipped (away when it started) are assigned
+    its release, which their agents apply when they come back; their names."""
+    rows = [r for r in targets.rows if r.state == TargetState.SKIPPED]
+    if rows:
+        await rollouts.assign(session, [r.host_id for r in rows], deployment)
+    return [r.host_name for r in rows]
+
+
+async def revert(
+    session: AsyncSession, deployment: Deployment, targets: Targets, names: Sequence[str]
+) -> list[str]:
+    """After a cancel: the hosts that were still pulling the deployment's image (nothing of
+    theirs changed) go back to their previous release, or lose the app if they had none;
+    their names."""
+    rows = [targets.row(n) for n in names]
+    await rollouts.reassign(
+        session, deployment.app_id, [(r.host_id, r.previous_release) for r in rows]
+    )
+    return [r.host_name for r in rows]
 
 
 async def fail(

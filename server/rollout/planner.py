@@ -10,11 +10,23 @@ of: its assignment, the server's start (`View.resumed_at`: the server was down o
 before it), and the host's current connection (time spent reconnecting does not count). A host
 that went away is given `reconnect_grace` before its deadline can fail it. The deployment's
 `progress_deadline` also counts from the server's start at the earliest.
+
+A host away for longer than `reconnect_grace` when a deployment starts is `skipped` (with
+`strategy.disconnected: "skip"`, the default; `"wait"` waits for it as above): it is not
+waited for, counts as done for the deployment's success, is no canary, and gets the release
+when the deployment succeeds (`skipped_at_start`; the controller writes its assignment then,
+and its agent converges when it comes back). A deployment whose targets are all skipped
+succeeds: nothing failed, and each of them gets the release when it comes back.
+
+A cancel lets the hosts that are updating finish, but not one that does not have the new
+image yet (`Target.pulled`: it is still pulling, perhaps from a registry that never answers,
+and has changed nothing): such a host goes back to `pending` and to its previous release
+(`Step.revert`), and the deployment is cancelled at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from server.states import ACTIVE as ACTIVE
@@ -22,7 +34,7 @@ from server.states import TERMINAL as TERMINAL
 from server.states import DeploymentStatus, TargetState
 
 # module names for the members: the loop below compares every target's state, 10,000 a pass
-PENDING, UPDATING, HEALTHY, FAILED = TargetState
+PENDING, UPDATING, HEALTHY, FAILED, SKIPPED = TargetState
 _RUNNING, _PAUSED = DeploymentStatus.RUNNING, DeploymentStatus.PAUSED
 _SUCCEEDED, _FAILED = DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED
 _CANCELLED = DeploymentStatus.CANCELLED
@@ -39,6 +51,7 @@ class Strategy:
     progress_deadline: float = 600.0
     auto_rollback: bool = True
     reconnect_grace: float = 30.0  # a host away this long at most is reconnecting, not failing
+    disconnected: str = "skip"  # "skip" | "wait": a host away longer at the start
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> Strategy:
@@ -52,13 +65,13 @@ class Target:
     """One target host as the controller sees it this pass."""
 
     name: str
-    state: str  # pending | updating | healthy | failed
+    state: str  # pending | updating | healthy | failed | skipped
     assigned_at: float | None = None
     connected: bool = True
     since: float | None = None  # when the host's connection came up, or went away if not
     converged: bool = False  # all replicas of the target release are running and ready
     problem: str | None = None  # the agent's evidence of failure for the target release
-    pulled: bool = True  # the host has the release's image (pre-pull done)
+    pulled: bool = True  # the host has the release's image (pre-pull done, or pulled since)
     pull_error: str | None = None
     engine_down: bool = False  # its Docker Engine does not answer: a fault, not a verdict
 
@@ -87,6 +100,7 @@ class Step:
     error: str | None = None
     promoted: bool = False
     updating: int = 0  # hosts updating after this step, besides those it assigns
+    revert: tuple[str, ...] = ()  # hosts to return to their previous release (a cancel)
 
 
 def plan_rollout(view: View, now: float) -> Step:
@@ -102,13 +116,18 @@ def plan_rollout(view: View, now: float) -> Step:
     changes: dict[str, tuple[str, str | None]] = {}
     states: dict[str, str] = {}
     first_failed: Target | None = None
-    healthy = updating = 0
+    healthy = updating = skipped = 0
     progressed = False  # a host turned healthy in this pass
     waiting: list[Target] = []
+    pulling: list[str] = []  # updating hosts that do not have the image yet
     for t in view.targets:
         if t.state == HEALTHY:  # a healthy host stays so (the common case, judged quickly)
             states[t.name] = HEALTHY
             healthy += 1
+            continue
+        if t.state == SKIPPED:  # not waited for: done
+            states[t.name] = SKIPPED
+            skipped += 1
             continue
         state, error = _judge(t, strategy, now, view)
         states[t.name] = state
@@ -119,6 +138,8 @@ def plan_rollout(view: View, now: float) -> Step:
             progressed = True
         elif state == UPDATING:
             updating += 1
+            if not t.pulled:
+                pulling.append(t.name)
         elif state == PENDING:
             waiting.append(t)
         elif state == FAILED and first_failed is None:
@@ -128,10 +149,17 @@ def plan_rollout(view: View, now: float) -> Step:
         name = first_failed.name
         reason = changes.get(name, (None, None))[1] or first_failed.problem or "failed"
         return Step(_FAILED, host_states=changes, error=f"host {name}: {reason}", updating=updating)
-    if healthy == len(states):
+    if healthy + skipped == len(states):
         return Step(_SUCCEEDED, host_states=changes)
-    if view.cancel_requested and not updating:
-        return Step(_CANCELLED, host_states=changes)
+    if view.cancel_requested and updating == len(pulling):
+        for name in pulling:  # it changed nothing yet: back to where it was
+            changes[name] = (PENDING, None)
+        why = (
+            f"{', '.join(pulling)}: still pulling, back to the previous release"
+            if pulling
+            else None
+        )
+        return Step(_CANCELLED, host_states=changes, error=why, revert=tuple(pulling))
     stalled = now - max(view.last_progress_at, view.resumed_at) > strategy.progress_deadline
     if stalled and not progressed and view.status != _PAUSED:
         return Step(
@@ -141,7 +169,7 @@ def plan_rollout(view: View, now: float) -> Step:
             updating=updating,
         )
 
-    canaries = [t.name for t in view.targets[: strategy.canary]]
+    canaries = _canaries(view.targets, strategy.canary, skipped)
     promoted = view.promoted
     pool: list[str] | None = None  # the hosts that may be assigned now; None: all of them
     if canaries and not promoted:
@@ -167,6 +195,29 @@ def plan_rollout(view: View, now: float) -> Step:
     return Step(_RUNNING, assign=assign, host_states=changes, promoted=promoted, updating=updating)
 
 
+def _canaries(targets: tuple[Target, ...], count: int, skipped: int) -> list[str]:
+    """The first `count` target hosts that are not skipped."""
+    if not count:
+        return []
+    if not skipped:
+        return [t.name for t in targets[:count]]
+    return [t.name for t in targets if t.state != SKIPPED][:count]
+
+
+def skipped_at_start(
+    strategy: Strategy, targets: Iterable[Target], now: float, resumed_at: float
+) -> frozenset[str]:
+    """The target hosts a deployment starting at `now` skips: with `disconnected: "skip"`,
+    those away for longer than `reconnect_grace` (`since`: when each went away, or was last
+    seen; time the server itself was down, before `resumed_at`, does not count)."""
+    if strategy.disconnected != "skip":
+        return frozenset()
+    grace = strategy.reconnect_grace
+    return frozenset(
+        t.name for t in targets if not t.connected and now - max(t.since or 0.0, resumed_at) > grace
+    )
+
+
 def _one_batch(waiting: list[Target], pool: list[str], room: int) -> bool:
     """Would this step assign every waiting host, each of them connected?
 
@@ -186,9 +237,10 @@ def rollback_targets(states: Mapping[str, str]) -> tuple[str, ...]:
     """The hosts an automatic rollback goes to: those the failed deployment touched.
 
     A failure before any host was assigned (a pre-pull error) touched nothing; the rollback
-    then goes to every target, where it just confirms the release they still run.
+    then goes to every target, where it just confirms the release they still run. A skipped
+    host was never touched.
     """
-    touched = tuple(name for name, state in states.items() if state != PENDING)
+    touched = tuple(n for n, state in states.items() if state not in (PENDING, SKIPPED))
     return touched or tuple(states)
 
 

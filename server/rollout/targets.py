@@ -77,6 +77,8 @@ def replaced(row: Target, **columns: object) -> Target:
     return dataclasses.replace(row, **columns)  # type: ignore[arg-type]
 
 
+SETTLED = frozenset({TargetState.HEALTHY, TargetState.SKIPPED})  # judged on no status
+
 # status seq, state, assigned_at, connected and since when (see Hosts.presence)
 Basis = tuple[int, str, dt.datetime | None, bool, float | None]
 
@@ -106,14 +108,15 @@ class Judged:
         return [p for n in news if (p := position.get(n)) is not None]
 
     def unsettled(self, targets: Targets, positions: Iterable[int]) -> list[int]:
-        """The positions among `positions` that need a status to be judged. A healthy row
-        needs none: the planner asks nothing more of a host that turned healthy (it stays
-        so), and the pass after 10,000 hosts turned healthy judged them all again."""
+        """The positions among `positions` that need a status to be judged. A healthy or
+        skipped row needs none: the planner asks nothing more of a host that turned healthy
+        (it stays so) or was skipped, and the pass after 10,000 hosts turned healthy judged
+        them all again."""
         rows, planned, basis = targets.rows, self.planned, self.basis
         left = []
         for p in positions:
             row = rows[p]
-            if row.state != TargetState.HEALTHY:
+            if row.state not in SETTLED:
                 left.append(p)
                 continue
             was = basis[p]
@@ -132,7 +135,8 @@ class Judged:
         """Judge the rows at `positions` (from `unsettled`) again, from their hosts' last
         statuses, where what they were judged on changed. Each question matters in one state
         only (see the planner): convergence and the agent's problem while updating, the
-        pre-pull while pending."""
+        pre-pull while pending, and the image while updating (a cancel does not wait for a
+        host still pulling)."""
         rows, wanted = targets.rows, self.wanted
         for p in positions:
             row = rows[p]
@@ -152,7 +156,7 @@ class Judged:
                 since=since,
                 converged=updating and verdict.state == TargetState.HEALTHY,
                 problem=verdict.problem if updating else None,
-                pulled=verdict.pulled if pending else True,
+                pulled=verdict.pulled if pending or updating else True,
                 pull_error=verdict.pull_error if pending else None,
                 engine_down=reported.status is not None
                 and reported.status.engine_error is not None,

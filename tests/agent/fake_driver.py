@@ -44,6 +44,9 @@ class FakeEngine:
     list_failures: int = 0  # the next this many listings fail (the engine's socket broke)
     down: bool = False  # the engine does not answer at all (every call fails)
     dies_on_pull: bool = False  # the engine goes down during the next pull
+    # images whose pull hangs (a registry that accepts and never answers) until released
+    held: dict[str, threading.Event] = field(default_factory=dict)
+    pulls_begun: list[str] = field(default_factory=list)  # every pull asked for, in order
     steps: list[tuple[str, str]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)  # calls come from threads
@@ -55,6 +58,19 @@ class FakeEngine:
     def add(self, inst: Instance) -> None:
         """Put a container in the engine as if someone else created it."""
         self.containers[inst.container_id] = inst
+
+    def hold(self, ref: str) -> None:
+        """Make pulls of `ref` hang until `release(ref)`."""
+        self.held[ref] = threading.Event()
+
+    def release(self, ref: str) -> None:
+        """Let the hung pulls of `ref` go on (and succeed)."""
+        self.held.pop(ref).set()
+
+    def release_all(self) -> None:
+        """Let every hung pull go on: a test's cleanup, so that no thread waits forever."""
+        for ref in list(self.held):
+            self.release(ref)
 
     def crash(self, container_id: str, exit_code: int, logs: list[str], *, state: str) -> None:
         """Make a container's process die: `state` "exited", or "restarting" (the engine
@@ -92,6 +108,11 @@ class FakeDriver:
             return {ref: digest_of(ref) for ref in refs if ref in self.engine.images}
 
     def pull(self, ref: str, auth: RegistryAuth | None = None) -> None:
+        with self.engine._lock:
+            self.engine.pulls_begun.append(ref)
+            gate = self.engine.held.get(ref)
+        if gate is not None:
+            gate.wait(60)  # never forever: a test that forgets to release it still ends
         with self.engine._lock:
             if self.engine.dies_on_pull:
                 self.engine.down = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -124,13 +124,17 @@ def running(status: Status, release: int) -> list[Instance]:
 
 
 @pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
+def engine() -> Iterator[FakeEngine]:
+    e = FakeEngine()
+    yield e
+    e.release_all()  # no pull thread is left waiting
 
 
 @pytest.fixture
 def make_host(engine: FakeEngine) -> Callable[..., Host]:
-    def make(host: str = HOST, retain: int = 2, poll_interval: float = 60.0) -> Host:
+    def make(
+        host: str = HOST, retain: int = 2, poll_interval: float = 60.0, pull_timeout: float = 300.0
+    ) -> Host:
         driver = FakeDriver(engine, host)
 
         async def command_probe(container_id: str, command: tuple[str, ...], _: float) -> bool:
@@ -144,6 +148,7 @@ def make_host(engine: FakeEngine) -> Callable[..., Host]:
             poll_interval=poll_interval,
             health=HealthTracker(command_probe=command_probe),
             clock=clock,
+            pull_timeout=pull_timeout,
         )
         inbox = Inbox()
         agent.attach(inbox)

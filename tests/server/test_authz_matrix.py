@@ -60,6 +60,9 @@ RULES = {
     "host.add": Rule("admin"),
     "host.rotate_token": Rule("admin"),
     "host.remove": Rule("admin"),
+    "host.cordon": Rule("admin"),
+    "host.uncordon": Rule("admin"),
+    "host.drain": Rule("admin"),
     "event.list": Rule("read", True),  # called with ?app=web
     "token.create": Rule("admin"),
     "token.list": Rule("admin"),
@@ -155,7 +158,7 @@ async def test_every_route_against_every_kind_of_credential(flotilla: Flotilla) 
         )
         if name in ("deployment.list", "event.list"):
             path += "?app=web"
-        if name == "host.rotate_token" or name == "host.remove":
+        if name.startswith("host.") and name not in ("host.list", "host.add"):
             path = path.replace("nobody", "nohost")
         for kind, header, scope, is_confined, fresh in credentials:
             got = await call(flotilla.url + path, route.method, header, fresh)

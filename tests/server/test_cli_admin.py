@@ -103,3 +103,32 @@ def test_hosts(server: tuple[Server, str]) -> None:
     gone = cli(s, admin, "host", "rm", "web-1")
     assert gone.returncode == 1 and "does not exist" in gone.stderr
     assert cli(s, admin, "host", "rotate-token", "web-1").returncode == 1
+
+
+def test_host_cordon_uncordon_drain_and_rm(server: tuple[Server, str], tmp_path: Path) -> None:
+    s, admin = server
+    for name in ("web-1", "web-2"):
+        assert cli(s, admin, "host", "add", name).returncode == 0
+    cordoned = cli(s, admin, "host", "cordon", "web-1")
+    assert cordoned.returncode == 0 and "Cordoned host 'web-1'" in cordoned.stdout
+    rows = {line.split()[0]: line for line in cli(s, admin, "host", "list").stdout.splitlines()}
+    assert "(cordoned)" in rows["web-1"] and "(cordoned)" not in rows["web-2"]
+    assert cli(s, admin, "host", "uncordon", "web-1").returncode == 0
+    assert "(cordoned)" not in cli(s, admin, "host", "list").stdout
+    # web-2 was never connected: the deployment skips it, and it is assigned the release
+    spec = tmp_path / "web.toml"
+    spec.write_text(
+        'app = "web"\nimage = "nginx:1"\n[hosts]\nnames = ["web-2"]\n'
+        "[strategy]\nreconnect_grace = 0\n"
+    )
+    deployed = cli(s, admin, "deploy", "-f", str(spec), "--wait")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    refused = cli(s, admin, "host", "rm", "web-2")
+    assert refused.returncode == 1 and "drain" in refused.stderr, refused.stderr
+    forced = cli(s, admin, "host", "rm", "web-2", "--force")
+    assert forced.returncode == 0, forced.stderr
+    drained = cli(s, admin, "host", "drain", "web-1")
+    assert drained.returncode == 0 and "removed no app" in drained.stdout, drained.stdout
+    assert "(cordoned)" in cli(s, admin, "host", "list").stdout
+    assert cli(s, admin, "host", "rm", "web-1").returncode == 0
+    assert cli(s, admin, "host", "drain", "web-1").returncode == 1

@@ -118,8 +118,14 @@ async def test_removing_a_host_cuts_it_off_unless_a_rollout_targets_it(
     reading = asyncio.create_task(closed_with(ws))
     ended = await flotilla.api.wait(deployment["id"])  # the agent never reports: it fails
     assert ended["status"] == "failed"
+    # web stays assigned to it: not drained, so not removed unless forced
+    status, problem = await flotilla.api.call("DELETE", f"/v1/hosts/{name}")
+    assert status == 409 and problem["code"] == "host_not_drained", problem
+    assert not ws.closed
+    status, problem = await flotilla.api.call("DELETE", f"/v1/hosts/{name}?force=maybe")
+    assert status == 422 and problem["errors"][0]["field"] == "force", problem
     asked = time.monotonic()
-    status, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{name}")
+    status, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{name}?force=true")
     assert status == 204
     code, at = await reading
     assert code == 4005 and at - asked < 1.0
@@ -157,3 +163,33 @@ async def test_a_real_agent_is_cut_off_by_a_rotation(
 async def _connected(flotilla: Flotilla, name: str) -> bool:
     _, hosts = await flotilla.api.call("GET", "/v1/hosts")
     return {h["name"]: h["status"] for h in hosts["hosts"]}.get(name) == "connected"
+
+
+async def test_cordon_drain_and_remove_on_each_database(flotilla: Flotilla) -> None:
+    """Without agents: a host away when a deployment starts is skipped and assigned the
+    release when it succeeds; a cordoned host is no target; draining removes its apps."""
+    a, b = unique("h"), unique("h")
+    await add(flotilla, a)
+    await add(flotilla, b)
+    status, body = await flotilla.api.call("POST", f"/v1/hosts/{a}/cordon")
+    assert status == 200 and body["cordoned"] is True and body["schedulable"] is False
+    body = {"image": "web:v1", "strategy": {"reconnect_grace": 0}}
+    done = await flotilla.api.wait((await flotilla.api.deploy("web", body))["id"])
+    assert done["status"] == "succeeded", done
+    assert [(h["name"], h["state"]) for h in done["hosts"]] == [(b, "skipped")]
+    assert "disconnected" in done["hosts"][0]["error"]
+    for name, code in [(a, 204), (b, 409)]:  # b now has web assigned: not drained
+        status, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{name}")
+        assert status == code, name
+    status, body = await flotilla.api.call("POST", f"/v1/hosts/{b}/drain")
+    assert status == 200 and body["removed"] == ["web"] and body["cordoned"] is True, body
+    status, again = await flotilla.api.call("POST", f"/v1/hosts/{b}/drain")
+    assert status == 200 and again["removed"] == []
+    status, body = await flotilla.api.call("POST", f"/v1/hosts/{b}/uncordon")
+    assert status == 200 and body["cordoned"] is False
+    _, events = await flotilla.api.call("GET", "/v1/events?limit=1000")
+    kinds = [(e["kind"], e["host"]) for e in events["events"]]
+    for kind in ("host_cordoned", "host_drained", "host_uncordoned", "app_removed"):
+        assert any(k == kind for k, _ in kinds), kind
+    status, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{b}")
+    assert status == 204

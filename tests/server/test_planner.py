@@ -12,7 +12,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.rollout.planner import Step, Strategy, Target, View, plan_rollout
+from server.rollout.planner import (
+    Step,
+    Strategy,
+    Target,
+    View,
+    plan_rollout,
+    rollback_targets,
+    skipped_at_start,
+)
 from server.states import TERMINAL
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -478,3 +486,98 @@ def test_a_host_whose_engine_is_down_is_not_failed_by_its_deadline() -> None:
     t = Target("web-1", "updating", assigned_at=0.0, engine_down=True)
     v = view(t, strategy=strategy(healthy_deadline=60.0))
     assert plan_rollout(v, now=500.0).status == "running"
+
+
+# --- hosts away when a deployment starts: skipped (issue 20 item 2) ---------------------------
+
+
+def test_hosts_away_longer_than_the_grace_are_skipped_at_the_start() -> None:
+    s = strategy(reconnect_grace=30.0)
+    hosts = [
+        Target("here", "pending", connected=True, since=0.0),
+        Target("long-gone", "pending", connected=False, since=100.0),
+        Target("just-gone", "pending", connected=False, since=180.0),
+        Target("never-seen", "pending", connected=False, since=None),
+    ]
+    assert skipped_at_start(s, hosts, now=200.0, resumed_at=0.0) == {"long-gone", "never-seen"}
+    # time the server itself was down does not count: it just started
+    assert skipped_at_start(s, hosts, now=200.0, resumed_at=190.0) == set()
+    assert skipped_at_start(replace(s, disconnected="wait"), hosts, 200.0, 0.0) == set()
+
+
+def test_skipped_hosts_count_as_done_and_are_never_assigned() -> None:
+    v = view(
+        Target("a", "updating", assigned_at=0.0, converged=True),
+        Target("b", "skipped", connected=False, since=None, pulled=False),
+    )
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "succeeded" and step.host_states == {"a": ("healthy", None)}
+    assert step.assign == ()
+
+
+def test_a_deployment_whose_targets_are_all_skipped_succeeds() -> None:
+    v = view(Target("a", "skipped", connected=False), Target("b", "skipped", connected=False))
+    assert plan_rollout(v, now=1e6).status == "succeeded"  # no deadline fails it either
+
+
+def test_a_skipped_host_neither_holds_the_pre_pull_nor_is_a_canary() -> None:
+    v = view(
+        Target("a", "skipped", connected=False, pulled=False),
+        Target("b", "pending", pulled=True),
+        Target("c", "pending", pulled=True),
+        strategy=strategy(canary=1, max_parallel=1),
+    )
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "running" and step.assign == ("b",)
+    paused = plan_rollout(
+        replace(
+            v,
+            targets=(
+                Target("a", "skipped", connected=False),
+                Target("b", "healthy"),
+                Target("c", "pending"),
+            ),
+        ),
+        now=2.0,
+    )
+    assert paused.status == "paused"  # the first canary that is not skipped is healthy
+
+
+def test_a_rollback_never_goes_to_skipped_hosts() -> None:
+    assert rollback_targets({"a": "failed", "b": "skipped", "c": "pending"}) == ("a",)
+    assert rollback_targets({"a": "pending", "b": "skipped"}) == ("a", "b")  # touched none
+
+
+# --- a cancel does not wait for hosts still pulling (issue 20 item 4) -------------------------
+
+
+def test_a_cancel_returns_hosts_still_pulling_and_ends_at_once() -> None:
+    v = view(
+        Target("a", "updating", assigned_at=0.0, pulled=False),
+        Target("b", "updating", assigned_at=0.0, pulled=False),
+        Target("c", "pending"),
+        cancel_requested=True,
+    )
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "cancelled" and step.revert == ("a", "b")
+    assert step.host_states == {"a": ("pending", None), "b": ("pending", None)}
+    assert step.assign == ()
+
+
+def test_a_cancel_waits_for_hosts_that_have_the_image() -> None:
+    v = view(
+        Target("a", "updating", assigned_at=0.0, pulled=True),
+        Target("b", "updating", assigned_at=0.0, pulled=False),
+        cancel_requested=True,
+    )
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "running" and step.revert == ()
+    done = replace(v, targets=(Target("a", "healthy"), v.targets[1]))
+    step = plan_rollout(done, now=2.0)
+    assert step.status == "cancelled" and step.revert == ("b",)
+
+
+def test_without_a_cancel_a_host_still_pulling_keeps_updating() -> None:
+    v = view(Target("a", "updating", assigned_at=0.0, pulled=False))
+    step = plan_rollout(v, now=1.0)
+    assert step.status == "running" and step.revert == () and step.host_states == {}
