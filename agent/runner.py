@@ -410,7 +410,11 @@ class Agent:
                 self._digests.pop(action.assignment.spec.image, None)
             reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
             message = str(exc)
-            if isinstance(action, Pull) and self._auth(action.image) is None:
+            if (
+                isinstance(action, Pull)
+                and _refused_login(message)
+                and not self._auth(action.image)
+            ):
                 registry = registry_of(action.image)
                 message += f" (the server sent no credentials for registry {registry}: an admin adds them with POST /v1/registries)"
             self._problems[key[:2]] = AppProblem(key[0], key[1], reason, message)
@@ -589,6 +593,14 @@ def _ready_at_probe(action: Action, desired: DesiredState) -> bool:
         key = (action.app, action.release)
         spec = next((a.spec for a in desired.assignments if (a.app, a.release) == key), None)
     return spec is not None and spec.health is not None and spec.min_healthy_time <= 0
+
+
+def _refused_login(message: str) -> bool:
+    """Does a pull's error say the registry wants credentials (Docker's wordings)?"""
+    text = message.lower()
+    return any(
+        w in text for w in ("no basic auth credentials", "unauthorized", "authentication required")
+    )
 
 
 def _app(action: Action) -> str:
