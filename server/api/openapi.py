@@ -33,6 +33,7 @@ from server.errors import NotFound
 
 _REF = "#/components/schemas/{model}"
 _SCOPED = ("read", "rollback", "deploy", "admin")
+_TAGS = {"healthz": "health", "readyz": "health", "metrics": "health", "openapi": "docs"}
 _PARAM = re.compile(r"{([^}]+)}")
 _ERRORS = {
     400: "The body is not JSON, or not a JSON object (`malformed_json`)",
@@ -134,7 +135,7 @@ def _operation(
         "operationId": name,
         "summary": op.summary,
         "description": f"Needs {scope}. {op.description}".strip(),
-        "tags": [name.split(".")[0]],
+        "tags": [_TAGS.get(name, name.split(".")[0])],
         "responses": responses,
         "security": []
         if op.scope == "public"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -33,7 +33,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOSTPART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 # as Docker reads it: a first component is a registry only with a dot, a port, or localhost
 _DOMAIN = rf"(?:(?:{_HOSTPART}(?:\.{_HOSTPART})+(?::[0-9]+)?|{_HOSTPART}:[0-9]+|localhost)/)"
-_TAG = r"(?::[\w][\w.-]{0,127})?"
+_TAG = r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # ASCII: Docker's \w
 _DIGEST = r"(?:@sha256:[a-f0-9]{64})?"
 IMAGE_REF = re.compile(rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*{_TAG}{_DIGEST}$")
 _MEMORY = re.compile(r"^([1-9][0-9]*)([bkmg]?)$", re.IGNORECASE)
@@ -108,11 +108,19 @@ def _secrets_dir(value: str) -> str:
     return value.rstrip("/")
 
 
+def _doc(**schema: Any) -> Any:
+    """What an AfterValidator enforces, said in the JSON Schema as well (the document's
+    only: the validator stays the rule, and its message the one a client sees)."""
+    return Field(json_schema_extra=schema)
+
+
+_MEMORY_DOC = r"^[1-9][0-9]*[bkmgBKMG]?$"
+_LABEL = {"minLength": 1, "maxLength": 255, "not": {"pattern": r"^flotilla\."}}
 _USER = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
 _PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+/?$")
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
 EnvName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_env_name)]
-ImageRef = Annotated[str, AfterValidator(_image)]
+ImageRef = Annotated[str, AfterValidator(_image), _doc(pattern=IMAGE_REF.pattern, maxLength=512)]
 Seconds = Annotated[float, Field(ge=0, le=86400)]
 
 
@@ -127,7 +135,9 @@ class PortIn(Strict):
 
     container: int = Field(ge=1, le=65535)
     host: int = Field(default=0, ge=0, le=65535)
-    host_ip: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
+    host_ip: Annotated[
+        str, AfterValidator(_ip), _doc(anyOf=[{"format": "ipv4"}, {"format": "ipv6"}])
+    ] = "127.0.0.1"
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
@@ -135,7 +145,7 @@ class ResourcesIn(Strict):
     """Limits on one instance: memory (e.g. 256m), CPUs and processes. A deployment without
     memory or pids gets the server's defaults (--default-memory, --default-pids-limit)."""
 
-    memory: Annotated[str, AfterValidator(_memory)] | None = None
+    memory: Annotated[str, AfterValidator(_memory), _doc(pattern=_MEMORY_DOC)] | None = None
     cpus: float | None = Field(default=None, gt=0, le=512)
     pids: int | None = Field(default=None, ge=1, le=4_194_304)  # processes (threads count)
 
@@ -188,14 +198,18 @@ class DeploymentIn(Strict):
     command: list[Annotated[str, Field(max_length=10000)]] | None = Field(
         default=None, max_length=1000
     )
-    env: Annotated[dict[str, Annotated[str, Field(max_length=65536)]], AfterValidator(_env)] = (
-        Field(default_factory=dict)
-    )
+    env: Annotated[
+        dict[str, Annotated[str, Field(max_length=65536)]],
+        AfterValidator(_env),
+        _doc(propertyNames={"pattern": _ENV_NAME.pattern}),
+    ] = Field(default_factory=dict)
     ports: list[PortIn] = Field(default_factory=list, max_length=100)
     replicas: int = Field(default=1, ge=1, le=100)
     resources: ResourcesIn | None = None
     restart: Literal["no", "on-failure", "unless-stopped", "always"] = "unless-stopped"
-    labels: Annotated[dict[str, str], AfterValidator(_labels)] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_labels), _doc(propertyNames=_LABEL)] = Field(
+        default_factory=dict
+    )
     message: str | None = Field(default=None, max_length=2000)
     hosts: HostSelector | None = None
     health: HealthIn | None = None
@@ -501,7 +515,7 @@ def _token_name(value: str) -> str:
 class TokenIn(Strict):
     """POST /v1/tokens."""
 
-    name: Annotated[str, AfterValidator(_token_name)]
+    name: Annotated[str, AfterValidator(_token_name), _doc(pattern=TOKEN_NAME)]
     scopes: list[Literal["read", "rollback", "deploy", "admin"]] = Field(min_length=1, max_length=4)
     apps: list[DnsLabel] | None = Field(default=None, min_length=1, max_length=100)
     expires_in: int | None = Field(default=None, ge=1, le=MAX_EXPIRES_IN)
@@ -529,7 +543,9 @@ class HostIn(Strict):
     """POST /v1/hosts."""
 
     name: DnsLabel
-    labels: Annotated[dict[str, str], AfterValidator(_labels)] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_labels), _doc(propertyNames=_LABEL)] = Field(
+        default_factory=dict
+    )
 
 
 class HostToken(BaseModel):
