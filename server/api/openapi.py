@@ -229,7 +229,7 @@ _PAGE = """<!doctype html>
 <div id="ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script>
-SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#ui", deepLinking: true});
+SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#ui", deepLinking: true, validatorUrl: null});
 </script>
 </body>
 </html>
