@@ -8,6 +8,7 @@ from aiohttp import web
 
 from server.api.auth import confine, require
 from server.api.deployments import app_name
+from server.api.schemas import AppListOut, AppRemovedOut, AppSummaryOut, ReleaseListOut
 from server.api.views import app_out, release_out
 from server.db import rollouts, store
 from server.errors import Conflict, NotFound
@@ -20,19 +21,16 @@ async def list_apps(request: web.Request) -> web.Response:
     caller = await require(request, "read")
     async with request.app[SESSIONS]() as session:
         apps = await store.list_apps(session)
-    return web.json_response(
-        {
-            "apps": [
-                {
-                    "name": a.name,
-                    "current_release": a.current_release,
-                    "last_release": a.last_release,
-                }
-                for a in apps
-                if caller.may_see(a.name)
-            ]
-        }
+    out = AppListOut(
+        apps=[
+            AppSummaryOut(
+                name=a.name, current_release=a.current_release, last_release=a.last_release
+            )
+            for a in apps
+            if caller.may_see(a.name)
+        ]
     )
+    return web.json_response(out.model_dump(mode="json"))
 
 
 async def get_app(request: web.Request) -> web.Response:
@@ -70,9 +68,8 @@ async def list_releases(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         app = await store.get_app(session, name)
         releases = await store.list_releases(session, app)
-    return web.json_response(
-        {"releases": [release_out(r).model_dump(mode="json") for r in releases]}
-    )
+    out = ReleaseListOut(releases=[release_out(r) for r in releases])
+    return web.json_response(out.model_dump(mode="json"))
 
 
 async def remove_app(request: web.Request) -> web.Response:
@@ -99,4 +96,4 @@ async def remove_app(request: web.Request) -> web.Response:
     request.app[HUB].request_push(hosts)
     with contextlib.suppress(KeyError):  # no series if it never had a current release
         request.app[METRICS].app_release.remove(name)
-    return web.json_response({"app": name, "removed_from": hosts})
+    return web.json_response(AppRemovedOut(app=name, removed_from=hosts).model_dump(mode="json"))

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.api.auth import ACTOR, require
+from server.api.schemas import AuditListOut, AuditOut
 from server.audit import Entry
 from server.db import audit as db
 from server.db.store import as_utc
@@ -120,22 +121,21 @@ async def list_audit(request: web.Request) -> web.Response:
             until=until,
             limit=int(raw),
         )
-    return web.json_response(
-        {
-            "audit": [
-                {
-                    "id": r.id,
-                    "at": (as_utc(r.at) or r.at).isoformat(),
-                    "actor": r.actor,
-                    "action": r.action,
-                    "target": r.target,
-                    "source": r.source,
-                    "user_agent": r.user_agent,
-                    "request_id": r.request_id,
-                    "outcome": r.outcome,
-                    "detail": r.detail,
-                }
-                for r in rows
-            ]
-        }
+    out = AuditListOut(
+        audit=[
+            AuditOut(
+                id=r.id,
+                at=as_utc(r.at) or r.at,
+                actor=r.actor,
+                action=r.action,
+                target=r.target,
+                source=r.source,
+                user_agent=r.user_agent,
+                request_id=r.request_id,
+                outcome=r.outcome,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
     )
+    return web.json_response(out.model_dump(mode="json"))

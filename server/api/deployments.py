@@ -52,6 +52,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     confine(caller, name)
     raw = await request.read()
     dry = _dry_run(request)
+    key = idempotency_key(request)  # checked in a dry run too: it answers what a deploy would
     sessions = request.app[SESSIONS]
     base: int | None = None
     if _has_base(raw):
@@ -75,7 +76,6 @@ async def create_deployment(request: web.Request) -> web.Response:
     if dry:
         preview = await releases.dry_run(sessions, name, body, base)
         return web.json_response(preview.model_dump(mode="json"))
-    key = idempotency_key(request)
     spec, strategy, selector = releases.parts_of(body)
     spec |= await _secrets_of(request, name, body)
     resources = dict(spec.get("resources") or {})  # the server's defaults, recorded: a

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from server.api.auth import confine, require
 from server.api.deployments import MAX_ID
+from server.api.params import app_query
 from server.db import store
 from server.errors import FieldError, Invalid
 from server.keys import SESSIONS
@@ -32,7 +33,7 @@ async def list_events(request: web.Request) -> web.Response:
         raise Invalid(
             f"deployment must be from 0 to {MAX_ID}", [FieldError("deployment", "out of range")]
         )
-    app = request.query.get("app")
+    app = app_query(request)
     if app is not None:
         confine(caller, app)
     async with request.app[SESSIONS]() as session:

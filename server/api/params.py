@@ -24,6 +24,17 @@ def app_name(request: web.Request) -> str:
     return name
 
 
+def app_query(request: web.Request) -> str | None:
+    """The `?app=` of the URL, if given, refused unless it is a lowercase DNS label."""
+    name = request.query.get("app")
+    if name is not None and (len(name) > 63 or not _APP_NAME.fullmatch(name)):
+        raise Invalid(
+            "app names are lowercase DNS labels: 1-63 characters of a-z, 0-9 and '-'",
+            [FieldError("app", f"{name[:80]!r} is not a valid app name")],
+        )
+    return name
+
+
 def number_of(value: str, field: str) -> int:
     """A release number from the URL (path or query), 1 to 2**31-1."""
     try:

@@ -12,6 +12,7 @@ from server.api import (
     events,
     health,
     hosts,
+    openapi,
     policies,
     registries,
     releases,
@@ -25,9 +26,14 @@ from server.keys import HUB
 def setup_routes(app: web.Application) -> None:
     """Map every URL of the API, and the agents' WebSocket, to its handler."""
     r = app.router
-    r.add_get("/healthz", health.healthz)
-    r.add_get("/readyz", health.readyz)
-    r.add_get("/metrics", health.metrics)
+    r.add_get("/healthz", health.healthz, name="healthz")
+    r.add_get("/readyz", health.readyz, name="readyz")
+    r.add_get("/metrics", health.metrics, name="metrics")
+    # every route is described in server/api/operations.py, under its name
+    r.add_get("/v1/openapi.json", openapi.openapi_json, name="openapi")
+    r.add_get("/docs", openapi.docs, name="docs")
+    r.add_get("/docs/assets/{file}", openapi.asset, name="docs.asset")
+    app[openapi.DOCUMENT] = openapi.Cached()
     r.add_get("/v1/apps", apps.list_apps, name="app.list")
     r.add_get("/v1/apps/{app}", apps.get_app, name="app.get")
     r.add_delete("/v1/apps/{app}", apps.remove_app, name="app.remove")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -34,7 +34,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOSTPART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 # as Docker reads it: a first component is a registry only with a dot, a port, or localhost
 _DOMAIN = rf"(?:(?:{_HOSTPART}(?:\.{_HOSTPART})+(?::[0-9]+)?|{_HOSTPART}:[0-9]+|localhost)/)"
-_TAG = r"(?::[\w][\w.-]{0,127})?"
+_TAG = r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # ASCII: Docker's \w
 _DIGEST = r"(?:@sha256:[a-f0-9]{64})?"
 IMAGE_REF = re.compile(rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*{_TAG}{_DIGEST}$")
 _MEMORY = re.compile(r"^([1-9][0-9]*)([bkmg]?)$", re.IGNORECASE)
@@ -100,11 +100,19 @@ def _secrets_dir(value: str) -> str:
     return value.rstrip("/")
 
 
+def _doc(**schema: Any) -> Any:
+    """What an AfterValidator enforces, said in the JSON Schema as well (the document's
+    only: the validator stays the rule, and its message the one a client sees)."""
+    return Field(json_schema_extra=schema)
+
+
+_MEMORY_DOC = r"^[1-9][0-9]*[bkmgBKMG]?$"
+_LABEL = {"minLength": 1, "maxLength": 255, "not": {"pattern": r"^flotilla\."}}
 _USER = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
 _PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+/?$")
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
 EnvName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_env_name)]
-ImageRef = Annotated[str, AfterValidator(_image)]
+ImageRef = Annotated[str, AfterValidator(_image), _doc(pattern=IMAGE_REF.pattern, maxLength=512)]
 Seconds = Annotated[float, Field(ge=0, le=86400)]
 
 
@@ -119,7 +127,9 @@ class PortIn(Strict):
 
     container: int = Field(ge=1, le=65535)
     host: int = Field(default=0, ge=0, le=65535)
-    host_ip: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
+    host_ip: Annotated[
+        str, AfterValidator(_ip), _doc(anyOf=[{"format": "ipv4"}, {"format": "ipv6"}])
+    ] = "127.0.0.1"
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
@@ -127,7 +137,7 @@ class ResourcesIn(Strict):
     """Limits on one instance: memory (e.g. 256m), CPUs and processes. A deployment without
     memory or pids gets the server's defaults (--default-memory, --default-pids-limit)."""
 
-    memory: Annotated[str, AfterValidator(_memory)] | None = None
+    memory: Annotated[str, AfterValidator(_memory), _doc(pattern=_MEMORY_DOC)] | None = None
     cpus: float | None = Field(default=None, gt=0, le=512)
     pids: int | None = Field(default=None, ge=1, le=4_194_304)  # processes (threads count)
 
@@ -194,6 +204,19 @@ class RegistryOut(BaseModel):
     updated_by: str
 
 
+class RegistrySetOut(BaseModel):
+    """POST /v1/registries' answer: the registry and the user name, never the password."""
+
+    registry: str
+    username: str
+
+
+class RegistryListOut(BaseModel):
+    """GET /v1/registries."""
+
+    registries: list[RegistryOut]
+
+
 class PolicyIn(Strict):
     """PUT /v1/apps/{app}/policy: the rules of server.policy an admin allows for the app."""
 
@@ -252,14 +275,18 @@ class DeploymentIn(Strict):
     command: list[Annotated[str, Field(max_length=10000)]] | None = Field(
         default=None, max_length=1000
     )
-    env: Annotated[dict[str, Annotated[str, Field(max_length=65536)]], AfterValidator(_env)] = (
-        Field(default_factory=dict)
-    )
+    env: Annotated[
+        dict[str, Annotated[str, Field(max_length=65536)]],
+        AfterValidator(_env),
+        _doc(propertyNames={"pattern": _ENV_NAME.pattern}),
+    ] = Field(default_factory=dict)
     ports: list[PortIn] = Field(default_factory=list, max_length=100)
     replicas: int = Field(default=1, ge=1, le=100)
     resources: ResourcesIn | None = None
     restart: Literal["no", "on-failure", "unless-stopped", "always"] = "unless-stopped"
-    labels: Annotated[dict[str, str], AfterValidator(_labels)] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_labels), _doc(propertyNames=_LABEL)] = Field(
+        default_factory=dict
+    )
     message: str | None = Field(default=None, max_length=2000)
     hosts: HostSelector | None = None
     health: HealthIn | None = None
@@ -605,7 +632,7 @@ def _token_name(value: str) -> str:
 class TokenIn(Strict):
     """POST /v1/tokens."""
 
-    name: Annotated[str, AfterValidator(_token_name)]
+    name: Annotated[str, AfterValidator(_token_name), _doc(pattern=TOKEN_NAME)]
     scopes: list[Literal["read", "rollback", "deploy", "admin"]] = Field(min_length=1, max_length=4)
     apps: list[DnsLabel] | None = Field(default=None, min_length=1, max_length=100)
     expires_in: int | None = Field(default=None, ge=1, le=MAX_EXPIRES_IN)
@@ -633,7 +660,9 @@ class HostIn(Strict):
     """POST /v1/hosts."""
 
     name: DnsLabel
-    labels: Annotated[dict[str, str], AfterValidator(_labels)] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_labels), _doc(propertyNames=_LABEL)] = Field(
+        default_factory=dict
+    )
 
 
 class HostToken(BaseModel):
@@ -642,3 +671,147 @@ class HostToken(BaseModel):
     name: str
     labels: dict[str, str]
     token: str
+
+
+# Responses that handlers build as plain values for speed (a list of models dumped one by
+# one, `views.deployment_json`) are described by these models all the same; the schemathesis
+# run (tests/server/test_openapi_fuzz.py) checks every answer against them, so they cannot
+# drift from what is sent.
+
+
+class ProblemFieldOut(BaseModel):
+    """One field at fault in a problem."""
+
+    field: str
+    message: str
+
+
+class ProblemOut(BaseModel):
+    """An error, as RFC 9457 problem+json: clients read `code`, never the text."""
+
+    type: str = Field(description="urn:flotilla:problem:<code>")
+    title: str
+    status: int
+    code: str = Field(description="stable: what clients match on")
+    detail: str
+    instance: str = Field(description="the path of the request")
+    errors: list[ProblemFieldOut] | None = Field(
+        default=None, description="the fields at fault, when the request named some"
+    )
+
+
+class StatusOut(BaseModel):
+    """GET /healthz and GET /readyz."""
+
+    status: Literal["ok", "ready"]
+
+
+class AppSummaryOut(BaseModel):
+    """An app in GET /v1/apps."""
+
+    name: str
+    current_release: int | None
+    last_release: int
+
+
+class AppListOut(BaseModel):
+    """GET /v1/apps."""
+
+    apps: list[AppSummaryOut]
+
+
+class AppRemovedOut(BaseModel):
+    """DELETE /v1/apps/{app}: the hosts the app was removed from."""
+
+    app: str
+    removed_from: list[str]
+
+
+class ReleaseListOut(BaseModel):
+    """GET /v1/apps/{app}/releases: newest first."""
+
+    releases: list[ReleaseOut]
+
+
+class DeploymentListOut(BaseModel):
+    """GET /v1/deployments: newest first."""
+
+    deployments: list[DeploymentOut]
+
+
+class SecretSetOut(BaseModel):
+    """PUT /v1/apps/{app}/secrets/{name}: the version the value now has."""
+
+    app: str
+    name: str
+    version: int
+
+
+class SecretListOut(BaseModel):
+    """GET /v1/apps/{app}/secrets."""
+
+    secrets: list[SecretOut]
+
+
+class HostListOut(BaseModel):
+    """GET /v1/hosts."""
+
+    hosts: list[HostOut]
+
+
+class EventOut(BaseModel):
+    """One event: what happened, to what, and who did it."""
+
+    id: int
+    at: dt.datetime
+    kind: str
+    actor: str
+    app: str | None
+    deployment: int | None
+    host: str | None
+    message: str
+
+
+class EventListOut(BaseModel):
+    """GET /v1/events: newest first."""
+
+    events: list[EventOut]
+
+
+class TokenListOut(BaseModel):
+    """GET /v1/tokens."""
+
+    tokens: list[TokenOut]
+
+
+class AuditOut(BaseModel):
+    """One entry of the audit trail."""
+
+    id: int
+    at: dt.datetime
+    actor: str | None
+    action: str
+    target: str | None
+    source: str | None
+    user_agent: str | None
+    request_id: str
+    outcome: int
+    detail: str | None
+
+
+class AuditListOut(BaseModel):
+    """GET /v1/audit: newest first."""
+
+    audit: list[AuditOut]
+
+
+class WebhookListOut(BaseModel):
+    """GET /v1/webhooks."""
+
+    webhooks: list[WebhookOut]
+
+
+class WebhookDeliveryListOut(BaseModel):
+    """GET /v1/webhooks/{id}/deliveries: newest first."""
+
+    deliveries: list[WebhookDeliveryOut]

@@ -9,7 +9,7 @@ from server import secrets
 from server.api.auth import confine, require
 from server.api.body import read_body
 from server.api.deployments import app_name
-from server.api.schemas import SecretIn, SecretOut
+from server.api.schemas import SecretIn, SecretOut, SecretSetOut
 from server.keys import SECRET_BOX, SESSIONS
 
 
@@ -22,7 +22,8 @@ async def put_secret(request: web.Request) -> web.Response:
     body = await read_body(request, SecretIn)
     box = request.app[SECRET_BOX]
     version = await secrets.put(request.app[SESSIONS], box, app, name, body.value, caller.name)
-    return web.json_response({"app": app, "name": name, "version": version})
+    out = SecretSetOut(app=app, name=name, version=version)
+    return web.json_response(out.model_dump(mode="json"))
 
 
 async def list_secrets(request: web.Request) -> web.Response:

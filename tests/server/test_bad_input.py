@@ -64,6 +64,9 @@ CASES = [
     bad("image-UPPER/case", {"image": "UPPER/case"}, "image"),
     bad("image-space", {"image": "a b"}, "image"),
     bad("image-empty-tag", {"image": "web:"}, "image"),
+    # found by schemathesis: a tag is ASCII (Docker's \w); Python's \w took "web:é"
+    bad("image-unicode-tag", {"image": "web:é"}, "image"),
+    bad("image-unicode-digit-tag", {"image": "web:v\u0661"}, "image"),
     bad("image-only-tag", {"image": ":tag"}, "image"),
     bad("image-empty", {"image": ""}, "image"),
     bad("image-bad-digest", {"image": "nginx@sha256:abc"}, "image"),
@@ -133,9 +136,20 @@ CASES = [
     bad("app-underscore", VALID, "app", path="/v1/apps/a_b/deployments"),
     bad("app-64-chars", VALID, "app", path=f"/v1/apps/{'a' * 64}/deployments"),
     bad("get-app-Web", None, "app", method="GET", path="/v1/apps/Web"),
+    # found by schemathesis: ?app= of the events was not checked (200, an empty list)
+    bad("events-app-Web", None, "app", method="GET", path="/v1/events?app=Web"),
+    bad("events-app-unicode", None, "app", method="GET", path="/v1/events?app=%F3%88%BB%A0"),
     # Headers.
     bad(
         "idempotency-key-too-long", VALID, "Idempotency-Key", headers={"Idempotency-Key": "k" * 201}
+    ),
+    # found by schemathesis: a dry run answered 200 whatever its Idempotency-Key
+    bad(
+        "dry-run-idempotency-key-too-long",
+        VALID,
+        "Idempotency-Key",
+        path=DEPLOY + "?dry_run=true",
+        headers={"Idempotency-Key": "k" * 201},
     ),
     # Size.
     Case(
