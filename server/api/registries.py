@@ -9,6 +9,7 @@ from server.api.audit import TARGET
 from server.api.auth import require
 from server.api.body import read_body
 from server.api.schemas import RegistryIn, RegistryOut
+from server.db.store import as_utc
 from server.keys import SECRET_BOX, SESSIONS
 
 
@@ -32,7 +33,10 @@ async def list_registries(request: web.Request) -> web.Response:
     """GET /v1/registries: the registries with credentials and their user names."""
     await require(request, "admin")
     found = await registries.listing(request.app[SESSIONS], request.app[SECRET_BOX])
-    out = [RegistryOut(**vars(r)).model_dump(mode="json") for r in found]
+    out = [
+        RegistryOut(**{**vars(r), "updated_at": as_utc(r.updated_at)}).model_dump(mode="json")
+        for r in found
+    ]
     return web.json_response({"registries": out})
 
 
