@@ -538,3 +538,22 @@ class HostToken(BaseModel):
     name: str
     labels: dict[str, str]
     token: str
+
+
+class EventOut(BaseModel):
+    """One event of the log (GET /v1/events, and each `data` of GET /v1/events/stream)."""
+
+    id: int
+    at: dt.datetime
+    kind: str
+    actor: str
+    app: str | None
+    deployment: int | None
+    host: str | None
+    message: str
+
+
+class EventsOut(BaseModel):
+    """GET /v1/events: newest first."""
+
+    events: list[EventOut]

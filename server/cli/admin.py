@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any
 
-from server.cli import api, client
+from server.cli import api, client, config, output, show
 
 COMMANDS = {
     "token": "manage API tokens: create, list, revoke (scope admin)",
@@ -33,16 +33,7 @@ def _duration(value: str) -> int:
 
 
 def _connection(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--server",
-        default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
-        help="server URL (env FLOTILLA_SERVER; default %(default)s)",
-    )
-    p.add_argument(
-        "--token",
-        default=os.environ.get("FLOTILLA_TOKEN"),
-        help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
-    )
+    config.add_flags(p)  # --server, --token, --context, -o
 
 
 def add_commands(sub: Any) -> None:
@@ -113,11 +104,8 @@ def local(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Run one admin command against the server; return the exit code."""
-    token = args.token or client.default_token()
-    if not token:
-        print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
-        return 2
     try:
+        args.server, token = client.connect(args)
         if args.command == "token":
             return _token(args, token)
         return _host(args, token)
@@ -140,6 +128,9 @@ def _token(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(args.server, token, "POST", "/v1/tokens", body)
         if status != 201:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)  # the token too: a script asked for it
+            return 0
         apps = ", ".join(answer["apps"]) if answer["apps"] else "every app"
         expires = answer["expires_at"] or "never"
         print(
@@ -152,23 +143,26 @@ def _token(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(args.server, token, "GET", "/v1/tokens")
         if status != 200:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)
+            return 0
         rows = [
             [
                 t["name"],
                 ",".join(t["scopes"]),
                 ",".join(t["apps"]) if t["apps"] else "*",
-                t["created_at"][:19],
-                (t["last_used_at"] or "-")[:19],
+                output.when(t["created_at"]),
+                output.when(t["last_used_at"]),
                 (t["expires_at"] or "never")[:19] + (" (expired)" if t["expired"] else ""),
             ]
             for t in answer["tokens"]
         ]
-        _table(["NAME", "SCOPES", "APPS", "CREATED", "LAST USED", "EXPIRES"], rows)
+        output.table(["NAME", "SCOPES", "APPS", "CREATED", "LAST USED", "EXPIRES"], rows)
         return 0
     status, answer = api.call(args.server, token, "DELETE", f"/v1/tokens/{args.name}")
     if status != 204:
         return api.report_problem(status, answer)
-    print(f"Revoked token {args.name!r}")
+    _done(args, {"revoked": args.name}, f"Revoked token {args.name!r}")
     return 0
 
 
@@ -186,6 +180,9 @@ def _host(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(args.server, token, "POST", "/v1/hosts", body)
         if status != 201:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)
+            return 0
         print(f"Registered host {args.name!r}. Its token (shown once):")
         print(answer["token"])
         return 0
@@ -193,34 +190,32 @@ def _host(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(args.server, token, "GET", "/v1/hosts")
         if status != 200:
             return api.report_problem(status, answer)
-        rows = [
-            [
-                h["name"],
-                ",".join(f"{k}={v}" for k, v in sorted(h["labels"].items())) or "-",
-                h["status"],
-                (h["last_seen"] or "-")[:19],
-                h["agent_version"] or "-",
-            ]
-            for h in answer["hosts"]
-        ]
-        _table(["NAME", "LABELS", "STATUS", "LAST SEEN", "AGENT"], rows)
+        if args.output == "json":
+            output.emit_json(answer)
+        else:
+            show.print_hosts(answer["hosts"])
         return 0
     if action == "rotate-token":
         path = f"/v1/hosts/{args.name}/token"
         status, answer = api.call(args.server, token, "POST", path)
         if status != 201:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)
+            return 0
         print(f"New token for host {args.name!r}; its agent was disconnected. (shown once):")
         print(answer["token"])
         return 0
     status, answer = api.call(args.server, token, "DELETE", f"/v1/hosts/{args.name}")
     if status != 204:
         return api.report_problem(status, answer)
-    print(f"Removed host {args.name!r}")
+    _done(args, {"removed": args.name}, f"Removed host {args.name!r}")
     return 0
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+def _done(args: argparse.Namespace, value: dict[str, Any], text: str) -> None:
+    """Say what a command without an answer's body did: a line, or JSON for `-o json`."""
+    if args.output == "json":
+        output.emit_json(value)
+    else:
+        print(text)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from server.db import webhooks
+from server.db import events, webhooks
 from server.db.models import (
     App,
     Assignment,
@@ -157,6 +157,7 @@ async def add_event(
     host: str | None = None,
 ) -> None:
     """Append an event to the audit log, and queue its webhook deliveries (if published and subscribed)."""
+    session.info[events.ADDED] = True  # streams wake after the commit
     session.add(
         Event(
             kind=kind,
