@@ -123,6 +123,10 @@ def _print_status(app: dict[str, Any], active: dict[str, Any] | None) -> None:
             for p in i.get("ports") or []
         ]
         rows.append([host["name"], host.get("release"), host["state"], count, " ".join(ports)])
+    shown = {row[0] for row in rows}
+    for target in (active or {}).get("hosts") or []:  # targets nothing was assigned to yet
+        if target["name"] not in shown:
+            rows.append([target["name"], None, target["state"], "0 running", None])
     table(["HOST", "RELEASE", "STATE", "INSTANCES", "PORTS"], rows, "no host runs it")
 
 
