@@ -19,6 +19,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from server.api.auth import Caller, confine, require
 from server.api.deployments import MAX_ID
+from server.api.pages import next_cursor, page_int
 from server.api.schemas import DNS_LABEL, EventOut, EventsOut
 from server.db import events, store
 from server.db.models import Event
@@ -44,22 +45,17 @@ def event_out(e: Event) -> EventOut:
 
 
 async def list_events(request: web.Request) -> web.Response:
-    """GET /v1/events[?app=NAME&deployment=ID&limit=N]: newest first (a token confined to
-    some apps sees only their events)."""
+    """GET /v1/events[?app=NAME&deployment=ID&limit=N&cursor=C]: newest first, a page at a
+    time (a token confined to some apps sees only their events)."""
     caller = await require(request, "read")
+    page = page_int(request, 100)
+    limit = page.limit or 100
     try:
-        limit = int(request.query.get("limit", "100"))
         deployment = int(request.query["deployment"]) if "deployment" in request.query else None
     except ValueError:
         raise Invalid(
-            "limit and deployment must be integers",
-            [
-                FieldError("limit", "must be an integer"),
-                FieldError("deployment", "must be an integer"),
-            ],
+            "deployment must be an integer", [FieldError("deployment", "must be an integer")]
         ) from None
-    if not 1 <= limit <= 1000:
-        raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
     if deployment is not None and not 0 <= deployment <= MAX_ID:
         raise Invalid(
             f"deployment must be from 0 to {MAX_ID}", [FieldError("deployment", "out of range")]
@@ -68,8 +64,8 @@ async def list_events(request: web.Request) -> web.Response:
     if app is not None:
         confine(caller, app)
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_events(session, app, deployment, limit, caller.apps)
-    body = EventsOut(events=[event_out(e) for e in rows])
+        rows = await store.list_events(session, app, deployment, limit, caller.apps, page.after)
+    body = EventsOut(events=[event_out(e) for e in rows], next_cursor=next_cursor(rows, limit, _id))
     return web.Response(text=body.model_dump_json(), content_type="application/json")
 
 
@@ -125,6 +121,10 @@ async def _catch_up(request: web.Request, resp: EventSourceResponse, sub: Subscr
 async def _send(resp: EventSourceResponse, sub: Subscription, event: Event) -> None:
     await resp.send(event_out(event).model_dump_json(), id=str(event.id), event="event")
     sub.after = event.id
+
+
+def _id(e: Event) -> int:
+    return e.id
 
 
 def _app_filter(request: web.Request, caller: Caller) -> str | None:

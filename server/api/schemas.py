@@ -554,6 +554,7 @@ class EventOut(BaseModel):
 
 
 class EventsOut(BaseModel):
-    """GET /v1/events: newest first."""
+    """GET /v1/events: newest first, a page at a time."""
 
     events: list[EventOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page

@@ -141,9 +141,16 @@ async def host_by_token(session: AsyncSession, token: str) -> Host | None:
     return await session.scalar(select(Host).where(Host.token_hash == hash_token(token)))
 
 
-async def list_hosts(session: AsyncSession) -> Sequence[Host]:
-    """Every host, by name."""
-    return (await session.scalars(select(Host).order_by(Host.name))).all()
+async def list_hosts(
+    session: AsyncSession, limit: int | None = None, after: str | None = None
+) -> Sequence[Host]:
+    """Every host, by name (at most `limit`, named after `after`, when given)."""
+    query = select(Host).order_by(Host.name)
+    if after is not None:
+        query = query.where(Host.name > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return (await session.scalars(query)).all()
 
 
 async def add_event(
@@ -259,9 +266,15 @@ async def get_release(session: AsyncSession, app: App, number: int) -> Release |
     )
 
 
-async def list_releases(session: AsyncSession, app: App) -> Sequence[Release]:
-    """The app's releases, newest first."""
+async def list_releases(
+    session: AsyncSession, app: App, limit: int | None = None, before: int | None = None
+) -> Sequence[Release]:
+    """The app's releases, newest first (at most `limit`, older than `before`, if given)."""
     query = select(Release).where(Release.app_id == app.id).order_by(Release.number.desc())
+    if before is not None:
+        query = query.where(Release.number < before)
+    if limit is not None:
+        query = query.limit(limit)
     return (await session.scalars(query)).all()
 
 
@@ -324,10 +337,17 @@ async def app_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
 
 
 async def list_deployments(
-    session: AsyncSession, app: App | None, limit: int, apps: Collection[str] | None = None
+    session: AsyncSession,
+    app: App | None,
+    limit: int,
+    apps: Collection[str] | None = None,
+    before: int | None = None,
 ) -> Sequence[Deployment]:
-    """The newest deployments (at most `limit`), of one app or of all (of `apps` if given)."""
+    """The newest deployments (at most `limit`), of one app or of all (of `apps` if given),
+    older than the deployment `before` if given."""
     query = select(Deployment).order_by(Deployment.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Deployment.id < before)
     if app is not None:
         query = query.where(Deployment.app_id == app.id)
     if apps is not None:
@@ -377,10 +397,13 @@ async def list_events(
     deployment_id: int | None,
     limit: int,
     apps: Collection[str] | None = None,
+    before: int | None = None,
 ) -> Sequence[Event]:
     """The newest events (at most `limit`), of an app and/or a deployment if given, of
-    `apps` only if given."""
+    `apps` only if given, older than the event `before` if given."""
     query = select(Event).order_by(Event.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Event.id < before)
     if apps is not None:
         query = query.where(Event.app.in_(apps))
     if app is not None:
