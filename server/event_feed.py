@@ -11,6 +11,11 @@ Each subscription has a bounded buffer. A client too slow to keep up is not wait
 its buffer is dropped and it is marked `behind`, and its stream reads what it missed from
 the database itself, from its last event id, before it takes from the buffer again. So a
 slow client costs memory of at most BUFFER events and loses nothing.
+
+Known limit: streams follow event ids. On PostgreSQL an id is taken when a transaction
+inserts its event, not when it commits, so an event whose transaction commits after a
+later-numbered one has been read (two writers at the same moment) is not streamed; it is in
+GET /v1/events. SQLite writes one transaction at a time and has no such gap.
 """
 
 from __future__ import annotations
