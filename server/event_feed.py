@@ -12,21 +12,25 @@ its buffer is dropped and it is marked `behind`, and its stream reads what it mi
 the database itself, from its last event id, before it takes from the buffer again. So a
 slow client costs memory of at most BUFFER events and loses nothing.
 
-Known limit: streams follow event ids. On PostgreSQL an id is taken when a transaction
-inserts its event, not when it commits, so an event whose transaction commits after a
-later-numbered one has been read (two writers at the same moment) is not streamed; it is in
-GET /v1/events. SQLite writes one transaction at a time and has no such gap.
+Late commits: on PostgreSQL an event's id is taken when its transaction inserts it, not
+when it commits, so an event can become visible after one with a higher id was read (two
+writers at the same moment). Each pass therefore also reads the LATE_IDS ids below the
+newest read that were written in the last LATE_SECONDS, and offers those it never offered
+(the feed remembers the ids it offered, each subscription the ids it sent). What stays
+out of reach: an event that commits more than LATE_SECONDS after it was written, and, for a
+client that reconnects with `Last-Event-ID`, a late event below that id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from server.db import events
+from server.db import events, store
 from server.db.models import Event
 from server.db.session import Sessions
 from server.loops import log_failure
@@ -34,6 +38,9 @@ from server.loops import log_failure
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0  # only for other replicas' events: this process's own commits wake it
+LATE_IDS = 1000  # how far below the newest id read a late commit is looked for ...
+LATE_SECONDS = 10.0  # ... among events written this recently (transactions are short)
+REMEMBERED = 10_000  # ids the feed (and each subscription) remembers having offered (sent)
 BUFFER = 256  # events a subscription holds for a slow client before it must catch up
 READ_LIMIT = 500  # events read per query; a larger burst is read in several
 
@@ -42,7 +49,7 @@ READ_LIMIT = 500  # events read per query; a larger burst is read in several
 class Subscription:
     """One stream client's view of the feed: what it may see and its buffer."""
 
-    after: int  # the feed hands it only events past this id
+    after: int  # the newest id sent (at first: the stream's Last-Event-ID)
     app: str | None = None
     apps: Collection[str] | None = None  # a confined token's apps
     behind: bool = False  # its buffer overflowed: read the missed events from the database
@@ -50,6 +57,22 @@ class Subscription:
     queue: asyncio.Queue[Event | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=BUFFER)
     )
+    floor: int = -1  # never an event at or below it (set to `after` when made)
+    sent: dict[int, None] = field(default_factory=dict)  # the ids sent lately, oldest first
+
+    def __post_init__(self) -> None:
+        self.floor = self.after
+
+    def wants(self, event: Event) -> bool:
+        """Whether the client should get `event`: one it may see and was not sent."""
+        return event.id > self.floor and event.id not in self.sent and self.may_see(event)
+
+    def mark_sent(self, event_id: int) -> None:
+        """Remember that `event_id` was sent (a bounded memory)."""
+        self.sent[event_id] = None
+        if len(self.sent) > REMEMBERED:
+            del self.sent[next(iter(self.sent))]
+        self.after = max(self.after, event_id)
 
     def may_see(self, event: Event) -> bool:
         """Whether this subscription takes `event` (its app, a confined token's apps)."""
@@ -87,6 +110,7 @@ class EventFeed:
         self._poll = poll_seconds
         self._subs: set[Subscription] = set()
         self._after: int | None = None  # the newest event read; None while nobody listens
+        self._offered: dict[int, None] = {}  # ids offered lately, oldest first
         self.wake = asyncio.Event()
 
     def subscribe(
@@ -122,16 +146,27 @@ class EventFeed:
             return
         if self._after is None:
             self._after = min(s.after for s in self._subs)
+        since = store.now() - dt.timedelta(seconds=LATE_SECONDS)
+        async with self._sessions() as session:
+            late = await events.read_range(session, self._after - LATE_IDS, self._after, since)
+        self._offer([row for row in late if row.id not in self._offered])
         while True:
             async with self._sessions() as session:
                 rows = await events.read_after(session, self._after, READ_LIMIT)
-            for row in rows:
-                for sub in list(self._subs):
-                    if row.id > sub.after and sub.may_see(row):
-                        sub.offer(row)
-                self._after = row.id
+            self._offer(rows)
+            if rows:
+                self._after = max(self._after, rows[-1].id)
             if len(rows) < READ_LIMIT:
                 return
+
+    def _offer(self, rows: Sequence[Event]) -> None:
+        for row in rows:
+            for sub in list(self._subs):
+                if sub.wants(row):
+                    sub.offer(row)
+            self._offered[row.id] = None
+        while len(self._offered) > REMEMBERED:
+            del self._offered[next(iter(self._offered))]
 
     async def run(self) -> None:
         """Wait for a commit that added events (or the poll interval), then read them."""

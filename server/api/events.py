@@ -103,24 +103,27 @@ async def _stream(request: web.Request, resp: EventSourceResponse, sub: Subscrip
             sub.behind = False  # the buffer overflowed: read what was dropped, then go on
             await _catch_up(request, resp, sub)
             continue
-        if event.id > sub.after:
+        if sub.wants(event):  # not sent already (by a catch-up, say)
             await _send(resp, sub, event)
 
 
 async def _catch_up(request: web.Request, resp: EventSourceResponse, sub: Subscription) -> None:
     """Send every event past `sub.after` that the database holds, oldest first."""
+    cursor = sub.after
     while True:
         async with request.app[SESSIONS]() as session:
-            rows = await events.read_after(session, sub.after, READ_LIMIT, sub.app, sub.apps)
+            rows = await events.read_after(session, cursor, READ_LIMIT, sub.app, sub.apps)
         for row in rows:
-            await _send(resp, sub, row)
+            if sub.wants(row):
+                await _send(resp, sub, row)
         if len(rows) < READ_LIMIT:
             return
+        cursor = rows[-1].id
 
 
 async def _send(resp: EventSourceResponse, sub: Subscription, event: Event) -> None:
     await resp.send(event_out(event).model_dump_json(), id=str(event.id), event="event")
-    sub.after = event.id
+    sub.mark_sent(event.id)
 
 
 def _id(e: Event) -> int:

@@ -7,6 +7,7 @@ instead of asking the database on a clock.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 
 from sqlalchemy import event, func, select
@@ -38,6 +39,18 @@ async def read_after(
         query = query.where(Event.app.in_(apps))
     if app is not None:
         query = query.where(Event.app == app)
+    return (await session.scalars(query)).all()
+
+
+async def read_range(
+    session: AsyncSession, above: int, upto: int, since: dt.datetime
+) -> Sequence[Event]:
+    """Events with an id in (above, upto] written at or after `since`, oldest first."""
+    query = (
+        select(Event)
+        .where(Event.id > above, Event.id <= upto, Event.at >= since)
+        .order_by(Event.id)
+    )
     return (await session.scalars(query)).all()
 
 

@@ -9,14 +9,21 @@ import json
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from server.db import store
 from server.keys import SESSIONS
-from tests.conftest import Flotilla
-from tests.harness import finish, start_cli
+from tests.conftest import (
+    Flotilla,
+    _drop_postgres_database,
+    _flotilla,
+    _postgres_database,
+)
+from tests.harness import Engine, finish, start_cli
 
 
 @asynccontextmanager
@@ -128,3 +135,33 @@ async def test_events_follow(flotilla_sqlite: Flotilla) -> None:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         ran = await finish(proc, 20)
     assert ran.code == 130, ran
+
+
+@pytest.fixture
+async def flotilla_postgres(tmp_path: Path, engine: Engine) -> AsyncIterator[Flotilla]:
+    """A server on PostgreSQL alone (SQLite writes one transaction at a time)."""
+    url, name = await _postgres_database()
+    try:
+        async for f in _flotilla(url, tmp_path, engine):
+            yield f
+    finally:
+        await _drop_postgres_database(name)
+
+
+async def test_an_event_committed_after_a_later_one_is_streamed(
+    flotilla_postgres: Flotilla,
+) -> None:
+    """On PostgreSQL an id is taken at insert: a transaction that commits late makes an
+    event with a lower id appear after a higher one was streamed."""
+    f = flotilla_postgres
+    sessions = f.server.app[SESSIONS]
+    async with stream(f, f.api.token) as live:
+        await asyncio.sleep(0.2)  # subscribed
+        async with sessions.begin() as slow:
+            await store.add_event(slow, "note", "test", "first written", app="web")
+            await slow.flush()  # its id is taken now
+            await add_events(f, "web", 1)  # written and committed meanwhile
+            (seen,) = await take(live, 1)
+            assert seen["message"] == "event 0"
+        (late,) = await take(live, 1)
+    assert late["message"] == "first written" and late["id"] < seen["id"]
