@@ -64,7 +64,7 @@ async def list_events(request: web.Request) -> web.Response:
     if app is not None:
         confine(caller, app)
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_events(session, app, deployment, limit, caller.apps, page.after)
+        rows = await events.list_events(session, app, deployment, limit, caller.apps, page.after)
     body = EventsOut(events=[event_out(e) for e in rows], next_cursor=next_cursor(rows, limit, _id))
     return web.Response(text=body.model_dump_json(), content_type="application/json")
 

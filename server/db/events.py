@@ -25,6 +25,28 @@ async def newest_id(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.max(Event.id))) or 0)
 
 
+async def list_events(
+    session: AsyncSession,
+    app: str | None,
+    deployment_id: int | None,
+    limit: int,
+    apps: Collection[str] | None = None,
+    before: int | None = None,
+) -> Sequence[Event]:
+    """The newest events (at most `limit`), of an app and/or a deployment if given, of
+    `apps` only if given, older than the event `before` if given."""
+    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Event.id < before)
+    if apps is not None:
+        query = query.where(Event.app.in_(apps))
+    if app is not None:
+        query = query.where(Event.app == app)
+    if deployment_id is not None:
+        query = query.where(Event.deployment_id == deployment_id)
+    return (await session.scalars(query)).all()
+
+
 async def read_after(
     session: AsyncSession,
     after: int,
