@@ -14,14 +14,16 @@ from server.api.problems import OUTAGE, Outage, problems_middleware
 from server.api.routes import setup_routes
 from server.audit import AuditLog
 from server.config import Settings
-from server.db import hosts, store, tokens, webhooks
+from server.db import events, hosts, store, tokens, webhooks
 from server.db.session import create_engine, create_sessions
+from server.event_feed import EventFeed
 from server.fleet_metrics import FleetMetrics
 from server.hub import Hub
 from server.keys import (
     AUDIT,
     CONTROLLER,
     ENGINE,
+    EVENT_FEED,
     HUB,
     LOGINS,
     METRICS,
@@ -100,6 +102,8 @@ def create_app(settings: Settings) -> web.Application:
     app[AUDIT] = AuditLog(sessions, metrics.audit_dropped)
     app[DELIVERER] = Deliverer(sessions)
     webhooks.wake_after_commit(sessions, app[DELIVERER].wake.set)
+    app[EVENT_FEED] = EventFeed(sessions)
+    events.wake_after_commit(sessions, app[EVENT_FEED].wake.set)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_loops_ctx)
@@ -167,6 +171,7 @@ async def _loops_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(app[HUB].run(), name="hub"),
         asyncio.create_task(app[STATUSES].run(), name="status-writes"),
         asyncio.create_task(app[AUDIT].run(), name="audit-writes"),
+        asyncio.create_task(app[EVENT_FEED].run(), name="event-feed"),
     ]
     yield
     for task in tasks:
@@ -179,4 +184,5 @@ async def _on_shutdown(app: web.Application) -> None:
     now, agents are told we are going (their containers keep running)."""
     app[STOPPING][0] = True
     app[CONTROLLER].release_waiters()
+    app[EVENT_FEED].close_all()  # the event streams end
     await app[HUB].close_all()

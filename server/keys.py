@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.audit import AuditLog
 from server.config import Settings
 from server.db.session import Sessions
+from server.event_feed import EventFeed
 from server.hub import Hub
 from server.metrics import Metrics
 from server.read_cache import ReadCache
@@ -32,3 +33,4 @@ READ_CACHE = web.AppKey("read_cache", ReadCache)
 TOKENS = web.AppKey("tokens", TokenCache)  # validated tokens, for a second at most
 AUDIT = web.AppKey("audit", AuditLog)
 SECRET_BOX = web.AppKey("secret_box", SecretBox)  # the key of apps' secrets
+EVENT_FEED = web.AppKey("event_feed", EventFeed)  # new events, read once for every stream

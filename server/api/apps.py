@@ -8,6 +8,7 @@ from aiohttp import web
 
 from server.api.auth import confine, require
 from server.api.deployments import app_name
+from server.api.pages import next_cursor, page_int
 from server.api.schemas import AppListOut, AppRemovedOut, AppSummaryOut, ReleaseListOut
 from server.api.views import app_out, release_out
 from server.db import rollouts, store
@@ -61,14 +62,19 @@ async def get_app(request: web.Request) -> web.Response:
 
 
 async def list_releases(request: web.Request) -> web.Response:
-    """GET /v1/apps/{app}/releases: newest first."""
+    """GET /v1/apps/{app}/releases[?limit=N&cursor=C]: newest first (every release when no
+    limit is given)."""
     caller = await require(request, "read")
     name = app_name(request)
     confine(caller, name)
+    page = page_int(request, None)
     async with request.app[SESSIONS]() as session:
         app = await store.get_app(session, name)
-        releases = await store.list_releases(session, app)
-    out = ReleaseListOut(releases=[release_out(r) for r in releases])
+        releases = await store.list_releases(session, app, page.limit, page.after)
+    out = ReleaseListOut(
+        releases=[release_out(r) for r in releases],
+        next_cursor=next_cursor(releases, page.limit, lambda r: r.number),
+    )
     return web.json_response(out.model_dump(mode="json"))
 
 

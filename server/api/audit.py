@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.api.auth import ACTOR, require
+from server.api.pages import next_cursor, page_int
 from server.api.schemas import AuditListOut, AuditOut
 from server.audit import Entry
 from server.db import audit as db
@@ -105,11 +106,11 @@ def _time(request: web.Request, name: str) -> dt.datetime | None:
 
 
 async def list_audit(request: web.Request) -> web.Response:
-    """GET /v1/audit[?actor=&action=&since=&until=&limit=]: newest first."""
+    """GET /v1/audit[?actor=&action=&since=&until=&limit=&cursor=]: newest first, a page
+    at a time."""
     await require(request, "admin")
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
+    page = page_int(request, 100)
+    limit = page.limit or 100
     since, until = _time(request, "since"), _time(request, "until")
     await request.app[AUDIT].write()  # what this process recorded so far, readable now
     async with request.app[SESSIONS]() as session:
@@ -119,7 +120,8 @@ async def list_audit(request: web.Request) -> web.Response:
             action=request.query.get("action"),
             since=since,
             until=until,
-            limit=int(raw),
+            limit=limit,
+            before=page.after,
         )
     out = AuditListOut(
         audit=[
@@ -136,6 +138,7 @@ async def list_audit(request: web.Request) -> web.Response:
                 detail=r.detail,
             )
             for r in rows
-        ]
+        ],
+        next_cursor=next_cursor(rows, limit, lambda r: r.id),
     )
     return web.json_response(out.model_dump(mode="json"))

@@ -14,6 +14,7 @@ from server import secrets
 from server.api import policies, releases
 from server.api.auth import confine, require
 from server.api.body import parse_body
+from server.api.pages import next_cursor, page_int
 from server.api.params import app_name, flag
 from server.api.problems import HttpProblem
 from server.api.schemas import DeploymentIn, DeploymentPatchIn
@@ -159,25 +160,25 @@ async def get_deployment(request: web.Request) -> web.Response:
 
 
 async def list_deployments(request: web.Request) -> web.Response:
-    """GET /v1/deployments[?app=NAME&limit=N]: newest first."""
+    """GET /v1/deployments[?app=NAME&limit=N&cursor=C]: newest first, a page at a time."""
     caller = await require(request, "read")
-    limit = _int(request.query.get("limit", "50"), "limit")
-    if not 1 <= limit <= 1000:
-        raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
+    page = page_int(request, 50)
+    limit = page.limit or 50
     async with request.app[SESSIONS]() as session:
         app = None
         if "app" in request.query:
             confine(caller, request.query["app"])
             app = await store.get_app(session, request.query["app"])
         rows: list[Deployment] = list(
-            await store.list_deployments(session, app, limit, caller.apps)
+            await store.list_deployments(session, app, limit, caller.apps, page.after)
         )
         names = await store.app_names(session, {d.app_id for d in rows})
         result = []
         for d in rows:
             hosts = await store.deployment_hosts(session, d.id)
             result.append(deployment_out(d, names[d.app_id], hosts).model_dump(mode="json"))
-    return web.json_response({"deployments": result})
+    cursor = next_cursor(rows, limit, lambda d: d.id)
+    return web.json_response({"deployments": result, "next_cursor": cursor})
 
 
 def _has_base(raw: bytes) -> bool:

@@ -19,6 +19,7 @@ from aiohttp import web
 from server.api.audit import TARGET
 from server.api.auth import require
 from server.api.body import read_body
+from server.api.pages import next_cursor, page_str
 from server.api.params import flag
 from server.api.schemas import DNS_LABEL, HostDrained, HostIn, HostOut, HostToken
 from server.api.views import host_out
@@ -40,18 +41,20 @@ def _name(request: web.Request) -> str:
 
 
 async def list_hosts(request: web.Request) -> web.Response:
-    """GET /v1/hosts."""
+    """GET /v1/hosts[?limit=N&cursor=C]: by name (every host when no limit is given)."""
     await require(request, "read")
+    page = page_str(request, None)
     timeout = request.app[SETTINGS].host_timeout
     async with request.app[SESSIONS]() as session:
-        hosts = await store.list_hosts(session)
+        hosts = await store.list_hosts(session, page.limit, page.after)
     now = store.now()
     latest = request.app[STATUSES].latest
     return web.json_response(
         {
             "hosts": [
                 host_out(h, now, timeout, latest(h.name)).model_dump(mode="json") for h in hosts
-            ]
+            ],
+            "next_cursor": next_cursor(hosts, page.limit, lambda h: h.name),
         }
     )
 

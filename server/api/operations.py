@@ -72,6 +72,9 @@ def _ok(model: type[BaseModel], description: str = "OK") -> tuple[Answer, ...]:
 
 _GONE = (Answer(204, "Done: nothing to answer"),)
 _LIMIT = Param("limit", LIMIT, "at most this many, newest first")
+_CURSOR = Param(
+    "cursor", {"type": "string", "maxLength": 200}, "the `next_cursor` of the page before"
+)
 _IDEMPOTENCY = Param(
     "Idempotency-Key",
     {"type": "string", "minLength": 1, "maxLength": 200},
@@ -171,7 +174,7 @@ OPERATIONS: dict[str, Op] = {
         "Deployments, newest first",
         "read",
         _ok(s.DeploymentListOut),
-        params=(Param("app", APP, "only this app's"), _LIMIT),
+        params=(Param("app", APP, "only this app's"), _LIMIT, _CURSOR),
         errors=(404,),
     ),
     "deployment.get": Op(
@@ -302,6 +305,25 @@ OPERATIONS: dict[str, Op] = {
             Param("app", APP, "only this app's"),
             Param("deployment", DEPLOYMENT_ID, "only this deployment's"),
             _LIMIT,
+            _CURSOR,
+        ),
+    ),
+    "event.stream": Op(
+        "Events as Server-Sent Events, live, resuming past Last-Event-ID",
+        "read",
+        (
+            Answer(
+                200, "An endless event stream (each `data`: an event)", media="text/event-stream"
+            ),
+        ),
+        params=(
+            Param("app", APP, "only this app's"),
+            Param(
+                "Last-Event-ID",
+                {"type": "string", "maxLength": 20},
+                "resume after this event id",
+                "header",
+            ),
         ),
     ),
     "token.create": Op(
@@ -332,6 +354,7 @@ OPERATIONS: dict[str, Op] = {
             Param("since", {"type": "string", "format": "date-time"}, "from this time on"),
             Param("until", {"type": "string", "format": "date-time"}, "up to this time"),
             _LIMIT,
+            _CURSOR,
         ),
     ),
     "webhook.create": Op(
@@ -352,7 +375,7 @@ OPERATIONS: dict[str, Op] = {
         "A webhook's recent deliveries, newest first",
         "admin",
         _ok(s.WebhookDeliveryListOut),
-        params=(_LIMIT,),
+        params=(_LIMIT, _CURSOR),
         path={"id": DEPLOYMENT_ID},
         errors=(404,),
     ),

@@ -62,6 +62,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/v1/hosts/{name}/uncordon", hosts.uncordon, name="host.uncordon")
     r.add_post("/v1/hosts/{name}/drain", hosts.drain, name="host.drain")
     r.add_get("/v1/events", events.list_events, name="event.list")
+    r.add_get("/v1/events/stream", events.stream_events, name="event.stream")
     r.add_post("/v1/tokens", tokens.create_token, name="token.create")
     r.add_get("/v1/tokens", tokens.list_tokens, name="token.list")
     r.add_delete("/v1/tokens/{name}", tokens.revoke_token, name="token.revoke")

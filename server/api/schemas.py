@@ -731,12 +731,14 @@ class ReleaseListOut(BaseModel):
     """GET /v1/apps/{app}/releases: newest first."""
 
     releases: list[ReleaseOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page
 
 
 class DeploymentListOut(BaseModel):
     """GET /v1/deployments: newest first."""
 
     deployments: list[DeploymentOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page
 
 
 class SecretSetOut(BaseModel):
@@ -757,10 +759,11 @@ class HostListOut(BaseModel):
     """GET /v1/hosts."""
 
     hosts: list[HostOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page
 
 
 class EventOut(BaseModel):
-    """One event: what happened, to what, and who did it."""
+    """One event of the log (GET /v1/events, and each `data` of GET /v1/events/stream)."""
 
     id: int
     at: dt.datetime
@@ -776,12 +779,14 @@ class EventListOut(BaseModel):
     """GET /v1/events: newest first."""
 
     events: list[EventOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page
 
 
 class TokenListOut(BaseModel):
     """GET /v1/tokens."""
 
     tokens: list[TokenOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page
 
 
 class AuditOut(BaseModel):
@@ -803,6 +808,7 @@ class AuditListOut(BaseModel):
     """GET /v1/audit: newest first."""
 
     audit: list[AuditOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page
 
 
 class WebhookListOut(BaseModel):
@@ -815,3 +821,7 @@ class WebhookDeliveryListOut(BaseModel):
     """GET /v1/webhooks/{id}/deliveries: newest first."""
 
     deliveries: list[WebhookDeliveryOut]
+    next_cursor: str | None = None  # the next page's `cursor`; null on the last page
+
+
+EventsOut = EventListOut  # the name the event stream's code uses

@@ -16,6 +16,7 @@ from aiohttp import web
 from server.api.audit import TARGET
 from server.api.auth import require
 from server.api.body import read_body
+from server.api.pages import next_cursor, page_str
 from server.api.schemas import TOKEN_NAME, TokenCreated, TokenIn, TokenOut
 from server.db import store, tokens
 from server.db.models import Token
@@ -63,12 +64,19 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
-    """GET /v1/tokens: every token's name, scopes, apps, times; never a token."""
+    """GET /v1/tokens[?limit=N&cursor=C]: tokens by name (all when no limit is given): name,
+    scopes, apps, times; never a token."""
     await require(request, "admin")
+    page = page_str(request, None)
     async with request.app[SESSIONS]() as session:
-        rows = await tokens.list_all(session)
+        rows = await tokens.list_all(session, page.limit, page.after)
     now = store.now()
-    return web.json_response({"tokens": [token_out(r, now).model_dump(mode="json") for r in rows]})
+    return web.json_response(
+        {
+            "tokens": [token_out(r, now).model_dump(mode="json") for r in rows],
+            "next_cursor": next_cursor(rows, page.limit, lambda t: t.name),
+        }
+    )
 
 
 async def revoke_token(request: web.Request) -> web.Response:

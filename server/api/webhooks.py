@@ -8,6 +8,7 @@ from server.api.audit import TARGET
 from server.api.auth import require
 from server.api.body import read_body
 from server.api.deployments import MAX_ID
+from server.api.pages import next_cursor, page_int
 from server.api.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut
 from server.db import webhooks as db
 from server.db.models import Webhook, WebhookDelivery
@@ -54,13 +55,6 @@ def _id(request: web.Request) -> int:
     return number
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise Invalid("limit must be 1-1000", [FieldError("limit", "must be 1-1000")])
-    return int(raw)
-
-
 async def create_webhook(request: web.Request) -> web.Response:
     """POST /v1/webhooks: subscribe a URL to events; answers without the secret."""
     caller = await require(request, "admin")
@@ -103,14 +97,18 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    """GET /v1/webhooks/{id}/deliveries[?limit=N]: newest first."""
+    """GET /v1/webhooks/{id}/deliveries[?limit=N&cursor=C]: newest first, a page at a time."""
     await require(request, "admin")
     webhook_id = _id(request)
-    limit = _limit(request)
+    page = page_int(request, 100)
+    limit = page.limit or 100
     async with request.app[SESSIONS]() as session:
         if await db.get_webhook(session, webhook_id) is None:
             raise NotFound(f"webhook {webhook_id} does not exist", "id")
-        rows = await db.list_deliveries(session, webhook_id, limit)
+        rows = await db.list_deliveries(session, webhook_id, limit, page.after)
     return web.json_response(
-        {"deliveries": [delivery_out(r).model_dump(mode="json") for r in rows]}
+        {
+            "deliveries": [delivery_out(r).model_dump(mode="json") for r in rows],
+            "next_cursor": next_cursor(rows, limit, lambda r: r.id),
+        }
     )

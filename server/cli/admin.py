@@ -16,7 +16,7 @@ import re
 import sys
 from typing import Any
 
-from server.cli import api, client
+from server.cli import api, client, config, output, show
 
 COMMANDS = {
     "token": "manage API tokens: create, list, revoke (scope admin)",
@@ -32,6 +32,10 @@ def _duration(value: str) -> int:
     if match is None:
         raise argparse.ArgumentTypeError(f"{value!r}: seconds, or a number with s, m, h or d")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    config.add_flags(p)  # --server, --token, --context, -o
 
 
 def add_commands(sub: Any) -> None:
@@ -54,13 +58,11 @@ def add_commands(sub: Any) -> None:
         metavar="DURATION",
         help="expire after this long: seconds, or 30m, 12h, 90d (default: never)",
     )
-    api.add_connection_flags(a)
-    api.add_connection_flags(
-        actions.add_parser("list", help="list tokens (never the tokens themselves)")
-    )
+    _connection(a)
+    _connection(actions.add_parser("list", help="list tokens (never the tokens themselves)"))
     r = actions.add_parser("revoke", help="revoke a token: refused from now on")
     r.add_argument("name")
-    api.add_connection_flags(r)
+    _connection(r)
 
     p = sub.add_parser("host", help=COMMANDS["host"])
     actions = p.add_subparsers(dest="host_command", required=True, metavar="ACTION")
@@ -69,7 +71,7 @@ def add_commands(sub: Any) -> None:
     a.add_argument(
         "--label", action="append", default=[], metavar="K=V", help="a label, repeatable"
     )
-    api.add_connection_flags(a)
+    _connection(a)
     a.add_argument(
         "--data-dir",
         default=None,
@@ -80,16 +82,14 @@ def add_commands(sub: Any) -> None:
         default=None,
         help="register directly in this database instead (no server needed)",
     )
-    api.add_connection_flags(
-        actions.add_parser("list", help="list hosts and their agents' connections")
-    )
+    _connection(actions.add_parser("list", help="list hosts and their agents' connections"))
     r = actions.add_parser("rotate-token", help="give a host a new token; cuts its agent off")
     r.add_argument("name")
-    api.add_connection_flags(r)
+    _connection(r)
     for action, what in _LIFECYCLE.items():
         r = actions.add_parser(action, help=what)
         r.add_argument("name")
-        api.add_connection_flags(r)
+        _connection(r)
     r = actions.add_parser(
         "rm", help="remove a drained host (or one no app is assigned to); cuts its agent off"
     )
@@ -99,7 +99,7 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="remove it even if apps are still assigned to it (their containers keep running)",
     )
-    api.add_connection_flags(r)
+    _connection(r)
 
 
 _LIFECYCLE = {
@@ -124,11 +124,8 @@ def local(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Run one admin command against the server; return the exit code."""
-    token = args.token or client.default_token()
-    if not token:
-        print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
-        return 2
     try:
+        args.server, token = client.connect(args)
         if args.command == "token":
             return _token(args, token)
         return _host(args, token)
@@ -151,6 +148,9 @@ def _token(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(api.server_of(args), token, "POST", "/v1/tokens", body)
         if status != 201:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)  # the token too: a script asked for it
+            return 0
         apps = ", ".join(answer["apps"]) if answer["apps"] else "every app"
         expires = answer["expires_at"] or "never"
         print(
@@ -163,23 +163,26 @@ def _token(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(api.server_of(args), token, "GET", "/v1/tokens")
         if status != 200:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)
+            return 0
         rows = [
             [
                 t["name"],
                 ",".join(t["scopes"]),
                 ",".join(t["apps"]) if t["apps"] else "*",
-                t["created_at"][:19],
-                (t["last_used_at"] or "-")[:19],
+                output.when(t["created_at"]),
+                output.when(t["last_used_at"]),
                 (t["expires_at"] or "never")[:19] + (" (expired)" if t["expired"] else ""),
             ]
             for t in answer["tokens"]
         ]
-        _table(["NAME", "SCOPES", "APPS", "CREATED", "LAST USED", "EXPIRES"], rows)
+        output.table(["NAME", "SCOPES", "APPS", "CREATED", "LAST USED", "EXPIRES"], rows)
         return 0
     status, answer = api.call(api.server_of(args), token, "DELETE", f"/v1/tokens/{args.name}")
     if status != 204:
         return api.report_problem(status, answer)
-    print(f"Revoked token {args.name!r}")
+    _done(args, {"revoked": args.name}, f"Revoked token {args.name!r}")
     return 0
 
 
@@ -197,6 +200,9 @@ def _host(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(api.server_of(args), token, "POST", "/v1/hosts", body)
         if status != 201:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)
+            return 0
         print(f"Registered host {args.name!r}. Its token (shown once):")
         print(answer["token"])
         return 0
@@ -204,23 +210,19 @@ def _host(args: argparse.Namespace, token: str) -> int:
         status, answer = api.call(api.server_of(args), token, "GET", "/v1/hosts")
         if status != 200:
             return api.report_problem(status, answer)
-        rows = [
-            [
-                h["name"],
-                ",".join(f"{k}={v}" for k, v in sorted(h["labels"].items())) or "-",
-                h["status"] + (" (cordoned)" if h.get("cordoned") else ""),
-                (h["last_seen"] or "-")[:19],
-                h["agent_version"] or "-",
-            ]
-            for h in answer["hosts"]
-        ]
-        _table(["NAME", "LABELS", "STATUS", "LAST SEEN", "AGENT"], rows)
+        if args.output == "json":
+            output.emit_json(answer)
+        else:
+            show.print_hosts(answer["hosts"])
         return 0
     if action == "rotate-token":
         path = f"/v1/hosts/{args.name}/token"
         status, answer = api.call(api.server_of(args), token, "POST", path)
         if status != 201:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)
+            return 0
         print(f"New token for host {args.name!r}; its agent was disconnected. (shown once):")
         print(answer["token"])
         return 0
@@ -240,11 +242,13 @@ def _host(args: argparse.Namespace, token: str) -> int:
     status, answer = api.call(api.server_of(args), token, "DELETE", path)
     if status != 204:
         return api.report_problem(status, answer)
-    print(f"Removed host {args.name!r}")
+    _done(args, {"removed": args.name}, f"Removed host {args.name!r}")
     return 0
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+def _done(args: argparse.Namespace, value: dict[str, Any], text: str) -> None:
+    """Say what a command without an answer's body did: a line, or JSON for `-o json`."""
+    if args.output == "json":
+        output.emit_json(value)
+    else:
+        print(text)

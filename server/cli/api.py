@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import re
 import ssl
 import sys
@@ -63,27 +62,6 @@ class Server:
             return client_context(self.ca)
         except TlsError as exc:
             raise UsageError(str(exc)) from None
-
-
-def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    """--server, --token and --ca, each with its env var: every client command has them."""
-    parser.add_argument(
-        "--server",
-        default=os.environ.get("FLOTILLA_SERVER", "http://127.0.0.1:8700"),
-        help="server URL (env FLOTILLA_SERVER; default %(default)s)",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("FLOTILLA_TOKEN"),
-        help="API token (env FLOTILLA_TOKEN; default: .flotilla/admin.token if readable)",
-    )
-    parser.add_argument(
-        "--ca",
-        default=os.environ.get("FLOTILLA_CA"),
-        metavar="FILE",
-        help="PEM CA certificate that signed an https:// server's certificate "
-        "(env FLOTILLA_CA; default: the system's CAs)",
-    )
 
 
 def server_of(args: argparse.Namespace) -> Server:

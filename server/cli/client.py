@@ -11,23 +11,14 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
+from server.cli import config, show
 from server.cli import deploy as deploy_cmd
-from server.cli.api import (
-    Exit,
-    Unreachable,
-    UsageError,
-    add_connection_flags,
-    app_name,
-    call,
-    report_problem,
-    server_of,
-)
+from server.cli import events as events_cmd
+from server.cli.api import Exit, Unreachable, UsageError, app_name, call, report_problem, server_of
 from server.cli.wait import LONG_POLL_SECONDS, Target, follow
 
 __all__ = ["LONG_POLL_SECONDS", "add_commands", "run"]  # LONG_POLL_SECONDS: wait.py's
@@ -36,31 +27,27 @@ COMMANDS = {
     "deploy": "deploy an app: change only what the flags name (creates a new release)",
     "rollback": "roll an app back (default: to the release that served before the current one)",
     "diff": "show what changed between two releases of an app",
-    "status": "show a deployment",
+    "status": "what runs where: an app's hosts, with release, state and ports",
+    "apps": "list apps and their current releases",
+    "deployment": "show a deployment and its hosts",
     "history": "list an app's deployments, newest first",
     "releases": "list an app's releases and their outcomes",
     "hosts": "list hosts and whether their agents are connected",
-    "events": "show the audit log",
+    "events": "show what happened (deployments, hosts, drift); --follow streams",
     "pause": "pause a deployment (no new batch starts)",
     "resume": "resume a paused deployment",
     "promote": "promote a deployment's canaries to the rest of the hosts",
     "cancel": "cancel a deployment after its current batch (no rollback)",
 }
 HISTORY_LIMIT = 20
+EVENTS_LIMIT = 20
 
 
 def add_commands(sub: Any) -> None:
     """Add a subcommand, with its flags, for each of COMMANDS to `sub` (argparse subparsers)."""
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text)
-        add_connection_flags(p)
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=("text", "json"),
-            default="text",
-            help="text for people, json for scripts (default %(default)s)",
-        )
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        config.add_flags(p)
         if name == "deploy":
             deploy_cmd.add_arguments(p)
         if name == "rollback":
@@ -85,25 +72,40 @@ def add_commands(sub: Any) -> None:
             p.add_argument("app", type=app_name)
             p.add_argument("a", nargs="?", type=int, metavar="A", help="from release A")
             p.add_argument("b", nargs="?", type=int, metavar="B", help="to release B")
-        if name in ("status", "pause", "resume", "promote", "cancel"):
-            p.add_argument("deployment", type=int)
+        if name == "status":
+            p.add_argument(
+                "target",
+                type=show.app_or_id,
+                metavar="APP",
+                help="the app; a number is taken as a deployment id, as `flotilla deployment "
+                "ID` (for compatibility with older versions)",
+            )
+        if name in ("deployment", "pause", "resume", "promote", "cancel"):
+            p.add_argument("deployment", type=show.deployment_id, metavar="ID")
         if name in ("history", "releases"):
             p.add_argument("app", type=app_name)
-        if name == "history":
+        if name in ("history", "events"):
+            default = HISTORY_LIMIT if name == "history" else EVENTS_LIMIT
             p.add_argument(
-                "--limit", type=int, default=HISTORY_LIMIT, help="at most N (default %(default)s)"
+                "--limit",
+                type=show.limit,
+                default=default,
+                help="at most N, 1-1000 (default %(default)s)",
             )
         if name == "events":
-            p.add_argument("--app", type=app_name)
+            p.add_argument("--app", type=app_name, help="only this app's events")
+            p.add_argument(
+                "--follow",
+                "-f",
+                action="store_true",
+                help="then stream new events as they happen, until Ctrl-C",
+            )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one client command against the server; return the exit code."""
-    token = args.token or default_token()
-    if not token:
-        print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
-        return Exit.USAGE
     try:
+        args.server, token = connect(args)
         return _run(args, token)
     except UsageError as exc:
         print(f"flotilla {args.command}: {exc}", file=sys.stderr)
@@ -145,26 +147,9 @@ def _run(args: argparse.Namespace, token: str) -> int:
         return _started(args, token, answer)
     if args.command == "diff":
         return deploy_cmd.diff(server_of(args), token, args)
-    method, path = _route(args)
-    status, answer = call(server_of(args), token, method, path)
-    if status >= 400:
-        return report_problem(status, answer)
-    print(json.dumps(answer, indent=2))
-    return Exit.OK
-
-
-def _route(args: argparse.Namespace) -> tuple[str, str]:
-    if args.command == "status":
-        return "GET", f"/v1/deployments/{args.deployment}"
-    if args.command in ("pause", "resume", "promote", "cancel"):
-        return "POST", f"/v1/deployments/{args.deployment}/{args.command}"
-    if args.command == "history":
-        return "GET", f"/v1/deployments?app={args.app}&limit={args.limit}"
-    if args.command == "releases":
-        return "GET", f"/v1/apps/{args.app}/releases"
-    if args.command == "hosts":
-        return "GET", "/v1/hosts"
-    return "GET", "/v1/events" + (f"?app={args.app}" if args.app else "")
+    if args.command == "events" and args.follow:
+        return events_cmd.follow(server_of(args), token, args)
+    return show.run(args, token)
 
 
 def _started(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> int:
@@ -196,10 +181,18 @@ def _wait_json(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> 
     return code
 
 
+def connect(args: argparse.Namespace) -> tuple[str, str]:
+    """The server and token a command uses (server/cli/config.py); UsageError without a
+    token."""
+    where = config.resolve(args)
+    args.ca = where.ca  # for server_of(args)
+    if not where.token:
+        raise UsageError(
+            "no token: pass --token, set FLOTILLA_TOKEN, or save one with `flotilla login`"
+        )
+    return where.server, where.token
+
+
 def default_token() -> str | None:
     """The admin token `flotilla dev`/`server` wrote into the data dir, if readable here."""
-    path = Path(os.environ.get("FLOTILLA_DATA_DIR", ".flotilla")) / "admin.token"
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
+    return config.default_token()

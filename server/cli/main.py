@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from agent import cli as agent_cli
-from server.cli import admin, client
+from server.cli import admin, client, login
 from server.cli import secrets as secrets_cli
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(up, listen=False)
 
     client.add_commands(sub)
+    login.add_commands(sub)
     secrets_cli.add_commands(sub, _server_flags)
     return parser
 
@@ -215,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _migrate(settings)
             print("database is at the newest revision")
             return 0
+        if args.command in ("login", "logout"):
+            return login.run(args)
         if args.command == "secret":
             return secrets_cli.run(args, settings_from)
         return client.run(args)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import urllib.error
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from server.cli import api, client
+from server.cli import api, client, config, output
 from server.config import Settings
 
 ServerFlags = Callable[..., None]
@@ -33,8 +32,8 @@ def add_commands(sub: Any, server_flags: ServerFlags) -> None:
     for name, help_text in ACTIONS.items():
         a = actions.add_parser(name, help=help_text)
         if name in ("set", "list", "rm"):
-            api.add_connection_flags(a)
-            a.add_argument("app")
+            config.add_flags(a)
+            a.add_argument("app", type=api.app_name)
         if name in ("set", "rm"):
             a.add_argument("name", help="the secret's name: an environment variable name")
         if name == "rotate-key":
@@ -50,23 +49,30 @@ def run(args: argparse.Namespace, settings_from: Callable[[argparse.Namespace], 
         return 0
     if args.secret_command == "rotate-key":
         return _rotate_key(settings_from(args))
-    token = args.token or client.default_token()
-    if not token:
-        print("flotilla: no token: pass --token or set FLOTILLA_TOKEN", file=sys.stderr)
-        return 2
     app = urllib.parse.quote(args.app, safe="")
     try:
+        args.server, token = client.connect(args)
         if args.secret_command == "list":
             status, answer = api.call(api.server_of(args), token, "GET", f"/v1/apps/{app}/secrets")
             if status >= 400:
                 return api.report_problem(status, answer)
-            print(json.dumps(answer, indent=2))
+            if args.output == "json":
+                output.emit_json(answer)
+                return 0
+            rows = [
+                [x["name"], x["version"], output.when(x.get("updated_at")), x.get("updated_by")]
+                for x in answer["secrets"]
+            ]
+            output.table(["NAME", "VERSION", "UPDATED", "BY"], rows, f"{args.app} has no secrets")
             return 0
         path = f"/v1/apps/{app}/secrets/{urllib.parse.quote(args.name, safe='')}"
         if args.secret_command == "rm":
             status, answer = api.call(api.server_of(args), token, "DELETE", path)
             if status >= 400:
                 return api.report_problem(status, answer)
+            if args.output == "json":
+                output.emit_json({"app": args.app, "name": args.name, "removed": True})
+                return 0
             print(f"secret {args.name} of {args.app} removed")
             return 0
         value = _read_value()
@@ -76,6 +82,9 @@ def run(args: argparse.Namespace, settings_from: Callable[[argparse.Namespace], 
         status, answer = api.call(api.server_of(args), token, "PUT", path, {"value": value})
         if status >= 400:
             return api.report_problem(status, answer)
+        if args.output == "json":
+            output.emit_json(answer)
+            return 0
         print(f"secret {args.name} of {args.app} set (version {answer['version']})")
         return 0
     except api.UsageError as exc:

@@ -29,9 +29,13 @@ async def read(
     since: dt.datetime | None,
     until: dt.datetime | None,
     limit: int,
+    before: int | None = None,
 ) -> Sequence[Audit]:
-    """The newest entries (at most `limit`), by actor, action and time if given."""
+    """The newest entries (at most `limit`), by actor, action and time if given, older
+    than the entry `before` if given."""
     query = select(Audit).order_by(Audit.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Audit.id < before)
     if actor is not None:
         query = query.where(Audit.actor == actor)
     if action is not None:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from server.db import webhooks
+from server.db import events, webhooks
 from server.db.models import (
     App,
     Assignment,
@@ -141,9 +141,16 @@ async def host_by_token(session: AsyncSession, token: str) -> Host | None:
     return await session.scalar(select(Host).where(Host.token_hash == hash_token(token)))
 
 
-async def list_hosts(session: AsyncSession) -> Sequence[Host]:
-    """Every host, by name."""
-    return (await session.scalars(select(Host).order_by(Host.name))).all()
+async def list_hosts(
+    session: AsyncSession, limit: int | None = None, after: str | None = None
+) -> Sequence[Host]:
+    """Every host, by name (at most `limit`, named after `after`, when given)."""
+    query = select(Host).order_by(Host.name)
+    if after is not None:
+        query = query.where(Host.name > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return (await session.scalars(query)).all()
 
 
 async def add_event(
@@ -157,6 +164,7 @@ async def add_event(
     host: str | None = None,
 ) -> None:
     """Append an event to the audit log, and queue its webhook deliveries (if published and subscribed)."""
+    session.info[events.ADDED] = True  # streams wake after the commit
     session.add(
         Event(
             kind=kind,
@@ -258,9 +266,15 @@ async def get_release(session: AsyncSession, app: App, number: int) -> Release |
     )
 
 
-async def list_releases(session: AsyncSession, app: App) -> Sequence[Release]:
-    """The app's releases, newest first."""
+async def list_releases(
+    session: AsyncSession, app: App, limit: int | None = None, before: int | None = None
+) -> Sequence[Release]:
+    """The app's releases, newest first (at most `limit`, older than `before`, if given)."""
     query = select(Release).where(Release.app_id == app.id).order_by(Release.number.desc())
+    if before is not None:
+        query = query.where(Release.number < before)
+    if limit is not None:
+        query = query.limit(limit)
     return (await session.scalars(query)).all()
 
 
@@ -323,10 +337,17 @@ async def app_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
 
 
 async def list_deployments(
-    session: AsyncSession, app: App | None, limit: int, apps: Collection[str] | None = None
+    session: AsyncSession,
+    app: App | None,
+    limit: int,
+    apps: Collection[str] | None = None,
+    before: int | None = None,
 ) -> Sequence[Deployment]:
-    """The newest deployments (at most `limit`), of one app or of all (of `apps` if given)."""
+    """The newest deployments (at most `limit`), of one app or of all (of `apps` if given),
+    older than the deployment `before` if given."""
     query = select(Deployment).order_by(Deployment.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Deployment.id < before)
     if app is not None:
         query = query.where(Deployment.app_id == app.id)
     if apps is not None:
@@ -368,22 +389,3 @@ async def set_host_token(session: AsyncSession, name: str, labels: dict[str, str
         session, EventKind.HOST_TOKEN_ROTATED, "cli", f"host {name} got a new token", host=name
     )
     return token
-
-
-async def list_events(
-    session: AsyncSession,
-    app: str | None,
-    deployment_id: int | None,
-    limit: int,
-    apps: Collection[str] | None = None,
-) -> Sequence[Event]:
-    """The newest events (at most `limit`), of an app and/or a deployment if given, of
-    `apps` only if given."""
-    query = select(Event).order_by(Event.id.desc()).limit(limit)
-    if apps is not None:
-        query = query.where(Event.app.in_(apps))
-    if app is not None:
-        query = query.where(Event.app == app)
-    if deployment_id is not None:
-        query = query.where(Event.deployment_id == deployment_id)
-    return (await session.scalars(query)).all()

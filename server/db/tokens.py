@@ -53,9 +53,16 @@ async def find(session: AsyncSession, token: str) -> Token | None:
     return await session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
 
 
-async def list_all(session: AsyncSession) -> Sequence[Token]:
-    """Every token, by name."""
-    return (await session.scalars(select(Token).order_by(Token.name))).all()
+async def list_all(
+    session: AsyncSession, limit: int | None = None, after: str | None = None
+) -> Sequence[Token]:
+    """Every token, by name (at most `limit`, named after `after`, when given)."""
+    query = select(Token).order_by(Token.name)
+    if after is not None:
+        query = query.where(Token.name > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return (await session.scalars(query)).all()
 
 
 def usable_admin(row: Token, now: dt.datetime) -> bool:

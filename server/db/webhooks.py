@@ -86,15 +86,17 @@ async def delete_webhook(session: AsyncSession, webhook_id: int) -> bool:
 
 
 async def list_deliveries(
-    session: AsyncSession, webhook_id: int, limit: int
+    session: AsyncSession, webhook_id: int, limit: int, before: int | None = None
 ) -> Sequence[WebhookDelivery]:
-    """The webhook's newest deliveries, at most `limit`."""
+    """The webhook's newest deliveries, at most `limit`, older than `before` if given."""
     query = (
         select(WebhookDelivery)
         .where(WebhookDelivery.webhook_id == webhook_id)
         .order_by(WebhookDelivery.id.desc())
         .limit(limit)
     )
+    if before is not None:
+        query = query.where(WebhookDelivery.id < before)
     return (await session.scalars(query)).all()
 
 

@@ -81,7 +81,7 @@ async def test_deploy_image_keeps_env_health_and_strategy(
     assert app["spec"]["image"] == images.v3 and app["spec"]["env"] == {"LEVEL": "3"}
     assert app["spec"]["health"]["path"] == "/health"
 
-    ran = await cli(f, "history", "web", "--limit", "2")
+    ran = await cli(f, "history", "web", "--limit", "2", "-o", "json")
     assert ran.code == 0 and len(json.loads(ran.out)["deployments"]) == 2, ran
     ran = await cli(f, "diff", "web", "2", "4")
     assert ran.code == 0, ran

@@ -309,7 +309,7 @@ async def test_all_bad_requests_leave_the_database_unchanged(flotilla: Flotilla)
     status, body = await flotilla.api.call("GET", "/v1/apps")
     assert (status, body) == (200, {"apps": []})
     status, body = await flotilla.api.call("GET", "/v1/deployments")
-    assert (status, body) == (200, {"deployments": []})
+    assert (status, body) == (200, {"deployments": [], "next_cursor": None})
     assert await row_counts(flotilla) == before
 
 

@@ -162,7 +162,11 @@ async def test_flags_make_the_spec(flotilla_sqlite: Flotilla) -> None:
         ["history", "web?x=1"],
         ["diff", "web", "x"],
         ["events", "--app", "-x-"],
-        ["status", "abc"],
+        ["status", "Abc"],
+        ["status", "0"],
+        ["deployment", "abc"],
+        ["history", "web", "--limit", "0"],
+        ["events", "--limit", "x"],
     ],
 )
 async def test_bad_arguments_of_other_commands_are_usage_errors(argv: list[str]) -> None:

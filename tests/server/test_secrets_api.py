@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
 import subprocess
 import sys
@@ -136,8 +137,14 @@ async def test_cli_set_list_rm(flotilla_sqlite: Flotilla) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "secret DB_PASSWORD of web set (version 1)"
     listed = await asyncio.to_thread(run, "list", "web")
-    assert listed.returncode == 0 and '"DB_PASSWORD"' in listed.stdout
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:2] == [
+        "DB_PASSWORD",
+        "1",
+    ]
     assert VALUE not in listed.stdout
+    as_json = await asyncio.to_thread(run, "list", "web", "-o", "json")
+    assert [s["name"] for s in json.loads(as_json.stdout)["secrets"]] == ["DB_PASSWORD"]
+    assert VALUE not in as_json.stdout
     _, body = await f.api.call("GET", "/v1/apps/web/secrets")
     assert [(s["name"], s["version"]) for s in body["secrets"]] == [("DB_PASSWORD", 1)]
 

@@ -323,7 +323,8 @@ async def test_bad_input_and_scopes(sqlite_url: str, tmp_path: Path):
         assert status == 200 and [h["id"] for h in listing["webhooks"]] == [hook["id"]]
         assert SECRET not in json.dumps(listing)
         assert (await api.call("GET", f"/v1/webhooks/{hook['id']}/deliveries"))[1] == {
-            "deliveries": []
+            "deliveries": [],
+            "next_cursor": None,
         }
         assert (await api.call("DELETE", f"/v1/webhooks/{hook['id']}"))[0] == 204
         status, problem = await api.call("DELETE", f"/v1/webhooks/{hook['id']}")
