@@ -211,7 +211,7 @@ def print_hosts(hosts: list[dict[str, Any]]) -> None:
         [
             h["name"],
             labels(h.get("labels")),
-            h["status"],
+            h["status"] + (" (cordoned)" if h.get("cordoned") else ""),
             when(h.get("last_seen")),
             h.get("agent_version"),
             h.get("docker_version"),
