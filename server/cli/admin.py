@@ -22,6 +22,7 @@ COMMANDS = {
     "token": "manage API tokens: create, list, revoke (scope admin)",
     "host": "manage hosts: add, list, rotate-token, cordon, uncordon, drain, rm "
     "(scope admin; list: read)",
+    "app": "manage apps: rm (scope admin)",
 }
 _DURATION = re.compile(r"([0-9]+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -100,6 +101,18 @@ def add_commands(sub: Any) -> None:
         help="remove it even if apps are still assigned to it (their containers keep running)",
     )
     _connection(r)
+    _app_commands(sub)
+
+
+def _app_commands(sub: Any) -> None:
+    p = sub.add_parser("app", help=COMMANDS["app"])
+    actions = p.add_subparsers(dest="app_command", required=True, metavar="ACTION")
+    r = actions.add_parser(
+        "rm",
+        help="stop and remove an app's containers on every host; its history stays",
+    )
+    r.add_argument("name", type=api.app_name)
+    _connection(r)
 
 
 _LIFECYCLE = {
@@ -128,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         args.server, token = client.connect(args)
         if args.command == "token":
             return _token(args, token)
+        if args.command == "app":
+            return _app(args, token)
         return _host(args, token)
     except api.UsageError as exc:
         print(f"flotilla: {exc}", file=sys.stderr)
@@ -135,6 +150,18 @@ def run(args: argparse.Namespace) -> int:
     except api.Unreachable as exc:
         print(f"flotilla: {exc}", file=sys.stderr)
         return api.Exit.UNREACHABLE
+
+
+def _app(args: argparse.Namespace, token: str) -> int:
+    status, answer = api.call(api.server_of(args), token, "DELETE", f"/v1/apps/{args.name}")
+    if status != 200:
+        return api.report_problem(status, answer)
+    if args.output == "json":
+        output.emit_json(answer)
+    else:
+        hosts = ", ".join(answer["removed_from"]) or "no host"
+        print(f"Removed app {args.name!r} from {hosts}; its releases and history stay")
+    return 0
 
 
 def _token(args: argparse.Namespace, token: str) -> int:

@@ -4,13 +4,15 @@ history. Against the real Docker Engine."""
 
 from __future__ import annotations
 
+import json
+
 import docker.errors
 
 from server.db import tokens
 from server.keys import SESSIONS
 from tests.conftest import Flotilla, Images
 from tests.e2e.fleet import fleet, simple
-from tests.harness import Engine, eventually
+from tests.harness import Engine, eventually, finish, start_cli
 
 
 async def _containers(engine: Engine, host: str, app: str) -> int:
@@ -105,5 +107,8 @@ async def test_delete_app_is_refused_while_a_deployment_is_under_way(
         assert status == 409 and problem["code"] == "deployment_in_progress", problem
         await f.api.call("POST", f"/v1/deployments/{d1['id']}/cancel")
         await f.api.wait(d1["id"])
-        status, _ = await f.api.call("DELETE", "/v1/apps/web")
-        assert status == 200
+        flags = ["--server", f.url, "--token", f.api.token]
+        ran = await finish(await start_cli("app", "rm", "web", *flags))
+        assert ran.code == 0 and "Removed app 'web'" in ran.out, ran
+        ran = await finish(await start_cli("app", "rm", "web", *flags, "-o", "json"))
+        assert ran.code == 0 and json.loads(ran.out)["removed_from"] == [], ran

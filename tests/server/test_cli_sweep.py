@@ -42,6 +42,7 @@ ARGS: dict[str, list[str]] = {
     "host cordon": ["web-9"],
     "host uncordon": ["web-9"],
     "host drain": ["web-9"],
+    "app rm": ["web"],
     "secret set": ["web", "DB_PASSWORD"],
     "secret list": ["web"],
     "secret rm": ["web", "DB_PASSWORD"],
