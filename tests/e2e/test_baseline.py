@@ -202,6 +202,7 @@ def test_bad_allow_list_stops_the_server(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--allowed-registries" in done.stderr, done
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the agent's part
 async def test_what_an_admin_allowed_reaches_the_container(
     flotilla: Any, images: Images, engine: Engine, docker_url: str, tmp_path: Path
 ) -> None:
@@ -227,6 +228,7 @@ async def test_what_an_admin_allowed_reaches_the_container(
         assert "no-new-privileges:true" in config["SecurityOpt"] and not config["Privileged"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the agent's part
 async def test_a_named_volume_outlives_deploys_and_rollbacks(
     flotilla: Any, images: Images, engine: Engine, docker_url: str
 ) -> None:
@@ -269,6 +271,7 @@ async def test_a_named_volume_outlives_deploys_and_rollbacks(
     await asyncio.to_thread(engine.client.api.remove_volume, f"flotilla-{app}-data", True)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the agent's part
 async def test_two_apps_on_one_network_reach_each_other_by_name(
     flotilla: Any, images: Images, engine: Engine, docker_url: str
 ) -> None:

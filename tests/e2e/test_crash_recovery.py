@@ -157,6 +157,8 @@ async def _connected(api: Api) -> bool:
     return [h["status"] for h in hosts["hosts"]] == ["connected"]
 
 
+# restarts of the server and its agent: nothing here depends on the database's kind
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_the_agent_comes_back_quickly_after_every_server_restart(
     stack: Stack, images: Images
 ):
@@ -180,6 +182,8 @@ async def test_the_agent_comes_back_quickly_after_every_server_restart(
         await api.close()
 
 
+# restarts of the server and its agent: nothing here depends on the database's kind
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_server_down_past_the_healthy_deadline_fails_no_release(
     stack: Stack, images: Images, engine: Engine
 ):
