@@ -284,6 +284,7 @@ async def test_disconnected_host_fails_the_deployment(
                     "healthy_deadline": 3,
                     "auto_rollback": False,
                     "reconnect_grace": 0,
+                    "disconnected": "wait",  # not skipped: its absence is to fail the rollout
                 },
             ),
         )
