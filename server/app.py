@@ -99,10 +99,10 @@ def create_app(settings: Settings) -> web.Application:
     app[OUTAGE] = Outage()
     app[READ_CACHE] = read_cache
     app[TOKENS] = TokenCache()
-    app[AUDIT] = AuditLog(sessions, metrics.audit_dropped)
+    app[AUDIT] = AuditLog(sessions, metrics.audit_dropped, turns)
     app[DELIVERER] = Deliverer(sessions)
     webhooks.wake_after_commit(sessions, app[DELIVERER].wake.set)
-    app[EVENT_FEED] = EventFeed(sessions)
+    app[EVENT_FEED] = EventFeed(sessions, turns)
     events.wake_after_commit(sessions, app[EVENT_FEED].wake.set)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)

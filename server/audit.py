@@ -23,12 +23,14 @@ from server.db import audit as db
 from server.db import tokens
 from server.db.session import Sessions
 from server.loops import log_failure, unit_of_work, wait_set
+from server.turns import Turns, Work
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 10_000  # unwritten entries held at most (a database outage, a flood)
 GATHER_SECONDS = 0.05  # a moment to gather a burst into one transaction
 IDLE_SECONDS = 5.0
+MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write yields to each phase before it (server.turns)
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ class Entry:
 class AuditLog:
     """Queues audit entries and tokens' last use; `run()` writes them in batches."""
 
-    def __init__(self, sessions: Sessions, dropped: Counter) -> None:
+    def __init__(self, sessions: Sessions, dropped: Counter, turns: Turns) -> None:
         self.sessions = sessions
         self.dropped = dropped
+        self.turns = turns
         self._entries: list[Entry] = []
         self._used: dict[int, dt.datetime] = {}
         self._wake = asyncio.Event()
@@ -75,6 +78,7 @@ class AuditLog:
             while True:
                 await wait_set(self._wake, IDLE_SECONDS)
                 await asyncio.sleep(GATHER_SECONDS)
+                await self.turns.wait(Work.WRITES, MAX_WRITE_DEFER_SECONDS)
                 try:
                     await unit_of_work(self.write())
                 except Exception as exc:

@@ -33,9 +33,11 @@ from server.db import events, store
 from server.db.models import Event
 from server.db.session import Sessions
 from server.loops import log_failure, wait_set
+from server.turns import Turns, Work
 
 log = logging.getLogger(__name__)
 
+STREAM_DEFER_SECONDS = 0.25  # how long a read yields to a controller pass (server.turns)
 POLL_SECONDS = 2.0  # only for other replicas' events: this process's own commits wake it
 LATE_IDS = 1000  # how far below the newest id read a late commit is looked for ...
 LATE_SECONDS = 10.0  # ... among events written this recently (transactions are short)
@@ -104,8 +106,11 @@ class Subscription:
 class EventFeed:
     """Reads new events once for all stream clients of this process and fans them out."""
 
-    def __init__(self, sessions: Sessions, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, sessions: Sessions, turns: Turns, poll_seconds: float = POLL_SECONDS
+    ) -> None:
         self._sessions = sessions
+        self._turns = turns
         self._poll = poll_seconds
         self._subs: set[Subscription] = set()
         self._after: int | None = None  # the newest event read; None while nobody listens
@@ -174,6 +179,7 @@ class EventFeed:
             # sets `wake` at that moment, and this loop never stopped (a hang, once in 3 runs
             # of tests/server/test_agent_door.py)
             await wait_set(self.wake, self._poll)
+            await self._turns.wait(Work.STREAM, STREAM_DEFER_SECONDS)
             self.wake.clear()
             try:
                 await self.run_once()

@@ -19,7 +19,9 @@ each phase listed for it in WAITS_FOR, in order, `max_wait` at most each (a writ
 waited out a pass still waits for the answer to an end):
 
 - `Work.NEXT_PASS`, the controller's pass after one that assigned hosts: PUSHING;
-- `Work.WRITES`, statuses' and reports' writes: JUDGING, then ANSWERING;
+- `Work.WRITES`, statuses', reports' and the audit trail's writes: JUDGING, then ANSWERING;
+- `Work.STREAM`, the event feed's read for `GET /v1/events/stream` clients: JUDGING (a
+  pass's own events are read once it is over);
 - `Work.METRICS`, the fleet gauges' refresh (it reads every host): ROLLING, then ANSWERING;
 - `Work.COLLECT`, the garbage collector's catch-up (server.gc_tuning): ROLLING, then
   ANSWERING; while ROLLING, young collections are put off (`until_begins`).
@@ -53,6 +55,7 @@ class Work(Enum):
 
     NEXT_PASS = "next_pass"
     WRITES = "writes"
+    STREAM = "stream"
     METRICS = "metrics"
     COLLECT = "collect"
 
@@ -60,6 +63,7 @@ class Work(Enum):
 WAITS_FOR: dict[Work, tuple[Phase, ...]] = {
     Work.NEXT_PASS: (Phase.PUSHING,),
     Work.WRITES: (Phase.JUDGING, Phase.ANSWERING),
+    Work.STREAM: (Phase.JUDGING,),
     Work.METRICS: (Phase.ROLLING, Phase.ANSWERING),
     Work.COLLECT: (Phase.ROLLING, Phase.ANSWERING),
 }
