@@ -6,10 +6,10 @@ import contextlib
 
 from aiohttp import web
 
+from server.api.answers import AppListOut, AppRemovedOut, AppSummaryOut, ReleaseListOut
 from server.api.auth import confine, require
 from server.api.deployments import app_name
 from server.api.pages import next_cursor, page_int
-from server.api.schemas import AppListOut, AppRemovedOut, AppSummaryOut, ReleaseListOut
 from server.api.views import app_out, release_out
 from server.db import rollouts, store
 from server.errors import Conflict, NotFound

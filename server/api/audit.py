@@ -20,9 +20,9 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.api.answers import AuditListOut, AuditOut
 from server.api.auth import ACTOR, require
 from server.api.pages import next_cursor, page_int
-from server.api.schemas import AuditListOut, AuditOut
 from server.audit import Entry
 from server.db import audit as db
 from server.db.store import as_utc

@@ -26,9 +26,9 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from server.api.answers import ProblemOut
 from server.api.operations import OPERATIONS, PATH_PARAMS, Op
 from server.api.problems import PROBLEM_JSON
-from server.api.schemas import ProblemOut
 from server.errors import NotFound
 
 _REF = "#/components/schemas/{model}"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from server.api import answers as a
 from server.api import schemas as s
 from server.secrets import MAX_NAME as MAX_SECRET_NAME
 
@@ -83,8 +84,8 @@ _IDEMPOTENCY = Param(
 )
 
 OPERATIONS: dict[str, Op] = {
-    "healthz": Op("The process is up", "public", _ok(s.StatusOut)),
-    "readyz": Op("The database answers", "public", _ok(s.StatusOut)),
+    "healthz": Op("The process is up", "public", _ok(a.StatusOut)),
+    "readyz": Op("The database answers", "public", _ok(a.StatusOut)),
     "metrics": Op(
         "Prometheus metrics",
         "public",
@@ -103,7 +104,7 @@ OPERATIONS: dict[str, Op] = {
         path={"file": {"type": "string"}},
         errors=(404,),
     ),
-    "app.list": Op("Apps (a confined token sees its own)", "read", _ok(s.AppListOut)),
+    "app.list": Op("Apps (a confined token sees its own)", "read", _ok(a.AppListOut)),
     "app.get": Op(
         "An app: its current release, spec, and what runs on each host",
         "read",
@@ -113,12 +114,12 @@ OPERATIONS: dict[str, Op] = {
     "app.remove": Op(
         "Stop and remove the app's containers on every host; its history is kept",
         "admin",
-        _ok(s.AppRemovedOut),
+        _ok(a.AppRemovedOut),
         errors=(404, 409),
         description="409 `deployment_in_progress` while one of its deployments is under way.",
     ),
     "release.list": Op(
-        "An app's releases, newest first", "read", _ok(s.ReleaseListOut), errors=(404,)
+        "An app's releases, newest first", "read", _ok(a.ReleaseListOut), errors=(404,)
     ),
     "release.diff": Op(
         "What changed from release `against` (default n-1) to release n",
@@ -153,13 +154,13 @@ OPERATIONS: dict[str, Op] = {
     "secret.list": Op(
         "An app's secrets: names and versions, never values",
         "read",
-        _ok(s.SecretListOut),
+        _ok(a.SecretListOut),
         errors=(404,),
     ),
     "secret.set": Op(
         "Set a secret: a new version each time",
         "deploy",
-        _ok(s.SecretSetOut),
+        _ok(a.SecretSetOut),
         body=(s.SecretIn,),
         path={"name": SECRET},
     ),
@@ -173,7 +174,7 @@ OPERATIONS: dict[str, Op] = {
     "deployment.list": Op(
         "Deployments, newest first",
         "read",
-        _ok(s.DeploymentListOut),
+        _ok(a.DeploymentListOut),
         params=(Param("app", APP, "only this app's"), _LIMIT, _CURSOR),
         errors=(404,),
     ),
@@ -216,7 +217,7 @@ OPERATIONS: dict[str, Op] = {
         _ok(s.DeploymentOut),
         errors=(404, 409),
     ),
-    "host.list": Op("Hosts, and whether each agent is connected", "read", _ok(s.HostListOut)),
+    "host.list": Op("Hosts, and whether each agent is connected", "read", _ok(a.HostListOut)),
     "host.add": Op(
         "Register a host: its token is in this answer only",
         "admin",
@@ -300,7 +301,7 @@ OPERATIONS: dict[str, Op] = {
     "event.list": Op(
         "Events, newest first",
         "read",
-        _ok(s.EventListOut),
+        _ok(a.EventListOut),
         params=(
             Param("app", APP, "only this app's"),
             Param("deployment", DEPLOYMENT_ID, "only this deployment's"),
@@ -334,7 +335,7 @@ OPERATIONS: dict[str, Op] = {
         errors=(409,),
     ),
     "token.list": Op(
-        "Tokens: names, scopes, apps and times, never a token", "admin", _ok(s.TokenListOut)
+        "Tokens: names, scopes, apps and times, never a token", "admin", _ok(a.TokenListOut)
     ),
     "token.revoke": Op(
         "Revoke a token",
@@ -347,7 +348,7 @@ OPERATIONS: dict[str, Op] = {
     "audit.list": Op(
         "The audit trail, newest first",
         "admin",
-        _ok(s.AuditListOut),
+        _ok(a.AuditListOut),
         params=(
             Param("actor", {"type": "string"}, "only this token's calls"),
             Param("action", {"type": "string"}, "only this route's calls, such as token.create"),
@@ -363,7 +364,7 @@ OPERATIONS: dict[str, Op] = {
         (Answer(201, "Created", s.WebhookOut),),
         body=(s.WebhookIn,),
     ),
-    "webhook.list": Op("Webhooks", "admin", _ok(s.WebhookListOut)),
+    "webhook.list": Op("Webhooks", "admin", _ok(a.WebhookListOut)),
     "webhook.delete": Op(
         "Stop sending to a webhook; its pending deliveries are dropped",
         "admin",
@@ -374,7 +375,7 @@ OPERATIONS: dict[str, Op] = {
     "webhook.deliveries": Op(
         "A webhook's recent deliveries, newest first",
         "admin",
-        _ok(s.WebhookDeliveryListOut),
+        _ok(a.WebhookDeliveryListOut),
         params=(_LIMIT, _CURSOR),
         path={"id": DEPLOYMENT_ID},
         errors=(404,),

@@ -6,10 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from server import secrets
+from server.api.answers import SecretSetOut
 from server.api.auth import confine, require
 from server.api.body import read_body
 from server.api.deployments import app_name
-from server.api.schemas import SecretIn, SecretOut, SecretSetOut
+from server.api.schemas import SecretIn, SecretOut
 from server.keys import SECRET_BOX, SESSIONS
 
 

@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from server.api.answers import ProblemOut
 from server.api.openapi import document
-from server.api.schemas import DeploymentIn, HostOut, ProblemOut
+from server.api.schemas import DeploymentIn, HostOut
 from server.app import create_app
 from server.config import Settings
 from tests.conftest import Flotilla
