@@ -1,8 +1,9 @@
 """Request and response bodies, each defined once as a typed pydantic model.
 
-The same models validate input (unknown fields rejected, strict types) and, later, generate
-the published OpenAPI document. That is why every body of the API is in this one module,
-though it is past 400 lines: the document's one source.
+The same models validate input (unknown fields rejected, strict types) and generate the
+published OpenAPI document. Past 400 lines because every body a handler validates or answers
+through is here, the document's one source; the answers handlers build as plain values are
+described in server/api/answers.py.
 """
 
 from __future__ import annotations
