@@ -25,6 +25,9 @@ format bench/common.py renders, and bench/RESULTS.md is rebuilt from bench/resul
 A metric's value in one run is that run's median of it; "A median" is the median of those
 over the rounds. B/A is the ratio of the two medians; the per-round ratios are in ab.json
 and in the recorded result.
+
+(Over 400 lines: the runner, its worktrees and the gate's verdicts are one procedure read top
+to bottom; splitting it would scatter the order of a round across files.)
 """
 
 from __future__ import annotations

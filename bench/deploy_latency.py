@@ -3,6 +3,9 @@
 One host (`flotilla dev`: server and agent in one process, SQLite), one replica, an image
 already present on the engine (no pull on either side). Floor and Flotilla runs alternate, and
 which of the two goes first alternates too, so both share the machine's noise.
+
+(Over 400 lines: one experiment read top to bottom, its processes, runs, milestones and
+report; the shared parts live in bench/common.py.)
 """
 
 from __future__ import annotations

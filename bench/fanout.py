@@ -9,6 +9,9 @@ works). Then the same deploys again with a fresh server and N lean hosts
 the server's RSS per connected agent; the server's CPU while N agents idle (heartbeats).
 The floor: `bench.transport_floor`, a bare aiohttp WebSocket server pushing a message of the
 same size to N clients (another process) and waiting for one reply from each.
+
+(Over 400 lines: one experiment read top to bottom, its processes, runs, profiles and
+report; the shared parts live in bench/common.py, the simulated hosts in their own modules.)
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ already present on the engine.
    automatic rollback deployment succeeded and release A answers. Once with the default
    start-first order (A never stops) and once with stop-first (A is stopped first, so the
    rollback restarts it).
+
+(Over 400 lines: one experiment read top to bottom, its processes, runs, milestones and
+report; the shared parts live in bench/common.py.)
 """
 
 from __future__ import annotations
