@@ -16,7 +16,6 @@ read-only copy of a deployment's rows valid while its `targets_version` is uncha
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from collections import defaultdict
@@ -26,15 +25,15 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agent.protocol import Status
 from server.db import rollouts, store
 from server.db.models import App, Deployment
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work
 from server.metrics import Metrics
-from server.rollout import endings
-from server.rollout.judgement import Wanted, evidence
-from server.rollout.planner import Strategy, View, plan_rollout, skipped_at_start
-from server.rollout.planner import Target as Planned
+from server.rollout import endings, steps
+from server.rollout.judgement import Wanted
+from server.rollout.planner import Strategy, View, plan_rollout
 from server.rollout.targets import Judged, Targets, replaced, seconds_of
 from server.rollout.wakeups import Wakeups
 from server.states import (
@@ -42,7 +41,6 @@ from server.states import (
     UNDER_WAY,
     DeploymentStatus,
     EventKind,
-    TargetState,
     ended,
     started,
 )
@@ -54,7 +52,6 @@ log = logging.getLogger(__name__)
 # After a pass that assigned hosts, the next one waits (this long at most) until the hub has
 # sent them their desired state: no host can report on an assignment before it hears of it.
 PUSH_WAIT_SECONDS = 1.0
-AWAY = "host disconnected when the deployment started: skipped"
 
 
 class Hosts(Protocol):
@@ -217,19 +214,9 @@ class Controller:
         as this pass leaves them)."""
         picked, _ = await rollouts.target_hosts(session, deployment)
         at = store.now()
-        skipped = skipped_at_start(
-            Strategy.from_dict(deployment.strategy),
-            # only away hosts can be skipped: no object per connected host of a fan-out
-            (self._present(n, seen) for _, n, _, seen in picked if not self.hosts.presence(n)[0]),
-            at.timestamp(),
-            self.resumed_at,
+        skipped = steps.away_at_start(
+            picked, deployment.strategy, self.hosts.presence, at.timestamp(), self.resumed_at
         )
-        rows = [
-            store.Target(host_id, name, TargetState.PENDING, previous, None, {}, None, at)
-            if name not in skipped
-            else store.Target(host_id, name, TargetState.SKIPPED, previous, AWAY, {}, None, at)
-            for host_id, name, previous, _ in picked
-        ]
         deployment.status = DeploymentStatus.RUNNING
         deployment.started_at = at
         await store.add_event(
@@ -240,15 +227,8 @@ class Controller:
             app=app.name,
             deployment_id=deployment.id,
         )
+        rows = steps.first_rows(picked, skipped, at)
         return await self._keep(session, app, deployment, Targets.of(-1, rows))
-
-    def _present(self, name: str, last_seen: dt.datetime | None) -> Planned:
-        """A host as `skipped_at_start` sees it: connected, or away since when (since it
-        was last seen, if it went away before this process started)."""
-        connected, since = self.hosts.presence(name)
-        if not connected and since is None:
-            since = seconds_of(last_seen)
-        return Planned(name=name, state=TargetState.PENDING, connected=connected, since=since)
 
     async def _keep(
         self, session: AsyncSession, app: App, deployment: Deployment, targets: Targets
@@ -284,16 +264,7 @@ class Controller:
         targets = kept.targets
         now = store.now()
         step = plan_rollout(await self._view(session, deployment, kept, news), now.timestamp())
-        changes: dict[str, dict[str, object]] = {}  # host -> the columns of its row that change
-        for name, (state, error) in step.host_states.items():
-            changes[name] = {"state": state, "error": error, "updated_at": now}
-            if state == TargetState.FAILED:  # the evidence is the host's last status
-                seen = self.statuses.latest(name)
-                last = seen.status if seen is not None else None
-                found = evidence(last, app.name, deployment.release)
-                changes[name]["evidence"] = found
-        for name in step.assign:
-            changes.setdefault(name, {})["assigned_at"] = now
+        changes = steps.row_changes(step, self._latest, app.name, deployment.release, now)
         pushes.update(step.assign)
         if created or changes:
             new = {n: replaced(targets.row(n), **columns) for n, columns in changes.items()}
@@ -309,31 +280,22 @@ class Controller:
             every = len(step.assign) == len(targets.rows)  # a single batch: all of them
             ids = [] if every else [targets.row(n).host_id for n in step.assign]
             await rollouts.assign(session, ids, deployment, bump=not created, every_target=every)
-        done = [n for n, (s, _) in step.host_states.items() if s == TargetState.HEALTHY]
-        if done and not step.updating:
-            message = f"{', '.join(sorted(done))} healthy on release {deployment.release}"
-            await self._event(session, app, deployment, EventKind.BATCH_DONE, ": " + message)
+        if (done := steps.batch_done(step, deployment.release)) is not None:
+            await endings.note(session, app, deployment, EventKind.BATCH_DONE, done)
         if step.promoted:
             deployment.promoted = True
         if step.status == deployment.status:
             return False
-        if step.status == DeploymentStatus.FAILED:
-            states = {r.host_name: r.state for r in kept.targets.rows}
-            error = step.error or "failed"
-            if await endings.fail(session, self.metrics, app, deployment, error, states):
-                self.rollout_requested()
-        elif step.status in TERMINAL:
-            status = DeploymentStatus(step.status)
-            await endings.finish(session, self.metrics, app, deployment, status, step.error)
-            if step.revert:  # cancelled: hosts still pulling go back to where they were
-                pushes.update(await endings.revert(session, deployment, kept.targets, step.revert))
-            if status == DeploymentStatus.SUCCEEDED:
-                pushes.update(await endings.drop_unselected(session, app, deployment))
-                pushes.update(await endings.assign_skipped(session, deployment, kept.targets))
-        else:
+        if step.status not in TERMINAL:
             deployment.status = step.status
-            await self._event(session, app, deployment, ended(step.status), f" is {step.status}")
+            await endings.note(session, app, deployment, ended(step.status), f" is {step.status}")
             return False
+        ended_by = await endings.conclude(
+            session, self.metrics, app, deployment, step, kept.targets
+        )
+        pushes.update(ended_by.pushes)
+        if ended_by.rollback:
+            self.rollout_requested()
         self._kept.pop(deployment.id, None)
         return True
 
@@ -363,15 +325,7 @@ class Controller:
             cancel_requested=deployment.cancel_requested,
         )
 
-    async def _event(
-        self,
-        session: AsyncSession,
-        app: App,
-        deployment: Deployment,
-        kind: EventKind,
-        what: str,
-    ) -> None:
-        message = f"{deployment.kind} {deployment.id}{what}"
-        await store.add_event(
-            session, kind, "controller", message, app=app.name, deployment_id=deployment.id
-        )
+    def _latest(self, host: str) -> Status | None:
+        """What the host last reported, if anything."""
+        seen = self.statuses.latest(host)
+        return seen.status if seen is not None else None

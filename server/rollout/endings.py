@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import rollouts, store
 from server.db.models import App, Deployment
 from server.metrics import Metrics
-from server.rollout.planner import Strategy, rollback_targets
+from server.rollout.planner import Step, Strategy, rollback_targets
 from server.rollout.targets import Targets
 from server.rollout.transitions import ending, rollback_strategy, rolls_back
 from server.states import (
@@ -86,6 +87,50 @@ async def finish(
         "deployment finished app=%s deployment=%s release=%s status=%s",
         app.name, deployment.id, deployment.release, status,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What ending a deployment asks of the controller: pushes, and a rollback it created."""
+
+    pushes: frozenset[str]
+    rollback: bool
+
+
+async def conclude(
+    session: AsyncSession,
+    metrics: Metrics,
+    app: App,
+    deployment: Deployment,
+    step: Step,
+    targets: Targets,
+) -> Ended:
+    """End a deployment as the planner's `step` says (a terminal status): a failure (and
+    its automatic rollback), or a success (hosts its release no longer selects lose the app,
+    skipped hosts get it) or a cancel (hosts still pulling go back to where they were)."""
+    if step.status == DeploymentStatus.FAILED:
+        states = {r.host_name: r.state for r in targets.rows}
+        error = step.error or "failed"
+        return Ended(frozenset(), await fail(session, metrics, app, deployment, error, states))
+    status = DeploymentStatus(step.status)
+    await finish(session, metrics, app, deployment, status, step.error)
+    pushes: set[str] = set()
+    if step.revert:
+        pushes.update(await revert(session, deployment, targets, step.revert))
+    if status == DeploymentStatus.SUCCEEDED:
+        pushes.update(await drop_unselected(session, app, deployment))
+        pushes.update(await assign_skipped(session, deployment, targets))
+    return Ended(frozenset(pushes), False)
+
+
+async def note(
+    session: AsyncSession, app: App, deployment: Deployment, kind: EventKind, what: str
+) -> None:
+    """The controller's event about a deployment under way: "deploy 12" followed by `what`."""
+    message = f"{deployment.kind} {deployment.id}{what}"
+    await store.add_event(
+        session, kind, "controller", message, app=app.name, deployment_id=deployment.id
+    )
 
 
 async def drop_unselected(session: AsyncSession, app: App, deployment: Deployment) -> list[str]:
