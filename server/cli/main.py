@@ -16,10 +16,9 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from agent import cli as agent_cli
-from server.cli import admin, client, login
-from server.cli import secrets as secrets_cli
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
 from server.errors import DatabaseProblem
@@ -126,8 +125,8 @@ def _version() -> str:
         return "(not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every subcommand and flag of `flotilla`, each flag with its env var and default."""
+def _base_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """`flotilla` and its global flags, and the action its subcommands are added to."""
     parser = argparse.ArgumentParser(
         prog="flotilla", description="Deployment control plane for Docker hosts."
     )
@@ -145,7 +144,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(env FLOTILLA_LOG_FORMAT; default %(default)s)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return parser, sub
 
+
+def _agent_parser() -> argparse.ArgumentParser:
+    """`flotilla agent` alone: an agent runs for months on every host, and the client
+    commands' modules (tables, TOML, the API client) were a megabyte of its memory."""
+    parser, sub = _base_parser()
+    agent_cli.add_arguments(sub.add_parser("agent", help="run the agent of one host"))
+    return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in `argv`, past the global flags (None: none is)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--log-level", "--log-format"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and flag of `flotilla`, each flag with its env var and default."""
+    from server.cli import admin, client, login
+    from server.cli import secrets as secrets_cli
+
+    parser, sub = _base_parser()
     p = sub.add_parser("server", help="run the control plane (REST API, agent hub, rollouts)")
     _server_flags(p)
     _tls_flags(p)
@@ -197,14 +225,19 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `flotilla` entry point: run one command; return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    if _command(given) == "agent":
+        args = _agent_parser().parse_args(given)
+        configure_logging(args.log_level, args.log_format)
+        return agent_cli.run(args)
+    from server.cli import admin, client, login
+    from server.cli import secrets as secrets_cli
+
+    args = build_parser().parse_args(given)
     configure_logging(args.log_level, args.log_format)
     try:
         if args.command == "server":
             return _server(settings_from(args))
-        if args.command == "agent":
-            return agent_cli.run(args)
         if args.command == "dev":
             return _dev(settings_from(args), args)
         if args.command == "host" and admin.local(args):
