@@ -19,7 +19,9 @@ each phase listed for it in WAITS_FOR, in order, `max_wait` at most each (a writ
 waited out a pass still waits for the answer to an end):
 
 - `Work.NEXT_PASS`, the controller's pass after one that assigned hosts: PUSHING;
-- `Work.WRITES`, statuses', reports' and the audit trail's writes: JUDGING, then ANSWERING;
+- `Work.WRITES`, statuses', reports' and the audit trail's writes: JUDGING, then ROLLING,
+  then ANSWERING (on SQLite a write holds the one write lock, and a pass that wanted it
+  slept in the driver's busy handler: 20 to 70 ms of a 100-host deploy's 100);
 - `Work.STREAM`, the event feed's read for `GET /v1/events/stream` clients: JUDGING (a
   pass's own events are read once it is over);
 - `Work.METRICS`, the fleet gauges' refresh (it reads every host): ROLLING, then ANSWERING;
@@ -62,7 +64,7 @@ class Work(Enum):
 
 WAITS_FOR: dict[Work, tuple[Phase, ...]] = {
     Work.NEXT_PASS: (Phase.PUSHING,),
-    Work.WRITES: (Phase.JUDGING, Phase.ANSWERING),
+    Work.WRITES: (Phase.JUDGING, Phase.ROLLING, Phase.ANSWERING),
     Work.STREAM: (Phase.JUDGING,),
     Work.METRICS: (Phase.ROLLING, Phase.ANSWERING),
     Work.COLLECT: (Phase.ROLLING, Phase.ANSWERING),

@@ -29,7 +29,7 @@ async def test_work_waits_for_each_phase_it_yields_to(work: Work) -> None:
 
 @pytest.mark.parametrize(
     ("work", "free_of"),
-    [(Work.WRITES, Phase.ROLLING), (Work.METRICS, Phase.JUDGING), (Work.NEXT_PASS, Phase.ROLLING)],
+    [(Work.WRITES, Phase.PUSHING), (Work.METRICS, Phase.JUDGING), (Work.NEXT_PASS, Phase.ROLLING)],
 )
 async def test_work_does_not_wait_for_phases_it_does_not_yield_to(
     work: Work, free_of: Phase
