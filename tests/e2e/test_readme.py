@@ -100,7 +100,11 @@ def blocks(text: str) -> list[Block]:
             mark = NOT_RUN.match(previous.strip())
             found.append(
                 Block(
-                    start + 1, section, fence["lang"], "\n".join(body), mark["why"] if mark else None
+                    start + 1,
+                    section,
+                    fence["lang"],
+                    "\n".join(body),
+                    mark["why"] if mark else None,
                 )
             )
         i += 1
