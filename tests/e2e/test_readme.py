@@ -53,7 +53,7 @@ README = ROOT / "README.md"
 NOT_RUN = re.compile(r"^<!-- not run: (?P<why>\S.*?) -->$")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 SHELLS = {"bash", "shell", "console", "shell-session", "zsh"}  # must be `sh` (run) instead
-OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "<<", "(", ")", "$("}
+OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "<<", "(", ")"}
 FOLLOW_SECONDS = 2
 BLOCK_TIMEOUT = 120
 # Probed inside the container: an HTTP probe of the agent goes to 127.0.0.1, and the ports
@@ -305,3 +305,35 @@ def test_not_run_marks_say_why_and_precede_a_block() -> None:
             assert NOT_RUN.match(line.strip()), f"README.md:{n + 1}: write <!-- not run: WHY -->"
             after = next(x for x in lines[n + 1 :] if x.strip())
             assert FENCE.match(after), f"README.md:{n + 1}: the mark goes right above a fence"
+
+
+SAMPLE = """# Title
+## Deploying
+<!-- not run: another machine -->
+```sh
+flotilla server --listen 0.0.0.0:8700 \\
+    --tls-cert a.pem --tls-key a.key   # see TLS
+```
+
+```sh
+id=$(flotilla history web --limit 1 -o json | jq .id)
+flotilla logz web && flotilla status web   # flotilla nosuch in a comment is no command
+```
+
+```yaml
+run: flotilla deploy web --image x:1 --wait --timeout 900
+```
+"""
+
+
+def test_the_runner_reads_blocks_marks_and_commands() -> None:
+    first, second, third = blocks(SAMPLE)
+    assert (first.line, first.section, first.not_run) == (4, "Deploying", "another machine")
+    assert second.not_run is None and third.lang == "yaml"
+    assert command_lines(first.text) == [
+        ["server", "--listen", "0.0.0.0:8700", "--tls-cert", "a.pem", "--tls-key", "a.key"]
+    ]
+    assert [argv[0] for argv in command_lines(second.text)] == ["history", "logz", "status"]
+    assert missing_commands(second, subcommands()) == ["logz"]
+    assert parse_problem(command_lines(third.text)[0]) is None
+    assert "--wiat" in (parse_problem(["deploy", "web", "--wiat"]) or "")
