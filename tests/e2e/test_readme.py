@@ -243,6 +243,7 @@ async def run_block(block: Block, env: dict[str, str], work: Path) -> str | None
         await proc.wait()
         return f"still running after {BLOCK_TIMEOUT} s"
     text = out.decode(errors="replace")
+    print(f"--- {block.where()}\n{text}")  # shown when the test fails (or with -s)
     if "Traceback" in text:
         return f"printed a traceback:\n{text[-3000:]}"
     if proc.returncode != 0:
