@@ -23,7 +23,9 @@ The convention (README.md, "Contributing", says it briefly):
   commands on another machine) is marked by the line `<!-- not run: WHY -->` right above its
   fence. Other languages (`json`, `toml`, `yaml`) are not run. The `flotilla` command lines of
   not-run blocks and of `yaml` blocks (the CI jobs) are parsed by the CLI's own argument parser:
-  their commands and flags must exist. A shell block tagged anything but `sh` fails the test.
+  their commands and flags must exist. The deployment bodies (`json` under "The API") and the
+  spec file (`toml`) must pass the server's and `deploy -f`'s own checks. A shell block tagged
+  anything but `sh` fails the test.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from pathlib import Path
 
 import pytest
 
+from server.api.body import parse_body
+from server.api.schemas import DeploymentIn, DeploymentPatchIn
+from server.cli.deploy import load_spec
 from server.cli.main import build_parser
 from tests.conftest import Flotilla, Images
 from tests.harness import ROOT, Engine, agent
@@ -338,3 +343,19 @@ def test_the_runner_reads_blocks_marks_and_commands() -> None:
     assert missing_commands(second, subcommands()) == ["logz"]
     assert parse_problem(command_lines(third.text)[0]) is None
     assert "--wiat" in (parse_problem(["deploy", "web", "--wiat"]) or "")
+
+
+def test_the_readmes_deployment_bodies_and_spec_file_are_valid(tmp_path: Path) -> None:
+    """Not run, but true: the API section's JSON bodies pass the server's own body check, and
+    the spec file passes `flotilla deploy -f`'s."""
+    every = blocks(README.read_text())
+    bodies = [b for b in every if b.lang == "json" and b.section == "The API"]
+    assert len(bodies) >= 2, "the deployment body and the patch"
+    for b in bodies:
+        schema = DeploymentPatchIn if '"base"' in b.text else DeploymentIn
+        parse_body(b.text.encode(), schema)  # raises (400/422) if the README's body is wrong
+    (spec,) = [b for b in every if b.lang == "toml"]
+    path = tmp_path / "flotilla.toml"
+    path.write_text(spec.text)
+    app, doc = load_spec(path)
+    assert app == "web" and doc["image"], doc
