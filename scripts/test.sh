@@ -15,7 +15,7 @@ say() { echo "==> $*" >&2; }
 die() { echo "test.sh: $*" >&2; exit 1; }
 
 say "Debian packages"
-scripts/ensure-deps.sh docker.io busybox-static postgresql curl iproute2 prometheus docker-registry apache2-utils
+scripts/ensure-deps.sh docker.io busybox-static postgresql curl iproute2 prometheus docker-registry apache2-utils jq
 say "virtualenv"
 make --no-print-directory venv
 

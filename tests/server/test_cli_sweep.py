@@ -6,14 +6,13 @@ commands that exist."""
 from __future__ import annotations
 
 import asyncio
-import re
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from server.cli.main import build_parser
-from tests.harness import ROOT, Ran, finish, free_port, start_cli
+from tests.harness import Ran, finish, free_port, start_cli
 
 # the smallest good arguments of every client command (server-side ones are left out)
 ARGS: dict[str, list[str]] = {
@@ -118,20 +117,6 @@ async def test_no_command_prints_a_traceback(not_flotilla: str) -> None:
 
     wrong = [w for w in await asyncio.gather(*(one(*c) for c in cases)) if w]
     assert not wrong, "\n".join(wrong)
-
-
-def test_the_alert_runbooks_name_commands_that_exist() -> None:
-    rules = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
-    named = re.findall(r"`flotilla ([a-z-]+)([^`]*)`", rules)
-    assert {"status", "history"} <= {c for c, _ in named}
-    parser = build_parser()
-    for command, rest in named:
-        argv = [command, *rest.replace("{{ $labels.app }}", "web").split()]
-        if command in ("resume", "cancel", "pause", "promote") and not rest.strip():
-            argv.append("7")  # the hint names the command; a deployment id goes with it
-        if command == "rollback" and not rest.strip():
-            argv.append("web")
-        parser.parse_args(argv)  # exits 2 (SystemExit) if it does not exist or parse
 
 
 def test_status_help_says_a_number_is_a_deployment() -> None:
