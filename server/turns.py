@@ -14,9 +14,10 @@ path of work that cannot. The order, most urgent first:
 4. `ROLLING`: a rollout is under way (pending or running; a paused one is not), from the
    request that created it until a pass finds none.
 
-Background work asks for its turn with `await turns.wait(Work.X, max_wait)`, which waits for
-each phase listed for it in WAITS_FOR, in order, `max_wait` at most each (a write that
-waited out a pass still waits for the answer to an end):
+Background work asks for its turn with `await turns.wait(Work.X, max_wait)`, which waits
+until no phase listed for it in WAITS_FOR is on, `max_wait` at most for each phase in all (a
+write that waited out a pass still waits for the answer to an end, and a collection that
+waited for an answer waits for the rollout that began meanwhile):
 
 - `Work.NEXT_PASS`, the controller's pass after one that assigned hosts: PUSHING;
 - `Work.WRITES`, statuses', reports' and the audit trail's writes: JUDGING, then ROLLING,
@@ -112,9 +113,16 @@ class Turns:
         self._answering = loop.call_later(self.answer_seconds, self.end, Phase.ANSWERING)
 
     async def wait(self, work: Work, max_wait: float) -> None:
-        """Wait for `work`'s turn: each phase it yields to over, `max_wait` at most each."""
-        for phase in WAITS_FOR[work]:
-            await wait_set(self._off[phase], max_wait)
+        """Wait for `work`'s turn: every phase it yields to over at the same time (one that
+        began again while it waited for a later one is waited for again), `max_wait` at
+        most for each phase in all."""
+        phases = WAITS_FOR[work]
+        left = dict.fromkeys(phases, max_wait)
+        loop = asyncio.get_running_loop()
+        while on := [p for p in phases if not self._off[p].is_set() and left[p] > 0]:
+            began = loop.time()
+            await wait_set(self._off[on[0]], left[on[0]])
+            left[on[0]] -= loop.time() - began
 
     async def until_begins(self, phase: Phase) -> None:
         """Wait until `phase` is on."""

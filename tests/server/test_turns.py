@@ -47,6 +47,18 @@ async def test_each_wait_is_bounded_on_its_own() -> None:
     await asyncio.wait_for(asyncio.shield(waiting), 5)  # both bounds ran out, one by one
 
 
+async def test_a_phase_that_begins_again_meanwhile_is_waited_for_again() -> None:
+    turns = Turns()
+    turns.begin(Phase.ANSWERING)
+    waiting = asyncio.create_task(turns.wait(Work.COLLECT, 60))
+    assert not await settle(waiting.done)
+    turns.begin(Phase.ROLLING)  # a rollout began while the collector waited for an answer
+    turns.end(Phase.ANSWERING)
+    assert not await settle(waiting.done)
+    turns.end(Phase.ROLLING)
+    assert await settle(waiting.done)
+
+
 async def test_the_answer_to_an_end_lasts_a_while() -> None:
     turns = Turns(answer_seconds=0.05)
     turns.answer()
