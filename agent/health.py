@@ -173,28 +173,31 @@ class HealthTracker:
                 return ProbeResult(False, "command probes are not available")
             ok = await self.command_probe(inst.container_id, health.command, health.timeout)
             return ProbeResult(ok, "command exited 0" if ok else "command failed")
-        port = _published(inst, health.port)
-        if port is None:
+        published = _published(inst, health.port)
+        if published is None:
             return ProbeResult(False, f"container port {health.port} is not published")
+        address, port = published
         if health.type == "tcp":
-            return await _tcp(port, health.timeout)
-        return await self._http(port, health)
+            return await _tcp(address, port, health.timeout)
+        return await self._http(address, port, health)
 
-    async def _http(self, port: int, health: HealthSpec) -> ProbeResult:
+    async def _http(self, address: str, port: int, health: HealthSpec) -> ProbeResult:
         try:
             async with asyncio.timeout(health.timeout):
-                status = await asyncio.to_thread(_http_get, port, health.path, health.timeout)
+                status = await asyncio.to_thread(
+                    _http_get, address, port, health.path, health.timeout
+                )
         except (http.client.HTTPException, TimeoutError, OSError) as exc:
             return ProbeResult(False, f"GET {health.path}: {type(exc).__name__} {exc}")
         return ProbeResult(200 <= status < 400, f"GET {health.path}: HTTP {status}")
 
 
-def _http_get(port: int, path: str, timeout: float) -> int:
-    """GET http://127.0.0.1:port/path; the status code. Blocking: call it through a thread.
+def _http_get(address: str, port: int, path: str, timeout: float) -> int:
+    """GET http://address:port/path; the status code. Blocking: call it through a thread.
 
     The stdlib client, which the Docker SDK loads anyway: an agent that imported an async
     HTTP client for its probes alone would carry several MiB more."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"User-Agent": "flotilla-agent health probe"})
         return conn.getresponse().status
@@ -202,16 +205,22 @@ def _http_get(port: int, path: str, timeout: float) -> int:
         conn.close()
 
 
-def _published(inst: Instance, container_port: int | None) -> int | None:
+def _published(inst: Instance, container_port: int | None) -> tuple[str, int] | None:
+    """Where a probe dials the container's port: the address Docker published it on (the
+    loopback address when it listens on every one), and the host port."""
     for p in inst.ports:
         if container_port is None or p.container == container_port:
-            return p.host_port
+            return _ANY.get(p.host_ip, p.host_ip), p.host_port
     return None
 
 
-async def _tcp(port: int, limit: float) -> ProbeResult:
+# a port published on every address is probed on the loopback one of its family
+_ANY = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+async def _tcp(address: str, port: int, limit: float) -> ProbeResult:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), limit)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), limit)
     except (OSError, TimeoutError) as exc:
         return ProbeResult(False, f"tcp {port}: {type(exc).__name__} {exc}")
     writer.close()

@@ -9,9 +9,17 @@ probes it at once, so a deploy whose new instance is up at once is one pass and 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from agent.health import EARLY_PROBE_OFFSETS, FIRST_PROBE_SECONDS, HealthTracker
-from agent.protocol import Assignment, ContainerSpec, DesiredState, HealthSpec, Instance
+from agent.protocol import (
+    Assignment,
+    ContainerSpec,
+    DesiredState,
+    HealthSpec,
+    Instance,
+    PublishedPort,
+)
 from agent.reconcile import Remove, Run, Start, Stop
 from agent.runner import _ready_at_probe
 
@@ -112,3 +120,33 @@ def test_other_actions_and_unknown_releases_are_not_probed_in_their_pass() -> No
     assert not _ready_at_probe(Start("c1", "web", 1), state)  # not the assigned release
     assert not _ready_at_probe(Stop("c0", "web", 1), state)
     assert not _ready_at_probe(Remove("c0", "web", 1), state)
+
+
+def test_http_and_tcp_probes_dial_the_address_the_port_is_published_on() -> None:
+    """A port published on 127.0.0.2 (or a LAN address) is probed there, not on 127.0.0.1,
+    where nothing listens; one published on every address is probed on the loopback one."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> list[bool]:
+        server = await asyncio.start_server(answer, "127.0.0.2", 0)
+        port = server.sockets[0].getsockname()[1]
+        tracker = HealthTracker()
+        results = []
+        try:
+            for host_ip, kind in [("127.0.0.2", "http"), ("127.0.0.2", "tcp"), ("", "http")]:
+                published = (PublishedPort(container=80, host_ip=host_ip, host_port=port),)
+                inst = replace(instance(), ports=published)
+                health = HealthSpec(type=kind, port=80, path="/", timeout=2.0)
+                results.append((await tracker.probe(inst, health)).ok)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return results
+
+    # on 127.0.0.1 nothing listens on that port: the last probe fails
+    assert asyncio.run(main()) == [True, True, False]
