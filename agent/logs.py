@@ -184,7 +184,7 @@ class _Stream:
     def stop(self) -> None:
         """Stop reading and sending: close the Engine's streams, so the threads end."""
         self.stopped.set()
-        if self.task is not None:
+        if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
         with self.lock:
             feeds, self.feeds = self.feeds, []

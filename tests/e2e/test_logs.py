@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import threading
+import time
 
 import pytest
 
@@ -139,3 +140,27 @@ async def test_logs_refusals(flotilla_sqlite: Flotilla, images: Images, docker_u
         status, body = await f.api.call("GET", f"/v1/apps/chatty/logs?host={other}")
         assert (status, body["code"]) == (409, "not_on_host"), body
         assert fl.hosts  # the app's own host answered all along
+
+
+async def test_a_burst_of_output_arrives_whole_at_the_agents_rate(
+    flotilla_sqlite: Flotilla, images: Images, docker_url: str
+) -> None:
+    f = flotilla_sqlite
+    async with fleet(f, docker_url, size=1):
+        script = "i=0; while [ $i -lt 3000 ]; do echo burst-$i; i=$((i+1)); done; sleep 3600"
+        d = await f.api.deploy("burst", {"image": images.v1, "command": ["/bin/sh", "-c", script]})
+        assert (await f.api.wait(d["id"]))["status"] == "succeeded"
+
+        async def printed() -> bool | None:
+            ran = await cli(f, "logs", "burst", "--tail", "1")
+            return True if "burst-2999" in ran.out else None
+
+        await eventually(printed, timeout=30)
+        started = time.monotonic()
+        ran = await cli(f, "logs", "burst", "-o", "json")
+        took = time.monotonic() - started
+        assert ran.code == 0, ran.err
+        lines = [json.loads(line)["line"] for line in ran.out.splitlines()]
+        assert lines == [f"burst-{i}" for i in range(3000)]  # whole, in order
+        # 30 chunks of 100 lines, at most LOG_CHUNKS_PER_SECOND (10) a second
+        assert took >= 2.9, took
