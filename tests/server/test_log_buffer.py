@@ -1,6 +1,7 @@
 """A log stream's buffer on the server (`server/log_streams.py`): bounded, the oldest dropped
 when the client falls behind, and the client told how many, per host, before what follows;
-and `since` read as `docker logs --since` reads it."""
+and `since` read as `docker logs --since` reads it; the intake hands on log chunks only
+for a stream opened to its own host."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import datetime as dt
 
 import pytest
 
-from agent.protocol import LogChunk, LogEntry, LogsEnd, Message
+from agent.protocol import LogChunk, LogEntry, LogsEnd, Message, ProtocolError, encode
 from server.api.logs import since_of
+from server.intake import Intake
 from server.log_streams import MAX_BUFFERED, LogStreams
+from server.metrics import create_metrics
+from server.statuses import StatusStore
+from server.turns import Turns
 
 
 async def test_a_slow_client_loses_the_oldest_lines_and_is_told() -> None:
@@ -55,3 +60,28 @@ def test_since_reads_durations_times_and_timestamps(text: str, expected: float) 
 def test_since_refuses_anything_else(text: str) -> None:
     with pytest.raises(ValueError):
         since_of(text, dt.datetime.now().timestamp())
+
+
+async def test_the_intake_keeps_log_chunks_only_for_streams_opened_to_its_host() -> None:
+    metrics = create_metrics()
+    store = StatusStore(None, Turns())  # type: ignore[arg-type]  # nothing is written
+
+    async def send(host: str, message: Message) -> bool:
+        return True
+
+    streams = LogStreams(send)
+    tap = await streams.open("web", ["h1", "h2"], 5, None, False)
+    mine, theirs = sorted(stream for _, stream in tap.open)  # h1's, then h2's
+    intake = Intake(
+        7, "h1", store, metrics, lambda s: None, lambda e: None, lambda e: None,
+        logs=lambda message, over: streams.take("h1", message, over),
+    )  # fmt: skip
+    entry = (LogEntry("web-0", 0, 1, "", "hello"),)
+    intake.take(encode(LogChunk("h1", mine, entry)))
+    intake.take(encode(LogChunk("h1", theirs, entry)))  # h2's stream, from h1
+    intake.take(encode(LogChunk("h1", 12345, entry)))  # never opened
+    with pytest.raises(ProtocolError):  # another host's name on h1's connection
+        intake.take(encode(LogChunk("h2", theirs, entry)))
+    assert [r.get("line") for r in tap.take()] == ["hello"]
+    refused = metrics.registry.get_sample_value
+    assert refused("flotilla_agent_reports_refused_total", {"reason": "stream"}) == 2
