@@ -22,7 +22,17 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage, InvalidStatus, WebSocketException
 
-from agent.protocol import DesiredState, Hello, Message, ProtocolError, decode, encode
+from agent.logs import AgentLogs, LogReader
+from agent.protocol import (
+    DesiredState,
+    Hello,
+    LogsOpen,
+    LogsStop,
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+)
 from agent.runner import Agent
 
 log = logging.getLogger(__name__)
@@ -156,6 +166,9 @@ class Connection:
         log.info("connected host=%s server=%s", self.agent.host, self.url)
         await self.agent.report(force=True)
         beat = asyncio.create_task(self._heartbeat())
+        driver = self.agent.driver
+        reader = driver if isinstance(driver, LogReader) else None
+        logs = AgentLogs(self.agent.host, reader, lambda: self.agent.desired, send)
         try:
             async for data in ws:
                 if not isinstance(data, str):
@@ -167,7 +180,12 @@ class Connection:
                     continue
                 if isinstance(message, DesiredState):
                     self.agent.accept(message)
+                elif isinstance(message, LogsOpen):
+                    logs.open(message)
+                elif isinstance(message, LogsStop):
+                    logs.stop(message.stream)
         finally:
+            logs.close()
             beat.cancel()
 
     async def _heartbeat(self) -> None:

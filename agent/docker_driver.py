@@ -365,6 +365,21 @@ class DockerDriver:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         return text.splitlines()[-lines:]
 
+    def open_logs(
+        self, container_id: str, *, follow: bool, tail: int | None, since: float | None
+    ) -> Any:
+        """A container's output, stdout and stderr as the Engine interleaves them, each line
+        stamped with its time: a blocking iterator of byte chunks (a chunk is not a line)
+        whose `close()` ends it from another thread (agent/logs.py)."""
+        return self.api.logs(
+            container_id,
+            stream=True,
+            follow=follow,
+            timestamps=True,
+            tail="all" if tail is None else tail,
+            since=since,
+        )
+
     def watch_events(self, wake: Any, stop: threading.Event) -> None:
         """Call `wake()` on every container event of this host until `stop` is set."""
         filters = {"type": "container", "label": f"{LABEL_HOST}={self.host}"}

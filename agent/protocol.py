@@ -34,6 +34,13 @@ MAX_LOG_LINE = 1024
 MAX_LOG_LINES = 50
 MAX_ITEMS = 1000  # instances, digests, problems or ports in one status
 MAX_INT = 2**63 - 1
+# Log streams (`flotilla logs`): a chunk carries at most MAX_LOG_CHUNK lines; an agent sends at
+# most LOG_CHUNKS_PER_SECOND chunks a second per stream (1,000 lines) and serves at most
+# MAX_LOG_STREAMS streams at once; the server opens no more than that to one host.
+MAX_LOG_CHUNK = 100
+MAX_LOG_TAIL = 10_000
+LOG_CHUNKS_PER_SECOND = 10
+MAX_LOG_STREAMS = 8
 
 Name = Annotated[str, Meta(max_length=MAX_NAME)]
 Ref = Annotated[str, Meta(max_length=MAX_REF)]
@@ -239,6 +246,56 @@ class Event:
     message: Text
 
 
+@dataclass(frozen=True)
+class LogsOpen:
+    """Server -> agent: send the output of the app's containers on this host as stream
+    `stream` (an id the server chose): at most `tail` lines of each container (None: all),
+    none older than `since` (seconds since the epoch), and then new ones if `follow`."""
+
+    stream: Count
+    app: Name
+    tail: Annotated[int, Meta(ge=0, le=MAX_LOG_TAIL)] | None = None
+    since: float | None = None
+    follow: bool = False
+
+
+@dataclass(frozen=True)
+class LogsStop:
+    """Server -> agent: stop stream `stream` (its client went away); nothing is answered."""
+
+    stream: Count
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a container's output, masked and clipped by the agent."""
+
+    container: Name
+    replica: Count
+    release: Count
+    time: Name  # RFC 3339, as the Engine stamped the line ("" if it did not)
+    line: LogLine
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Agent -> server: the next lines of an open stream."""
+
+    host: Name
+    stream: Count
+    lines: Annotated[tuple[LogEntry, ...], Meta(max_length=MAX_LOG_CHUNK)] = ()
+
+
+@dataclass(frozen=True)
+class LogsEnd:
+    """Agent -> server: stream `stream` has nothing more; `note` says why, when not simply at
+    the end of the output (no such app here, no container, the Engine failed)."""
+
+    host: Name
+    stream: Count
+    note: Text | None = None
+
+
 def clip(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, with an ellipsis where it was cut."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
@@ -268,13 +325,17 @@ def fit_event(event: Event) -> Event:
     return replace(event, message=clip(event.message, MAX_TEXT))
 
 
-Message = Hello | Status | Event | DesiredState
+Message = Hello | Status | Event | DesiredState | LogsOpen | LogsStop | LogChunk | LogsEnd
 
 _TYPES: dict[str, type[Any]] = {
     "hello": Hello,
     "status": Status,
     "event": Event,
     "desired": DesiredState,
+    "logs_open": LogsOpen,
+    "logs_stop": LogsStop,
+    "logs": LogChunk,
+    "logs_end": LogsEnd,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
 
@@ -347,7 +408,7 @@ def from_body(body: Any) -> Message:
     return result
 
 
-Report = Hello | Status | Event  # what an agent sends
+Report = Hello | Status | Event | LogChunk | LogsEnd  # what an agent sends
 
 
 class _Envelope(msgspec.Struct):
@@ -359,6 +420,8 @@ _REPORTS: dict[str, msgspec.json.Decoder[Any]] = {
     "hello": msgspec.json.Decoder(Hello),
     "status": msgspec.json.Decoder(Status),
     "event": msgspec.json.Decoder(Event),
+    "logs": msgspec.json.Decoder(LogChunk),
+    "logs_end": msgspec.json.Decoder(LogsEnd),
 }
 
 
@@ -395,6 +458,8 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
 
 def _build(cls: type[Any], body: dict[str, Any]) -> Any:
     """Rebuild nested frozen dataclasses from plain JSON values."""
+    if cls in (LogsOpen, LogsStop, LogChunk, LogsEnd):  # checked as strictly as a report
+        return msgspec.convert(body, cls)
     if cls is DesiredState:
         return DesiredState(
             host=body["host"],

@@ -11,7 +11,11 @@ controller (`Wakeups.host`). Connections, agents' events and image digests are w
 batches, a few times a second at most, at the turn the scheduler gives writes
 (`server.turns`). Liveness comes from the WebSocket's own ping/pong; the hub touches
 `last_seen` of every connected host in one statement every few seconds. With mutual TLS
-(`--agent-ca`), a socket also needs a client certificate naming the token's host.
+(`--agent-ca`), a socket also needs a client certificate naming the token's host. The log
+streams opened to connected hosts are `server.log_streams.LogStreams`'s (`Hub.logs`).
+
+(Just over 400 lines: the connections' lifecycle is one piece; the log streams, the writes
+and the intake live in modules of their own.)
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from agent.protocol import (
     DesiredState,
     Event,
     Hello,
+    Message,
     ProtocolError,
     Status,
     decode_report,
@@ -41,6 +46,7 @@ from server.db.session import Sessions
 from server.errors import CertificateRefused, Throttled, Unauthorized
 from server.host_log import HostLog
 from server.intake import Intake
+from server.log_streams import LogStreams
 from server.loops import timed, unit_of_work
 from server.metrics import Metrics
 from server.secret_box import SecretBox
@@ -107,6 +113,7 @@ class Hub:
         self._closing: set[asyncio.Task[bool]] = set()  # connections being cut off
         self._fleet_checked = float("-inf")
         self._since: dict[str, float] = {}  # host -> when it connected, or went away
+        self.logs = LogStreams(self.send)  # the log streams opened to connected hosts
 
     def is_connected(self, host: str) -> bool:
         """Does this process hold the host's agent connection?"""
@@ -158,6 +165,7 @@ class Hub:
             lambda event: self._event(name, event),
             self.rate,
             self.burst,
+            logs=lambda message, over: self.logs.take(name, message, over),
         )
         try:  # registered inside: whatever happens from here, the finally unregisters it
             self._sockets[name] = ws
@@ -168,6 +176,7 @@ class Hub:
             self.on_change(name)
             self.metrics.agent_connections.set(len(self._sockets))
             if previous is not None:
+                self.logs.host_gone(name)  # the new connection knows nothing of them
                 self._session_replaced(name, remote, request.remote or "?")
                 await previous.close(code=4001, message=b"replaced by a newer connection")
             self.records.connection(host_id, name, True, hello)
@@ -192,6 +201,7 @@ class Hub:
                 del self._intakes[name]
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
+                self.logs.host_gone(name)
                 self._since[name] = time.time()
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
@@ -215,6 +225,19 @@ class Hub:
             why = f"host {name} must present a client certificate signed by the agents' CA"
         log.warning("agent refused host=%s address=%s: %s", name, address, why)
         raise CertificateRefused(why)
+
+    async def send(self, host: str, message: Message) -> bool:
+        """Send one message to a connected host's agent; whether it went."""
+        ws = self._sockets.get(host)
+        if ws is None:
+            return False
+        async with self._locks.setdefault(host, asyncio.Lock()):
+            try:
+                await ws.send_str(encode(message))
+            except (ConnectionError, RuntimeError) as exc:
+                log.warning("send failed host=%s: %s", host, exc)
+                return False
+        return True
 
     async def push(self, hosts: Iterable[str]) -> None:
         """Send each connected host its full desired state (read in a few batched queries)."""

@@ -12,6 +12,12 @@ Every frame an agent sends is untrusted input. An `Intake` per connection:
 3. confines it to what the host was told of (`server.confine`) and records it: a status in
    the status store, an event and new digests through the hub's callbacks.
 
+Log chunks and ends (`flotilla logs`) have a bucket of their own (LOG_RATE, LOG_BURST: an
+agent sends at most LOG_CHUNKS_PER_SECOND per stream, MAX_LOG_STREAMS streams), so a host's
+logs never delay its statuses; they go to `server.log_streams.LogStreams.take`, which keeps
+them only for a stream this process opened to this host (else counted, `reason="stream"`).
+A chunk past the rate is dropped (counted, and the stream's client told how many lines).
+
 A status is confined again whenever the host is told of something new (`told`): the status
 an agent sent before the push that assigned it an app is recorded again, with that app's
 instances, and nothing the agent sent is lost while the push is on its way.
@@ -23,13 +29,28 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from agent.protocol import Event, Hello, ProtocolError, Status, decode_report
+from agent.protocol import (
+    LOG_CHUNKS_PER_SECOND,
+    MAX_LOG_STREAMS,
+    Event,
+    Hello,
+    LogChunk,
+    LogsEnd,
+    ProtocolError,
+    Status,
+    decode_report,
+)
 from server.confine import NOTHING, Told, confine_status, event_refusal
 from server.metrics import Metrics
 from server.statuses import StatusStore
 
 RATE = 20.0  # messages a second per host: an agent at work sends a status every 0.1 s at most
 BURST = 50.0
+LOG_RATE = float(LOG_CHUNKS_PER_SECOND * MAX_LOG_STREAMS)  # what a well-behaved agent may send
+LOG_BURST = 2 * LOG_RATE
+
+# a log chunk or end, and whether it came past the rate: whether an open stream took it
+LogsTaker = Callable[[LogChunk | LogsEnd, bool], bool]
 
 
 class Intake:
@@ -47,6 +68,7 @@ class Intake:
         rate: float = RATE,
         burst: float = BURST,
         clock: Callable[[], float] = time.monotonic,
+        logs: LogsTaker | None = None,
     ) -> None:
         self.host_id = host_id
         self.host = host
@@ -64,6 +86,9 @@ class Intake:
         self._last: Status | None = None  # the newest status, as the agent sent it
         self._cut = 0  # how much confinement cut of it
         self._waiting: asyncio.TimerHandle | None = None  # a status waits for a token
+        self.logs = logs
+        self._log_tokens = LOG_BURST
+        self._log_filled_at = clock()
 
     def take(self, text: str | bytes) -> None:
         """Take one frame; ProtocolError if it is not a valid agent message for this host."""
@@ -72,6 +97,13 @@ class Intake:
             raise ProtocolError(f"a message of host {message.host!r} on {self.host!r}'s connection")
         if isinstance(message, Hello):
             return  # a second hello changes nothing
+        if isinstance(message, LogChunk | LogsEnd):
+            over = isinstance(message, LogChunk) and not self._log_token()
+            if over:
+                self._refuse("rate")
+            if self.logs is None or not self.logs(message, over):
+                self._refuse("stream")
+            return
         if isinstance(message, Status):
             if self._waiting is not None:  # it replaces the one waiting for a token
                 self._refuse("rate")
@@ -138,6 +170,17 @@ class Intake:
         self._filled_at = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
+            return True
+        return False
+
+    def _log_token(self) -> bool:
+        """Take a token of the log bucket (LOG_RATE a second, up to LOG_BURST)."""
+        now = self.clock()
+        refill = (now - self._log_filled_at) * LOG_RATE
+        self._log_tokens = min(LOG_BURST, self._log_tokens + refill)
+        self._log_filled_at = now
+        if self._log_tokens >= 1.0:
+            self._log_tokens -= 1.0
             return True
         return False
 

@@ -131,7 +131,8 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "emit), rate (past the per-host rate: coalesced or dropped), frame (a message that "
             "does not parse, breaks a cap, or is too large: the connection is closed), "
             "certificate (mutual TLS: a client certificate missing or for another host; the "
-            "connection is refused).",
+            "connection is refused), stream (log lines for a stream this server did not open "
+            "to that host, or has closed).",
             ["reason"],
             registry=registry,
         ),

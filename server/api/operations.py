@@ -118,6 +118,50 @@ OPERATIONS: dict[str, Op] = {
         errors=(404, 409),
         description="409 `deployment_in_progress` while one of its deployments is under way.",
     ),
+    "app.logs": Op(
+        "Stream the output of the app's containers, through the agents",
+        "read",
+        (
+            Answer(
+                200,
+                "Newline-delimited JSON, one object a line: a line of output (`host`, `app`, "
+                "`container`, `replica`, `release`, `time`, `line`, masked of the app's "
+                "secrets) or a note (`host`, `note`); an empty line is a keep-alive. It ends "
+                "when every host's stream has ended",
+                media="application/x-ndjson",
+            ),
+        ),
+        params=(
+            Param("host", HOST, "only this host (it must run the app, its agent connected)"),
+            Param(
+                "tail",
+                {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 0, "maximum": 10_000},
+                        {"type": "string", "enum": ["all"]},
+                    ]
+                },
+                "the last N lines of each container (default: all)",
+            ),
+            Param(
+                "since",
+                {"type": "string", "maxLength": 64},
+                "only lines since then: a duration (`10m`, `1h30m`), an RFC 3339 time or "
+                "seconds since the epoch, as `docker logs --since`",
+            ),
+            Param(
+                "follow",
+                {"type": "string", "enum": ["true", "false", "1", "0"]},
+                "then stream new lines until the containers stop or the client goes away",
+            ),
+        ),
+        errors=(404, 409),
+        description="409 `not_on_host` when `host` does not run the app, `host_not_connected` "
+        "when its agent is not connected to this server, `too_many_log_streams` when the host "
+        "already serves 8. A host whose agent is not connected gets a note, not an error, "
+        "when `host` is not given. Lines a slow client did not read in time are dropped, "
+        "oldest first, and a note says how many.",
+    ),
     "release.list": Op(
         "An app's releases, newest first", "read", _ok(a.ReleaseListOut), errors=(404,)
     ),

@@ -12,6 +12,7 @@ from server.api import (
     events,
     health,
     hosts,
+    logs,
     openapi,
     policies,
     registries,
@@ -38,6 +39,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/apps/{app}", apps.get_app, name="app.get")
     r.add_delete("/v1/apps/{app}", apps.remove_app, name="app.remove")
     r.add_get("/v1/apps/{app}/releases", apps.list_releases, name="release.list")
+    r.add_get("/v1/apps/{app}/logs", logs.stream_logs, name="app.logs")
     r.add_get("/v1/apps/{app}/releases/{n}/diff", releases.release_diff, name="release.diff")
     r.add_post(
         "/v1/apps/{app}/deployments", deployments.create_deployment, name="deployment.create"

@@ -15,7 +15,7 @@ import sys
 import uuid
 from typing import Any
 
-from server.cli import config, show
+from server.cli import app_logs, config, show
 from server.cli import deploy as deploy_cmd
 from server.cli import events as events_cmd
 from server.cli.api import Exit, Unreachable, UsageError, app_name, call, report_problem, server_of
@@ -33,6 +33,7 @@ COMMANDS = {
     "history": "list an app's deployments, newest first",
     "releases": "list an app's releases and their outcomes",
     "hosts": "list hosts and whether their agents are connected",
+    "logs": "print the output of an app's containers, through the agents; --follow streams",
     "events": "show what happened (deployments, hosts, drift); --follow streams",
     "pause": "pause a deployment (no new batch starts)",
     "resume": "resume a paused deployment",
@@ -92,6 +93,8 @@ def add_commands(sub: Any) -> None:
                 default=default,
                 help="at most N, 1-1000 (default %(default)s)",
             )
+        if name == "logs":
+            app_logs.add_arguments(p)
         if name == "events":
             p.add_argument("--app", type=app_name, help="only this app's events")
             p.add_argument(
@@ -147,6 +150,8 @@ def _run(args: argparse.Namespace, token: str) -> int:
         return _started(args, token, answer)
     if args.command == "diff":
         return deploy_cmd.diff(server_of(args), token, args)
+    if args.command == "logs":
+        return app_logs.run(server_of(args), token, args)
     if args.command == "events" and args.follow:
         return events_cmd.follow(server_of(args), token, args)
     return show.run(args, token)

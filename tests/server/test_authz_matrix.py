@@ -45,6 +45,7 @@ RULES = {
     "app.get": Rule("read", True),
     "app.remove": Rule("admin", True),
     "release.list": Rule("read", True),
+    "app.logs": Rule("read", True),
     "release.diff": Rule("read", True),
     "deployment.create": Rule("deploy", True),
     "secret.list": Rule("read", True),

@@ -26,6 +26,7 @@ ARGS: dict[str, list[str]] = {
     "releases": ["web"],
     "hosts": [],
     "events": [],
+    "logs": ["web", "--tail", "5"],
     "events --follow": ["--follow"],
     "pause": ["1"],
     "resume": ["1"],
