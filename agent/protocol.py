@@ -12,15 +12,29 @@ Over 400 lines on purpose: the wire protocol is one versioned module that both s
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import msgspec
 import orjson
-from msgspec import Meta
+
+if TYPE_CHECKING:
+    import msgspec
+    from msgspec import Meta
+else:
+
+    class Meta:
+        """The constraints of a field, as msgspec.Meta takes them, kept until a message is
+        first checked strictly (`_strict`). An agent checks only what the server sends it
+        and never imports msgspec: importing it was 3.6 MiB of every agent's memory."""
+
+        def __init__(self, **constraints: Any) -> None:
+            self.constraints = constraints
+
 
 PROTOCOL_VERSION = 1
 
@@ -411,18 +425,52 @@ def from_body(body: Any) -> Message:
 Report = Hello | Status | Event | LogChunk | LogsEnd  # what an agent sends
 
 
-class _Envelope(msgspec.Struct):
-    type: str
+@dataclass(frozen=True)
+class _Strict:
+    """msgspec's decoders of agents' reports, and what else a strict check needs of it."""
+
+    envelope: msgspec.json.Decoder[Any]  # a message's type field
+    reports: dict[str, msgspec.json.Decoder[Any]]  # by type
+    convert: Callable[..., Any]  # msgspec.convert
+    decode_errors: tuple[type[Exception], ...]
+    validation_error: type[Exception]
 
 
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
-_REPORTS: dict[str, msgspec.json.Decoder[Any]] = {
-    "hello": msgspec.json.Decoder(Hello),
-    "status": msgspec.json.Decoder(Status),
-    "event": msgspec.json.Decoder(Event),
-    "logs": msgspec.json.Decoder(LogChunk),
-    "logs_end": msgspec.json.Decoder(LogsEnd),
-}
+@functools.cache
+def _strict() -> _Strict:
+    """msgspec, imported for the first strict check (the server's, of every report; an
+    agent's, of a log stream's request), with the constraints of the fields made msgspec's
+    own: the aliases above are rebuilt with msgspec.Meta, and the annotations, which are
+    strings, are read in this module's namespace when a decoder is built."""
+    import msgspec
+
+    names = globals()
+    stand_in = names["Meta"]
+    names["Meta"] = msgspec.Meta
+    for name, value in list(names.items()):
+        extras = getattr(value, "__metadata__", ())
+        if any(isinstance(m, stand_in) for m in extras):
+            metas = (
+                msgspec.Meta(**m.constraints) if isinstance(m, stand_in) else m for m in extras
+            )
+            names[name] = Annotated[(value.__origin__, *metas)]
+
+    class Envelope(msgspec.Struct):
+        type: str
+
+    return _Strict(
+        envelope=msgspec.json.Decoder(Envelope),
+        reports={
+            "hello": msgspec.json.Decoder(Hello),
+            "status": msgspec.json.Decoder(Status),
+            "event": msgspec.json.Decoder(Event),
+            "logs": msgspec.json.Decoder(LogChunk),
+            "logs_end": msgspec.json.Decoder(LogsEnd),
+        },
+        convert=msgspec.convert,
+        decode_errors=(msgspec.DecodeError, RecursionError),
+        validation_error=msgspec.ValidationError,
+    )
 
 
 def decode_report(text: str | bytes) -> Report:
@@ -430,26 +478,29 @@ def decode_report(text: str | bytes) -> Report:
     (a release must be an integer, a message a string); raise ProtocolError if it is not
     one. msgspec parses and checks in one pass in C: a status of 14 instances costs about
     as much as orjson's parse alone plus a walk over its fields."""
+    strict = _strict()
     try:
-        kind = _ENVELOPE.decode(text).type
-    except (msgspec.DecodeError, RecursionError) as exc:  # too deep to be a message
+        kind = strict.envelope.decode(text).type
+    except strict.decode_errors as exc:  # RecursionError: too deep to be a message
         raise ProtocolError(f"not a protocol message: {exc}") from exc
-    decoder = _REPORTS.get(kind)
+    decoder = strict.reports.get(kind)
     if decoder is None:
         raise ProtocolError(f"an agent does not send {kind!r} messages")
     try:
         report: Report = decoder.decode(text)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except strict.decode_errors as exc:
         raise ProtocolError(f"bad {kind} message: {exc}") from exc
     return report
 
 
 def status_of(value: Any) -> Status:
     """A Status from already parsed JSON (a stored one), checked as strictly as on the wire."""
+    strict = _strict()
     try:
-        return msgspec.convert(value, Status)
-    except msgspec.ValidationError as exc:
+        status: Status = strict.convert(value, Status)
+    except strict.validation_error as exc:
         raise ProtocolError(f"bad status: {exc}") from exc
+    return status
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
@@ -459,7 +510,7 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
 def _build(cls: type[Any], body: dict[str, Any]) -> Any:
     """Rebuild nested frozen dataclasses from plain JSON values."""
     if cls in (LogsOpen, LogsStop, LogChunk, LogsEnd):  # checked as strictly as a report
-        return msgspec.convert(body, cls)
+        return _strict().convert(body, cls)
     if cls is DesiredState:
         return DesiredState(
             host=body["host"],

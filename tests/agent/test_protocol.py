@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -441,3 +443,17 @@ def test_what_an_agent_sends_fits_the_servers_caps(
     assert decode_report(encode(fitted)) == fitted
     clipped = fitted.problems[-1]
     assert len(clipped.message) <= MAX_TEXT and len(clipped.logs) <= MAX_LOG_LINES
+
+
+def test_an_agent_process_does_not_load_msgspec() -> None:
+    """Only strict checks (the server's of reports, an agent's of a log request) import
+    msgspec: an agent that never serves a log stream does without its 3.6 MiB."""
+    script = (
+        "import sys\n"
+        "import agent.cli, agent.main\n"
+        "from agent.protocol import Status, decode, encode\n"
+        "decode(encode(Status(host='h', generation=1)))\n"
+        "print('msgspec' in sys.modules)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "False"
