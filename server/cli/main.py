@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import cli as agent_cli
 from server.cli import admin, client, login
@@ -24,8 +27,13 @@ from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
 from server.errors import DatabaseProblem
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = logging.getLogger("flotilla")
 
+# why an address cannot be listened on: taken, not this machine's, a port below 1024 unprivileged
+LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 DEV_HOST = "local"
 DEV_TOKEN_FILE = "dev-host.token"
 
@@ -238,8 +246,6 @@ def _migrate(settings: Settings) -> None:
 
 
 def _server(settings: Settings) -> int:
-    from aiohttp import web
-
     from server.app import create_app
     from server.gc_tuning import between_rollouts, tune_for_server
 
@@ -252,15 +258,37 @@ def _server(settings: Settings) -> int:
     scheme = "https" if context is not None else "http"
     mutual = " (agents need a client certificate)" if settings.agent_ca else ""
     log.info("serving on %s://%s%s", scheme, settings.listen, mutual)
-    web.run_app(
-        app,
-        host=settings.listen_host,
-        port=settings.listen_port,
-        ssl_context=context,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-    )
+    return _run_app(app, settings, context)
+
+
+def _run_app(app: web.Application, settings: Settings, context: ssl.SSLContext | None) -> int:
+    """Serve `app` on `--listen` until SIGINT or SIGTERM; exit 0. An address that cannot be
+    listened on (taken, not this machine's, not allowed) is one line and exit 1, as the other
+    start errors (the app's startup has been undone by then)."""
+    from aiohttp import web
+
+    try:
+        web.run_app(
+            app,
+            host=settings.listen_host,
+            port=settings.listen_port,
+            ssl_context=context,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    except OSError as exc:
+        if not isinstance(exc, socket.gaierror) and exc.errno not in LISTEN_ERRORS:
+            raise
+        taken = exc.errno == errno.EADDRINUSE
+        why = str(exc).rpartition(": ")[2] if exc.errno in LISTEN_ERRORS else exc.strerror
+        print(
+            f"flotilla: cannot listen on {settings.listen}: {why}; "
+            + ("stop what uses it, or pick " if taken else "pick ")
+            + "another address with --listen (env FLOTILLA_LISTEN)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -287,8 +315,6 @@ def _warn_insecure(settings: Settings) -> None:
 
 
 def _dev(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from server.app import create_app
 
     _warn_insecure(settings)
@@ -303,15 +329,7 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
 
     app.cleanup_ctx.append(agent_ctx)
     log.info("dev mode: server on http://%s with local host %r", settings.listen, args.host_name)
-    web.run_app(
-        app,
-        host=settings.listen_host,
-        port=settings.listen_port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-    )
-    return 0
+    return _run_app(app, settings, None)
 
 
 async def _dev_host_token(settings: Settings, name: str) -> str:
