@@ -29,6 +29,10 @@ LOG_TAIL = 10  # lines of a failed instance's log shown as evidence
 # an answer that came back unchanged this early (a stopping server answers at once) is
 # followed by a pause, so that no loop of polls can spin
 EARLY_SECONDS = 0.5
+# each answer reads and sends every host of the deployment: a large one is asked at most
+# every few seconds (10,000 hosts: 5 s), a small one as often as it changes
+SPACING_PER_HOST = 0.0005
+MAX_SPACING = 5.0
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,11 @@ def _poll(
         if status == 200:
             answer, tries = body, 0
             view.update(body)
-            if body.get("version") == seen and time.monotonic() - asked < EARLY_SECONDS:
+            took = time.monotonic() - asked
+            if body.get("version") == seen and took < EARLY_SECONDS:
                 pause = EARLY_SECONDS
+            spacing = min(MAX_SPACING, len(body.get("hosts") or []) * SPACING_PER_HOST)
+            pause = max(pause, spacing - took)
             seen = body.get("version") or None
         elif status == 503 or status == 0:  # restarting, stopping, database down: not an end
             if tries == 0:
@@ -150,7 +157,7 @@ def _poll(
         left = deadline - time.monotonic()
         if left <= 0:
             return answer
-        if pause:
+        if pause > 0:
             time.sleep(min(left, pause))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ class Scripted:
     deploys: list[dict[str, Any]] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     polls: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each poll came (monotonic)
     tokens: set[str] = field(default_factory=set)
 
     @property
@@ -68,6 +70,7 @@ async def scripted(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Scripted]:
     async def poll(request: web.Request) -> web.Response:
         script.tokens.add(request.headers["Authorization"])
         script.polls.append(request.path_qs)
+        script.times.append(time.monotonic())
         answers = script.answers
         status, body = answers.pop(0) if len(answers) > 1 else answers[0]
         kind = "application/problem+json" if status >= 400 else "application/json"
@@ -220,6 +223,25 @@ async def test_a_refused_poll_exits_5_with_the_problem(
     assert code == 5
     assert len(scripted.polls) == 1
     assert "token lacks the read scope" in capsys.readouterr().err
+
+
+async def test_a_large_deployment_is_asked_at_most_every_few_seconds(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each answer carries every host: 2,000 of them are asked for at most once a second,
+    however often they change."""
+    scripted.started["version"] = "0.pending"
+    hosts = [{"name": f"h{n}", "state": "updating"} for n in range(2000)]
+    answers = [
+        (200, {**STARTED, "status": "running", "hosts": hosts, "version": f"{n}.running"})
+        for n in range(1, 4)
+    ]
+    answers.append((200, {**STARTED, "status": "succeeded", "hosts": [], "version": "9"}))
+    code = await deploy_wait(scripted, answers, 600)
+    assert code == 0
+    gaps = [b - a for a, b in zip(scripted.times, scripted.times[1:], strict=False)]
+    assert len(gaps) == 3 and min(gaps) >= 0.9, gaps
+    capsys.readouterr()
 
 
 def test_each_long_poll_stays_within_what_the_server_accepts() -> None:
