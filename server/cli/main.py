@@ -257,14 +257,15 @@ def _server(settings: Settings) -> int:
     tune_for_server()
     scheme = "https" if context is not None else "http"
     mutual = " (agents need a client certificate)" if settings.agent_ca else ""
-    log.info("serving on %s://%s%s", scheme, settings.listen, mutual)
-    return _run_app(app, settings, context)
+    return _run_app(app, settings, context, f"serving on {scheme}://{settings.listen}{mutual}")
 
 
-def _run_app(app: web.Application, settings: Settings, context: ssl.SSLContext | None) -> int:
-    """Serve `app` on `--listen` until SIGINT or SIGTERM; exit 0. An address that cannot be
-    listened on (taken, not this machine's, not allowed) is one line and exit 1, as the other
-    start errors (the app's startup has been undone by then)."""
+def _run_app(
+    app: web.Application, settings: Settings, context: ssl.SSLContext | None, serving: str
+) -> int:
+    """Serve `app` on `--listen` until SIGINT or SIGTERM, logging `serving` once it listens;
+    exit 0. An address that cannot be listened on (taken, not this machine's, not allowed) is
+    one line and exit 1, as the other start errors (the app's startup has been undone then)."""
     from aiohttp import web
 
     try:
@@ -273,7 +274,7 @@ def _run_app(app: web.Application, settings: Settings, context: ssl.SSLContext |
             host=settings.listen_host,
             port=settings.listen_port,
             ssl_context=context,
-            print=None,
+            print=lambda _: log.info("%s", serving),  # aiohttp's "Running on", once bound
             access_log=None,
             shutdown_timeout=10,
         )
@@ -328,8 +329,8 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
             yield
 
     app.cleanup_ctx.append(agent_ctx)
-    log.info("dev mode: server on http://%s with local host %r", settings.listen, args.host_name)
-    return _run_app(app, settings, None)
+    serving = f"dev mode: server on http://{settings.listen} with local host {args.host_name!r}"
+    return _run_app(app, settings, None, serving)
 
 
 async def _dev_host_token(settings: Settings, name: str) -> str:

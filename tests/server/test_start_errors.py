@@ -84,7 +84,9 @@ def test_server_and_dev_on_an_address_in_use(tmp_path: Path) -> None:
     with taken_port() as address:
         for command in ("server", "dev"):
             data = tmp_path / command
-            line = one_line(flotilla(command, "--data-dir", str(data), "--listen", address))
+            result = flotilla(command, "--data-dir", str(data), "--listen", address)
+            line = one_line(result)
+            assert "server on" not in result.stderr and "serving on" not in result.stderr
             assert f"cannot listen on {address}: address already in use" in line, line
             assert "--listen" in line and "FLOTILLA_LISTEN" in line, line
         # by the env var too, the way a unit file sets it
