@@ -292,6 +292,7 @@ class Live:
     def _erase(self) -> None:
         if self.drawn:
             self.out.write(f"\x1b[{self.drawn}F\x1b[J")  # to the frame's first line; clear
+            self.out.flush()  # before what goes to stderr
             self.drawn = 0
 
     def _draw(self) -> None:
@@ -307,15 +308,32 @@ class Live:
         self.drawn = len(lines)
 
 
-def view_for(out: TextIO, started: float, deployment: dict[str, Any] | None = None) -> View:
-    """`Live` on a terminal that takes escapes, `Lines` anywhere else; `deployment`: as it
-    was already shown (the answer of the request that started it), `started`: when the
-    clock of the elapsed time started (time.monotonic())."""
+def view_for(
+    out: TextIO, started: float, deployment: dict[str, Any] | None = None, plain: bool = False
+) -> View:
+    """`Live` on a terminal that takes escapes, `Lines` anywhere else or if `plain` (`-o
+    json`); `deployment`: as it was already shown (the answer of the request that started
+    it), `started`: when the clock of the elapsed time started (time.monotonic())."""
     term = os.environ.get("TERM", "")
-    plain = bool(os.environ.get("NO_COLOR")) or term == "dumb"  # no-color.org: set, not empty
+    # no-color.org: NO_COLOR set and not empty
+    plain = plain or bool(os.environ.get("NO_COLOR")) or term == "dumb"
     try:
         tty = out.isatty()
     except (AttributeError, ValueError):  # a closed or unusual stream
         tty = False
     last = snapshot(deployment) if deployment is not None else None
     return Live(out, started, last) if tty and not plain else Lines(out, last)
+
+
+@dataclass(frozen=True)
+class Screen:
+    """Where one `--wait` shows its views (one per deployment it follows): the stream, when
+    its clock started, and whether it must be plain lines."""
+
+    out: TextIO
+    started: float
+    plain: bool = False
+
+    def view(self, deployment: dict[str, Any]) -> View:
+        """The view of one deployment, as it was already shown."""
+        return view_for(self.out, self.started, deployment, self.plain)

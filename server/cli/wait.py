@@ -58,15 +58,15 @@ class Refused(Exception):
 def follow(
     target: Target, deployment: dict[str, Any], timeout: float, progress: TextIO | None = None
 ) -> int:
-    """Wait until the deployment ends, showing its progress on `progress` (default stdout);
-    then say how, with its evidence, and follow an automatic rollback it started. The exit
-    code."""
+    """Wait until the deployment ends, showing its progress on `progress` (default stdout;
+    another stream, as `-o json` gives, gets plain lines only); then say how, with its
+    evidence, and follow an automatic rollback it started. The exit code."""
     started = time.monotonic()
     deadline = started + timeout
     deployment_id = int(deployment["id"])
-    out = progress if progress is not None else sys.stdout
+    screen = live.Screen(progress or sys.stdout, started, plain=progress is not None)
     try:
-        ended = _until_end(target, deployment, deadline, live.view_for(out, started, deployment))
+        ended = _until_end(target, deployment, deadline, screen.view(deployment))
     except Refused as exc:
         return exc.code
     except KeyboardInterrupt:
@@ -97,7 +97,7 @@ def follow(
     evidence(ended)
     if status == DeploymentStatus.ROLLED_BACK:
         try:
-            _follow_rollback(target, ended, deadline, out, started)
+            _follow_rollback(target, ended, deadline, screen)
         except (Refused, Unreachable) as exc:
             _say(f"could not follow the automatic rollback: {exc}")
         except KeyboardInterrupt:
@@ -184,7 +184,7 @@ def evidence(deployment: dict[str, Any]) -> None:
 
 
 def _follow_rollback(
-    target: Target, failed: dict[str, Any], deadline: float, out: TextIO, started: float
+    target: Target, failed: dict[str, Any], deadline: float, screen: live.Screen
 ) -> None:
     """Follow the automatic rollback a failed deployment started; say where the app stands."""
     app = failed["app"]
@@ -198,7 +198,7 @@ def _follow_rollback(
         _say(f"deployment {failed['id']} was rolled back, but its rollback was not found")
         return
     print(f"deployment {rollback['id']}: automatic rollback to release {rollback['release']}")
-    ended = _until_end(target, rollback, deadline, live.view_for(out, started, rollback))
+    ended = _until_end(target, rollback, deadline, screen.view(rollback))
     if ended is None or ended.get("status") not in TERMINAL:
         print(
             f"deployment {rollback['id']}: timed out following the rollback; it goes on "

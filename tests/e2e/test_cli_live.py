@@ -76,8 +76,11 @@ async def test_a_pipe_gets_one_plain_line_per_change(
     assert f"rolled back to release 1: serving on {touched}/{touched} hosts" in after, ran.out
 
 
-async def on_a_terminal(f: Flotilla, *args: str, env: dict[str, str]) -> tuple[int, str]:
-    """Run `flotilla ARGS` with its stdout a pty (80x24); its exit code and what it wrote."""
+async def on_a_terminal(
+    f: Flotilla, *args: str, env: dict[str, str], stderr_too: bool = False
+) -> tuple[int, str]:
+    """Run `flotilla ARGS` with its stdout (and with `stderr_too` its stderr) a pty (80x24);
+    its exit code and what it wrote there."""
     controller, terminal = pty.openpty()
     given = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_")}
     given.pop("NO_COLOR", None)
@@ -86,7 +89,7 @@ async def on_a_terminal(f: Flotilla, *args: str, env: dict[str, str]) -> tuple[i
         sys.executable, "-m", "server.cli.main", command, "--server", f.url,
         "--token", f.api.token, *rest,
         cwd=ROOT, env={**given, "COLUMNS": "80", "LINES": "24", **env}, stdout=terminal,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=terminal if stderr_too else asyncio.subprocess.PIPE,
     )  # fmt: skip
     os.close(terminal)
 
@@ -108,7 +111,8 @@ async def on_a_terminal(f: Flotilla, *args: str, env: dict[str, str]) -> tuple[i
     finally:
         os.close(controller)
     out = written.decode(errors="replace").replace("\r\n", "\n")
-    assert "Traceback" not in out + err.decode(), out + err.decode()
+    said = out + (err or b"").decode()
+    assert "Traceback" not in said, said
     return proc.returncode or 0, out
 
 
@@ -136,3 +140,13 @@ async def test_a_terminal_gets_a_live_view(
         assert ESCAPE not in out, (env, out)
         for host in hosts:
             assert f"host {host}: healthy on release " in out, (env, out)
+
+    # -o json: one object on stdout; the lines on stderr stay plain, a terminal or not
+    code, out = await on_a_terminal(
+        f, "deploy", "web", "--image", images.v3, "--wait", "-o", "json",
+        env={"TERM": "xterm"}, stderr_too=True,
+    )  # fmt: skip
+    assert code == 0, out
+    assert ESCAPE not in out and '"exit_code": 0' in out, out
+    for host in hosts:
+        assert f"host {host}: healthy on release 4" in out, out  # v1, v2 twice, v3

@@ -198,7 +198,11 @@ def test_which_view_a_terminal_gets(
     assert isinstance(view, kind)
 
 
-def test_a_pipe_or_a_file_gets_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pipe_a_file_or_json_gets_lines(
+    terminal: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert isinstance(live.view_for(io.StringIO(), 0.0), live.Lines)
+    # `-o json` shows its lines on stderr: plain, even where that is a terminal
+    assert isinstance(live.Screen(terminal, 0.0, plain=True).view({"id": 1}), live.Lines)
