@@ -103,7 +103,9 @@ def _detail(raw: dict[str, Any]) -> str:
     text = raw.get("error") or ""
     if not text and problems and isinstance(problems[-1], dict):
         text = str(problems[-1].get("message") or "")
-    return " ".join(str(text).split())
+    # an agent's message can quote a container's output: no control character (an escape
+    # sequence) of it reaches the terminal
+    return "".join(c if c.isprintable() else "?" for c in " ".join(str(text).split()))
 
 
 def batch(states: list[str], max_parallel: int, canary: int) -> tuple[int, int] | None:

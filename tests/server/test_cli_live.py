@@ -136,6 +136,16 @@ def test_a_pipe_gets_a_line_per_change_and_none_for_the_same_state() -> None:
     assert live.changes(first, healthy) == ["host a: healthy on release 4", "host b: skipped"]
 
 
+def test_a_detail_never_carries_a_control_character() -> None:
+    d = deployment("running", ("a", "failed"))
+    d["hosts"][0]["error"] = "exited:\n\x1b[2J\x1b]0;pwned\x07 bye"
+    (host,) = live.snapshot(d).hosts
+    assert host.detail == "exited: ?[2J?]0;pwned? bye"
+    assert ESCAPE not in "".join(live.render(live.snapshot(d), 0, color=True)[3:4]).replace(
+        "\x1b[31m", ""
+    ).replace("\x1b[0m", "")
+
+
 def test_lines_print_changes_only() -> None:
     out = io.StringIO()
     view = live.Lines(out, live.snapshot(deployment("pending")))
