@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     except TlsError as exc:
         print(f"flotilla agent: {exc}", file=sys.stderr)
         return 2
+    from agent.endpoint import ListenError
     from agent.main import AgentSettings, running_agent
 
     settings = AgentSettings(
@@ -132,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
         async with running_agent(settings):
             await asyncio.Event().wait()
 
-    return _run_until_signal(forever)
+    try:
+        return _run_until_signal(forever)
+    except ListenError as exc:  # its port is taken: raised before anything else starts
+        print(f"flotilla agent: {exc}", file=sys.stderr)
+        return 1
 
 
 def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:

@@ -36,6 +36,11 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes and probes are not news: no line per request."""
 
 
+class ListenError(Exception):
+    """The endpoint's address cannot be listened on (taken, not this machine's, not allowed):
+    a one-line reason that names the address and what to do."""
+
+
 class Endpoint:
     """A running endpoint; `close()` stops it and waits for its thread."""
 
@@ -71,11 +76,19 @@ def create_app(loop: asyncio.AbstractEventLoop) -> WSGIApplication:
 
 
 def serve(listen: str, loop: asyncio.AbstractEventLoop) -> Endpoint:
-    """Bind HOST:PORT now (errors surface at start) and serve in a daemon thread."""
+    """Bind HOST:PORT now (errors surface at start, as ListenError) and serve in a daemon
+    thread."""
     host, _, port = listen.rpartition(":")
-    server = make_server(
-        host or "127.0.0.1", int(port), create_app(loop), _Server, handler_class=_QuietHandler
-    )
+    try:
+        server = make_server(
+            host or "127.0.0.1", int(port), create_app(loop), _Server, handler_class=_QuietHandler
+        )
+    except OSError as exc:
+        why = exc.strerror.lower() if exc.strerror else str(exc)
+        raise ListenError(
+            f"cannot serve /metrics on {listen}: {why}; stop what uses it, or pick another "
+            "address with --metrics-listen (env FLOTILLA_METRICS_LISTEN), or 'off'"
+        ) from None
     thread = threading.Thread(target=server.serve_forever, name="endpoint", daemon=True)
     thread.start()
     return Endpoint(server, thread)

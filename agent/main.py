@@ -77,7 +77,11 @@ async def running_agent(settings: AgentSettings) -> AsyncIterator[Agent]:
     )
     loop = asyncio.get_running_loop()
     # bound before any task starts: a taken port fails the start with nothing left running
-    local = endpoint.serve(settings.metrics_listen, loop) if settings.metrics_listen else None
+    try:
+        local = endpoint.serve(settings.metrics_listen, loop) if settings.metrics_listen else None
+    except endpoint.ListenError:
+        await asyncio.to_thread(driver.close)
+        raise
     stop = threading.Event()
     tasks = [
         asyncio.create_task(agent.run(), name="reconcile"),

@@ -18,7 +18,7 @@ from server.api.pages import next_cursor, page_int
 from server.api.params import app_name, flag
 from server.api.problems import HttpProblem
 from server.api.schemas import DeploymentIn, DeploymentPatchIn
-from server.api.views import deployment_json, deployment_out
+from server.api.views import deployment_json, deployment_out, deployment_version
 from server.db import deploys, store
 from server.db.models import Deployment
 from server.errors import FieldError, Invalid, NotFound, Refused
@@ -29,6 +29,7 @@ from server.states import TERMINAL
 __all__ = ["app_name"]  # imported from here by the other handlers of an app
 
 MAX_WAIT_SECONDS = 600.0
+MAX_VERSION_LENGTH = 100
 WAIT_RECHECK_SECONDS = 1.0
 WRITE_ATTEMPTS = 8
 
@@ -131,10 +132,13 @@ async def _secrets_of(request: web.Request, app: str, body: DeploymentIn) -> dic
 
 
 async def get_deployment(request: web.Request) -> web.Response:
-    """GET /v1/deployments/{id}[?wait=SECONDS]: with wait, answer once it ends or time is up."""
+    """GET /v1/deployments/{id}[?wait=SECONDS[&version=V]]: with wait, answer once it ends
+    or time is up; with version too, also as soon as its `version` is not V (a host's state
+    or its status changed: what `deploy --wait` shows live), within WAIT_RECHECK_SECONDS."""
     caller = await require(request, "read")
     deployment_id = deployment_id_of(request)
     wait = _wait(request)
+    seen = _version(request)
     checked = False
     deadline = time.monotonic() + wait
     sessions = request.app[SESSIONS]
@@ -149,6 +153,8 @@ async def get_deployment(request: web.Request) -> web.Response:
         remaining = deadline - time.monotonic()
         if deployment.status in TERMINAL or remaining <= 0 or request.app[STOPPING][0]:
             break  # stopping: answer with the state as it is now, at once
+        if seen is not None and deployment_version(deployment) != seen:
+            break
         # woken when this process's controller ends a deployment; the timeout covers one
         # ended by another server process
         await wait_set(finished, min(remaining, WAIT_RECHECK_SECONDS))
@@ -228,3 +234,14 @@ def _wait(request: web.Request) -> float:
             [FieldError("wait", f"must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}")],
         )
     return wait
+
+
+def _version(request: web.Request) -> str | None:
+    """The `version` a long poll answers past (a deployment's `version`, as it was read)."""
+    raw = request.query.get("version")
+    if raw is not None and not 1 <= len(raw) <= MAX_VERSION_LENGTH:
+        raise Invalid(
+            f"version must be 1-{MAX_VERSION_LENGTH} characters",
+            [FieldError("version", "a deployment's `version`, as an answer gave it")],
+        )
+    return raw

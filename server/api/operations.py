@@ -223,7 +223,8 @@ OPERATIONS: dict[str, Op] = {
         errors=(404,),
     ),
     "deployment.get": Op(
-        "A deployment and its hosts; with `wait`, answered once it ends or the time is up",
+        "A deployment and its hosts; with `wait`, answered once it ends or the time is up "
+        "(with `version` too: or as soon as a host's state or its status changed)",
         "read",
         _ok(s.DeploymentOut),
         params=(
@@ -231,6 +232,11 @@ OPERATIONS: dict[str, Op] = {
                 "wait",
                 {"type": "number", "minimum": 0, "maximum": 600},
                 "seconds to wait for the deployment to end (long poll)",
+            ),
+            Param(
+                "version",
+                {"type": "string", "minLength": 1, "maxLength": 100},
+                "with `wait`: answer as soon as the deployment's `version` is not this one",
             ),
         ),
         errors=(404,),

@@ -499,6 +499,9 @@ class DeploymentOut(BaseModel):
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     hosts: list[HostState]
+    # opaque; changes whenever the status or a host's state does (`?wait=S&version=V`
+    # answers once it is not V)
+    version: str = ""
 
 
 class ReleaseOut(BaseModel):

@@ -47,7 +47,16 @@ def deployment_out(deployment: Deployment, app: str, hosts: Sequence[Target]) ->
         # built without validation: the rows are the database's own (validating 10,000 of
         # them was a third of answering for a large deployment)
         hosts=[HostState.model_construct(**_target_fields(h)) for h in hosts],
+        version=deployment_version(deployment),
     )
+
+
+def deployment_version(deployment: Deployment) -> str:
+    """What a client that follows a deployment compares (`?wait=S&version=V`): it changes
+    whenever the deployment's status or one of its target rows does (the controller, their
+    only writer, bumps `targets_version` on every write of them)."""
+    # a row just created holds no version until it is read back: it starts at 0
+    return f"{deployment.targets_version or 0}.{deployment.status}"
 
 
 def _target_fields(h: Target) -> dict[str, Any]:

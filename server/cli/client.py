@@ -174,10 +174,11 @@ def _started(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> in
 
 
 def _wait_json(args: argparse.Namespace, token: str, answer: dict[str, Any]) -> int:
-    """--wait with -o json: the lines for people are left out (the evidence still goes to
-    stderr); stdout gets one object, the exit code and the deployment as it ended."""
+    """--wait with -o json: the lines for people are left out (the evidence, and a plain
+    line per change of the deployment, go to stderr); stdout gets one object, the exit code
+    and the deployment as it ended."""
     with contextlib.redirect_stdout(io.StringIO()):
-        code = follow(Target(server_of(args), token), answer, args.timeout)
+        code = follow(Target(server_of(args), token), answer, args.timeout, sys.stderr)
     final = answer
     with contextlib.suppress(Unreachable):
         status, body = call(server_of(args), token, "GET", f"/v1/deployments/{answer['id']}")

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import cli as agent_cli
 from server.cli.logs import configure_logging
 from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
 from server.errors import DatabaseProblem
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = logging.getLogger("flotilla")
 
+# why an address cannot be listened on: taken, not this machine's, a port below 1024 unprivileged
+LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 DEV_HOST = "local"
 DEV_TOKEN_FILE = "dev-host.token"
 
@@ -271,8 +278,6 @@ def _migrate(settings: Settings) -> None:
 
 
 def _server(settings: Settings) -> int:
-    from aiohttp import web
-
     from server.app import create_app
     from server.gc_tuning import between_rollouts, tune_for_server
 
@@ -284,16 +289,39 @@ def _server(settings: Settings) -> int:
     tune_for_server()
     scheme = "https" if context is not None else "http"
     mutual = " (agents need a client certificate)" if settings.agent_ca else ""
-    log.info("serving on %s://%s%s", scheme, settings.listen, mutual)
-    web.run_app(
-        app,
-        host=settings.listen_host,
-        port=settings.listen_port,
-        ssl_context=context,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-    )
+    return _run_app(app, settings, context, f"serving on {scheme}://{settings.listen}{mutual}")
+
+
+def _run_app(
+    app: web.Application, settings: Settings, context: ssl.SSLContext | None, serving: str
+) -> int:
+    """Serve `app` on `--listen` until SIGINT or SIGTERM, logging `serving` once it listens;
+    exit 0. An address that cannot be listened on (taken, not this machine's, not allowed) is
+    one line and exit 1, as the other start errors (the app's startup has been undone then)."""
+    from aiohttp import web
+
+    try:
+        web.run_app(
+            app,
+            host=settings.listen_host,
+            port=settings.listen_port,
+            ssl_context=context,
+            print=lambda _: log.info("%s", serving),  # aiohttp's "Running on", once bound
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    except OSError as exc:
+        if not isinstance(exc, socket.gaierror) and exc.errno not in LISTEN_ERRORS:
+            raise
+        taken = exc.errno == errno.EADDRINUSE
+        why = str(exc).rpartition(": ")[2] if exc.errno in LISTEN_ERRORS else exc.strerror
+        print(
+            f"flotilla: cannot listen on {settings.listen}: {why}; "
+            + ("stop what uses it, or pick " if taken else "pick ")
+            + "another address with --listen (env FLOTILLA_LISTEN)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -320,8 +348,6 @@ def _warn_insecure(settings: Settings) -> None:
 
 
 def _dev(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from server.app import create_app
 
     _warn_insecure(settings)
@@ -335,16 +361,8 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
             yield
 
     app.cleanup_ctx.append(agent_ctx)
-    log.info("dev mode: server on http://%s with local host %r", settings.listen, args.host_name)
-    web.run_app(
-        app,
-        host=settings.listen_host,
-        port=settings.listen_port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-    )
-    return 0
+    serving = f"dev mode: server on http://{settings.listen} with local host {args.host_name!r}"
+    return _run_app(app, settings, None, serving)
 
 
 async def _dev_host_token(settings: Settings, name: str) -> str:

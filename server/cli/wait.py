@@ -1,18 +1,23 @@
 """`--wait`: follow a deployment to its end (and an automatic rollback to its end), say how it
 ended and where the app stands, and exit with a code CI can act on (server/cli/api.Exit).
 
-One long poll (`GET /v1/deployments/{id}?wait=`) is capped by the server, so this polls again
-until --timeout has passed. A server that stops answering (restarting, a lost connection, a
-503) is not an ending: the wait goes on until it answers again or time is up.
+One long poll (`GET /v1/deployments/{id}?wait=S&version=V`) answers when the deployment
+ended, or as soon as it changed (its `version` is not V: a host's state or its status), or
+when the server's cap is up; each answer goes to the view (server/cli/live.py: a live view
+on a terminal, a plain line per change elsewhere), and the next poll waits past it, until
+--timeout has passed. A server that stops answering (restarting, a lost connection, a 503)
+is not an ending: the wait goes on until it answers again or time is up.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
+from server.cli import live
 from server.cli.api import Exit, Server, Unreachable, call, report_problem
 from server.states import TERMINAL, DeploymentStatus
 
@@ -21,6 +26,13 @@ from server.states import TERMINAL, DeploymentStatus
 LONG_POLL_SECONDS = 600.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0)  # between tries while the server does not answer
 LOG_TAIL = 10  # lines of a failed instance's log shown as evidence
+# an answer that came back unchanged this early (a stopping server answers at once) is
+# followed by a pause, so that no loop of polls can spin
+EARLY_SECONDS = 0.5
+# each answer reads and sends every host of the deployment: a large one is asked at most
+# every few seconds (10,000 hosts: 5 s), a small one as often as it changes
+SPACING_PER_HOST = 0.0005
+MAX_SPACING = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,13 +55,18 @@ class Refused(Exception):
         self.code = code
 
 
-def follow(target: Target, deployment: dict[str, Any], timeout: float) -> int:
-    """Wait until the deployment ends; then say how, with its evidence, and follow an
-    automatic rollback it started. The exit code."""
-    deadline = time.monotonic() + timeout
+def follow(
+    target: Target, deployment: dict[str, Any], timeout: float, progress: TextIO | None = None
+) -> int:
+    """Wait until the deployment ends, showing its progress on `progress` (default stdout;
+    another stream, as `-o json` gives, gets plain lines only); then say how, with its
+    evidence, and follow an automatic rollback it started. The exit code."""
+    started = time.monotonic()
+    deadline = started + timeout
     deployment_id = int(deployment["id"])
+    screen = live.Screen(progress or sys.stdout, started, plain=progress is not None)
     try:
-        ended = _until_end(target, deployment_id, deadline)
+        ended = _until_end(target, deployment, deadline, screen.view(deployment))
     except Refused as exc:
         return exc.code
     except KeyboardInterrupt:
@@ -80,7 +97,7 @@ def follow(target: Target, deployment: dict[str, Any], timeout: float) -> int:
     evidence(ended)
     if status == DeploymentStatus.ROLLED_BACK:
         try:
-            _follow_rollback(target, ended, deadline)
+            _follow_rollback(target, ended, deadline, screen)
         except (Refused, Unreachable) as exc:
             _say(f"could not follow the automatic rollback: {exc}")
         except KeyboardInterrupt:
@@ -89,32 +106,59 @@ def follow(target: Target, deployment: dict[str, Any], timeout: float) -> int:
     return Exit.FAILED
 
 
-def _until_end(target: Target, deployment_id: int, deadline: float) -> dict[str, Any] | None:
-    """The deployment once it ended or time is up (None: the server never answered)."""
+def _until_end(
+    target: Target, deployment: dict[str, Any], deadline: float, view: live.View
+) -> dict[str, Any] | None:
+    """The deployment once it ended or time is up (None: the server never answered); every
+    answer on the way goes to `view`, which is closed at the end."""
+    try:
+        return _poll(target, deployment, deadline, view)
+    finally:
+        view.close()
+
+
+def _poll(
+    target: Target, deployment: dict[str, Any], deadline: float, view: live.View
+) -> dict[str, Any] | None:
+    deployment_id = int(deployment["id"])
+    seen = deployment.get("version") or None  # the POST's answer: wait past it
     answer: dict[str, Any] | None = None
     tries = 0
     while True:
         wait = min(LONG_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
         path = f"/v1/deployments/{deployment_id}?wait={wait:.3f}"
+        if seen is not None:
+            path += "&version=" + urllib.parse.quote(str(seen), safe="")
+        asked = time.monotonic()
         try:
             status, body = target.get(path, timeout=wait + 30)
         except Unreachable as exc:
             status, body = 0, {"detail": str(exc)}
+        pause = 0.0
         if status == 200:
             answer, tries = body, 0
+            view.update(body)
+            took = time.monotonic() - asked
+            if body.get("version") == seen and took < EARLY_SECONDS:
+                pause = EARLY_SECONDS
+            spacing = min(MAX_SPACING, len(body.get("hosts") or []) * SPACING_PER_HOST)
+            pause = max(pause, spacing - took)
+            seen = body.get("version") or None
         elif status == 503 or status == 0:  # restarting, stopping, database down: not an end
             if tries == 0:
-                _say(f"waiting for the server: {body.get('detail', 'unavailable')}")
+                view.say(f"flotilla: waiting for the server: {body.get('detail', 'unavailable')}")
             tries += 1
+            pause = RETRY_SECONDS[min(tries, len(RETRY_SECONDS)) - 1]
         else:
+            view.close()  # the problem goes below the view, not into it
             raise Refused(report_problem(status, body))
         if answer is not None and answer.get("status") in TERMINAL:
             return answer
         left = deadline - time.monotonic()
         if left <= 0:
             return answer
-        if status != 200:
-            time.sleep(min(left, RETRY_SECONDS[min(tries, len(RETRY_SECONDS)) - 1]))
+        if pause > 0:
+            time.sleep(min(left, pause))
 
 
 def evidence(deployment: dict[str, Any]) -> None:
@@ -139,7 +183,9 @@ def evidence(deployment: dict[str, Any]) -> None:
                     print(f"      | {log_line}", file=sys.stderr)
 
 
-def _follow_rollback(target: Target, failed: dict[str, Any], deadline: float) -> None:
+def _follow_rollback(
+    target: Target, failed: dict[str, Any], deadline: float, screen: live.Screen
+) -> None:
     """Follow the automatic rollback a failed deployment started; say where the app stands."""
     app = failed["app"]
     status, answer = target.get(f"/v1/deployments?app={app}&limit=50")
@@ -152,7 +198,7 @@ def _follow_rollback(target: Target, failed: dict[str, Any], deadline: float) ->
         _say(f"deployment {failed['id']} was rolled back, but its rollback was not found")
         return
     print(f"deployment {rollback['id']}: automatic rollback to release {rollback['release']}")
-    ended = _until_end(target, int(rollback["id"]), deadline)
+    ended = _until_end(target, rollback, deadline, screen.view(rollback))
     if ended is None or ended.get("status") not in TERMINAL:
         print(
             f"deployment {rollback['id']}: timed out following the rollback; it goes on "

@@ -206,6 +206,14 @@ CASES = [
         fields=("wait",),
     ),
     Case(
+        "deployment-version-too-long",
+        422,
+        "invalid_request",
+        method="GET",
+        path="/v1/deployments/1?wait=1&version=" + "v" * 101,
+        fields=("version",),
+    ),
+    Case(
         "deployments-limit-0",
         422,
         "invalid_request",

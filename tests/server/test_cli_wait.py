@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +33,17 @@ class Scripted:
     """What the scripted server answers to each poll, and what the CLI asked of it."""
 
     answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    started: dict[str, Any] = field(default_factory=lambda: dict(STARTED))
     deploys: list[dict[str, Any]] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     polls: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each poll came (monotonic)
     tokens: set[str] = field(default_factory=set)
 
     @property
     def waits(self) -> list[float]:
         """The `wait=` of each poll, in seconds."""
-        return [float(p.split("wait=")[1]) for p in self.polls]
+        return [float(p.split("wait=")[1].split("&")[0]) for p in self.polls]
 
 
 @pytest.fixture(autouse=True)
@@ -62,11 +65,12 @@ async def scripted(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Scripted]:
         script.tokens.add(request.headers["Authorization"])
         script.deploys.append({"app": request.match_info["app"], **await request.json()})
         script.keys.append(request.headers.get("Idempotency-Key"))
-        return web.json_response(STARTED, status=202)
+        return web.json_response(script.started, status=202)
 
     async def poll(request: web.Request) -> web.Response:
         script.tokens.add(request.headers["Authorization"])
         script.polls.append(request.path_qs)
+        script.times.append(time.monotonic())
         answers = script.answers
         status, body = answers.pop(0) if len(answers) > 1 else answers[0]
         kind = "application/problem+json" if status >= 400 else "application/json"
@@ -107,9 +111,47 @@ async def test_waits_past_one_long_poll_until_the_deployment_ends(
     assert all(0 < w <= min(client.LONG_POLL_SECONDS, MAX_WAIT_SECONDS) for w in scripted.waits)
     out = capsys.readouterr()
     assert out.out == (
-        "deployment 7: deploy of web to release 3 pending\ndeployment 7: succeeded\n"
+        "deployment 7: deploy of web to release 3 pending\n"
+        "deployment 7: running\n"  # a change: said once, not at each poll
+        "deployment 7: succeeded\n"
     )
     assert out.err == ""
+
+
+async def test_each_poll_waits_past_the_version_it_has_and_each_change_is_a_line(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server answers a poll with `version=V` as soon as the deployment is no longer at
+    V: the CLI asks past the version of its last answer, and prints a line per change."""
+    scripted.started["version"] = "0.pending"
+    strategy = {"max_parallel": 1, "canary": 0}
+
+    def at(version: str, status: str, *states: str) -> tuple[int, dict[str, Any]]:
+        hosts = [
+            {"name": f"h{n}", "state": state, "previous_release": 2, "error": None}
+            for n, state in enumerate(states, 1)
+        ]
+        body = {**STARTED, "status": status, "strategy": strategy, "hosts": hosts}
+        return 200, {**body, "version": version}
+
+    answers = [
+        at("1.running", "running", "updating", "pending"),
+        at("2.running", "running", "healthy", "updating"),
+        at("3.succeeded", "succeeded", "healthy", "healthy"),
+    ]
+    code = await deploy_wait(scripted, answers, 600)
+    assert code == 0
+    versions = [p.split("&version=")[1] for p in scripted.polls]
+    assert versions == ["0.pending", "1.running", "2.running"]
+    assert capsys.readouterr().out.splitlines() == [
+        "deployment 7: deploy of web to release 3 pending",
+        "deployment 7: running: 2 host(s), batch 1/2",
+        "host h1: updating to release 3",
+        "host h1: healthy on release 3",
+        "host h2: updating to release 3",
+        "host h2: healthy on release 3",
+        "deployment 7: succeeded",
+    ]
 
 
 async def test_a_deployment_that_fails_exits_1_with_its_evidence(
@@ -181,6 +223,25 @@ async def test_a_refused_poll_exits_5_with_the_problem(
     assert code == 5
     assert len(scripted.polls) == 1
     assert "token lacks the read scope" in capsys.readouterr().err
+
+
+async def test_a_large_deployment_is_asked_at_most_every_few_seconds(
+    scripted: Scripted, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each answer carries every host: 2,000 of them are asked for at most once a second,
+    however often they change."""
+    scripted.started["version"] = "0.pending"
+    hosts = [{"name": f"h{n}", "state": "updating"} for n in range(2000)]
+    answers = [
+        (200, {**STARTED, "status": "running", "hosts": hosts, "version": f"{n}.running"})
+        for n in range(1, 4)
+    ]
+    answers.append((200, {**STARTED, "status": "succeeded", "hosts": [], "version": "9"}))
+    code = await deploy_wait(scripted, answers, 600)
+    assert code == 0
+    gaps = [b - a for a, b in zip(scripted.times, scripted.times[1:], strict=False)]
+    assert len(gaps) == 3 and min(gaps) >= 0.9, gaps
+    capsys.readouterr()
 
 
 def test_each_long_poll_stays_within_what_the_server_accepts() -> None:
