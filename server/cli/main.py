@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import cli as agent_cli
+from server.cli import flags
 from server.cli.logs import configure_logging
-from server.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings, SettingsError
+from server.config import DEFAULT_LISTEN, Settings, SettingsError
 from server.errors import DatabaseProblem
 
 if TYPE_CHECKING:
@@ -34,93 +35,6 @@ log = logging.getLogger("flotilla")
 LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 DEV_HOST = "local"
 DEV_TOKEN_FILE = "dev-host.token"
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
-def _flag_env(name: str) -> bool:
-    return _env(name, "") not in ("", "0", "false")
-
-
-def _tls_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tls-cert",
-        default=_env("FLOTILLA_TLS_CERT", ""),
-        metavar="FILE",
-        help="serve HTTPS (and WSS to agents) with this PEM certificate (chain) "
-        "(env FLOTILLA_TLS_CERT; default: plain HTTP)",
-    )
-    parser.add_argument(
-        "--tls-key",
-        default=_env("FLOTILLA_TLS_KEY", ""),
-        metavar="FILE",
-        help="the certificate's PEM private key (env FLOTILLA_TLS_KEY)",
-    )
-    parser.add_argument(
-        "--agent-ca",
-        default=_env("FLOTILLA_AGENT_CA", ""),
-        metavar="FILE",
-        help="mutual TLS for agents: their socket needs a client certificate signed by this "
-        "PEM CA and naming their host (CN or DNS name); REST callers need none "
-        "(env FLOTILLA_AGENT_CA; default: off)",
-    )
-
-
-def _server_flags(parser: argparse.ArgumentParser, listen: bool = True) -> None:
-    if listen:
-        parser.add_argument(
-            "--listen",
-            default=_env("FLOTILLA_LISTEN", DEFAULT_LISTEN),
-            help="address to serve on, HOST:PORT (env FLOTILLA_LISTEN; default %(default)s)",
-        )
-    parser.add_argument(
-        "--data-dir",
-        default=_env("FLOTILLA_DATA_DIR", DEFAULT_DATA_DIR),
-        help="folder for the SQLite file and admin.token (env FLOTILLA_DATA_DIR; "
-        "default %(default)s)",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=_env("FLOTILLA_DATABASE_URL", ""),
-        help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB "
-        "(env FLOTILLA_DATABASE_URL; default: SQLite in the data dir)",
-    )
-    if listen:
-        parser.add_argument(
-            "--allow-internal-webhooks",
-            action="store_true",
-            default=_flag_env("FLOTILLA_ALLOW_INTERNAL_WEBHOOKS"),
-            help="accept webhook URLs that point at link-local or cloud metadata addresses "
-            "(env FLOTILLA_ALLOW_INTERNAL_WEBHOOKS=1; default: refused)",
-        )
-        parser.add_argument(
-            "--default-memory",
-            default=_env("FLOTILLA_DEFAULT_MEMORY", "300m"),
-            help="memory limit of a container whose deployment sets none "
-            "(env FLOTILLA_DEFAULT_MEMORY; default %(default)s)",
-        )
-        parser.add_argument(
-            "--default-pids-limit",
-            type=int,
-            default=_env("FLOTILLA_DEFAULT_PIDS_LIMIT", "4096"),  # argparse applies type=int
-            help="process limit of a container whose deployment sets none "
-            "(env FLOTILLA_DEFAULT_PIDS_LIMIT; default %(default)s)",
-        )
-        parser.add_argument(
-            "--insecure",
-            action="store_true",
-            default=_flag_env("FLOTILLA_INSECURE"),
-            help="serve plain HTTP on an address that is not loopback (behind a TLS-terminating "
-            "proxy; env FLOTILLA_INSECURE=1; default: refused)",
-        )
-        parser.add_argument(
-            "--allowed-registries",
-            default=_env("FLOTILLA_ALLOWED_REGISTRIES", ""),
-            help="registries deployments may use, separated by commas (docker.io for images "
-            "without one; env FLOTILLA_ALLOWED_REGISTRIES; default: any)",
-        )
 
 
 def _version() -> str:
@@ -140,13 +54,13 @@ def _base_parser() -> tuple[argparse.ArgumentParser, Any]:
     parser.add_argument("--version", action="version", version=f"flotilla {_version()}")
     parser.add_argument(
         "--log-level",
-        default=_env("FLOTILLA_LOG_LEVEL", "INFO"),
+        default=flags.env("FLOTILLA_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING or ERROR (env FLOTILLA_LOG_LEVEL; default %(default)s)",
     )
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
-        default=_env("FLOTILLA_LOG_FORMAT", "text"),
+        default=flags.env("FLOTILLA_LOG_FORMAT", "text"),
         help="text, or json: one object per line with level, message and the ids involved "
         "(env FLOTILLA_LOG_FORMAT; default %(default)s)",
     )
@@ -182,16 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser, sub = _base_parser()
     p = sub.add_parser("server", help="run the control plane (REST API, agent hub, rollouts)")
-    _server_flags(p)
-    _tls_flags(p)
+    flags.server_flags(p)
+    flags.tls_flags(p)
 
     p = sub.add_parser("agent", help="run the agent of one host")
     agent_cli.add_arguments(p)
 
     p = sub.add_parser("dev", help="server and one local agent in one process (SQLite)")
-    _server_flags(p)
+    flags.server_flags(p)
     p.add_argument(
-        "--docker-host", default=_env("DOCKER_HOST"), help="Docker Engine URL (env DOCKER_HOST)"
+        "--docker-host",
+        default=flags.env("DOCKER_HOST"),
+        help="Docker Engine URL (env DOCKER_HOST)",
     )
     p.add_argument(
         "--host-name", default=DEV_HOST, help="the local host's name (default %(default)s)"
@@ -202,11 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="database maintenance")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="run the Alembic migrations to the newest revision")
-    _server_flags(up, listen=False)
+    flags.server_flags(up, listen=False)
 
     client.add_commands(sub)
     login.add_commands(sub)
-    secrets_cli.add_commands(sub, _server_flags)
+    secrets_cli.add_commands(sub, flags.server_flags)
     return parser
 
 
