@@ -58,6 +58,7 @@ class AuditLog:
         self._entries: list[Entry] = []
         self._used: dict[int, dt.datetime] = {}
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()  # a write waits for the one in flight
 
     def record(self, entry: Entry) -> None:
         """Queue an entry (dropped and counted past MAX_PENDING unwritten)."""
@@ -89,7 +90,13 @@ class AuditLog:
                 await self.write()
 
     async def write(self) -> None:
-        """Write the queued entries and last uses in one transaction."""
+        """Write the queued entries and last uses in one transaction; once it returns, what
+        was recorded before the call is in the database (a write in flight is waited for:
+        GET /v1/audit writes first, and must not read before the background write commits)."""
+        async with self._writing:
+            await self._write()
+
+    async def _write(self) -> None:
         self._wake.clear()
         entries, self._entries = self._entries, []
         used, self._used = self._used, {}
