@@ -75,9 +75,13 @@ async def test_an_agent_rides_out_an_engine_that_is_down(flotilla_sqlite: Flotil
                 return body["hosts"][0]["status"] == "connected"
 
             assert await eventually(connected, timeout=30)
-            _, events = await f.api.call("GET", "/v1/events?limit=1000")
-            kinds = [e["kind"] for e in events["events"] if e.get("host") == name]
-            assert "host_engine_unavailable" in kinds and "host_engine_available" in kinds
+
+            async def both_events() -> bool:  # agents' events are written in batches
+                _, events = await f.api.call("GET", "/v1/events?limit=1000")
+                kinds = {e["kind"] for e in events["events"] if e.get("host") == name}
+                return {"host_engine_unavailable", "host_engine_available"} <= kinds
+
+            assert await eventually(both_events, timeout=10)
             _, releases = await f.api.call("GET", "/v1/apps/late/releases")
             assert all(r.get("outcome") != "bad" for r in releases["releases"])
     finally:
