@@ -68,7 +68,12 @@ def add_commands(sub: Any) -> None:
                 help="wait until the deployment (and an automatic rollback) ends; the exit "
                 "code says how it ended",
             )
-            p.add_argument("--timeout", type=float, default=600, help="seconds to --wait")
+            p.add_argument(
+                "--timeout",
+                type=float,
+                default=600,
+                help="seconds to --wait (default %(default)s); past them the command exits 3 and the deployment goes on",
+            )
         if name == "diff":
             p.add_argument("app", type=app_name)
             p.add_argument("a", nargs="?", type=int, metavar="A", help="from release A")
