@@ -103,9 +103,14 @@ def _detail(raw: dict[str, Any]) -> str:
     text = raw.get("error") or ""
     if not text and problems and isinstance(problems[-1], dict):
         text = str(problems[-1].get("message") or "")
-    # an agent's message can quote a container's output: no control character (an escape
-    # sequence) of it reaches the terminal
-    return "".join(c if c.isprintable() else "?" for c in " ".join(str(text).split()))
+    return printable(" ".join(str(text).split()))
+
+
+def printable(text: object) -> str:
+    """`text` with every control character (an escape sequence's start) shown as "?": an
+    agent's message or a log line can quote a container's output, and none of it may drive
+    the terminal."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
 def batch(states: list[str], max_parallel: int, canary: int) -> tuple[int, int] | None:

@@ -165,14 +165,15 @@ def evidence(deployment: dict[str, Any]) -> None:
     """Print why a deployment failed: its error, and per failed host its problems (probe,
     exit code, the tail of the log)."""
     if deployment.get("error"):
-        print(f"  {deployment['error']}", file=sys.stderr)
+        print(f"  {live.printable(deployment['error'])}", file=sys.stderr)
     for host in deployment.get("hosts") or []:
         if host.get("state") != "failed":
             continue
-        print(f"  host {host.get('name')}: {host.get('error') or 'failed'}", file=sys.stderr)
+        why = live.printable(host.get("error") or "failed")
+        print(f"  host {host.get('name')}: {why}", file=sys.stderr)
         found = host.get("evidence") or {}
         for problem in found.get("problems") or []:
-            line = f"    {problem.get('reason')}: {problem.get('message')}"
+            line = f"    {problem.get('reason')}: {live.printable(problem.get('message'))}"
             if problem.get("exit_code") is not None:
                 line += f" (exit code {problem['exit_code']})"
             print(line, file=sys.stderr)
@@ -180,7 +181,7 @@ def evidence(deployment: dict[str, Any]) -> None:
             if logs:
                 print(f"    last {len(logs)} log lines:", file=sys.stderr)
                 for log_line in logs:
-                    print(f"      | {log_line}", file=sys.stderr)
+                    print(f"      | {live.printable(log_line)}", file=sys.stderr)
 
 
 def _follow_rollback(

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from server.api.deployments import MAX_WAIT_SECONDS
-from server.cli import client
+from server.cli import client, wait
 from server.cli.main import main
 
 TOKEN = "t0ken"
@@ -247,3 +247,31 @@ async def test_a_large_deployment_is_asked_at_most_every_few_seconds(
 def test_each_long_poll_stays_within_what_the_server_accepts() -> None:
     """The CLI does not import the server's API module (aiohttp); its cap must not exceed it."""
     assert client.LONG_POLL_SECONDS <= MAX_WAIT_SECONDS
+
+
+def test_evidence_never_sends_a_containers_escape_sequences_to_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    failed = {
+        "error": "health check failed\x1b[2J",
+        "hosts": [
+            {
+                "name": "web-1",
+                "state": "failed",
+                "error": "unhealthy",
+                "evidence": {
+                    "problems": [
+                        {
+                            "reason": "exited",
+                            "message": "bye\x1b]0;pwned\x07",
+                            "logs": ["\x1b[31mred"],
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    wait.evidence(failed)
+    printed = capsys.readouterr().err
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert "?[31mred" in printed and "bye?]0;pwned?" in printed
