@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics-listen",
+        type=_listen,
         default=env("FLOTILLA_METRICS_LISTEN", DEFAULT_METRICS_LISTEN),
         help="HOST:PORT for the agent's /metrics and /healthz; 'off' to disable "
         "(env FLOTILLA_METRICS_LISTEN; default %(default)s)",
@@ -92,6 +93,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "backoff); a pull never holds up the agent's other apps "
         "(env FLOTILLA_PULL_TIMEOUT; default %(default)s)",
     )
+
+
+def _listen(value: str) -> str:
+    """'off', or [HOST:]PORT with a port from 0 to 65535."""
+    if value == "off":
+        return value
+    _, _, port = value.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT (a port 0-65535) or off")
+    return value
 
 
 def _seconds(value: str) -> float:

@@ -108,6 +108,16 @@ def test_an_agent_whose_metrics_address_is_in_use() -> None:
             assert "--metrics-listen" in line and "FLOTILLA_METRICS_LISTEN" in line, line
 
 
+def test_an_agent_with_a_bad_metrics_address_is_a_usage_error() -> None:
+    agent = ("agent", "--server", f"http://127.0.0.1:{closed_port()}", "--name", "web-1")
+    for bad in ("abc", "127.0.0.1:abc", "127.0.0.1:99999"):
+        for how, env in ((("--metrics-listen", bad), {}), ((), {"FLOTILLA_METRICS_LISTEN": bad})):
+            result = flotilla(*agent, *how, env={"FLOTILLA_HOST_TOKEN": "flt_x", **env})
+            assert result.returncode == 2, result
+            assert "Traceback" not in result.stderr, result.stderr
+            assert f"--metrics-listen: {bad!r}: expected HOST:PORT" in result.stderr
+
+
 async def test_hosts_are_disconnected_after_a_restart(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'flotilla.db'}"
     server, _ = await start_server(url, tmp_path)
