@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -80,11 +81,16 @@ class LogReader(Protocol):
         """The container's output (a LogFeed)."""
 
 
+# the Engine's stamp (RFC 3339, nanoseconds): a piece of a cut line that happens to start with
+# something else is all text, and no stamp is ever longer than this (the protocol's cap is 255)
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+
+
 def split_stamp(raw: bytes) -> tuple[str, str]:
     """(time, text) of a line the Engine stamped (`2026-12-06T14:00:00.123456789Z text`)."""
     text = raw.decode("utf-8", "replace").rstrip("\r")
     stamp, sep, rest = text.partition(" ")
-    if sep and len(stamp) >= 20 and stamp[4] == "-" and stamp[10] == "T":
+    if sep and _STAMP.fullmatch(stamp):
         return stamp, rest
     return "", text
 
@@ -180,6 +186,9 @@ class _Stream:
         self.notes: list[str] = []
         self.feeds: list[Any] = []
         self.lock = threading.Lock()
+        # the secrets of the release whose containers it reads, even once a deploy or the
+        # app's removal took them out of the desired state (their shutdown still prints)
+        self.secrets = secret_values(owner.desired())
 
     def stop(self) -> None:
         """Stop reading and sending: close the Engine's streams, so the threads end."""
@@ -243,7 +252,8 @@ class _Stream:
                 batch = [self.buffer.popleft() for _ in range(min(MAX_LOG_CHUNK, len(self.buffer)))]
                 for _ in batch:
                     self.room.release()
-                values = secret_values(self.owner.desired())
+                now = secret_values(self.owner.desired())
+                values = tuple(sorted(set(now) | set(self.secrets), key=len, reverse=True))
                 lines = tuple(
                     LogEntry(
                         i.name, i.replica, i.release, t, clip(mask(text, values), MAX_LOG_LINE)
@@ -258,6 +268,7 @@ class _Stream:
     def _read(self, reader: LogReader, instance: Instance) -> None:
         """A reader thread: one container's output into the stream's buffer."""
         note = None
+        feed: Any = None
         try:
             feed = reader.open_logs(
                 instance.container_id,
@@ -281,6 +292,9 @@ class _Stream:
                 log.debug(
                     "log stream failed host=%s app=%s: %s", self.owner.host, instance.app, exc
                 )
+        finally:
+            if feed is not None:  # ended, or stopped: its Engine connection goes at once
+                _close(feed)
         with contextlib.suppress(RuntimeError):  # the loop is gone: the agent is stopping
             self.loop.call_soon_threadsafe(self._reader_done, note)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -27,13 +28,15 @@ if TYPE_CHECKING:
     from msgspec import Meta
 else:
 
-    class Meta:
+    class _Unchecked:
         """The constraints of a field, as msgspec.Meta takes them, kept until a message is
         first checked strictly (`_strict`). An agent checks only what the server sends it
         and never imports msgspec: importing it was 3.6 MiB of every agent's memory."""
 
         def __init__(self, **constraints: Any) -> None:
             self.constraints = constraints
+
+    Meta = _Unchecked
 
 
 PROTOCOL_VERSION = 1
@@ -436,6 +439,15 @@ class _Strict:
     validation_error: type[Exception]
 
 
+_SWAPPING = threading.Lock()
+
+
+def prepare_checks() -> None:
+    """Import msgspec and build the strict checks now (the server, at its start), rather
+    than at the first report."""
+    _strict()
+
+
 @functools.cache
 def _strict() -> _Strict:
     """msgspec, imported for the first strict check (the server's, of every report; an
@@ -444,16 +456,17 @@ def _strict() -> _Strict:
     strings, are read in this module's namespace when a decoder is built."""
     import msgspec
 
-    names = globals()
-    stand_in = names["Meta"]
-    names["Meta"] = msgspec.Meta
-    for name, value in list(names.items()):
-        extras = getattr(value, "__metadata__", ())
-        if any(isinstance(m, stand_in) for m in extras):
-            metas = (
-                msgspec.Meta(**m.constraints) if isinstance(m, stand_in) else m for m in extras
-            )
-            names[name] = Annotated[(value.__origin__, *metas)]
+    with _SWAPPING:  # idempotent: a second run finds no stand-in left
+        names = globals()
+        stand_in = names["_Unchecked"]
+        names["Meta"] = msgspec.Meta
+        for name, value in list(names.items()):
+            extras = getattr(value, "__metadata__", ())
+            if any(isinstance(m, stand_in) for m in extras):
+                metas = (
+                    msgspec.Meta(**m.constraints) if isinstance(m, stand_in) else m for m in extras
+                )
+                names[name] = Annotated[(value.__origin__, *metas)]
 
     class Envelope(msgspec.Struct):
         type: str

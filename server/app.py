@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from agent.protocol import prepare_checks
 from server.api.audit import audit_middleware
 from server.api.problems import OUTAGE, Outage, problems_middleware
 from server.api.routes import setup_routes
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     The middle is built in dependency order, each part handed what it uses, and nothing is
     set on a part after it is built: the scheduler (server.turns), the status store, the
     controller's wake-ups, the hub, the controller (docs/architecture.md)."""
+    prepare_checks()  # msgspec's strict checks of agents' reports, built once, now
     app = web.Application(
         # the audit's is outermost: it sees the status every call was answered with
         middlewares=[audit_middleware, problems_middleware],

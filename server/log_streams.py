@@ -92,6 +92,28 @@ class LogStreams:
                 [FieldError("host", "too many log streams open")],
             )
 
+    def reserve(self, app: str, hosts: list[str]) -> Tap:
+        """A Tap holding a stream for each host (whose agent must be connected), refused
+        (409 `too_many_log_streams`) before anything is held if one of them already serves
+        MAX_LOG_STREAMS: checked and held in one step, so concurrent calls cannot both pass
+        the check. `start` asks the agents; `close` lets go."""
+        for host in hosts:
+            self.check_room(host)
+        tap = Tap(app)
+        for host in hosts:
+            key = (host, next(self._ids))
+            self._taps[key] = tap
+            tap.open[key] = None
+        return tap
+
+    async def start(self, tap: Tap, tail: int | None, since: float | None, follow: bool) -> None:
+        """Ask each agent of a reserved Tap to stream."""
+        for key in list(tap.open):
+            host, stream_id = key
+            sent = await self.send(host, LogsOpen(stream_id, tap.app, tail, since, follow))
+            if not sent and key in self._taps:
+                self._end(key, "the agent could not be reached")
+
     async def open(
         self,
         app: str,
@@ -100,16 +122,9 @@ class LogStreams:
         since: float | None,
         follow: bool,
     ) -> Tap:
-        """A Tap with a stream opened to each host (whose agent must be connected)."""
-        tap = Tap(app)
-        for host in hosts:
-            stream_id = next(self._ids)
-            key = (host, stream_id)
-            self._taps[key] = tap
-            tap.open[key] = None
-            sent = await self.send(host, LogsOpen(stream_id, app, tail, since, follow))
-            if not sent and key in self._taps:
-                self._end(key, "the agent could not be reached")
+        """`reserve`, then `start`."""
+        tap = self.reserve(app, hosts)
+        await self.start(tap, tail, since, follow)
         return tap
 
     def take(self, host: str, message: LogChunk | LogsEnd, over_rate: bool = False) -> bool:

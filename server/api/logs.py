@@ -35,9 +35,11 @@ from server.api.schemas import DNS_LABEL
 from server.db import rollouts, store
 from server.errors import Conflict, FieldError, Invalid
 from server.keys import HUB, SESSIONS
+from server.loops import wait_set
 
 KEEPALIVE_SECONDS = 15.0
 CHECK_SECONDS = 1.0  # how often an idle stream looks whether its client went away
+WRITE_SECONDS = 2 * KEEPALIVE_SECONDS  # a client that reads nothing this long is let go
 MAX_SINCE = 64  # characters of `since`
 
 _HOST = re.compile(DNS_LABEL)
@@ -131,14 +133,13 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
             )
         assigned = [query.host]
     connected = [h for h in assigned if hub.is_connected(h)]
-    for host in connected:
-        hub.logs.check_room(host)
-    response = web.StreamResponse(
-        headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"}
-    )
-    await response.prepare(request)
-    tap = await hub.logs.open(name, connected, query.tail, query.since, query.follow)
+    tap = hub.logs.reserve(name, connected)  # 409 too_many_log_streams: nothing held
     try:
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        await hub.logs.start(tap, query.tail, query.since, query.follow)
         notes = [
             {"host": h, "note": "the agent is not connected to this server"}
             for h in assigned
@@ -147,26 +148,31 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
         await _write(response, notes)
         quiet = 0.0
         while not tap.ended:
-            try:
-                await asyncio.wait_for(tap.wake.wait(), CHECK_SECONDS)
-            except TimeoutError:
+            if not tap.wake.is_set():
+                await wait_set(tap.wake, CHECK_SECONDS)
+            if not tap.wake.is_set():
                 if request.transport is None or request.transport.is_closing():
                     break  # the client went away
                 quiet += CHECK_SECONDS
                 if quiet >= KEEPALIVE_SECONDS:
                     quiet = 0.0
-                    await response.write(b"\n")
+                    await _write(response, (), keepalive=True)
                 continue
             quiet = 0.0
             await _write(response, tap.take())
-    except ConnectionError:
-        pass  # the client went away
+    except (ConnectionError, TimeoutError):
+        pass  # the client went away, or stopped reading (WRITE_SECONDS)
     finally:
         await hub.logs.close(tap)
     return response
 
 
-async def _write(response: web.StreamResponse, records: Sequence[Mapping[str, object]]) -> None:
-    if records:
-        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        await response.write(text.encode())
+async def _write(
+    response: web.StreamResponse, records: Sequence[Mapping[str, object]], keepalive: bool = False
+) -> None:
+    """Send records (or a keep-alive's empty line); TimeoutError if the client has read
+    nothing for WRITE_SECONDS: a stream it stopped reading must not hold the host's slots."""
+    if records or keepalive:
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records) or "\n"
+        async with asyncio.timeout(WRITE_SECONDS):
+            await response.write(text.encode())

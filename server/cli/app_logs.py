@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
+from server.cli import live
 from server.cli.api import Exit, Server, Unreachable, UsageError, app_name, report_problem
 
 READ_TIMEOUT = 45.0  # the server sends an empty line every 15 s while following
@@ -90,6 +92,9 @@ def _stream(server: Server, token: str, path: str, output: str) -> int:
             for raw in iter(response.readline, b""):
                 if raw.strip():
                     _print(raw, output)
+        except BrokenPipeError:  # `flotilla logs APP | head`: the reader has had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+            return Exit.OK
         except (OSError, http.client.HTTPException) as exc:
             raise Unreachable(f"the log stream from {url} broke off: {exc}") from None
     return Exit.OK
@@ -114,6 +119,7 @@ def _print(raw: bytes, output: str) -> None:
         print(json.dumps(record), flush=True)
         return
     if "note" in record:
-        print(f"flotilla logs: {record.get('host')}: {record['note']}", file=sys.stderr, flush=True)
+        note = live.printable(record["note"])  # an agent's words: no escape sequence
+        print(f"flotilla logs: {record.get('host')}: {note}", file=sys.stderr, flush=True)
         return
     print(f"{record.get('host')} {record.get('replica')} | {record.get('line')}", flush=True)

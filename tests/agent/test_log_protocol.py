@@ -101,3 +101,11 @@ def test_a_stamped_line_is_split_into_time_and_text() -> None:
     )
     assert split_stamp(b"no stamp here") == ("", "no stamp here")
     assert split_stamp(b"\xff broken") == ("", "\ufffd broken")
+
+
+def test_only_the_engines_own_stamp_is_a_time() -> None:
+    """A piece of a cut line that starts like a stamp is text: a container's output must
+    never make a field the server refuses (its agent would be disconnected)."""
+    fake = b"2026-12-06T" + b"x" * 300 + b" tail"
+    assert split_stamp(fake) == ("", fake.decode())
+    assert split_stamp(b"2026-12-06T14:00:00+01:00 x") == ("2026-12-06T14:00:00+01:00", "x")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import signal
+import sys
 import threading
 import time
 
@@ -164,3 +166,16 @@ async def test_a_burst_of_output_arrives_whole_at_the_agents_rate(
         assert lines == [f"burst-{i}" for i in range(3000)]  # whole, in order
         # 30 chunks of 100 lines, at most LOG_CHUNKS_PER_SECOND (10) a second
         assert took >= 2.9, took
+
+        # `flotilla logs APP | head -n 1`: the reader leaves early, and that is no error
+        server = ("--server", f.url, "--token", f.api.token)
+        logs = ("logs", "burst", "--tail", "all", *server)
+        flotilla = shlex.join([sys.executable, "-m", "server.cli.main", *logs])
+        piped = await asyncio.create_subprocess_exec(
+            "bash", "-o", "pipefail", "-c", f"{flotilla} | head -n 1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(piped.communicate(), 60)
+        assert piped.returncode == 0, err.decode()
+        assert out.decode().count("\n") == 1 and "burst-" in out.decode(), out
+        assert b"Traceback" not in err and b"broke off" not in err, err.decode()
