@@ -520,9 +520,45 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in value)
 
 
+def _count(value: object, most: int = MAX_INT) -> int:
+    """A whole number from 0 to `most` (a bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
+        raise ValueError(f"expected a whole number from 0 to {most}, got {value!r}")
+    return value
+
+
+def _number(value: object) -> float | int:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+def _text(value: object, most: int) -> str:
+    if not isinstance(value, str) or len(value) > most:
+        raise ValueError(f"expected a string of at most {most} characters, got {value!r:.40}")
+    return value
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _build(cls: type[Any], body: dict[str, Any]) -> Any:
     """Rebuild nested frozen dataclasses from plain JSON values."""
-    if cls in (LogsOpen, LogsStop, LogChunk, LogsEnd):  # checked as strictly as a report
+    if cls is LogsOpen:  # checked by hand: an agent that serves a stream needs no msgspec
+        tail, since = body.get("tail"), body.get("since")
+        return LogsOpen(
+            stream=_count(body["stream"]),
+            app=_text(body["app"], MAX_NAME),
+            tail=None if tail is None else _count(tail, MAX_LOG_TAIL),
+            since=None if since is None else float(_number(since)),
+            follow=_flag(body.get("follow", False)),
+        )
+    if cls is LogsStop:
+        return LogsStop(stream=_count(body["stream"]))
+    if cls in (LogChunk, LogsEnd):  # an agent's, checked as strictly as any report
         return _strict().convert(body, cls)
     if cls is DesiredState:
         return DesiredState(

@@ -11,6 +11,7 @@ from agent.logs import MAX_PENDING, lines_of, split_stamp
 from agent.protocol import (
     MAX_LOG_CHUNK,
     MAX_LOG_LINE,
+    MAX_LOG_TAIL,
     LogChunk,
     LogEntry,
     LogsEnd,
@@ -109,3 +110,20 @@ def test_only_the_engines_own_stamp_is_a_time() -> None:
     fake = b"2026-12-06T" + b"x" * 300 + b" tail"
     assert split_stamp(fake) == ("", fake.decode())
     assert split_stamp(b"2026-12-06T14:00:00+01:00 x") == ("2026-12-06T14:00:00+01:00", "x")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "logs_open", "stream": "7", "app": "web"},
+        {"type": "logs_open", "stream": -1, "app": "web"},
+        {"type": "logs_open", "stream": 7, "app": "w" * 256},
+        {"type": "logs_open", "stream": 7, "app": "web", "tail": MAX_LOG_TAIL + 1},
+        {"type": "logs_open", "stream": 7, "app": "web", "since": "yesterday"},
+        {"type": "logs_open", "stream": 7, "app": "web", "follow": "yes"},
+        {"type": "logs_stop", "stream": True},
+    ],
+)
+def test_an_agent_refuses_a_malformed_log_request(bad: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        decode(json.dumps(bad))

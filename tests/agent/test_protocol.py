@@ -451,8 +451,9 @@ def test_an_agent_process_does_not_load_msgspec() -> None:
     script = (
         "import sys\n"
         "import agent.cli, agent.main\n"
-        "from agent.protocol import Status, decode, encode\n"
+        "from agent.protocol import LogsOpen, Status, decode, encode\n"
         "decode(encode(Status(host='h', generation=1)))\n"
+        "decode(encode(LogsOpen(1, 'web', tail=5, follow=True)))\n"
         "print('msgspec' in sys.modules)\n"
     )
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
