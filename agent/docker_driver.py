@@ -28,6 +28,7 @@ from agent.protocol import (
     Instance,
     PublishedPort,
     RegistryAuth,
+    volume_name,
 )
 
 # The Engine API answers JSON, always UTF-8, so requests' character detection is never used,
@@ -185,8 +186,8 @@ class DockerDriver:
             binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
         for host_path, target, read_only in spec.mounts:  # the app's policy allowed them
             binds[host_path] = {"bind": target, "mode": "ro" if read_only else "rw"}
-        for volume_name, target, read_only in spec.volumes:
-            volume = self._volume(assignment.app, volume_name)
+        for name_in_spec, target, read_only in spec.volumes:
+            volume = self._volume(assignment.app, name_in_spec)
             binds[volume] = {"bind": target, "mode": "ro" if read_only else "rw"}
         tmpfs = {t: f"size={size}" if size else "" for t, size in spec.tmpfs}
         restricted = spec.security_profile == "restricted"
@@ -302,7 +303,7 @@ class DockerDriver:
         """The Engine's name of an app's named volume, created (labelled with the app and
         this host) on first use and never removed with a container: its data outlives every
         release and rollback. Named per app: another app's `data` is another volume."""
-        name = f"flotilla-{app}-{source}"
+        name = volume_name(app, source)
         try:
             self.api.inspect_volume(name)
         except docker.errors.NotFound:
@@ -312,6 +313,33 @@ class DockerDriver:
             except docker.errors.APIError as exc:
                 raise DriverError(f"create volume {name} failed: {_explain(exc)}") from exc
         return name
+
+    def remove_volumes(self, app: str) -> list[str]:
+        """Remove the app's named volumes on this host: only those labelled as Flotilla's for
+        this app and this host, and named as its volumes are (`volume_name`); nothing else.
+        Their names; raise DriverError if one cannot go (a container still uses it)."""
+        labels = [f"{LABEL_APP}={app}", f"{LABEL_HOST}={self.host}"]
+        try:
+            found = self.api.volumes(filters={"label": labels}).get("Volumes") or []
+        except docker.errors.APIError as exc:
+            raise DriverError(f"list volumes of {app} failed: {_explain(exc)}") from exc
+        prefix = volume_name(app, "")
+        removed = []
+        for volume in found:
+            name = str(volume.get("Name", ""))
+            mine = volume.get("Labels") or {}
+            if not name.startswith(prefix) or mine.get(LABEL_APP) != app:
+                continue
+            if mine.get(LABEL_HOST) != self.host:
+                continue
+            try:
+                self.api.remove_volume(name)
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError as exc:
+                raise DriverError(f"remove volume {name} failed: {_explain(exc)}") from exc
+            removed.append(name)
+        return sorted(removed)
 
     def _forget_secrets(self, name: str) -> None:
         """Delete a container's secret files (it was removed, or never created)."""

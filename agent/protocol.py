@@ -163,6 +163,15 @@ class DesiredState:
     assignments: tuple[Assignment, ...] = ()
     prepull: tuple[Prepull, ...] = ()
     registries: tuple[RegistryAuth, ...] = field(default=(), repr=False)
+    # apps removed with their volumes: remove each one's volumes here once its containers
+    # are gone (never an app this state assigns or pre-pulls)
+    purge_volumes: tuple[str, ...] = ()
+
+
+def volume_name(app: str, source: str) -> str:
+    """The Docker Engine's name of an app's named volume: per app, so that another app's
+    `data` is another volume."""
+    return f"flotilla-{app}-{source}"
 
 
 @dataclass(frozen=True)
@@ -317,10 +326,11 @@ def _encode_desired(d: DesiredState) -> str:
     assignments = ",".join(_fragment(a) for a in d.assignments)
     prepull = ",".join(_fragment(p) for p in d.prepull)
     registries = f',"registries":{dumps_json(d.registries)}' if d.registries else ""
+    purges = f',"purge_volumes":{dumps_json(d.purge_volumes)}' if d.purge_volumes else ""
     return (
         f'{{"type":"desired","host":{dumps_json(d.host)},'
         f'"generation":{int(d.generation)},'
-        f'"assignments":[{assignments}],"prepull":[{prepull}]{registries}}}'
+        f'"assignments":[{assignments}],"prepull":[{prepull}]{registries}{purges}}}'
     )
 
 
@@ -408,6 +418,7 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Any:
                 RegistryAuth(str(r["registry"]), str(r["username"]), str(r["password"]))
                 for r in body.get("registries", ())
             ),
+            purge_volumes=tuple(str(a) for a in body.get("purge_volumes", ())),
         )
     if cls is Status:
         return Status(

@@ -44,6 +44,7 @@ from agent.protocol import (
 )
 from agent.pulls import DEFAULT_PULL_TIMEOUT, Pulls
 from agent.reconcile import Action, Pull, Remove, Run, Start, Stop, plan_reconcile
+from agent.volumes import VolumePurges
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ class Driver(Protocol):
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         """The container's last `lines` lines of output."""
 
+    def remove_volumes(self, app: str) -> list[str]:
+        """Remove an app's volumes on this host (agent/volumes.py); their names."""
+
 
 @dataclass
 class _Backoff:
@@ -148,6 +152,7 @@ class Agent:
         self._look_at: float | None = None  # when to look again after acting (self.clock)
         self.engine_error: str | None = None  # why the Engine does not answer; None: it does
         self.pulls = Pulls(self._pull, pull_timeout, self.wake.set)
+        self.volumes = VolumePurges(host, driver)
 
     def close(self) -> None:
         """Abandon the pulls in flight (the agent is stopping)."""
@@ -234,6 +239,8 @@ class Agent:
             # itself, no look after acting is due (a probe that failed is due again soon,
             # and the health tracker wakes the loop for it)
             acted = (await self._round(desired))[0]
+        if self.desired is desired and self.engine_error is None:
+            await self.volumes.run(desired, self._instances)  # of apps removed with them
         if acted:
             # look again soon: what was just started has to prove itself, and the next step
             # (retiring the old instance) should not wait for the poll interval

@@ -108,3 +108,8 @@ class FakeDriver:
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         self.calls += 1
         return []
+
+    def remove_volumes(self, app: str) -> list[str]:
+        """The simulation has no volumes."""
+        self.calls += 1
+        return []

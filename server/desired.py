@@ -84,6 +84,7 @@ def build(
             assignments=tuple(assignments[host_id]),
             prepull=tuple(prepull[host_id]),
             registries=_logins(assignments[host_id], prepull[host_id], logins) if logins else (),
+            purge_volumes=rows.purges.get(host_id, ()),
         )
         for host_id, name, generation in rows.hosts
     }

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import store
+from server.db import purges, store
 from server.db.models import (
     App,
     Assignment,
@@ -24,6 +24,7 @@ from server.db.models import (
     Host,
     HostStatus,
     Release,
+    VolumePurge,
     utcnow,
 )
 from server.states import ACTIVE, DeploymentStatus, Outcome
@@ -35,6 +36,7 @@ _STATUSES = cast(Table, HostStatus.__table__)
 _APPS = cast(Table, App.__table__)
 _RELEASES = cast(Table, Release.__table__)
 _DEPLOYMENTS = cast(Table, Deployment.__table__)
+_PURGES = cast(Table, VolumePurge.__table__)
 
 
 async def active_deployments(session: AsyncSession) -> Sequence[tuple[Deployment, App]]:
@@ -181,6 +183,7 @@ async def insert_targets(
     ]
     if rest:  # the table, not the entity: a Core executemany skips the ORM's bookkeeping
         await session.execute(insert(_TARGETS), rest)
+    await purges.withdraw(session, deployment_id)  # its volumes are the new release's now
     await _bump_generations_of_targets(session, deployment_id)
 
 
@@ -466,6 +469,8 @@ class DesiredRows:
     strategies: dict[int, dict[str, Any]]  # deployment id -> its strategy
     good: dict[int, tuple[int, ...]]  # app id -> its newest releases that succeeded
     prepull: list[tuple[int, str, int, str]]  # (host id, app name, release, image)
+    # host id -> the apps whose volumes it is to remove (db/purges.py)
+    purges: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRows:
@@ -474,9 +479,21 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
     host (decoding them was a third of a push to 10,000 hosts)."""
     # rows of (id, name, generation): table columns, not the entities': the ORM's row
     # loading cost a fifth of a push to 10,000 hosts
-    hosts_query = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation)
-    hosts = await _rows_in(session, hosts_query, _HOSTS.c.name, list(names), 1)
-    host_ids = [h[0] for h in hosts]
+    # with the apps whose volumes a host is to remove, joined here: no statement of its own
+    # (the table is empty but for apps removed with their volumes)
+    hosts_query = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation, _APPS.c.name).select_from(
+        _HOSTS.outerjoin(_PURGES, _PURGES.c.host_id == _HOSTS.c.id).outerjoin(
+            _APPS, _APPS.c.id == _PURGES.c.app_id
+        )
+    )
+    host_rows = await _rows_in(session, hosts_query, _HOSTS.c.name, list(names), 1)
+    hosts: dict[int, tuple[int, str, int]] = {}
+    purged: dict[int, list[str]] = {}
+    for host_id, name, generation, purge in host_rows:
+        hosts[host_id] = (host_id, name, generation)
+        if purge is not None:
+            purged.setdefault(host_id, []).append(purge)
+    host_ids = list(hosts)
     apps, releases, deployments = _APPS.c, _RELEASES.c, _DEPLOYMENTS.c
     query = (
         select(
@@ -519,12 +536,13 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
     )
     prepull = await _rows_in(session, prepull_query, _TARGETS.c.host_id, host_ids, 0)
     return DesiredRows(
-        hosts=[tuple(h) for h in hosts],
+        hosts=list(hosts.values()),
         assignments=[tuple(r) for r in rows],
         specs=specs,
         strategies=strategies,
         good=await _good_releases(session),
         prepull=[tuple(p) for p in prepull],
+        purges={h: tuple(sorted(apps)) for h, apps in purged.items()},
     )
 
 

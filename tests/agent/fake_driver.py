@@ -48,6 +48,7 @@ class FakeEngine:
     held: dict[str, threading.Event] = field(default_factory=dict)
     pulls_begun: list[str] = field(default_factory=list)  # every pull asked for, in order
     steps: list[tuple[str, str]] = field(default_factory=list)
+    volumes: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (app, host)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)  # calls come from threads
 
@@ -182,3 +183,14 @@ class FakeDriver:
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         with self.engine._lock:
             return self.engine.logs.get(container_id, [])[-lines:]
+
+    def remove_volumes(self, app: str) -> list[str]:
+        with self.engine._lock:
+            self._check()
+            gone = sorted(
+                v for v, (a, h) in self.engine.volumes.items() if (a, h) == (app, self.host)
+            )
+            for name in gone:
+                del self.engine.volumes[name]
+                self.engine.steps.append(("volume rm", name))
+            return gone
