@@ -468,7 +468,9 @@ class DesiredRows:
     specs: dict[int, dict[str, Any]]  # release id -> its spec
     strategies: dict[int, dict[str, Any]]  # deployment id -> its strategy
     good: dict[int, tuple[int, ...]]  # app id -> its newest releases that succeeded
-    prepull: list[tuple[int, str, int, str]]  # (host id, app name, release, image)
+    # (host id, app name, release, image, its pinned digest)
+    prepull: list[tuple[int, str, int, str, str | None]]
+    pins: dict[int, str | None] = field(default_factory=dict)  # release id -> pinned digest
     # host id -> the apps whose volumes it is to remove (db/purges.py)
     purges: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
@@ -515,17 +517,23 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
     )
     rows = await _rows_in(session, query, _ASSIGNMENTS.c.host_id, host_ids, 0)
     specs: dict[int, dict[str, Any]] = {}
+    pins: dict[int, str | None] = {}
     strategies: dict[int, dict[str, Any]] = {}
     if rows:
         release_ids = {r[5] for r in rows}
-        spec_query = select(Release.id, Release.spec).where(Release.id.in_(release_ids))
-        specs = {release_id: spec for release_id, spec in await session.execute(spec_query)}
+        # each release's pinned digest with its spec: no statement of its own
+        spec_query = select(Release.id, Release.spec, Release.digest).where(
+            Release.id.in_(release_ids)
+        )
+        for release_id, spec, digest in await session.execute(spec_query):
+            specs[release_id] = spec
+            pins[release_id] = digest
         strategy_query = select(Deployment.id, Deployment.strategy).where(
             Deployment.id.in_({r[3] for r in rows})
         )
         strategies = {d: strategy for d, strategy in await session.execute(strategy_query)}
     prepull_query = (
-        select(_TARGETS.c.host_id, apps.name, deployments.release, releases.image)
+        select(_TARGETS.c.host_id, apps.name, deployments.release, releases.image, releases.digest)
         .join(_DEPLOYMENTS, _TARGETS.c.deployment_id == deployments.id)
         .join(_APPS, apps.id == deployments.app_id)
         .join(
@@ -543,6 +551,7 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
         good=await _good_releases(session),
         prepull=[tuple(p) for p in prepull],
         purges={h: tuple(sorted(apps)) for h, apps in purged.items()},
+        pins=pins,
     )
 
 
