@@ -12,7 +12,7 @@ from server.db import tokens
 from server.keys import SESSIONS
 from tests.conftest import Flotilla, Images
 from tests.e2e.fleet import fleet, simple
-from tests.harness import Engine, eventually, finish, start_cli
+from tests.harness import Engine, agent, eventually, finish, start_cli
 
 
 async def _containers(engine: Engine, host: str, app: str) -> int:
@@ -172,3 +172,27 @@ async def test_delete_app_keeps_its_volumes_unless_asked(
             assert await eventually(volume_gone, timeout=30)
     finally:
         stranger.remove(force=True)
+
+
+async def test_an_agent_away_at_the_removal_removes_the_volumes_when_it_is_back(
+    flotilla_sqlite: Flotilla, images: Images, docker_url: str, engine: Engine
+):
+    f = flotilla_sqlite
+    host, token = await f.add_host(f"{f.hosts_prefix}a")
+    spec = simple(images.v1, volumes=[{"source": "keep", "target": "/data"}])
+    async with agent(f.url, host, token, docker_url):
+        d = await f.api.deploy("away", spec)
+        assert (await f.api.wait(d["id"]))["status"] == "succeeded"
+    # the agent is gone (its container runs on): the removal waits for it
+    status, body = await f.api.call("DELETE", "/v1/apps/away?volumes=true")
+    assert status == 200 and body["volumes"]["hosts"] == [host], body
+    assert "flotilla-away-keep" in _volumes(engine)
+    assert await _containers(engine, host, "away") == 1
+
+    async with agent(f.url, host, token, docker_url):
+
+        async def all_gone() -> bool:
+            gone = "flotilla-away-keep" not in _volumes(engine)
+            return gone and await _containers(engine, host, "away") == 0
+
+        assert await eventually(all_gone, timeout=30)
