@@ -41,7 +41,8 @@ class _Pending:
     # the server's own events about hosts: (host, kind, message)
     noted: list[tuple[str, EventKind, str]] = field(default_factory=list)
     events: list[tuple[str, Event]] = field(default_factory=list)
-    pins: set[tuple[str, int, str]] = field(default_factory=set)  # (app, release, digest)
+    # (host, app, release, digest): what a host assigned an unpinned release resolved for it
+    pins: list[tuple[str, str, int, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.connections or self.events or self.pins or self.noted)
@@ -53,7 +54,7 @@ class _Pending:
         later.transitions[:0] = self.transitions
         later.noted[:0] = self.noted
         later.events[:0] = self.events
-        later.pins |= self.pins
+        later.pins[:0] = self.pins
 
 
 class HostLog:
@@ -74,7 +75,7 @@ class HostLog:
         self.on_pinned = on_pinned  # a release was pinned: push to the hosts assigned it
         self._pending = _Pending()
         self._dirty = asyncio.Event()
-        self._pins: set[tuple[str, int]] = set()  # (app, release) pinned already
+        self._pinned: dict[tuple[str, int], str] = {}  # (app, release) -> its pin, as written
 
     def connection(self, host_id: int, name: str, up: bool, hello: Hello | None) -> None:
         """A host's agent connected (with its hello) or went away."""
@@ -93,13 +94,13 @@ class HostLog:
         self._pending.events.append((name, event))
         self._dirty.set()
 
-    def pins(self, pins: set[tuple[str, int, str]]) -> None:
-        """(app, release, digest): the digest a host assigned the release resolved for it
-        (server/pins.py); a release's first is written, once."""
-        pending = {p[:2] for p in self._pending.pins}  # the first reported goes first
-        new = {p for p in pins if p[:2] not in self._pins and p[:2] not in pending}
+    def pins(self, host: str, found: set[tuple[str, int, str]]) -> None:
+        """(app, release, digest): what `host`, assigned the release without a pin, resolved
+        for it (server/pins.py). The release's first is its pin; a host that resolved
+        another digest than the pin is pushed its desired state again (with the pin)."""
+        new = [(host, *p) for p in sorted(found) if self._pinned.get(p[:2]) != p[2]]
         if new:
-            self._pending.pins |= new
+            self._pending.pins += new
             self._dirty.set()
 
     async def run(self) -> None:
@@ -141,14 +142,15 @@ class HostLog:
             except BaseException:
                 pending.before(self._pending)  # written next time, before what came since
                 raise
-        self._pins |= {p[:2] for p in pending.pins}
         if repush:
             self.on_pinned(repush)
         for name, _ in pending.transitions:  # what the database says of them changed too
             self.on_change(name)
 
     async def _write(self, pending: _Pending, connected_ids: list[int]) -> list[str]:
-        """Write it; the hosts whose desired state a new pin changed."""
+        """Write it; the hosts that resolved another digest than their release's pin: their
+        generations are bumped, to be pushed the pin (the others run the pinned image and
+        get it with their next push)."""
         repush: list[str] = []
         async with self.sessions.begin() as session:
             await hosts.record_connections(
@@ -172,6 +174,14 @@ class HostLog:
                 await store.add_event(
                     session, event.kind, name, event.message, app=event.app, host=name
                 )
-            for app, release, digest in sorted(pending.pins):
-                repush += await db_pins.pin_digest(session, app, release, digest)
+            pinned = dict(self._pinned)
+            for host, app, release, digest in pending.pins:  # in the order reported
+                pin = pinned.get((app, release))
+                if pin is None:
+                    pin = await db_pins.pin_digest(session, app, release, digest)
+                    pinned[(app, release)] = pin
+                if pin != digest and host not in repush:
+                    repush.append(host)
+            await db_pins.bump(session, repush)
+        self._pinned = pinned
         return repush

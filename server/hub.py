@@ -98,7 +98,7 @@ class Hub:
         # connections, events and pins: written in batches
         self.records = HostLog(
             sessions, turns, on_change, lambda: [self._ids[n] for n in self._sockets],
-            self.request_push,  # a release was pinned: push to the hosts assigned it
+            self.request_push,  # hosts that resolved another digest than a release's pin
         )  # fmt: skip
         self._to_push: set[str] = set()
         self._push_wanted = asyncio.Event()
@@ -369,7 +369,7 @@ class Hub:
         if status.digests:
             found = pins.found(status, self._unpinned.get(name, pins.NONE))
             if found:
-                self.records.pins(found)
+                self.records.pins(name, found)
         self.on_change(name)  # the controller reads the status from the store
 
     def _engine(self, name: str, error: str | None) -> None:

@@ -9,7 +9,9 @@ release's own image reference: the digest of the image that host runs for this r
 resolved for it (pulled, or already there when it was assigned). An agent that still runs an
 older release of the same tag, and was not assigned this one, is never asked. The first
 such digest written wins (`db/pins.pin_digest`: only a release without one), and from
-then on every desired state carries it (`ContainerSpec.digest`, `Prepull.digest`).
+then on every desired state carries it (`ContainerSpec.digest`, `Prepull.digest`); a host
+that reported another digest for the release is pushed the pin at once
+(`host_log.HostLog.pins`).
 """
 
 from __future__ import annotations

@@ -5,31 +5,30 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import App, Assignment, Host, Release
+from server.db.models import App, Host, Release
 
 
-async def pin_digest(session: AsyncSession, app: str, number: int, digest: str) -> list[str]:
+async def pin_digest(session: AsyncSession, app: str, number: int, digest: str) -> str:
     """Pin release `number` of `app` to `digest` unless it has a pin: the first wins (one
-    statement, so two hosts' reports cannot both). When this one did, the hosts assigned
-    the release get a new generation (their desired state now carries the pin: one that
-    pulled another image for it replaces it); their names, to push to."""
+    statement, so that two reports, or two server replicas, cannot both). The pin."""
     app_id = select(App.id).where(App.name == app).scalar_subquery()
-    result = await session.execute(
+    of_release = (Release.app_id == app_id, Release.number == number)
+    await session.execute(
         update(Release)
-        .where(Release.app_id == app_id, Release.number == number, Release.digest.is_(None))
+        .where(*of_release, Release.digest.is_(None))
         .values(digest=digest)
         .execution_options(synchronize_session=False)
     )
-    if not getattr(result, "rowcount", 0):
-        return []
-    assigned = select(Assignment.host_id).where(
-        Assignment.app_id == app_id, Assignment.release == number
-    )
-    await session.execute(
-        update(Host)
-        .where(Host.id.in_(assigned))
-        .values(generation=Host.generation + 1)
-        .execution_options(synchronize_session=False)
-    )
-    names = await session.scalars(select(Host.name).where(Host.id.in_(assigned)))
-    return list(names.all())
+    pin = await session.scalar(select(Release.digest).where(*of_release))
+    return pin or digest
+
+
+async def bump(session: AsyncSession, hosts: list[str]) -> None:
+    """New generations for these hosts: their desired state changed (a pin)."""
+    if hosts:
+        await session.execute(
+            update(Host)
+            .where(Host.name.in_(hosts))
+            .values(generation=Host.generation + 1)
+            .execution_options(synchronize_session=False)
+        )

@@ -3,8 +3,15 @@ from a status of the generation that told it so or later, for the release's own 
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from agent.protocol import Assignment, ContainerSpec, DesiredState, Prepull, Status
+from server.db import deploys, store
+from server.db.models import App, Host, Release
+from server.db.session import Sessions
+from server.host_log import HostLog
 from server.pins import NONE, found, unpinned
+from server.turns import Turns
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
@@ -33,3 +40,32 @@ def test_a_host_only_pre_pulling_or_with_every_release_pinned_is_not_asked():
     pinned = Assignment("web", 2, 7, 1, ContainerSpec("web:v1", digest=D1))
     assert unpinned(desired(5, pinned)) == NONE
     assert found(Status("h", 9, digests=(("db:1", D2),)), NONE) == set()
+
+
+async def test_the_first_report_pins_and_a_host_that_resolved_another_is_pushed_again(
+    sessions: Sessions,
+) -> None:
+    for image in ("web:v1", f"api:v1@{D2}"):
+        app = image.split(":")[0]
+        await deploys.deploy(
+            sessions, app, {"image": image}, actor="ci", message=None, strategy={},
+            selector={}, idempotency_key=None, body_hash=app,
+        )  # fmt: skip
+        async with sessions.begin() as session:
+            for host in ("a", "b", "c"):
+                if app == "web":
+                    await store.add_host(session, host, {})
+    pushed: list[list[str]] = []
+    log = HostLog(sessions, Turns(), lambda _: None, list, pushed.append)
+    log.pins("a", {("web", 1, D1)})
+    log.pins("b", {("web", 1, D2)})  # the tag moved between a's pull and b's
+    log.pins("c", {("api", 1, D1)})  # a release given with its digest keeps it
+    await log.flush()
+    log.pins("a", {("web", 1, D1)})  # known: nothing to write, nobody to push
+    await log.flush()
+    async with sessions() as session:
+        digests = dict((await session.execute(select(App.name, Release.digest).join(App))).all())
+        generations = dict((await session.execute(select(Host.name, Host.generation))).all())
+    assert digests == {"web": D1, "api": D2}
+    assert pushed == [["b", "c"]]
+    assert generations["b"] == generations["a"] + 1 == generations["c"]
