@@ -121,6 +121,8 @@ async def test_a_release_keeps_its_digest_across_batches_and_a_rollback(
         # the tag moves again before the rollback: release 1 still runs its digest
         again = await asyncio.to_thread(_push, engine, images.v3, repo, "v1")
         assert again == second != first  # v3's image, as pushed for release 2
+        # and no host holds the tag any more: the pinned image is what counts as pulled
+        await asyncio.to_thread(engine.client.api.remove_image, f"{repo}:v1")
         status, rollback = await f.api.call("POST", "/v1/apps/web/rollback", {})
         assert status == 202, rollback
         assert (await f.api.wait(rollback["id"]))["status"] == "succeeded"

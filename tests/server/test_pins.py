@@ -6,11 +6,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from agent.protocol import Assignment, ContainerSpec, DesiredState, Prepull, Status
+from server.confine import told_of
 from server.db import deploys, store
 from server.db.models import App, Host, Release
 from server.db.session import Sessions
 from server.host_log import HostLog
 from server.pins import NONE, found, unpinned
+from server.rollout.judgement import Wanted, judge
 from server.turns import Turns
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -69,3 +71,12 @@ async def test_the_first_report_pins_and_a_host_that_resolved_another_is_pushed_
     assert digests == {"web": D1, "api": D2}
     assert pushed == [["b", "c"]]
     assert generations["b"] == generations["a"] + 1 == generations["c"]
+
+
+def test_a_host_holding_the_pinned_image_has_pulled_it_though_it_has_no_tag():
+    wanted = Wanted("web", 2, 1, "reg:5000/web:v1", D1)
+    held = Status("h", 3, digests=((f"reg:5000/web@{D1}", D1),))
+    assert judge(wanted, held).pulled
+    assert not judge(wanted, Status("h", 3, digests=((f"reg:5000/web@{D2}", D2),))).pulled
+    pinned = Assignment("web", 2, 7, 1, ContainerSpec("reg:5000/web:v1", digest=D1))
+    assert f"reg:5000/web@{D1}" in told_of(desired(3, pinned)).images  # not cut at the door
