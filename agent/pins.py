@@ -13,10 +13,13 @@ running the pinned image, stays as it is.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from agent.protocol import DesiredState, Instance, pinned_ref, run_ref
+
+log = logging.getLogger(__name__)
 
 MAX_KNOWN = 1000  # pinned images whose ids are remembered
 
@@ -80,9 +83,12 @@ class Pins:
                 continue  # none, or all made from the pin
             found = self._ids.get(ref)
             if found is None:
-                # the pinned reference, or a pin that is a local image's id (built, no registry)
-                found = await asyncio.to_thread(self.driver.image_id, ref)
-                found = found or await asyncio.to_thread(self.driver.image_id, digest)
+                try:  # the pinned reference, or a pin that is a local image's id (no registry)
+                    found = await asyncio.to_thread(self.driver.image_id, ref)
+                    found = found or await asyncio.to_thread(self.driver.image_id, digest)
+                except Exception as exc:  # the Engine went away: judged at a later pass
+                    log.debug("pinned image lookup failed image=%s: %s", ref, exc)
+                    continue
                 if found is None:
                     # not here: cannot tell what they run. The planner pulls the pin (they
                     # keep serving meanwhile), then they are judged
