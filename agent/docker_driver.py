@@ -266,13 +266,16 @@ class DockerDriver:
     def _image_to_run(self, image: str, digest: str | None) -> str:
         """What a container of a release is created from: its image, or, pinned, exactly the
         pinned image: `repo@digest` if the engine has it, else the image whose id the pin is
-        (a local image, never pushed: its digest is its id). Missing: the create fails."""
+        (a local image, never pushed: its digest is its id), by its tag while the tag is
+        that image (what `docker ps` shows), else by the id. Missing: the create fails."""
         if digest is None:
             return image
         pinned = pinned_ref(image, digest)
-        if self.image_id(pinned) is None and self.image_id(digest) == digest:
-            return digest
-        return pinned
+        if self.image_id(pinned) is not None:
+            return pinned
+        if self.image_id(image) == digest:
+            return image
+        return digest if self.image_id(digest) == digest else pinned
 
     def start(self, container_id: str) -> None:
         """Start an existing container."""

@@ -112,6 +112,8 @@ async def test_a_release_keeps_its_digest_across_batches_and_a_rollback(
         assert await _runs(engine, fl, "web", v1_id)
         (later,) = engine.containers(fl.hosts[1], "web")
         assert later.attrs["Config"]["Image"] == f"{repo}@{first}"  # made from the pin
+        (canary,) = engine.containers(fl.hosts[0], "web")  # not made again for its pin
+        assert canary.attrs["Config"]["Image"] == f"{repo}:v1"
 
         second = await asyncio.to_thread(_push, engine, images.v3, repo, "v3")
         d2 = await f.api.deploy("web", simple(f"{repo}:v3", strategy={"max_parallel": 2}))
