@@ -1,5 +1,8 @@
 """The only module that knows the Docker SDK. Every method blocks: call it through a thread.
 
+(Over 400 lines: every Docker call the agent makes is here, so that no other module
+imports the SDK; each method is one Engine operation.)
+
 It uses the SDK's low-level APIClient: one `containers` call returns state, labels and ports
 of every instance, where the high-level API would inspect each container in turn.
 """
@@ -28,6 +31,8 @@ from agent.protocol import (
     Instance,
     PublishedPort,
     RegistryAuth,
+    pinned_ref,
+    volume_name,
 )
 
 # The Engine API answers JSON, always UTF-8, so requests' character detection is never used,
@@ -75,6 +80,7 @@ class DockerDriver:
         self.timeout = timeout
         self._api: docker.APIClient | None = None
         self._lock = threading.Lock()
+        self._images: dict[str, str] = {}  # container id -> image id, of the last listing
 
     @property
     def api(self) -> docker.APIClient:
@@ -128,11 +134,29 @@ class DockerDriver:
         """Every container that carries this host's label, running or not."""
         rows = self.api.containers(all=True, filters={"label": f"{LABEL_HOST}={self.host}"})
         result = []
+        images = {}
         for row in rows:
             inst = _instance(row)
             if inst is not None:
                 result.append(inst)
+                images[inst.container_id] = str(row.get("ImageID", ""))
+        self._images = images
         return result
+
+    def container_images(self) -> Mapping[str, str]:
+        """The image id of each container of the last `list_instances`, by container id."""
+        return self._images
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of the local image `ref` names (a tag, `repo@digest`, or an image id)."""
+        try:
+            info = self.api.inspect_image(ref)  # type: ignore[no-untyped-call]
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            log.warning("inspect image failed host=%s image=%s: %s", self.host, ref, exc)
+            return None
+        return str(info.get("Id", "")) or None
 
     def present_images(self, refs: set[str]) -> dict[str, str]:
         """Map each locally present image reference to its digest (or image id)."""
@@ -145,8 +169,7 @@ class DockerDriver:
             except docker.errors.APIError as exc:
                 log.warning("inspect image failed host=%s image=%s: %s", self.host, ref, exc)
                 continue
-            digests = info.get("RepoDigests") or []
-            found[ref] = digests[0].split("@", 1)[1] if digests else str(info.get("Id", ""))
+            found[ref] = _digest_of(ref, info)
         return found
 
     def pull(self, ref: str, auth: RegistryAuth | None = None) -> None:
@@ -185,8 +208,8 @@ class DockerDriver:
             binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
         for host_path, target, read_only in spec.mounts:  # the app's policy allowed them
             binds[host_path] = {"bind": target, "mode": "ro" if read_only else "rw"}
-        for volume_name, target, read_only in spec.volumes:
-            volume = self._volume(assignment.app, volume_name)
+        for name_in_spec, target, read_only in spec.volumes:
+            volume = self._volume(assignment.app, name_in_spec)
             binds[volume] = {"bind": target, "mode": "ro" if read_only else "rw"}
         tmpfs = {t: f"size={size}" if size else "" for t, size in spec.tmpfs}
         restricted = spec.security_profile == "restricted"
@@ -219,7 +242,7 @@ class DockerDriver:
         )
         try:
             created = self.api.create_container(
-                spec.image,
+                self._image_to_run(spec.image, spec.digest),
                 command=list(spec.command) if spec.command is not None else None,
                 name=name,
                 environment=env,
@@ -239,6 +262,20 @@ class DockerDriver:
         cid = str(created["Id"])
         self.start(cid)
         return cid
+
+    def _image_to_run(self, image: str, digest: str | None) -> str:
+        """What a container of a release is created from: its image, or, pinned, exactly the
+        pinned image: `repo@digest` if the engine has it, else the image whose id the pin is
+        (a local image, never pushed: its digest is its id), by its tag while the tag is
+        that image (what `docker ps` shows), else by the id. Missing: the create fails."""
+        if digest is None:
+            return image
+        pinned = pinned_ref(image, digest)
+        if self.image_id(pinned) is not None:
+            return pinned
+        if self.image_id(image) == digest:
+            return image
+        return digest if self.image_id(digest) == digest else pinned
 
     def start(self, container_id: str) -> None:
         """Start an existing container."""
@@ -302,7 +339,7 @@ class DockerDriver:
         """The Engine's name of an app's named volume, created (labelled with the app and
         this host) on first use and never removed with a container: its data outlives every
         release and rollback. Named per app: another app's `data` is another volume."""
-        name = f"flotilla-{app}-{source}"
+        name = volume_name(app, source)
         try:
             self.api.inspect_volume(name)
         except docker.errors.NotFound:
@@ -312,6 +349,33 @@ class DockerDriver:
             except docker.errors.APIError as exc:
                 raise DriverError(f"create volume {name} failed: {_explain(exc)}") from exc
         return name
+
+    def remove_volumes(self, app: str) -> list[str]:
+        """Remove the app's named volumes on this host: only those labelled as Flotilla's for
+        this app and this host, and named as its volumes are (`volume_name`); nothing else.
+        Their names; raise DriverError if one cannot go (a container still uses it)."""
+        labels = [f"{LABEL_APP}={app}", f"{LABEL_HOST}={self.host}"]
+        try:
+            found = self.api.volumes(filters={"label": labels}).get("Volumes") or []
+        except docker.errors.APIError as exc:
+            raise DriverError(f"list volumes of {app} failed: {_explain(exc)}") from exc
+        prefix = volume_name(app, "")
+        removed = []
+        for volume in found:
+            name = str(volume.get("Name", ""))
+            mine = volume.get("Labels") or {}
+            if not name.startswith(prefix) or mine.get(LABEL_APP) != app:
+                continue
+            if mine.get(LABEL_HOST) != self.host:
+                continue
+            try:
+                self.api.remove_volume(name)
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError as exc:
+                raise DriverError(f"remove volume {name} failed: {_explain(exc)}") from exc
+            removed.append(name)
+        return sorted(removed)
 
     def _forget_secrets(self, name: str) -> None:
         """Delete a container's secret files (it was removed, or never created)."""
@@ -458,6 +522,18 @@ def _instance(row: dict[str, Any]) -> Instance | None:
         image=str(row.get("Image", "")),
         ports=ports,
     )
+
+
+def _digest_of(ref: str, info: dict[str, Any]) -> str:
+    """The digest of a local image as `ref`'s repository knows it (its RepoDigests entry for
+    that repository), or, for an image never pulled from there, its id."""
+    digests = [str(d) for d in info.get("RepoDigests") or []]
+    repo = pinned_ref(ref, "x")[:-2]
+    for entry in digests:
+        name, _, digest = entry.partition("@")
+        if name == repo or name == f"docker.io/{repo}" or name == f"docker.io/library/{repo}":
+            return digest
+    return str(info.get("Id", ""))  # not from this repository: its own id, never another's
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:

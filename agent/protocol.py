@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -136,6 +137,9 @@ class ContainerSpec:
     volumes: tuple[tuple[str, str, bool], ...] = ()  # (volume name, container path, read-only)
     tmpfs: tuple[tuple[str, int | None], ...] = ()  # (container path, size in bytes)
     networks: tuple[str, ...] = ()  # user-defined networks (flotilla-NAME), alias: the app
+    # the digest the release is pinned to (given in its image reference, or resolved by the
+    # first host that ran it); None: not pinned yet. The agent then runs exactly that image
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,31 @@ class Prepull:
     app: str
     release: int
     image: str
+    digest: str | None = None  # the release's pin, as in ContainerSpec.digest
+
+
+# a digest as the OCI reference grammar has it: algorithm:encoded
+DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+
+
+def digest_in(image: str) -> str | None:
+    """The digest an image reference names (`repo:tag@sha256:...`), if it names one."""
+    _, sep, digest = image.partition("@")
+    return digest if sep else None
+
+
+def pinned_ref(image: str, digest: str) -> str:
+    """The reference of `image` at `digest`: its repository (no tag) `@digest`."""
+    repo = image.partition("@")[0]
+    name, sep, tag = repo.rpartition(":")
+    if sep and "/" not in tag:  # a tag, not a registry's port
+        repo = name
+    return f"{repo}@{digest}"
+
+
+def run_ref(image: str, digest: str | None) -> str:
+    """The reference to pull and run: the pinned one if there is a pin, else `image`."""
+    return pinned_ref(image, digest) if digest else image
 
 
 @dataclass(frozen=True)
@@ -187,6 +216,15 @@ class DesiredState:
     assignments: tuple[Assignment, ...] = ()
     prepull: tuple[Prepull, ...] = ()
     registries: tuple[RegistryAuth, ...] = field(default=(), repr=False)
+    # apps removed with their volumes: remove each one's volumes here once its containers
+    # are gone (never an app this state assigns or pre-pulls)
+    purge_volumes: tuple[str, ...] = ()
+
+
+def volume_name(app: str, source: str) -> str:
+    """The Docker Engine's name of an app's named volume: per app, so that another app's
+    `data` is another volume."""
+    return f"flotilla-{app}-{source}"
 
 
 @dataclass(frozen=True)
@@ -395,10 +433,11 @@ def _encode_desired(d: DesiredState) -> str:
     assignments = ",".join(_fragment(a) for a in d.assignments)
     prepull = ",".join(_fragment(p) for p in d.prepull)
     registries = f',"registries":{dumps_json(d.registries)}' if d.registries else ""
+    purges = f',"purge_volumes":{dumps_json(d.purge_volumes)}' if d.purge_volumes else ""
     return (
         f'{{"type":"desired","host":{dumps_json(d.host)},'
         f'"generation":{int(d.generation)},'
-        f'"assignments":[{assignments}],"prepull":[{prepull}]{registries}}}'
+        f'"assignments":[{assignments}],"prepull":[{prepull}]{registries}{purges}}}'
     )
 
 
@@ -566,13 +605,14 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Any:
             generation=int(body["generation"]),
             assignments=tuple(_assignment_of(a) for a in body.get("assignments", ())),
             prepull=tuple(
-                Prepull(str(p["app"]), int(p["release"]), str(p["image"]))
+                Prepull(str(p["app"]), int(p["release"]), str(p["image"]), _digest(p))
                 for p in body.get("prepull", ())
             ),
             registries=tuple(
                 RegistryAuth(str(r["registry"]), str(r["username"]), str(r["password"]))
                 for r in body.get("registries", ())
             ),
+            purge_volumes=tuple(str(a) for a in body.get("purge_volumes", ())),
         )
     if cls is Status:
         return Status(
@@ -590,6 +630,14 @@ def _build(cls: type[Any], body: dict[str, Any]) -> Any:
             protocol=int(body.get("protocol", PROTOCOL_VERSION)),
         )
     return Event(host=body["host"], kind=body["kind"], app=body["app"], message=body["message"])
+
+
+def _digest(body: dict[str, Any]) -> str | None:
+    """A pin (`digest`), None when absent; refused unless it is a digest."""
+    digest = body.get("digest")
+    if digest is not None and not (isinstance(digest, str) and DIGEST.fullmatch(digest)):
+        raise ValueError(f"digest {str(digest)[:80]!r} is not a digest")
+    return digest
 
 
 def _known(cls: type[Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -626,6 +674,7 @@ def _assignment(body: dict[str, Any]) -> Assignment:
             **{
                 **_known(ContainerSpec, spec),
                 "command": tuple(spec["command"]) if spec.get("command") is not None else None,
+                "digest": _digest(spec),
                 "env": _pairs(spec.get("env", ())),
                 "secrets": _pairs(spec.get("secrets", ())),
                 "labels": _pairs(spec.get("labels", ())),

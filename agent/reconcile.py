@@ -9,10 +9,10 @@ pass (a start-first update stops the old instance only once the new one is ready
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from agent.protocol import Assignment, Instance, PortSpec, Prepull
+from agent.protocol import Assignment, Instance, PortSpec, Prepull, pinned_ref, run_ref
 
 DEFAULT_RETAIN = 2
 
@@ -80,6 +80,8 @@ def plan_reconcile(
     retain: int = DEFAULT_RETAIN,
     prepull: Sequence[Prepull] = (),
     prune_images: bool = True,
+    digests: Mapping[str, str] | None = None,
+    mismatched: frozenset[str] = frozenset(),
 ) -> list[Action]:
     """Plan the next steps for `host`.
 
@@ -87,7 +89,16 @@ def plan_reconcile(
     that passed their health gate, `prepull` images a coming rollout needs (pulled first, so
     that no host stops anything before every host has the new image). Containers not
     labelled with `host` are never touched.
+
+    A release pinned to a digest (`spec.digest`) needs that image: present when its pinned
+    reference (`repo@digest`) is, or when the local image of its tag has that digest
+    (`digests`: reference -> digest); else the pinned reference is pulled. `mismatched`
+    are containers of their assignment's release that run another image than its pin (the
+    tag moved before this host pulled it): once the pinned image is present each is removed
+    and its replica created again. A container is never judged by its image reference:
+    one started before the pin arrived, running the pinned image, is not in `mismatched`.
     """
+    local = digests or {}
     mine = [i for i in actual if i.host == host]
     by_app: dict[str, list[Instance]] = defaultdict(list)
     for inst in mine:
@@ -96,19 +107,32 @@ def plan_reconcile(
     actions: list[Action] = []
     pulled: set[str] = set()
     for p in prepull:
-        if p.image not in images and p.image not in pulled:
-            pulled.add(p.image)
-            actions.append(Pull(p.app, p.release, p.image))
+        ref = run_ref(p.image, p.digest)
+        if not has_image(p.image, p.digest, images, local) and ref not in pulled:
+            pulled.add(ref)
+            actions.append(Pull(p.app, p.release, ref))
     for app in sorted(set(by_app) | set(wanted)):
         assignment = wanted.get(app)
         instances = by_app.get(app, [])
         if assignment is None:  # removed from this host: nothing is kept for a rollback
             actions += _retire(instances, keep=set(), retain=0, release=None)
             continue
-        actions += _plan_app(host, assignment, instances, images, ready, retain, pulled)
+        present = has_image(assignment.spec.image, assignment.spec.digest, images, local)
+        actions += _plan_app(
+            host, assignment, instances, present, ready, retain, pulled, mismatched
+        )
     if not prune_images:
         return actions
     return _prune_images(actions, mine, assignments, prepull)
+
+
+def has_image(
+    image: str, digest: str | None, images: frozenset[str], digests: Mapping[str, str]
+) -> bool:
+    """Is the image a release runs on the engine: its pinned image, if it has a pin?"""
+    if digest is None:
+        return image in images
+    return pinned_ref(image, digest) in images or digests.get(image) == digest
 
 
 def _prune_images(
@@ -120,6 +144,8 @@ def _prune_images(
     """Let a Remove take its image along when nothing kept or wanted still needs it."""
     removed = {a.container_id for a in actions if isinstance(a, Remove)}
     needed = {a.spec.image for a in assignments} | {p.image for p in prepull}
+    needed |= {run_ref(a.spec.image, a.spec.digest) for a in assignments}
+    needed |= {run_ref(p.image, p.digest) for p in prepull}
     needed |= {i.image for i in mine if i.container_id not in removed}
     image_of = {i.container_id: i.image for i in mine}
     result: list[Action] = []
@@ -137,15 +163,33 @@ def _plan_app(
     host: str,
     assignment: Assignment,
     instances: list[Instance],
-    images: frozenset[str],
+    present: bool,
     ready: frozenset[str],
     retain: int,
     pulled: set[str],
+    mismatched: frozenset[str],
 ) -> list[Action]:
+    ref = run_ref(assignment.spec.image, assignment.spec.digest)
+    pull: list[Action] = []
+    if not present and ref not in pulled:
+        pull = [Pull(assignment.app, assignment.release, ref)]
+    # containers of this release on another image than its pin: replaced once it is here
+    wrong = [
+        i
+        for i in instances
+        if i.container_id in mismatched
+        and i.release == assignment.release
+        and i.replica < assignment.replicas
+    ]
+    if wrong and not present:
+        pulled.update(a.image for a in pull if isinstance(a, Pull))
+        return pull  # they keep serving while the pinned image comes
     current: dict[int, Instance] = {}
     duplicates: list[Instance] = []
     for inst in sorted(instances, key=_preference):
         if inst.release != assignment.release or inst.replica >= assignment.replicas:
+            continue
+        if inst in wrong:
             continue
         if inst.replica in current:
             duplicates.append(inst)
@@ -156,13 +200,15 @@ def _plan_app(
         i for i in instances if i.release == assignment.release and i.replica >= assignment.replicas
     ]
     bring_up: list[Action] = []
+    # a replaced container goes first: its replica's new one takes its name
+    bring_up += [Remove(i.container_id, i.app, i.release) for i in wrong]
     for replica in range(assignment.replicas):
         existing = current.get(replica)
         if existing is None:
-            image = assignment.spec.image
-            if image not in images and image not in pulled:
-                pulled.add(image)
-                bring_up.append(Pull(assignment.app, assignment.release, image))
+            if pull:
+                pulled.add(ref)
+                bring_up += pull
+                pull = []
             name = container_name(assignment.app, assignment.release, replica, host)
             bring_up.append(Run(assignment, replica, name))
         elif existing.state not in ("running", "restarting"):

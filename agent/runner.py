@@ -19,13 +19,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from agent import metrics
 from agent.health import HealthTracker
 from agent.masking import mask, mask_problem, secret_values
+from agent.pins import Pins, pinned_refs
 from agent.protocol import (
     MAX_TEXT,
     AppProblem,
@@ -41,9 +42,11 @@ from agent.protocol import (
     fit_event,
     fit_status,
     registry_of,
+    run_ref,
 )
 from agent.pulls import DEFAULT_PULL_TIMEOUT, Pulls
 from agent.reconcile import Action, Pull, Remove, Run, Start, Stop, plan_reconcile
+from agent.volumes import VolumePurges
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,15 @@ class Driver(Protocol):
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         """The container's last `lines` lines of output."""
 
+    def remove_volumes(self, app: str) -> list[str]:
+        """Remove an app's volumes on this host (agent/volumes.py); their names."""
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of the local image `ref` names (agent/pins.py), None if none."""
+
+    def container_images(self) -> Mapping[str, str]:
+        """The image id of each container of the last listing (agent/pins.py)."""
+
 
 @dataclass
 class _Backoff:
@@ -148,6 +160,8 @@ class Agent:
         self._look_at: float | None = None  # when to look again after acting (self.clock)
         self.engine_error: str | None = None  # why the Engine does not answer; None: it does
         self.pulls = Pulls(self._pull, pull_timeout, self.wake.set)
+        self.volumes = VolumePurges(host, driver)
+        self.pins = Pins(driver)
 
     def close(self) -> None:
         """Abandon the pulls in flight (the agent is stopping)."""
@@ -216,6 +230,7 @@ class Agent:
             await self.report()  # never act before the server said what it wants
             return
         refs = {a.spec.image for a in desired.assignments} | {p.image for p in desired.prepull}
+        refs |= pinned_refs(desired)  # a release's pinned image (agent/pins.py)
         for image in self.pulls.keep_only(refs):  # superseded or cancelled: not waited for
             log.info("pull abandoned host=%s image=%s: no longer wanted", self.host, image)
         # images of retained instances too: the server then knows a rollback needs no pull
@@ -234,6 +249,8 @@ class Agent:
             # itself, no look after acting is due (a probe that failed is due again soon,
             # and the health tracker wakes the loop for it)
             acted = (await self._round(desired))[0]
+        if self.desired is desired and self.engine_error is None:
+            await self.volumes.run(desired, self._instances)  # of apps removed with them
         if acted:
             # look again soon: what was just started has to prove itself, and the next step
             # (retiring the old instance) should not wait for the poll interval
@@ -260,6 +277,8 @@ class Agent:
             self.retain,
             desired.prepull,
             self.prune_images,
+            self._digests,
+            await self.pins.mismatched(desired, self._instances),
         )
         acted = False
         probe_now = False
@@ -282,7 +301,8 @@ class Agent:
                 halted |= {
                     a.assignment.app
                     for a in actions
-                    if isinstance(a, Run) and a.assignment.spec.image == action.image
+                    if isinstance(a, Run)
+                    and action.image in (a.assignment.spec.image, _run_ref(a.assignment))
                 }
             if outcome is not None:
                 # a round that only retired old instances has planned all of it (stops and
@@ -601,6 +621,10 @@ def _refused_login(message: str) -> bool:
     return any(
         w in text for w in ("no basic auth credentials", "unauthorized", "authentication required")
     )
+
+
+def _run_ref(assignment: Assignment) -> str:
+    return run_ref(assignment.spec.image, assignment.spec.digest)
 
 
 def _app(action: Action) -> str:

@@ -108,3 +108,17 @@ class FakeDriver:
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         self.calls += 1
         return []
+
+    def image_id(self, ref: str) -> str | None:
+        """Every image is present: its id is its fake digest."""
+        self.calls += 1
+        return fake_digest(ref)
+
+    def container_images(self) -> dict[str, str]:
+        """Containers are not told apart by image in the simulation."""
+        return {}
+
+    def remove_volumes(self, app: str) -> list[str]:
+        """The simulation has no volumes."""
+        self.calls += 1
+        return []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from agent.protocol import DesiredState, Event, Status
+from agent.protocol import DesiredState, Event, Status, run_ref
 from server.states import EventKind
 
 # the only kinds an agent may emit: what it did on its own host
@@ -40,6 +40,9 @@ def told_of(desired: DesiredState) -> Told:
     """The apps and images a desired state tells its host of (assigned or to pre-pull)."""
     apps = {a.app for a in desired.assignments} | {p.app for p in desired.prepull}
     images = {a.spec.image for a in desired.assignments} | {p.image for p in desired.prepull}
+    # and their pinned references: a host that holds the pinned image says so by that name
+    images |= {run_ref(a.spec.image, a.spec.digest) for a in desired.assignments}
+    images |= {run_ref(p.image, p.digest) for p in desired.prepull}
     return Told(frozenset(apps), frozenset(images))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,18 +65,21 @@ def build(
                 release=release,
                 deployment=deployment_id,
                 replicas=int(spec.get("replicas", 1)),
-                spec=container_spec(
-                    spec, rows.strategies[deployment_id], _secrets(app_name, spec, values)
+                spec=replace(
+                    container_spec(
+                        spec, rows.strategies[deployment_id], _secrets(app_name, spec, values)
+                    ),
+                    digest=rows.pins.get(release_id),
                 ),
                 keep=rows.good.get(app_id, ()),
             )
         assignments[host_id].append(item)
     kinds: dict[tuple[str, int, str], Prepull] = {}
     prepull: dict[int, list[Prepull]] = {h[0]: [] for h in rows.hosts}
-    for host_id, app_name, number, image in rows.prepull:
+    for host_id, app_name, number, image, digest in rows.prepull:
         pull = kinds.get((app_name, number, image))
         if pull is None:
-            pull = kinds[(app_name, number, image)] = Prepull(app_name, number, image)
+            pull = kinds[(app_name, number, image)] = Prepull(app_name, number, image, digest)
         prepull[host_id].append(pull)
     return {
         name: DesiredState(
@@ -84,6 +88,7 @@ def build(
             assignments=tuple(assignments[host_id]),
             prepull=tuple(prepull[host_id]),
             registries=_logins(assignments[host_id], prepull[host_id], logins) if logins else (),
+            purge_volumes=rows.purges.get(host_id, ()),
         )
         for host_id, name, generation in rows.hosts
     }

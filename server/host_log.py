@@ -1,4 +1,4 @@
-"""The hub's batched writes: agents' connections, their events and the digests they pulled.
+"""The hub's batched writes: agents' connections, their events and releases' pinned digests.
 
 What agents report besides their statuses (which the status store writes) is queued here and
 written in one transaction a few times a second at most, at the turn the scheduler gives
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from agent.protocol import Event, Hello
 from server.db import hosts, store
+from server.db import pins as db_pins
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work, wait_set
 from server.states import EventKind
@@ -40,10 +41,11 @@ class _Pending:
     # the server's own events about hosts: (host, kind, message)
     noted: list[tuple[str, EventKind, str]] = field(default_factory=list)
     events: list[tuple[str, Event]] = field(default_factory=list)
-    digests: set[tuple[str, str]] = field(default_factory=set)
+    # (host, app, release, digest): what a host assigned an unpinned release resolved for it
+    pins: list[tuple[str, str, int, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.connections or self.events or self.digests or self.noted)
+        return bool(self.connections or self.events or self.pins or self.noted)
 
     def before(self, later: _Pending) -> None:
         """Put this batch (a failed write's) back in front of `later`, in place."""
@@ -52,7 +54,7 @@ class _Pending:
         later.transitions[:0] = self.transitions
         later.noted[:0] = self.noted
         later.events[:0] = self.events
-        later.digests |= self.digests
+        later.pins[:0] = self.pins
 
 
 class HostLog:
@@ -64,14 +66,16 @@ class HostLog:
         turns: Turns,
         on_change: Callable[[str], object],
         connected_ids: Callable[[], list[int]],
+        on_pinned: Callable[[list[str]], object] = lambda hosts: None,
     ) -> None:
         self.sessions = sessions
         self.turns = turns
         self.on_change = on_change  # a host's connection was written: the database changed
         self.connected_ids = connected_ids
+        self.on_pinned = on_pinned  # a release was pinned: push to the hosts assigned it
         self._pending = _Pending()
         self._dirty = asyncio.Event()
-        self._digests: set[tuple[str, str]] = set()  # written already
+        self._pinned: dict[tuple[str, int], str] = {}  # (app, release) -> its pin, as written
 
     def connection(self, host_id: int, name: str, up: bool, hello: Hello | None) -> None:
         """A host's agent connected (with its hello) or went away."""
@@ -90,11 +94,13 @@ class HostLog:
         self._pending.events.append((name, event))
         self._dirty.set()
 
-    def digests(self, digests: set[tuple[str, str]]) -> None:
-        """(image, digest) pairs a host pulled; each is written once."""
-        new = digests - self._digests
+    def pins(self, host: str, found: set[tuple[str, int, str]]) -> None:
+        """(app, release, digest): what `host`, assigned the release without a pin, resolved
+        for it (server/pins.py). The release's first is its pin; a host that resolved
+        another digest than the pin is pushed its desired state again (with the pin)."""
+        new = [(host, *p) for p in sorted(found) if self._pinned.get(p[:2]) != p[2]]
         if new:
-            self._pending.digests |= new
+            self._pending.pins += new
             self._dirty.set()
 
     async def run(self) -> None:
@@ -132,15 +138,20 @@ class HostLog:
         with timed(log, "flush") as fields:
             fields.update(connections=len(pending.connections), events=len(pending.events))
             try:
-                await self._write(pending, connected_ids)
+                repush = await self._write(pending, connected_ids)
             except BaseException:
                 pending.before(self._pending)  # written next time, before what came since
                 raise
-        self._digests |= pending.digests
+        if repush:
+            self.on_pinned(repush)
         for name, _ in pending.transitions:  # what the database says of them changed too
             self.on_change(name)
 
-    async def _write(self, pending: _Pending, connected_ids: list[int]) -> None:
+    async def _write(self, pending: _Pending, connected_ids: list[int]) -> list[str]:
+        """Write it; the hosts that resolved another digest than their release's pin: their
+        generations are bumped, to be pushed the pin (the others run the pinned image and
+        get it with their next push)."""
+        repush: list[str] = []
         async with self.sessions.begin() as session:
             await hosts.record_connections(
                 session,
@@ -163,5 +174,14 @@ class HostLog:
                 await store.add_event(
                     session, event.kind, name, event.message, app=event.app, host=name
                 )
-            for image, digest in pending.digests:
-                await store.set_digest(session, image, digest)
+            pinned = dict(self._pinned)
+            for host, app, release, digest in pending.pins:  # in the order reported
+                pin = pinned.get((app, release))
+                if pin is None:
+                    pin = await db_pins.pin_digest(session, app, release, digest)
+                    pinned[(app, release)] = pin
+                if pin != digest and host not in repush:
+                    repush.append(host)
+            await db_pins.bump(session, repush)
+        self._pinned = pinned
+        return repush

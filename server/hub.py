@@ -7,7 +7,7 @@ Every message an agent sends is parsed once, at the door, into its strict typed 
 (`agent.protocol.decode_report`); a message of the wrong shape closes the connection with a
 clear reason (1007), and nothing of it is kept. A status goes to the status store
 (`server.statuses`, the owner of what each host last reported) and is news for the rollout
-controller (`Wakeups.host`). Connections, agents' events and image digests are written in
+controller (`Wakeups.host`). Connections, agents' events and releases' pins are written in
 batches, a few times a second at most, at the turn the scheduler gives writes
 (`server.turns`). Liveness comes from the WebSocket's own ping/pong; the hub touches
 `last_seen` of every connected host in one statement every few seconds. With mutual TLS
@@ -38,7 +38,7 @@ from agent.protocol import (
     encode,
 )
 from agent.tls import certificate_names
-from server import desired
+from server import desired, pins
 from server import intake as intake_module
 from server.confine import Told, told_of
 from server.db import store
@@ -101,10 +101,11 @@ class Hub:
         self._sockets: dict[str, web.WebSocketResponse] = {}
         self._ids: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        # connections, events and digests: written in batches
+        # connections, events and pins: written in batches
         self.records = HostLog(
-            sessions, turns, on_change, lambda: [self._ids[n] for n in self._sockets]
-        )
+            sessions, turns, on_change, lambda: [self._ids[n] for n in self._sockets],
+            self.request_push,  # hosts that resolved another digest than a release's pin
+        )  # fmt: skip
         self._to_push: set[str] = set()
         self._push_wanted = asyncio.Event()
         self._at_once = False  # the next push gathers nothing more (push_now)
@@ -114,6 +115,7 @@ class Hub:
         self._fleet_checked = float("-inf")
         self._since: dict[str, float] = {}  # host -> when it connected, or went away
         self.logs = LogStreams(self.send)  # the log streams opened to connected hosts
+        self._unpinned: dict[str, pins.Unpinned] = {}  # what its last push left unpinned
 
     def is_connected(self, host: str) -> bool:
         """Does this process hold the host's agent connection?"""
@@ -202,6 +204,7 @@ class Hub:
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
                 self.logs.host_gone(name)
+                self._unpinned.pop(name, None)
                 self._since[name] = time.time()
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
@@ -277,6 +280,7 @@ class Hub:
                     if said is None:
                         said = told[key] = told_of(desired)
                     intake.told(said)
+                    self._unpinned[name] = pins.unpinned(desired)
 
         await asyncio.gather(*(worker() for _ in range(min(PUSH_CONCURRENCY, len(names)))))
 
@@ -383,9 +387,12 @@ class Hub:
         self.records.note(name, EventKind.HOST_SESSION_REPLACED, message)
 
     def _recorded(self, name: str, status: Status) -> None:
-        """An intake recorded a host's status: note its digests, tell the controller."""
+        """An intake recorded a host's status: note the pins it resolves (server/pins.py),
+        tell the controller."""
         if status.digests:
-            self.records.digests(set(status.digests))
+            found = pins.found(status, self._unpinned.get(name, pins.NONE))
+            if found:
+                self.records.pins(name, found)
         self.on_change(name)  # the controller reads the status from the store
 
     def _engine(self, name: str, error: str | None) -> None:

@@ -67,11 +67,25 @@ class AppListOut(BaseModel):
     apps: list[AppSummaryOut]
 
 
+class VolumesRemovedOut(BaseModel):
+    """DELETE /v1/apps/{app}?volumes=true: which volumes go, and where."""
+
+    names: list[str] = Field(
+        description="the Docker volumes its releases named (flotilla-APP-SOURCE)"
+    )
+    hosts: list[str] = Field(
+        description="the hosts that ran the app: each agent removes them once the app's "
+        "containers are gone there (an agent that is away, when it comes back)"
+    )
+
+
 class AppRemovedOut(BaseModel):
-    """DELETE /v1/apps/{app}: the hosts the app was removed from."""
+    """DELETE /v1/apps/{app}: the hosts the app was removed from (and, with
+    `?volumes=true`, its volumes)."""
 
     app: str
     removed_from: list[str]
+    volumes: VolumesRemovedOut | None = None
 
 
 class ReleaseListOut(BaseModel):

@@ -6,12 +6,20 @@ import contextlib
 
 from aiohttp import web
 
-from server.api.answers import AppListOut, AppRemovedOut, AppSummaryOut, ReleaseListOut
+from agent.protocol import volume_name
+from server.api.answers import (
+    AppListOut,
+    AppRemovedOut,
+    AppSummaryOut,
+    ReleaseListOut,
+    VolumesRemovedOut,
+)
 from server.api.auth import confine, require
 from server.api.deployments import app_name
 from server.api.pages import next_cursor, page_int
+from server.api.params import flag
 from server.api.views import app_out, release_out
-from server.db import rollouts, store
+from server.db import purges, rollouts, store
 from server.errors import Conflict, NotFound
 from server.keys import HUB, METRICS, READ_CACHE, SESSIONS, STATUSES
 from server.states import EventKind
@@ -79,11 +87,14 @@ async def list_releases(request: web.Request) -> web.Response:
 
 
 async def remove_app(request: web.Request) -> web.Response:
-    """DELETE /v1/apps/{app} (admin): stop and remove the app's containers on every host.
-    Its releases, deployments and events are kept; a later deploy brings it back. Refused
-    (409) while one of its deployments is under way: cancel that first."""
+    """DELETE /v1/apps/{app}[?volumes=true] (admin): stop and remove the app's containers on
+    every host. Its releases, deployments and events are kept; a later deploy brings it back.
+    With `?volumes=true` the agents of the hosts that ran it also remove its named volumes
+    once its containers are gone (`db/purges.py`: until a deployment of it targets the host
+    again). Refused (409) while one of its deployments is under way: cancel that first."""
     caller = await require(request, "admin")
     name = app_name(request)
+    volumes = flag(request, "volumes")
     async with request.app[SESSIONS].begin() as session:
         app = await store.lock_app(session, name)
         if app is None:
@@ -93,13 +104,24 @@ async def remove_app(request: web.Request) -> web.Response:
                 "deployment_in_progress",
                 f"app {name!r} has a deployment under way: cancel it first",
             )
+        purged: VolumesRemovedOut | None = None
+        if volumes:  # before the assignments go: the hosts assigned it ran it
+            purged = VolumesRemovedOut(
+                hosts=await purges.purge(session, app.id),
+                names=[volume_name(name, s) for s in await purges.volume_sources(session, app.id)],
+            )
         hosts = await rollouts.unassign(session, app.id)
         app.current_release = None
         where = ", ".join(hosts) if hosts else "no host"
-        await store.add_event(
-            session, EventKind.APP_REMOVED, caller.name, f"{name} removed from {where}", app=name
-        )
-    request.app[HUB].request_push(hosts)
+        message = f"{name} removed from {where}"
+        if purged is not None:
+            message += (
+                f"; its volumes ({', '.join(purged.names) or 'none named'}) removed on "
+                f"{', '.join(purged.hosts) or 'no host'}"
+            )
+        await store.add_event(session, EventKind.APP_REMOVED, caller.name, message, app=name)
+    request.app[HUB].request_push(sorted(set(hosts) | set(purged.hosts if purged else ())))
     with contextlib.suppress(KeyError):  # no series if it never had a current release
         request.app[METRICS].app_release.remove(name)
-    return web.json_response(AppRemovedOut(app=name, removed_from=hosts).model_dump(mode="json"))
+    out = AppRemovedOut(app=name, removed_from=hosts, volumes=purged)
+    return web.json_response(out.model_dump(mode="json", exclude_none=True))

@@ -115,6 +115,13 @@ OPERATIONS: dict[str, Op] = {
         "Stop and remove the app's containers on every host; its history is kept",
         "admin",
         _ok(a.AppRemovedOut),
+        params=(
+            Param(
+                "volumes",
+                {"type": "string", "enum": ["true", "false", "1", "0"]},
+                "also remove its named volumes on the hosts that ran it (kept by default)",
+            ),
+        ),
         errors=(404, 409),
         description="409 `deployment_in_progress` while one of its deployments is under way.",
     ),

@@ -112,6 +112,11 @@ def _app_commands(sub: Any) -> None:
         help="stop and remove an app's containers on every host; its history stays",
     )
     r.add_argument("name", type=api.app_name)
+    r.add_argument(
+        "--volumes",
+        action="store_true",
+        help="also remove its named volumes on the hosts that ran it (kept by default)",
+    )
     _connection(r)
 
 
@@ -153,14 +158,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _app(args: argparse.Namespace, token: str) -> int:
-    status, answer = api.call(api.server_of(args), token, "DELETE", f"/v1/apps/{args.name}")
+    path = f"/v1/apps/{args.name}" + ("?volumes=true" if args.volumes else "")
+    status, answer = api.call(api.server_of(args), token, "DELETE", path)
     if status != 200:
         return api.report_problem(status, answer)
     if args.output == "json":
         output.emit_json(answer)
-    else:
-        hosts = ", ".join(answer["removed_from"]) or "no host"
-        print(f"Removed app {args.name!r} from {hosts}; its releases and history stay")
+        return 0
+    hosts = ", ".join(answer["removed_from"]) or "no host"
+    print(f"Removed app {args.name!r} from {hosts}; its releases and history stay")
+    volumes = answer.get("volumes")
+    if volumes is not None:
+        names = ", ".join(volumes["names"]) or "none named"
+        where = ", ".join(volumes["hosts"]) or "no host"
+        print(f"Its volumes ({names}) are removed on {where} once its containers are gone")
     return 0
 
 

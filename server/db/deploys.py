@@ -34,7 +34,7 @@ _RELEASES = cast(Table, Release.__table__)
 _DEPLOYMENTS = cast(Table, Deployment.__table__)
 _EVENTS = cast(Table, Event.__table__)
 
-RELEASE_COLUMNS = ("image", "spec", "created_by", "message", "created_at")
+RELEASE_COLUMNS = ("image", "digest", "spec", "created_by", "message", "created_at")
 DEPLOYMENT_COLUMNS = (
     "kind", "trigger", "status", "strategy", "selector", "reason", "rollback_of", "promoted",
     "cancel_requested", "idempotency_key", "request_hash", "created_at",
@@ -120,6 +120,8 @@ async def deploy(
     request made. Returns the deployment (a detached copy when new) and its targets."""
     at = utcnow()
     release = {"image": spec["image"], "spec": spec, "created_by": actor, "message": message}
+    # pinned from the start when the reference names a digest (repo:tag@sha256:...)
+    release["digest"] = spec["image"].partition("@")[2] or None
     release["created_at"] = at
     deployment = {
         "kind": DeploymentKind.DEPLOY,

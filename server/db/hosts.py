@@ -20,6 +20,7 @@ from server.db.models import (
     DeploymentHost,
     Host,
     HostStatus,
+    VolumePurge,
     utcnow,
 )
 from server.db.rollouts import _chunks, update_rows
@@ -191,7 +192,7 @@ async def remove_host(session: AsyncSession, name: str, actor: str, force: bool 
             "(its containers keep running)",
             [FieldError("name", "not drained")],
         )
-    for table in (Assignment, HostStatus, DeploymentHost):
+    for table in (Assignment, HostStatus, DeploymentHost, VolumePurge):
         await session.execute(delete(table).where(table.host_id == host.id))
     await session.execute(delete(Host).where(Host.id == host.id))
     await add_event(session, EventKind.HOST_REMOVED, actor, f"host {name} removed", host=name)

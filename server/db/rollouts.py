@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import store
+from server.db import purges, store
 from server.db.models import (
     App,
     Assignment,
@@ -24,6 +24,7 @@ from server.db.models import (
     Host,
     HostStatus,
     Release,
+    VolumePurge,
     utcnow,
 )
 from server.states import ACTIVE, DeploymentStatus, Outcome
@@ -35,6 +36,7 @@ _STATUSES = cast(Table, HostStatus.__table__)
 _APPS = cast(Table, App.__table__)
 _RELEASES = cast(Table, Release.__table__)
 _DEPLOYMENTS = cast(Table, Deployment.__table__)
+_PURGES = cast(Table, VolumePurge.__table__)
 
 
 async def active_deployments(session: AsyncSession) -> Sequence[tuple[Deployment, App]]:
@@ -181,6 +183,7 @@ async def insert_targets(
     ]
     if rest:  # the table, not the entity: a Core executemany skips the ORM's bookkeeping
         await session.execute(insert(_TARGETS), rest)
+    await purges.withdraw(session, deployment_id)  # its volumes are the new release's now
     await _bump_generations_of_targets(session, deployment_id)
 
 
@@ -465,7 +468,11 @@ class DesiredRows:
     specs: dict[int, dict[str, Any]]  # release id -> its spec
     strategies: dict[int, dict[str, Any]]  # deployment id -> its strategy
     good: dict[int, tuple[int, ...]]  # app id -> its newest releases that succeeded
-    prepull: list[tuple[int, str, int, str]]  # (host id, app name, release, image)
+    # (host id, app name, release, image, its pinned digest)
+    prepull: list[tuple[int, str, int, str, str | None]]
+    pins: dict[int, str | None] = field(default_factory=dict)  # release id -> pinned digest
+    # host id -> the apps whose volumes it is to remove (db/purges.py)
+    purges: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRows:
@@ -474,9 +481,21 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
     host (decoding them was a third of a push to 10,000 hosts)."""
     # rows of (id, name, generation): table columns, not the entities': the ORM's row
     # loading cost a fifth of a push to 10,000 hosts
-    hosts_query = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation)
-    hosts = await _rows_in(session, hosts_query, _HOSTS.c.name, list(names), 1)
-    host_ids = [h[0] for h in hosts]
+    # with the apps whose volumes a host is to remove, joined here: no statement of its own
+    # (the table is empty but for apps removed with their volumes)
+    hosts_query = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation, _APPS.c.name).select_from(
+        _HOSTS.outerjoin(_PURGES, _PURGES.c.host_id == _HOSTS.c.id).outerjoin(
+            _APPS, _APPS.c.id == _PURGES.c.app_id
+        )
+    )
+    host_rows = await _rows_in(session, hosts_query, _HOSTS.c.name, list(names), 1)
+    hosts: dict[int, tuple[int, str, int]] = {}
+    purged: dict[int, list[str]] = {}
+    for host_id, name, generation, purge in host_rows:
+        hosts[host_id] = (host_id, name, generation)
+        if purge is not None:
+            purged.setdefault(host_id, []).append(purge)
+    host_ids = list(hosts)
     apps, releases, deployments = _APPS.c, _RELEASES.c, _DEPLOYMENTS.c
     query = (
         select(
@@ -498,17 +517,23 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
     )
     rows = await _rows_in(session, query, _ASSIGNMENTS.c.host_id, host_ids, 0)
     specs: dict[int, dict[str, Any]] = {}
+    pins: dict[int, str | None] = {}
     strategies: dict[int, dict[str, Any]] = {}
     if rows:
         release_ids = {r[5] for r in rows}
-        spec_query = select(Release.id, Release.spec).where(Release.id.in_(release_ids))
-        specs = {release_id: spec for release_id, spec in await session.execute(spec_query)}
+        # each release's pinned digest with its spec: no statement of its own
+        spec_query = select(Release.id, Release.spec, Release.digest).where(
+            Release.id.in_(release_ids)
+        )
+        for release_id, spec, digest in await session.execute(spec_query):
+            specs[release_id] = spec
+            pins[release_id] = digest
         strategy_query = select(Deployment.id, Deployment.strategy).where(
             Deployment.id.in_({r[3] for r in rows})
         )
         strategies = {d: strategy for d, strategy in await session.execute(strategy_query)}
     prepull_query = (
-        select(_TARGETS.c.host_id, apps.name, deployments.release, releases.image)
+        select(_TARGETS.c.host_id, apps.name, deployments.release, releases.image, releases.digest)
         .join(_DEPLOYMENTS, _TARGETS.c.deployment_id == deployments.id)
         .join(_APPS, apps.id == deployments.app_id)
         .join(
@@ -519,12 +544,14 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
     )
     prepull = await _rows_in(session, prepull_query, _TARGETS.c.host_id, host_ids, 0)
     return DesiredRows(
-        hosts=[tuple(h) for h in hosts],
+        hosts=list(hosts.values()),
         assignments=[tuple(r) for r in rows],
         specs=specs,
         strategies=strategies,
         good=await _good_releases(session),
         prepull=[tuple(p) for p in prepull],
+        purges={h: tuple(sorted(apps)) for h, apps in purged.items()},
+        pins=pins,
     )
 
 

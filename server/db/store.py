@@ -355,13 +355,6 @@ async def list_deployments(
     return (await session.scalars(query)).all()
 
 
-async def set_digest(session: AsyncSession, image: str, digest: str) -> None:
-    """Record the digest an agent resolved for an image on releases that lack one."""
-    query = select(Release).where(Release.image == image, Release.digest.is_(None))
-    for release in (await session.scalars(query)).all():
-        release.digest = digest
-
-
 def now() -> dt.datetime:
     """The current time, in UTC, as stored."""
     return utcnow()

@@ -237,7 +237,8 @@ class Controller:
         release = await rollouts.release_row(session, app.id, deployment.release)
         replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
         image = release.image if release is not None else ""
-        wanted = Wanted(app.name, deployment.release, replicas, image)
+        digest = release.digest if release is not None else None
+        wanted = Wanted(app.name, deployment.release, replicas, image, digest)
         kept = self._kept[deployment.id] = _Kept(targets, Judged(wanted, len(targets.rows)), set())
         return kept
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.protocol import Status, dumps_json, loads_json
+from agent.protocol import Status, dumps_json, loads_json, run_ref
 from server.states import TargetState
 
 PULL_FAILED = "pull_failed"  # the agent's reason for a problem it met while pulling
@@ -31,6 +31,7 @@ class Wanted:
     release: int
     replicas: int = 1
     image: str = ""
+    digest: str | None = None  # the release's pin, when the deployment began
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,9 @@ def judge(wanted: Wanted, status: Status | None) -> Verdict:
         if p.app == app and p.release == release:
             problem = p.message
             pull_error = p.message if p.reason == PULL_FAILED else None
-    pulled = bool(wanted.image) and any(image == wanted.image for image, _ in status.digests)
+    # the image as given, or its pinned reference: a host may hold the pin and not the tag
+    images = {wanted.image, run_ref(wanted.image, wanted.digest)}
+    pulled = bool(wanted.image) and any(image in images for image, _ in status.digests)
     if problem is not None:
         state = TargetState.FAILED
     elif ready >= wanted.replicas and not stale:

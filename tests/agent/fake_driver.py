@@ -20,7 +20,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field, replace
 
-from agent.protocol import Assignment, Instance, RegistryAuth
+from agent.protocol import Assignment, Instance, RegistryAuth, pinned_ref, run_ref
 
 
 def digest_of(ref: str) -> str:
@@ -48,6 +48,10 @@ class FakeEngine:
     held: dict[str, threading.Event] = field(default_factory=dict)
     pulls_begun: list[str] = field(default_factory=list)  # every pull asked for, in order
     steps: list[tuple[str, str]] = field(default_factory=list)
+    volumes: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (app, host)
+    # what a tag's local image is (its digest; else `digest_of(tag)`): a test moves a tag
+    tags: dict[str, str] = field(default_factory=dict)
+    image_of: dict[str, str] = field(default_factory=dict)  # container id -> its image's digest
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)  # calls come from threads
 
@@ -103,9 +107,26 @@ class FakeDriver:
                 raise RuntimeError("Cannot connect to the Docker daemon")
             return self.engine.of(self.host)
 
+    def _digest(self, ref: str) -> str:
+        """The digest of the local image `ref` names (a `repo@digest` names its digest)."""
+        return ref.split("@", 1)[1] if "@" in ref else self.engine.tags.get(ref, digest_of(ref))
+
     def present_images(self, refs: set[str]) -> dict[str, str]:
         with self.engine._lock:
-            return {ref: digest_of(ref) for ref in refs if ref in self.engine.images}
+            return {ref: self._digest(ref) for ref in refs if ref in self.engine.images}
+
+    def image_id(self, ref: str) -> str | None:
+        with self.engine._lock:
+            if ref in self.engine.images:
+                return self._digest(ref)
+            # as the Engine: `repo@digest` names a local image of that repository and digest
+            digest = ref.partition("@")[2]
+            tags = [i for i in self.engine.images if pinned_ref(i, digest) == ref]
+            return digest if digest and any(self._digest(t) == digest for t in tags) else None
+
+    def container_images(self) -> dict[str, str]:
+        with self.engine._lock:
+            return dict(self.engine.image_of)
 
     def pull(self, ref: str, auth: RegistryAuth | None = None) -> None:
         with self.engine._lock:
@@ -125,8 +146,10 @@ class FakeDriver:
     def run(self, assignment: Assignment, replica: int, name: str) -> str:
         with self.engine._lock:
             self._check()
-            image = assignment.spec.image
-            if image not in self.engine.images:
+            spec = assignment.spec
+            image = run_ref(spec.image, spec.digest)
+            by_tag = spec.image in self.engine.images and self._digest(spec.image) == spec.digest
+            if image not in self.engine.images and not by_tag:
                 raise RuntimeError(f"No such image: {image}")
             if any(i.name == name for i in self.engine.containers.values()):
                 raise RuntimeError(f"Conflict. The container name {name!r} is already in use")
@@ -142,6 +165,7 @@ class FakeDriver:
                 state="running",
                 image=image,
             )
+            self.engine.image_of[cid] = spec.digest or self._digest(image)
             self.engine.steps.append(("run", name))
             return cid
 
@@ -182,3 +206,14 @@ class FakeDriver:
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
         with self.engine._lock:
             return self.engine.logs.get(container_id, [])[-lines:]
+
+    def remove_volumes(self, app: str) -> list[str]:
+        with self.engine._lock:
+            self._check()
+            gone = sorted(
+                v for v, (a, h) in self.engine.volumes.items() if (a, h) == (app, self.host)
+            )
+            for name in gone:
+                del self.engine.volumes[name]
+                self.engine.steps.append(("volume rm", name))
+            return gone

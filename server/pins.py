@@ -1,0 +1,52 @@
+"""Which digest a release is pinned to, from what a host assigned it reports. Pure.
+
+A release is pinned when it is written if its image reference names a digest
+(`db/deploys.py`); otherwise to the digest the first host that runs it resolves. The hub
+keeps, per connected host, the releases its last desired state assigned it without a pin
+(`Unpinned`, with that state's generation), and takes a digest for one only from a status
+of that generation or later (the agent had heard of the assignment) whose digest is for the
+release's own image reference: the digest of the image that host runs for this release,
+resolved for it (pulled, or already there when it was assigned). An agent that still runs an
+older release of the same tag, and was not assigned this one, is never asked. The first
+such digest written wins (`db/pins.pin_digest`: only a release without one), and from
+then on every desired state carries it (`ContainerSpec.digest`, `Prepull.digest`); a host
+that reported another digest for the release is pushed the pin at once
+(`host_log.HostLog.pins`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.protocol import DesiredState, Status
+
+
+@dataclass(frozen=True)
+class Unpinned:
+    """The releases a host was assigned without a pin: (app, release, image), at a generation."""
+
+    generation: int
+    releases: tuple[tuple[str, int, str], ...]
+
+
+NONE = Unpinned(0, ())
+
+
+def unpinned(desired: DesiredState) -> Unpinned:
+    """What of `desired` awaits a pin."""
+    releases = tuple(
+        (a.app, a.release, a.spec.image) for a in desired.assignments if a.spec.digest is None
+    )
+    return Unpinned(desired.generation, releases) if releases else NONE
+
+
+def found(status: Status, waiting: Unpinned) -> set[tuple[str, int, str]]:
+    """(app, release, digest) of the pins `status` resolves for what `waiting` awaits."""
+    if not waiting.releases or status.generation < waiting.generation or not status.digests:
+        return set()
+    digests = dict(status.digests)
+    return {
+        (app, release, digest)
+        for app, release, image in waiting.releases
+        if (digest := digests.get(image))
+    }
