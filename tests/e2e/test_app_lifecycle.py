@@ -4,6 +4,7 @@ history. Against the real Docker Engine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import docker.errors
@@ -172,6 +173,9 @@ async def test_delete_app_keeps_its_volumes_unless_asked(
             assert await eventually(volume_gone, timeout=30)
     finally:
         stranger.remove(force=True)
+        for name in ("flotilla-vol-data", "flotilla-volother-data"):  # what this test made
+            with contextlib.suppress(docker.errors.NotFound):
+                engine.client.volumes.get(name).remove(force=True)
 
 
 async def test_an_agent_away_at_the_removal_removes_the_volumes_when_it_is_back(
