@@ -60,6 +60,9 @@ AFTER_ACTION_SECONDS = 0.25
 REPORT_SECONDS = 0.1
 DUE_SLACK_SECONDS = 0.005  # wake just after a deadline, not a hair before it
 RESTART_WINDOW = 30.0  # a container started again within this long is crash-looping
+# a start that failed because a host port Docker picked was taken meanwhile (`_port_race`) is
+# tried again this many times before it counts as the release's problem
+PORT_RACE_TRIES = 3
 # A pass waits this long for a pull it started: a quick one (a cached layer, a local
 # registry) still makes pull-then-run one pass and one status; a slow one goes on in the
 # background, and its end wakes the loop.
@@ -428,6 +431,8 @@ class Agent:
             )  # fmt: skip
             if isinstance(action, Run):  # perhaps its image was removed by hand: look again
                 self._digests.pop(action.assignment.spec.image, None)
+            if gate.failures <= PORT_RACE_TRIES and _port_race(action, str(exc), self.desired):
+                return "failed"  # the host's doing, not the release's: tried again, no problem
             reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
             message = str(exc)
             if (
@@ -629,6 +634,23 @@ def _run_ref(assignment: Assignment) -> str:
 
 def _app(action: Action) -> str:
     return action.assignment.app if isinstance(action, Run) else action.app
+
+
+def _port_race(action: Action, message: str, desired: DesiredState | None) -> bool:
+    """Did a start fail because a host port Docker picked (`host` 0) was taken meanwhile by
+    another socket of the host (its own connections use the same ephemeral range)? That is
+    the host's doing, not the release's: it is tried again, with a new port."""
+    if not isinstance(action, Run | Start):
+        return False
+    if "address already in use" not in message and "port is already allocated" not in message:
+        return False
+    if isinstance(action, Run):
+        spec: ContainerSpec | None = action.assignment.spec
+    else:
+        wanted = (action.app, action.release)
+        assigned = desired.assignments if desired is not None else ()
+        spec = next((a.spec for a in assigned if (a.app, a.release) == wanted), None)
+    return spec is not None and bool(spec.ports) and all(p.host == 0 for p in spec.ports)
 
 
 def _key(action: Action) -> tuple[str, int, str]:

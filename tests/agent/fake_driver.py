@@ -40,6 +40,7 @@ class FakeEngine:
     containers: dict[str, Instance] = field(default_factory=dict)
     logs: dict[str, list[str]] = field(default_factory=dict)
     pull_errors: dict[str, str] = field(default_factory=dict)  # image -> the error's message
+    run_errors: list[str] = field(default_factory=list)  # the next runs fail with these, in turn
     unhealthy: set[str] = field(default_factory=set)  # images whose probe command fails
     list_failures: int = 0  # the next this many listings fail (the engine's socket broke)
     down: bool = False  # the engine does not answer at all (every call fails)
@@ -153,6 +154,8 @@ class FakeDriver:
                 raise RuntimeError(f"No such image: {image}")
             if any(i.name == name for i in self.engine.containers.values()):
                 raise RuntimeError(f"Conflict. The container name {name!r} is already in use")
+            if self.engine.run_errors:
+                raise RuntimeError(self.engine.run_errors.pop(0))
             cid = f"c{next(self.engine._ids):04d}"
             self.engine.containers[cid] = Instance(
                 container_id=cid,

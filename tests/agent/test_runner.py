@@ -27,6 +27,7 @@ from agent.protocol import (
     HealthSpec,
     Instance,
     Message,
+    PortSpec,
     Status,
 )
 from agent.reconcile import container_name
@@ -458,3 +459,41 @@ async def test_an_engine_lost_while_acting_is_no_problem_of_the_release(
     assert status.problems == ()
     assert status.engine_error is not None
     assert engine.steps == []
+
+
+TAKEN = (
+    "start failed: driver failed programming external connectivity on endpoint web: "
+    "listen tcp4 127.0.0.1:34567: bind: address already in use"
+)
+
+
+def published(release: int, host_port: int) -> Assignment:
+    """web `release` with container port 80 published on `host_port` (0: Docker picks)."""
+    spec = ContainerSpec(image=f"web:{release}", ports=(PortSpec(container=80, host=host_port),))
+    return Assignment("web", release, release, 1, spec)
+
+
+async def test_a_port_docker_picked_and_found_taken_is_tried_again_not_blamed(
+    h1: Host, engine: FakeEngine
+) -> None:
+    engine.run_errors = [TAKEN, TAKEN]
+
+    first = await h1.deploy(1, published(1, 0))
+    assert first.problems == ()  # the host's doing: no verdict on the release
+    for _ in range(3):  # the passes after each retry's backoff
+        h1.clock.advance(5)
+        await h1.agent.run_once()
+    status = h1.inbox.status
+    assert [i.name for i in running(status, 1)] == [name(1)]
+    assert status.problems == ()
+
+
+async def test_a_fixed_host_port_in_use_is_the_releases_problem(
+    h1: Host, engine: FakeEngine
+) -> None:
+    engine.run_errors = [TAKEN]
+
+    status = await h1.deploy(1, published(1, 8080))
+
+    assert [p.reason for p in status.problems] == ["create_failed"]
+    assert "address already in use" in status.problems[0].message
