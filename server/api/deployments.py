@@ -6,8 +6,10 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Sequence
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import registry_of
 from server import secrets
@@ -19,12 +21,13 @@ from server.api.params import app_name, flag
 from server.api.problems import HttpProblem
 from server.api.schemas import DeploymentIn, DeploymentPatchIn
 from server.api.views import deployment_json, deployment_out, deployment_version
-from server.db import deploys, store
+from server.db import deploys, rollouts, store
 from server.db.models import Deployment
 from server.errors import FieldError, Invalid, NotFound, Refused
-from server.keys import CONTROLLER, SESSIONS, SETTINGS, STOPPING
+from server.keys import CONTROLLER, SESSIONS, SETTINGS, STATUSES, STOPPING
 from server.loops import wait_set
-from server.states import TERMINAL
+from server.rollout.judgement import Wanted, judge
+from server.states import TERMINAL, TargetState
 
 __all__ = ["app_name"]  # imported from here by the other handlers of an app
 
@@ -161,8 +164,42 @@ async def get_deployment(request: web.Request) -> web.Response:
     async with sessions() as session:  # the hosts once, not on every wake-up
         hosts = await store.deployment_hosts(session, deployment_id)
         names = await store.app_names(session, {deployment.app_id})
-    body = deployment_json(deployment, names[deployment.app_id], hosts)
+        app = names[deployment.app_id]
+        pulling = await _pulling(request, session, deployment, app, hosts)
+    body = deployment_json(deployment, app, hosts, pulling)
     return web.Response(body=body, content_type="application/json")
+
+
+async def _pulling(
+    request: web.Request,
+    session: AsyncSession,
+    deployment: Deployment,
+    app: str,
+    hosts: Sequence[store.Target],
+) -> frozenset[str]:
+    """The target hosts of a deployment under way that are pulling its image: pending (a
+    pre-pull) or updating, and their last status shows neither the image, nor an instance of
+    the release, nor a problem, as the one judgement sees it: what `deploy --wait` shows as
+    "pulling". Empty once it ended (no read then)."""
+    waiting = (TargetState.PENDING, TargetState.UPDATING)
+    pending = [h.host_name for h in hosts if h.state in waiting]
+    if deployment.status in TERMINAL or not pending:
+        return frozenset()
+    release = await rollouts.release_row(session, deployment.app_id, deployment.release)
+    if release is None:
+        return frozenset()
+    replicas = int(release.spec.get("replicas", 1))
+    wanted = Wanted(app, deployment.release, replicas, release.image, release.digest)
+    latest = request.app[STATUSES].latest
+    pulling = set()
+    for host in pending:
+        reported = latest(host)
+        verdict = judge(wanted, reported.status if reported is not None else None)
+        if reported is None or verdict.pulled or verdict.problem is not None:
+            continue
+        if verdict.state == TargetState.PENDING:  # no instance of the release yet
+            pulling.add(host)
+    return frozenset(pulling)
 
 
 async def list_deployments(request: web.Request) -> web.Response:

@@ -480,6 +480,9 @@ class HostState(BaseModel):
     error: str | None = None
     previous_release: int | None = None
     evidence: dict[str, object] = Field(default_factory=dict)
+    # pulling the release's image: pending or updating, neither the image nor an instance of
+    # the release there yet (GET /v1/deployments/{id}, while the deployment is under way)
+    pulling: bool = False
 
 
 class DeploymentOut(BaseModel):

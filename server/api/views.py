@@ -70,12 +70,19 @@ def _target_fields(h: Target) -> dict[str, Any]:
     }
 
 
-def deployment_json(deployment: Deployment, app: str, hosts: Sequence[Target]) -> bytes:
+def deployment_json(
+    deployment: Deployment, app: str, hosts: Sequence[Target], pulling: frozenset[str] = frozenset()
+) -> bytes:
     """The JSON of `deployment_out(...)`, hosts written as plain values: a long poll of a
     10,000-host deployment answers at its end, so building 10,000 models (and serialising
-    them) was the last 0.1 s a waiting pipeline waited for."""
+    them) was the last 0.1 s a waiting pipeline waited for. The hosts in `pulling` say so
+    (`"pulling": true`; the others leave the field out: it is false)."""
     body = deployment_out(deployment, app, ()).model_dump(mode="json")
     body["hosts"] = [_target_fields(h) for h in hosts]
+    if pulling:
+        for host in body["hosts"]:
+            if host["name"] in pulling:
+                host["pulling"] = True
     return dumps_json(body).encode()
 
 

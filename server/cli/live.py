@@ -11,8 +11,9 @@ so the view costs the server nothing more than the wait itself.
   plain line per change of a host's state or of the deployment's status, never an escape.
 
 What is drawn or printed is decided by pure functions (`snapshot`, `render`, `changes`): state
-in, text out. A host's states are the API's (pending, updating, healthy, failed, skipped);
-whether an updating host is still pulling its image is not in the API, so it is not shown.
+in, text out. A host's states are the API's (pending, updating, healthy, failed, skipped),
+and "pulling" for a pending or updating host the API marks `pulling` (the release's image
+is not there yet).
 The batch is reckoned from the strategy as the planner forms batches (canaries first, then
 `max_parallel` hosts at a time).
 """
@@ -32,9 +33,9 @@ from server.states import TERMINAL
 
 TICK_SECONDS = 1.0  # the live view's clock
 DETAIL_WIDTH = 60
-COLORS = {"healthy": "32", "failed": "31", "updating": "33", "skipped": "2"}  # SGR codes
+COLORS = {"healthy": "32", "failed": "31", "updating": "33", "pulling": "36", "skipped": "2"}
 # when the hosts do not fit the terminal, these come first
-PRIORITY = {"failed": 0, "updating": 1, "pending": 2, "healthy": 3, "skipped": 4}
+PRIORITY = {"failed": 0, "updating": 1, "pulling": 2, "pending": 3, "healthy": 4, "skipped": 5}
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def snapshot(deployment: dict[str, Any]) -> Snapshot:
         status=str(deployment.get("status") or "-"),
         hosts=hosts,
         batch=batch(
-            [h.state for h in hosts],
+            [str(h.get("state") or "pending") for h in deployment.get("hosts") or []],
             _positive(strategy.get("max_parallel"), 1),
             _positive(strategy.get("canary"), 0),
         ),
@@ -86,13 +87,15 @@ def _positive(value: Any, default: int) -> int:
 
 def _host(raw: dict[str, Any], release: int) -> Host:
     state = str(raw.get("state") or "pending")
+    if state in ("pending", "updating") and raw.get("pulling") is True:
+        state = "pulling"  # the API's host whose image of the release is not there yet
     previous = raw.get("previous_release")
     was = str(previous) if previous is not None else "-"
     if state == "updating":
         shown = f"{was} -> {release}"
     elif state in ("healthy", "failed"):
         shown = str(release)
-    else:  # pending, skipped: what it ran before
+    else:  # pending, pulling, skipped: what it ran before
         shown = was
     return Host(str(raw.get("name") or "?"), state, shown, _detail(raw))
 
@@ -213,6 +216,8 @@ def changes(before: Snapshot | None, after: Snapshot) -> list[str]:
         line = f"host {h.name}: {h.state}"
         if h.state == "updating":
             line += f" to release {after.release}"
+        elif h.state == "pulling":
+            line += f" the image of release {after.release}"
         elif h.state == "healthy":
             line += f" on release {after.release}"
         if h.detail and h.state in ("failed", "skipped"):

@@ -136,6 +136,24 @@ def test_a_pipe_gets_a_line_per_change_and_none_for_the_same_state() -> None:
     assert live.changes(first, healthy) == ["host a: healthy on release 4", "host b: skipped"]
 
 
+def test_a_pending_host_the_api_marks_pulling_is_shown_pulling() -> None:
+    answer = deployment("running", ("a", "pending"), ("b", "pending"))
+    answer["hosts"][0]["pulling"] = True
+    pulling = live.snapshot(answer)
+    assert [h.state for h in pulling.hosts] == ["pulling", "pending"]
+    assert pulling.batch == (0, 2)  # pulling ahead of the first batch starts none
+    assigned = deployment("running", ("a", "updating"), ("b", "pending"))
+    assigned["hosts"][0]["pulling"] = True
+    assert [h.state for h in live.snapshot(assigned).hosts] == ["pulling", "pending"]
+    assert live.snapshot(assigned).batch == (1, 2)
+    assert live.changes(live.snapshot(deployment("running")), pulling)[-1] == (
+        "host a: pulling the image of release 4"
+    )
+    assert "a     pulling  3" in live.render(pulling, 0.0, 80, 24, color=False)
+    updating = live.snapshot(deployment("running", ("a", "updating"), ("b", "pending")))
+    assert live.changes(pulling, updating) == ["host a: updating to release 4"]
+
+
 def test_a_detail_never_carries_a_control_character() -> None:
     d = deployment("running", ("a", "failed"))
     d["hosts"][0]["error"] = "exited:\n\x1b[2J\x1b]0;pwned\x07 bye"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
+from agent.protocol import Hello, Status, encode
 from tests.conftest import Flotilla
+from tests.harness import eventually
 
 
 async def test_a_poll_with_a_version_answers_once_the_deployment_changed(
@@ -51,3 +53,27 @@ async def test_a_poll_with_a_version_answers_once_the_deployment_changed(
         status, problem = await f.api.call("GET", path + bad)
         assert status == 422, problem
         assert [e["field"] for e in problem["errors"]] == ["version"], problem
+
+
+async def test_a_host_that_has_not_the_image_yet_is_pulling(flotilla_sqlite: Flotilla) -> None:
+    """`pulling`: a target host whose last status shows neither the release's image nor an
+    instance of it (what `deploy --wait` shows as "pulling"), false once it has the image."""
+    f = flotilla_sqlite
+    name, token = await f.add_host()
+    ws = await f.api.session.ws_connect(
+        f.url + "/v1/agent/connect", headers={"Authorization": f"Bearer {token}"}
+    )
+    await ws.send_str(encode(Hello(host=name, agent_version="test", docker_version="0")))
+    started = await f.api.deploy("web", {"image": "web:v1"})
+
+    async def hosts(pulling: bool) -> list[dict[str, object]] | None:
+        await ws.send_str(encode(Status(host=name, generation=1, digests=digests)))
+        _, answer = await f.api.call("GET", f"/v1/deployments/{started['id']}")
+        found = answer["hosts"]
+        return found if [bool(h.get("pulling")) for h in found] == [pulling] else None
+
+    digests: tuple[tuple[str, str], ...] = ()  # nothing pulled yet
+    assert await eventually(lambda: hosts(True), timeout=15)
+    digests = (("web:v1", "sha256:" + "a" * 64),)
+    assert await eventually(lambda: hosts(False), timeout=15)
+    await ws.close()
