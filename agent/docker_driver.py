@@ -9,6 +9,7 @@ of every instance, where the high-level API would inspect each container in turn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -79,6 +80,7 @@ class DockerDriver:
         self.base_url = base_url
         self.timeout = timeout
         self._api: docker.APIClient | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self._images: dict[str, str] = {}  # container id -> image id, of the last listing
 
@@ -87,6 +89,8 @@ class DockerDriver:
         """The Engine's API client, made at first use: making one asks the Engine for its API
         version, and an agent must start (and keep trying) while the Engine is down."""
         with self._lock:
+            if self._closed:  # a pull's or a log reader's thread outliving the agent
+                raise DriverError("the agent is stopping: no more calls to the Engine")
             if self._api is None:
                 self._socket_answers()
                 if self.base_url:
@@ -96,8 +100,10 @@ class DockerDriver:
             return self._api
 
     def close(self) -> None:
-        """Close the connection to the Engine."""
+        """Close the connection to the Engine; later calls raise DriverError (a closed
+        client would open new connections that nothing closes)."""
         with self._lock:
+            self._closed = True
             if self._api is not None:
                 self._api.close()
 
@@ -435,7 +441,7 @@ class DockerDriver:
         """A container's output, stdout and stderr as the Engine interleaves them, each line
         stamped with its time: a blocking iterator of byte chunks (a chunk is not a line)
         whose `close()` ends it from another thread (agent/logs.py)."""
-        return self.api.logs(
+        stream = self.api.logs(
             container_id,
             stream=True,
             follow=follow,
@@ -443,6 +449,7 @@ class DockerDriver:
             tail="all" if tail is None else tail,
             since=since,
         )
+        return _LogFeed(stream)
 
     def watch_events(self, wake: Any, stop: threading.Event) -> None:
         """Call `wake()` on every container event of this host until `stop` is set."""
@@ -547,3 +554,24 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
 
 def _explain(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc)
+
+
+class _LogFeed:
+    """A container's output whose `close()` also ends its HTTP response: the SDK's stream
+    closes its socket only while the response is still being read, so a stream that had
+    ended (`--tail` without `--follow`) kept its Engine connection until it was collected."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Any:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        """End the stream (from any thread) and give its connection back."""
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        response = getattr(self._stream, "_response", None)  # where the SDK keeps it
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()
