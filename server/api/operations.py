@@ -6,6 +6,9 @@ bodies and answers, the bodies being the pydantic models the handlers validate a
 with (`server/api/schemas.py`). `server/api/openapi.document` walks the router and refuses
 a route that has no entry here, and an entry that has no route: a route added without its
 description fails tests/server/test_openapi.py.
+
+(Over 400 lines: one entry per route, and a route's description is read beside the others;
+split, a new route's entry would have no obvious home.)
 """
 
 from __future__ import annotations
