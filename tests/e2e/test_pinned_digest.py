@@ -5,10 +5,6 @@ two batches and again before a rollback; GET /v1/apps/{app}/releases shows it.""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,49 +13,22 @@ import pytest
 
 from tests.conftest import Flotilla, Images
 from tests.e2e.fleet import Fleet, fleet, simple
-from tests.harness import Engine, eventually, free_port
+from tests.e2e.registry import push, serving
+from tests.harness import Engine, eventually
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     """docker-registry on 127.0.0.1:PORT (no auth), stopped by its pid."""
-    binary = shutil.which("docker-registry")
-    assert binary, "make test installs docker-registry"
-    port = free_port()
-    config = {
-        "version": 0.1,
-        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }
-    (tmp_path / "config.yml").write_text(json.dumps(config))  # JSON is YAML
-    log = (tmp_path / "registry.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "serve", str(tmp_path / "config.yml")], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with serving(tmp_path) as address:
+        yield address
 
 
 def _push(engine: Engine, source: str, repo: str, tag: str) -> str:
     """Tag `source` as repo:tag and push it (the tag moves if it was elsewhere); its digest.
     The engine's local repo:tag is then that image, as on a host that pulled the moved tag."""
+    push(engine, source, repo, tag)
     api = engine.client.api
-    api.tag(source, repo, tag)
-    for _ in range(50):  # the registry may still be starting
-        out = api.push(repo, tag)
-        if '"error"' not in out:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(out)
     digests = api.inspect_image(f"{repo}:{tag}")["RepoDigests"]
     return next(d.split("@")[1] for d in digests if d.startswith(f"{repo}@"))
 

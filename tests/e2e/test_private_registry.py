@@ -9,7 +9,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import pytest
 from server.db import tokens
 from server.keys import SESSIONS
 from tests.conftest import Flotilla, Images
-from tests.harness import Engine, agent, eventually, free_port
+from tests.e2e.registry import push, serving
+from tests.harness import Engine, agent, eventually
 
 USER, PASSWORD = "ci-bot", "s3cret-registry-pw"
 
@@ -26,49 +26,22 @@ USER, PASSWORD = "ci-bot", "s3cret-registry-pw"
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     """docker-registry with basic auth on 127.0.0.1:PORT, stopped by its pid."""
-    binary, htpasswd = shutil.which("docker-registry"), shutil.which("htpasswd")
-    assert binary and htpasswd, "make test installs docker-registry and apache2-utils"
+    htpasswd = shutil.which("htpasswd")
+    assert htpasswd, "make test installs apache2-utils"
     line = subprocess.run(
         [htpasswd, "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True
     ).stdout
     (tmp_path / "htpasswd").write_text(line)
-    port = free_port()
-    config = {
-        "version": 0.1,
-        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-        "auth": {"htpasswd": {"realm": "flotilla-test", "path": str(tmp_path / "htpasswd")}},
-    }
-    (tmp_path / "config.yml").write_text(json.dumps(config))  # JSON is YAML
-    log = (tmp_path / "registry.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "serve", str(tmp_path / "config.yml")], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    auth = {"htpasswd": {"realm": "flotilla-test", "path": str(tmp_path / "htpasswd")}}
+    with serving(tmp_path, auth) as address:
+        yield address
 
 
 def _push(engine: Engine, source: str, registry: str) -> str:
     """Push `source` to the registry as private/web:v1; drop the local tag (agents pull)."""
-    api = engine.client.api
     target = f"{registry}/private/web"
-    api.tag(source, target, "v1")
-    login = {"username": USER, "password": PASSWORD}
-    for _ in range(50):  # the registry may still be starting
-        out = api.push(target, "v1", auth_config=login)
-        if '"error"' not in out:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(out)
+    push(engine, source, target, "v1", {"username": USER, "password": PASSWORD})
+    api = engine.client.api
     api.remove_image(f"{target}:v1")
     return f"{target}:v1"
 
