@@ -10,7 +10,8 @@ status, events. Then it asks the hub to push to the hosts it assigned, and waits
 
 What makes it cheap at 10,000 hosts lives behind two interfaces: `targets.Targets`, a
 read-only copy of a deployment's rows valid while its `targets_version` is unchanged, and
-`targets.Judged`, which judges a row again only when its status, state or connection changed.
+`targets.Judged`, which judges a row again only when its status, state or connection changed;
+`kept.Kept` holds both between passes (`kept.start` begins a pending deployment).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,9 +32,9 @@ from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work
 from server.metrics import Metrics
 from server.rollout import endings, steps
-from server.rollout.judgement import Wanted
+from server.rollout.kept import Kept, keep, start
 from server.rollout.planner import Strategy, View, plan_rollout
-from server.rollout.targets import Judged, Targets, replaced, seconds_of
+from server.rollout.targets import Targets, replaced, seconds_of
 from server.rollout.wakeups import Wakeups
 from server.states import (
     TERMINAL,
@@ -42,7 +42,6 @@ from server.states import (
     DeploymentStatus,
     EventKind,
     ended,
-    started,
 )
 from server.statuses import StatusReader
 from server.turns import Phase, Turns, Work
@@ -65,16 +64,6 @@ class Hosts(Protocol):
     def push_now(self, hosts: Iterable[str]) -> None:
         """Send these hosts their desired state at once."""
         ...
-
-
-@dataclass
-class _Kept:
-    """A running deployment's rows and judgements, between passes."""
-
-    targets: Targets
-    judged: Judged
-    touched: set[str]  # rows the last pass changed: judged again on the next
-    driven_at: float = float("-inf")  # monotonic
 
 
 class Controller:
@@ -100,7 +89,7 @@ class Controller:
         # set, and replaced by a fresh one, after a pass that ended a deployment: what
         # GET /v1/deployments/{id}?wait= waits on
         self.finished = asyncio.Event()
-        self._kept: dict[int, _Kept] = {}  # deployment id -> its rows, between passes
+        self._kept: dict[int, Kept] = {}  # deployment id -> its rows, between passes
         self._requests = 0  # deployments requested, ever
         self._gauged: set[str] = set()
         self.resumed_at = time.time()  # the server was down (or not this one) before
@@ -209,39 +198,6 @@ class Controller:
         self._gauged = endings.gauge_in_progress(self.metrics, counts, self._gauged)
         return rolling, ended
 
-    async def _start(self, session: AsyncSession, app: App, deployment: Deployment) -> _Kept:
-        """A pending deployment's first pass: its targets, planned in memory (inserted once
-        as this pass leaves them)."""
-        picked, _ = await rollouts.target_hosts(session, deployment)
-        at = store.now()
-        skipped = steps.away_at_start(
-            picked, deployment.strategy, self.hosts.presence, at.timestamp(), self.resumed_at
-        )
-        deployment.status = DeploymentStatus.RUNNING
-        deployment.started_at = at
-        await store.add_event(
-            session,
-            started(deployment.kind),
-            deployment.trigger,
-            f"{deployment.kind} of release {deployment.release} started",
-            app=app.name,
-            deployment_id=deployment.id,
-        )
-        rows = steps.first_rows(picked, skipped, at)
-        return await self._keep(session, app, deployment, Targets.of(-1, rows))
-
-    async def _keep(
-        self, session: AsyncSession, app: App, deployment: Deployment, targets: Targets
-    ) -> _Kept:
-        """Keep a deployment's rows between passes, with a fresh set of judgements."""
-        release = await rollouts.release_row(session, app.id, deployment.release)
-        replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
-        image = release.image if release is not None else ""
-        digest = release.digest if release is not None else None
-        wanted = Wanted(app.name, deployment.release, replicas, image, digest)
-        kept = self._kept[deployment.id] = _Kept(targets, Judged(wanted, len(targets.rows)), set())
-        return kept
-
     async def _drive(
         self,
         session: AsyncSession,
@@ -254,13 +210,14 @@ class Controller:
         created = deployment.status == DeploymentStatus.PENDING
         kept = self._kept.get(deployment.id)
         if created:
-            kept = await self._start(session, app, deployment)
+            kept = await start(session, app, deployment, self.hosts.presence, self.resumed_at)
             pushes.update(kept.targets.position)  # their desired state now lists a pre-pull
         elif kept is None or kept.targets.version != deployment.targets_version:
             rows = await store.deployment_hosts(session, deployment.id, evidence=False)
-            kept = await self._keep(
+            kept = await keep(
                 session, app, deployment, Targets.of(deployment.targets_version, rows)
             )
+        self._kept[deployment.id] = kept
         kept.driven_at = time.monotonic()
         targets = kept.targets
         now = store.now()
@@ -301,7 +258,7 @@ class Controller:
         return True
 
     async def _view(
-        self, session: AsyncSession, deployment: Deployment, kept: _Kept, news: set[str]
+        self, session: AsyncSession, deployment: Deployment, kept: Kept, news: set[str]
     ) -> View:
         """The planner's view, judging again only rows whose basis changed."""
         targets, judged = kept.targets, kept.judged
