@@ -54,8 +54,12 @@ async def test_every_list_pages_with_a_cursor(flotilla: Flotilla) -> None:
         status, whole = await f.api.call("GET", path + ("&" if "?" in path else "?") + "limit=1000")
         assert status == 200 and whole["next_cursor"] is None, (path, whole)
         assert len(whole[key]) >= 5, (path, whole)
-        paged = await walk(f, path, key)
-        assert [r[field] for r in paged] == [r[field] for r in whole[key]], path
+        paged = [r[field] for r in await walk(f, path, key)]
+        if key in ("events", "deliveries"):
+            # the controller goes on writing events (a deployment superseded by the next one),
+            # each with its delivery, while the pages are read: newer rows may open the first page
+            paged = [i for i in paged if i <= whole[key][0][field]]
+        assert paged == [r[field] for r in whole[key]], path
 
     # without a limit, the lists that answered everything still do
     for path, key in (("/v1/hosts", "hosts"), ("/v1/tokens", "tokens")):
