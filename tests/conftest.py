@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ from server.keys import SESSIONS
 from tests.harness import Api, Engine, build_image, require_env, unique
 
 IMAGE_REPO = "flotilla-test/web"
+
+# A suite started in the background by a shell (`make test &`, nohup) inherits SIGINT ignored,
+# and so would every command it starts: the tests of Ctrl-C would wait for nothing. A handler
+# here makes the commands start with SIGINT's default, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True)
