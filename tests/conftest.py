@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -104,10 +106,40 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     await _drop_postgres_database(name)
 
 
+_SQLITE_PREFIX = "sqlite+aiosqlite:///"
+_sqlite_template: list[Path] = []  # a SQLite file migrated once per run
+
+
+def _migrate(url: str) -> None:
+    """Give a database the newest schema; a new SQLite file gets a copy of one migrated once
+    per run (Alembic's upgrade took 0.1 s a test; tests/migrations runs the migrations)."""
+    path = Path(url.removeprefix(_SQLITE_PREFIX))
+    if not url.startswith(_SQLITE_PREFIX) or path.exists():
+        migrate.upgrade(url)
+        return
+    if not _sqlite_template:
+        template = Path(tempfile.mkdtemp(prefix="flotilla-template-")) / "flotilla.db"
+        migrate.upgrade(_SQLITE_PREFIX + str(template))  # its engine is disposed: no WAL left
+        _sqlite_template.append(template)
+    shutil.copyfile(_sqlite_template[0], path)
+
+
+async def migrated(url: str) -> None:
+    """Bring a test's empty database to the newest schema."""
+    await asyncio.to_thread(_migrate, url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_sqlite_template() -> Iterator[None]:
+    yield
+    for template in _sqlite_template:
+        shutil.rmtree(template.parent, ignore_errors=True)
+
+
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[Sessions]:
     """Sessions on a migrated, empty database of each kind (no server)."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await migrated(database_url)
     engine = create_engine(database_url)
     try:
         yield create_sessions(engine)
@@ -140,7 +172,7 @@ class Flotilla:
 
 
 async def start_server(url: str, data_dir: Path) -> tuple[TestServer, Settings]:
-    await asyncio.to_thread(migrate.upgrade, url)
+    await migrated(url)
     settings = Settings(data_dir=data_dir, database_url=url, controller_interval=0.5)
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
