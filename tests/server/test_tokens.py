@@ -151,13 +151,18 @@ BAD_TOKEN_REQUESTS: list[tuple[dict[str, Any], str, int]] = [
 async def test_bad_token_requests_name_the_field_and_change_nothing(flotilla: Flotilla) -> None:
     """Every bad request through one server per database (a server per case was most of
     this test's time)."""
+
+    async def tokens() -> list[dict[str, Any]]:
+        # but when the admin token was last used: these very calls use it
+        _, body = await flotilla.api.call("GET", "/v1/tokens")
+        return [{k: v for k, v in t.items() if k != "last_used_at"} for t in body["tokens"]]
+
     for body, field, status in BAD_TOKEN_REQUESTS:
-        _, before = await flotilla.api.call("GET", "/v1/tokens")
+        before = await tokens()
         got, problem = await flotilla.api.call("POST", "/v1/tokens", body)
         assert got == status, (body, problem)
         assert field in [e["field"] for e in problem["errors"]], (body, problem)
-        _, after = await flotilla.api.call("GET", "/v1/tokens")
-        assert after == before, body
+        assert await tokens() == before, body
 
 
 async def test_the_last_admin_token_cannot_be_revoked(flotilla: Flotilla) -> None:
