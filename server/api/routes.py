@@ -39,7 +39,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/apps/{app}", apps.get_app, name="app.get")
     r.add_delete("/v1/apps/{app}", apps.remove_app, name="app.remove")
     r.add_get("/v1/apps/{app}/releases", apps.list_releases, name="release.list")
-    r.add_get("/v1/apps/{app}/logs", logs.stream_logs, name="app.logs")
+    # streams: a HEAD would open one (to agents, for logs) only to send nothing of it
+    r.add_get("/v1/apps/{app}/logs", logs.stream_logs, name="app.logs", allow_head=False)
     r.add_get("/v1/apps/{app}/releases/{n}/diff", releases.release_diff, name="release.diff")
     r.add_post(
         "/v1/apps/{app}/deployments", deployments.create_deployment, name="deployment.create"
@@ -64,7 +65,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/v1/hosts/{name}/uncordon", hosts.uncordon, name="host.uncordon")
     r.add_post("/v1/hosts/{name}/drain", hosts.drain, name="host.drain")
     r.add_get("/v1/events", events.list_events, name="event.list")
-    r.add_get("/v1/events/stream", events.stream_events, name="event.stream")
+    r.add_get("/v1/events/stream", events.stream_events, name="event.stream", allow_head=False)
     r.add_post("/v1/tokens", tokens.create_token, name="token.create")
     r.add_get("/v1/tokens", tokens.list_tokens, name="token.list")
     r.add_delete("/v1/tokens/{name}", tokens.revoke_token, name="token.revoke")
@@ -76,4 +77,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/webhooks", webhooks.list_webhooks, name="webhook.list")
     r.add_delete("/v1/webhooks/{id}", webhooks.delete_webhook, name="webhook.delete")
     r.add_get("/v1/webhooks/{id}/deliveries", webhooks.list_deliveries, name="webhook.deliveries")
-    r.add_get("/v1/agent/connect", app[HUB].handle, name="agent.connect")
+    r.add_get("/v1/agent/connect", app[HUB].handle, name="agent.connect", allow_head=False)

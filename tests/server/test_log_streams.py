@@ -135,3 +135,21 @@ async def test_a_line_past_the_cap_closes_the_connection(flotilla_sqlite: Flotil
         text = await asyncio.wait_for(response.text(), 10)
     assert "x" * 10 not in text
     assert json.loads(text)["note"].startswith("the agent disconnected")
+
+
+async def test_a_head_opens_no_stream(flotilla_sqlite: Flotilla) -> None:
+    """A HEAD of a streaming route is refused (405): answering it would open a stream (a log
+    stream to every agent of the app) only to send nothing of it."""
+    f = flotilla_sqlite
+    _, ws = await assigned(f)
+    auth = {"Authorization": f"Bearer {f.api.token}"}
+    try:
+        for path in ("/v1/apps/web/logs?tail=7", "/v1/events/stream", "/v1/agent/connect"):
+            async with f.api.session.head(f.url + path, headers=auth) as response:
+                assert response.status == 405, path
+        # the first log request the agent gets is the GET's, not the HEAD's
+        async with f.api.session.get(f.url + "/v1/apps/web/logs?tail=1", headers=auth) as got:
+            assert got.status == 200
+            assert (await next_of(ws, "logs_open"))["tail"] == 1
+    finally:
+        await ws.close()
