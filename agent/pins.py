@@ -34,10 +34,15 @@ class PinDriver(Protocol):
         """The image id of each container of the last listing, by container id."""
 
 
-def pinned_refs(desired: DesiredState) -> set[str]:
-    """The pinned references a desired state runs or pre-pulls (to look for on the engine)."""
-    refs = {pinned_ref(a.spec.image, a.spec.digest) for a in desired.assignments if a.spec.digest}
-    return refs | {pinned_ref(p.image, p.digest) for p in desired.prepull if p.digest}
+def pinned_refs(desired: DesiredState, known: Mapping[str, str] | None = None) -> set[str]:
+    """The pinned references a desired state runs or pre-pulls; with `known` (image reference
+    -> its digest, or id, on the engine), only those to look for on the engine: not a pin
+    that its image's tag already is (what `reconcile.has_image` accepts). An image built on
+    the host has no `repo@digest` at all: looking for one cost an Engine call every pass."""
+    pins = {(a.spec.image, a.spec.digest) for a in desired.assignments if a.spec.digest}
+    pins |= {(p.image, p.digest) for p in desired.prepull if p.digest}
+    known = known or {}
+    return {pinned_ref(image, digest) for image, digest in pins if known.get(image) != digest}
 
 
 def mismatched(

@@ -233,14 +233,19 @@ class Agent:
             await self.report()  # never act before the server said what it wants
             return
         refs = {a.spec.image for a in desired.assignments} | {p.image for p in desired.prepull}
-        refs |= pinned_refs(desired)  # a release's pinned image (agent/pins.py)
-        for image in self.pulls.keep_only(refs):  # superseded or cancelled: not waited for
+        pinned = pinned_refs(desired)  # a release's pinned image (agent/pins.py)
+        for image in self.pulls.keep_only(refs | pinned):  # superseded or cancelled: not waited
             log.info("pull abandoned host=%s image=%s: no longer wanted", self.host, image)
         # images of retained instances too: the server then knows a rollback needs no pull
         refs |= {i.image for i in self._instances if i.image and not i.image.startswith("sha256:")}
         unknown = refs - set(self._digests)  # known images are not inspected again each pass
         if unknown:
             self._digests.update(await asyncio.to_thread(self.driver.present_images, unknown))
+        # then the pins that their tags are not (those found are known from then on)
+        unknown = pinned_refs(desired, self._digests) - set(self._digests)
+        if unknown:
+            self._digests.update(await asyncio.to_thread(self.driver.present_images, unknown))
+        refs |= pinned
         for ref in set(self._digests) - refs:  # report (and remember) only images in use:
             del self._digests[ref]  # a status must not grow with every release ever deployed
         acted, probe_now = await self._round(desired)

@@ -53,6 +53,7 @@ class FakeEngine:
     # what a tag's local image is (its digest; else `digest_of(tag)`): a test moves a tag
     tags: dict[str, str] = field(default_factory=dict)
     image_of: dict[str, str] = field(default_factory=dict)  # container id -> its image's digest
+    looked_up: list[str] = field(default_factory=list)  # image references inspected, in order
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)  # calls come from threads
 
@@ -114,6 +115,7 @@ class FakeDriver:
 
     def present_images(self, refs: set[str]) -> dict[str, str]:
         with self.engine._lock:
+            self.engine.looked_up += sorted(refs)
             return {ref: self._digest(ref) for ref in refs if ref in self.engine.images}
 
     def image_id(self, ref: str) -> str | None:
@@ -152,6 +154,8 @@ class FakeDriver:
             by_tag = spec.image in self.engine.images and self._digest(spec.image) == spec.digest
             if image not in self.engine.images and not by_tag:
                 raise RuntimeError(f"No such image: {image}")
+            if image not in self.engine.images:  # as the driver: by its tag, which is the pin
+                image = spec.image
             if any(i.name == name for i in self.engine.containers.values()):
                 raise RuntimeError(f"Conflict. The container name {name!r} is already in use")
             if self.engine.run_errors:

@@ -113,3 +113,22 @@ async def test_the_tag_moved_before_this_host_ran_it_runs_the_pin(
     assert ("pull", pinned) in engine.steps
     (now,) = engine.of("h", "app")
     assert now.image == pinned and engine.image_of[now.container_id] == D1
+
+
+async def test_a_pin_its_tag_already_is_is_not_looked_up_again(
+    engine: FakeEngine,  # noqa: F811
+    make_host: Callable[..., Host],  # noqa: F811
+):
+    """An image built on the host has no `repo@digest` (its digest is its id): while its tag
+    is the pin, a pass asks the engine nothing about it (it used to, every pass)."""
+    engine.images.add(IMAGE)
+    engine.tags[IMAGE] = D1
+    host = make_host("h")
+    await host.deploy(1, app(1, D1))
+    assert len(engine.of("h", "app")) == 1
+    engine.looked_up.clear()
+    for _ in range(3):
+        await host.agent.run_once()
+    assert engine.looked_up == []
+    status = await host.deploy(2, app(1, D1))
+    assert engine.looked_up == [] and status.digests == ((IMAGE, D1),)
