@@ -6,6 +6,8 @@ import asyncio
 import shutil
 import signal
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -39,6 +41,27 @@ class Images:
     v3: str
     crash: str
     nohealth: str
+
+
+def _sqlite_workers() -> set[threading.Thread]:
+    """aiosqlite's connection threads (one per connection, named after its function)."""
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+@pytest.fixture(autouse=True)
+async def _sqlite_workers_finish() -> AsyncIterator[None]:
+    """A SQLite connection that SQLAlchemy terminated (its task was cancelled as a test
+    server stopped) closes on its own thread a moment later and then answers the test's
+    event loop: if that loop is closed by then, the thread fails ("Event loop is closed")
+    and the next test errors. So a test's loop stays open until the threads its test
+    started have ended, 2 s at most (a connection still open keeps its thread)."""
+    before = _sqlite_workers()
+    yield
+    deadline = time.monotonic() + 2.0
+    while any(t.is_alive() for t in _sqlite_workers() - before):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="session")
