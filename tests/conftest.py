@@ -54,10 +54,11 @@ async def _sqlite_workers_finish() -> AsyncIterator[None]:
     server stopped) closes on its own thread a moment later and then answers the test's
     event loop: if that loop is closed by then, the thread fails ("Event loop is closed")
     and the next test errors. So a test's loop stays open until the threads its test
-    started have ended, 2 s at most (a connection still open keeps its thread)."""
+    started have ended, 0.25 s at most: such a close takes milliseconds, and a connection
+    that was dropped without a close keeps its thread idle until it is collected."""
     before = _sqlite_workers()
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 0.25
     while any(t.is_alive() for t in _sqlite_workers() - before):
         if time.monotonic() > deadline:
             break
