@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Flotilla
+from tests.harness import eventually
 
 
 async def walk(f: Flotilla, path: str, key: str, limit: int = 2) -> list[Any]:
@@ -39,6 +40,12 @@ async def test_every_list_pages_with_a_cursor(flotilla: Flotilla) -> None:
         await f.api.deploy("web", {"image": f"web:v{i}"})
         await f.api.call("POST", "/v1/tokens", {"name": f"t{i}", "scopes": ["read"]})
 
+    async def deliveries() -> bool:
+        # the controller's events of the deploys (started, superseded), each delivered
+        _, body = await f.api.call("GET", f"/v1/webhooks/{hook['id']}/deliveries?limit=1000")
+        return len(body["deliveries"]) >= 5
+
+    await eventually(deliveries, timeout=20)
     lists = [
         ("/v1/deployments?app=web", "deployments", "id"),
         ("/v1/deployments", "deployments", "id"),
