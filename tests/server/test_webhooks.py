@@ -257,7 +257,9 @@ async def test_pending_deliveries_are_sent_by_a_new_server_on_the_same_database(
 
 
 async def test_gives_up_after_the_retry_window_and_goes_on(sqlite_url: str, tmp_path: Path):
-    policy = Policy(backoff_base=0.05, backoff_cap=0.1, interval=0.1, give_up_after=0.5)
+    # the window counts from the event, so it must outlast a first attempt made late
+    # on a loaded machine (CI once made the first one after 0.5 s, and gave up at once)
+    policy = Policy(backoff_base=0.05, backoff_cap=0.1, interval=0.1, give_up_after=2.0)
     async with receiver() as r, server(sqlite_url, tmp_path, policy) as (_, api):
         r.status = 500
         hook = await create_hook(api, r.url, events=["deployment.failed"])
