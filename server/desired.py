@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Assignment, DesiredState, Prepull, RegistryAuth, registry_of
 from server import registries, secrets
-from server.db import rollouts
+from server.db.desired_rows import DesiredRows, desired_rows
 from server.db.secrets import SecretKey
 from server.secret_box import SecretBox
 from server.wire import container_spec
@@ -30,7 +30,7 @@ async def states(
 ) -> dict[str, DesiredState]:
     """The full desired state of each of these hosts (those that exist), with the values of
     the secrets their releases name (opened with `box`)."""
-    rows = await rollouts.desired_rows(session, names)
+    rows = await desired_rows(session, names)
     values: dict[SecretKey, str] = {}
     logins: dict[str, RegistryAuth] = {}
     if box is not None:
@@ -44,7 +44,7 @@ async def states(
 
 
 def build(
-    rows: rollouts.DesiredRows,
+    rows: DesiredRows,
     values: Mapping[SecretKey, str] | None = None,
     logins: Mapping[str, RegistryAuth] | None = None,
 ) -> dict[str, DesiredState]:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
-from server.db import rollouts
+from server.db import fleet
 from server.db.session import Sessions
 from server.db.store import as_utc, now
 from server.loops import log_failure, unit_of_work, wait_set
@@ -92,10 +92,10 @@ class FleetMetrics:
     async def refresh(self) -> None:
         """Read a fleet snapshot and publish it."""
         async with self.sessions() as session:
-            snapshot = await rollouts.fleet_snapshot(session)
+            snapshot = await fleet.fleet_snapshot(session)
         self.publish(snapshot, now())
 
-    def publish(self, snapshot: rollouts.FleetSnapshot, at: dt.datetime) -> None:
+    def publish(self, snapshot: fleet.FleetSnapshot, at: dt.datetime) -> None:
         """Set every fleet gauge from the snapshot (no await in between: a scrape sees all of
         it or none). Children are updated in place and only vanished ones removed: creating
         ten thousand labelled children every few seconds was most of an idle server's CPU."""

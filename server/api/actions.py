@@ -9,7 +9,7 @@ from server.api.body import read_body
 from server.api.deployments import app_name, deployment_id_of, idempotency_key
 from server.api.schemas import DeploymentOut, RollbackIn, StrategyIn
 from server.api.views import deployment_json, deployment_out
-from server.db import rollouts, store
+from server.db import assignments, rollouts, store
 from server.errors import Conflict, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, METRICS, SESSIONS
 from server.rollout.transitions import act, control_of
@@ -62,7 +62,7 @@ async def rollback(request: web.Request) -> web.Response:
             )
             error.fields.append(FieldError("force", "needed for a release marked bad"))
             raise error
-        hosts = await rollouts.assigned_hosts(session, app.id)
+        hosts = await assignments.assigned_hosts(session, app.id)
         if not hosts:
             raise Conflict("nothing_to_roll_back", f"app {name!r} is not on any host")
         last = await store.list_deployments(session, app, 1)

@@ -19,7 +19,7 @@ from server.api.deployments import app_name
 from server.api.pages import next_cursor, page_int
 from server.api.params import flag
 from server.api.views import app_out, release_out
-from server.db import purges, rollouts, store
+from server.db import assignments, purges, rollouts, store
 from server.errors import Conflict, NotFound
 from server.keys import HUB, METRICS, READ_CACHE, SESSIONS, STATUSES
 from server.states import EventKind
@@ -110,7 +110,7 @@ async def remove_app(request: web.Request) -> web.Response:
                 hosts=await purges.purge(session, app.id),
                 names=[volume_name(name, s) for s in await purges.volume_sources(session, app.id)],
             )
-        hosts = await rollouts.unassign(session, app.id)
+        hosts = await assignments.unassign(session, app.id)
         app.current_release = None
         where = ", ".join(hosts) if hosts else "no host"
         message = f"{name} removed from {where}"

@@ -32,7 +32,7 @@ from agent.protocol import MAX_LOG_TAIL
 from server.api.auth import require
 from server.api.params import app_name, flag
 from server.api.schemas import DNS_LABEL
-from server.db import rollouts, store
+from server.db import assignments, store
 from server.errors import Conflict, FieldError, Invalid
 from server.keys import HUB, SESSIONS
 from server.loops import wait_set
@@ -116,7 +116,7 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
     query = logs_query(request, time.time())
     async with request.app[SESSIONS]() as session:
         app = await store.get_app(session, name)  # 404 for an unknown app
-        assigned = await rollouts.assigned_hosts(session, app.id)
+        assigned = await assignments.assigned_hosts(session, app.id)
     hub = request.app[HUB]
     if query.host is not None:
         if query.host not in assigned:

@@ -26,7 +26,7 @@ from server.api.schemas import (
     ReleaseDiffOut,
     StrategyIn,
 )
-from server.db import deploys, rollouts, store
+from server.db import deploys, store, target_rows
 from server.db.session import Sessions
 from server.errors import Conflict, FieldError, Invalid, NotFound
 from server.keys import SESSIONS
@@ -108,7 +108,7 @@ async def dry_run(sessions: Sessions, name: str, body: DeploymentIn, base: int |
         if app is not None and current is not None:
             old = await release_document(session, app.id, current)
         hosts = await store.list_hosts(session)
-    picked = [h.name for h in hosts if rollouts.selects(h.name, h.labels or {}, selector)]
+    picked = [h.name for h in hosts if target_rows.selects(h.name, h.labels or {}, selector)]
     return DryRunOut(
         app=name,
         base=base,

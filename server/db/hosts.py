@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.bulk import chunks, update_rows
 from server.db.models import (
     App,
     Assignment,
@@ -23,7 +24,6 @@ from server.db.models import (
     VolumePurge,
     utcnow,
 )
-from server.db.rollouts import _chunks, update_rows
 from server.db.store import add_event, hash_token, new_token
 from server.errors import Conflict, FieldError, NotFound
 from server.states import ACTIVE, EventKind
@@ -36,7 +36,7 @@ async def stored_statuses(session: AsyncSession, ids: Sequence[int]) -> dict[int
     never reported)."""
     result: dict[int, Any] = {}
     statuses = _STATUSES.c
-    for chunk in _chunks(list(ids)):
+    for chunk in chunks(list(ids)):
         query = select(statuses.host_id, statuses.observed).where(statuses.host_id.in_(chunk))
         result.update({host_id: observed for host_id, observed in await session.execute(query)})
     return result
@@ -59,7 +59,7 @@ async def record_connections(
         rows[host_id] = row
     hosts = cast(Table, Host.__table__)
     await update_rows(session, hosts, hosts.c.id, rows)
-    for chunk in _chunks(list(touch)):
+    for chunk in chunks(list(touch)):
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
 
 
@@ -75,7 +75,7 @@ async def save_statuses(session: AsyncSession, statuses: Mapping[int, object]) -
     column writes) and touch the hosts' `last_seen`: one executemany of an upsert, which
     SQLite (3.24 and later) and PostgreSQL both write as INSERT ... ON CONFLICT DO UPDATE."""
     at = utcnow()
-    for chunk in _chunks(list(statuses)):
+    for chunk in chunks(list(statuses)):
         await session.execute(update(Host).where(Host.id.in_(chunk)).values(last_seen=at))
     bind = session.get_bind()
     upsert = (pg_insert if bind.dialect.name == "postgresql" else sqlite_insert)(_STATUSES)

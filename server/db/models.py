@@ -285,7 +285,7 @@ class VolumePurge(Base):
     """An app removed with `?volumes=true`: the host's agent removes the app's volumes once
     its containers are gone. Kept (level-triggered: every push says so, an agent that was
     away does it when it comes back) until a deployment of the app targets the host again,
-    whose release may then create volumes of the same names (`db/rollouts.insert_targets`)."""
+    whose release may then create volumes of the same names (`db/target_rows.insert_targets`)."""
 
     __tablename__ = "volume_purges"
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), primary_key=True)

@@ -2,10 +2,10 @@
 are to remove the app's volumes. SQL only.
 
 A row (host, app) says "remove this app's volumes on this host once its containers are gone".
-Every desired state pushed to the host carries it (`db/rollouts.desired_rows` reads the rows
+Every desired state pushed to the host carries it (`db/desired_rows.desired_rows` reads the rows
 in the hosts' own query: no statement added to a push), so an agent that was away does it
 when it reconnects. The row goes when a deployment of the app targets the host again
-(`db/rollouts.insert_targets`, before any assignment of the new release): from then on the
+(`db/target_rows.insert_targets`, before any assignment of the new release): from then on the
 volumes of that name are the new release's, and no push tells the agent to remove them.
 """
 

@@ -26,7 +26,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Status
-from server.db import rollouts, store
+from server.db import assignments, rollouts, store, target_rows
 from server.db.models import App, Deployment
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work
@@ -230,14 +230,14 @@ class Controller:
             kept.targets = targets.changed(deployment.targets_version, new, now.timestamp())
             kept.touched = set(changes)
         if created:
-            await rollouts.insert_targets(session, deployment.id, kept.targets.rows)
+            await target_rows.insert_targets(session, deployment.id, kept.targets.rows)
         elif changes:
             writes = {targets.row(n).host_id: columns for n, columns in changes.items()}
-            await rollouts.save_targets(session, deployment.id, writes)
+            await target_rows.save_targets(session, deployment.id, writes)
         if step.assign:
             every = len(step.assign) == len(targets.rows)  # a single batch: all of them
             ids = [] if every else [targets.row(n).host_id for n in step.assign]
-            await rollouts.assign(session, ids, deployment, bump=not created, every_target=every)
+            await assignments.assign(session, ids, deployment, bump=not created, every_target=every)
         if (done := steps.batch_done(step, deployment.release)) is not None:
             await endings.note(session, app, deployment, EventKind.BATCH_DONE, done)
         if step.promoted:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import rollouts, store
+from server.db import assignments, rollouts, store
 from server.db.models import App, Deployment
 from server.metrics import Metrics
 from server.rollout.planner import Step, Strategy, rollback_targets
@@ -139,7 +139,7 @@ async def drop_unselected(session: AsyncSession, app: App, deployment: Deploymen
     rollback drops none: it goes only to the hosts a failed deployment touched."""
     if deployment.kind != DeploymentKind.DEPLOY:
         return []
-    dropped = await rollouts.unassign(session, app.id, except_targets_of=deployment.id)
+    dropped = await assignments.unassign(session, app.id, except_targets_of=deployment.id)
     if dropped:
         await store.add_event(
             session,
@@ -160,7 +160,7 @@ async def assign_skipped(
     its release, which their agents apply when they come back; their names."""
     rows = [r for r in targets.rows if r.state == TargetState.SKIPPED]
     if rows:
-        await rollouts.assign(session, [r.host_id for r in rows], deployment)
+        await assignments.assign(session, [r.host_id for r in rows], deployment)
     return [r.host_name for r in rows]
 
 
@@ -171,7 +171,7 @@ async def revert(
     theirs changed) go back to their previous release, or lose the app if they had none;
     their names."""
     rows = [targets.row(n) for n in names]
-    await rollouts.reassign(
+    await assignments.reassign(
         session, deployment.app_id, [(r.host_id, r.previous_release) for r in rows]
     )
     return [r.host_name for r in rows]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import rollouts, store
+from server.db import rollouts, store, target_rows
 from server.db.models import App, Deployment
 from server.rollout import steps
 from server.rollout.judgement import Wanted
@@ -53,7 +53,7 @@ async def start(
     """A pending deployment's first pass: it runs from now, with its target rows planned in
     memory (the controller inserts them once, as the pass leaves them). A host away at the
     start is skipped if the strategy says so (`steps.away_at_start`)."""
-    picked, _ = await rollouts.target_hosts(session, deployment)
+    picked, _ = await target_rows.target_hosts(session, deployment)
     at = store.now()
     skipped = steps.away_at_start(picked, deployment.strategy, presence, at.timestamp(), resumed_at)
     deployment.status = DeploymentStatus.RUNNING

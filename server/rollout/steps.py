@@ -21,7 +21,7 @@ from server.states import TargetState
 
 AWAY = "host disconnected when the deployment started: skipped"
 
-# a target host as `db/rollouts.target_hosts` picks it: id, name, the release it had, last seen
+# a target host as `db/target_rows.target_hosts` picks it: id, name, the release it had, last seen
 Picked = tuple[int, str, int | None, dt.datetime | None]
 
 

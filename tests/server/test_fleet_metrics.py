@@ -13,7 +13,7 @@ import pytest
 
 from agent.protocol import Instance, Status
 from server import fleet_metrics
-from server.db.rollouts import FleetSnapshot
+from server.db.fleet import FleetSnapshot
 from server.fleet_metrics import FleetMetrics
 from server.metrics import create_metrics
 from server.statuses import Reported

@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from server.db import deploys, rollouts, store
+from server.db import assignments, deploys, store, target_rows
 from server.db.models import Assignment, Deployment, Host
 from server.db.session import Sessions
 
@@ -48,7 +48,7 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
         ),
     ]
     async with sessions.begin() as session:
-        await rollouts.insert_targets(session, deployment.id, planned)
+        await target_rows.insert_targets(session, deployment.id, planned)
     async with sessions() as session:
         written = await store.deployment_hosts(session, deployment.id)
         generations = set((await session.scalars(select(Host.generation))).all())
@@ -67,7 +67,7 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
     changes = {t.host_id: dict(healthy) for t in planned[:70]}
     changes[planned[70].host_id] = {"state": "failed", "error": "boom", "evidence": {"a": 1}}
     async with sessions.begin() as session:
-        await rollouts.save_targets(session, deployment.id, changes)
+        await target_rows.save_targets(session, deployment.id, changes)
     async with sessions() as session:
         after = {t.host_id: t for t in await store.deployment_hosts(session, deployment.id)}
     assert {after[h].state for h in changes} - {"failed"} == {"healthy"}
@@ -105,14 +105,14 @@ async def test_assigning_a_deployments_targets(sessions: Sessions, every_target:
         ids = dict((await session.execute(select(Host.name, Host.id))).all())
     first = await deploy("web:1", {})
     async with sessions.begin() as session:
-        await rollouts.assign(session, [ids["h1"], ids["h2"], ids["h4"]], first)
+        await assignments.assign(session, [ids["h1"], ids["h2"], ids["h4"]], first)
     second = await deploy("web:2", {"names": ["h1", "h2", "h3"]})
     targets = ("h1", "h2", "h3")
     async with sessions.begin() as session:
         planned = [store.Target(ids[n], n, "updating", None, None, {}, AT, AT) for n in targets]
-        await rollouts.insert_targets(session, second.id, planned)  # bumps them once
+        await target_rows.insert_targets(session, second.id, planned)  # bumps them once
         chosen = [] if every_target else [ids[n] for n in targets]
-        await rollouts.assign(session, chosen, second, every_target=every_target)
+        await assignments.assign(session, chosen, second, every_target=every_target)
     async with sessions() as session:
         query = select(Host.name, Assignment.release, Assignment.deployment_id).join(
             Assignment, Assignment.host_id == Host.id

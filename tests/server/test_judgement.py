@@ -11,7 +11,7 @@ import pytest
 
 from agent.protocol import AppProblem, Instance, Status
 from server.api.views import app_out
-from server.db.rollouts import FleetSnapshot
+from server.db.fleet import FleetSnapshot
 from server.fleet_metrics import FleetMetrics
 from server.metrics import create_metrics
 from server.rollout.judgement import Wanted, judge
