@@ -22,17 +22,10 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage, InvalidStatus, WebSocketException
 
+from agent.codec import decode, encode
+from agent.log_protocol import LogsOpen, LogsStop
 from agent.logs import AgentLogs, LogReader
-from agent.protocol import (
-    DesiredState,
-    Hello,
-    LogsOpen,
-    LogsStop,
-    Message,
-    ProtocolError,
-    decode,
-    encode,
-)
+from agent.protocol import DesiredState, Hello, Message, ProtocolError
 from agent.runner import Agent
 
 log = logging.getLogger(__name__)

@@ -29,22 +29,18 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
-from agent.masking import mask, secret_values
-from agent.protocol import (
+from agent.caps import MAX_LOG_LINE, MAX_TEXT
+from agent.log_protocol import (
     LOG_CHUNKS_PER_SECOND,
     MAX_LOG_CHUNK,
-    MAX_LOG_LINE,
     MAX_LOG_STREAMS,
-    MAX_TEXT,
-    DesiredState,
-    Instance,
     LogChunk,
     LogEntry,
     LogsEnd,
     LogsOpen,
-    Message,
-    clip,
 )
+from agent.masking import mask, secret_values
+from agent.protocol import DesiredState, Instance, Message, clip
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from agent import metrics
+from agent.caps import MAX_TEXT
 from agent.health import HealthTracker
 from agent.masking import mask, mask_problem, secret_values
 from agent.pins import Pins, pinned_refs
 from agent.protocol import (
-    MAX_TEXT,
     AppProblem,
     Assignment,
     ContainerSpec,

@@ -36,16 +36,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from agent.codec import encode
 from agent.health import SETTLE_SECONDS
-from agent.protocol import (
-    Assignment,
-    ContainerSpec,
-    DesiredState,
-    Instance,
-    Prepull,
-    Status,
-    encode,
-)
+from agent.protocol import Assignment, ContainerSpec, DesiredState, Instance, Prepull, Status
 from bench.common import (
     ROOT,
     Api,

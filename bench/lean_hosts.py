@@ -31,7 +31,8 @@ import aiohttp
 import orjson
 
 from agent.client import AGENT_VERSION
-from agent.protocol import Hello, encode
+from agent.codec import encode
+from agent.protocol import Hello
 from agent.reconcile import DEFAULT_RETAIN, container_name
 from bench.fake_driver import FAKE_DOCKER_VERSION, fake_digest
 

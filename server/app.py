@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent.protocol import prepare_checks
+from agent.strict import prepare_checks
 from server.api.audit import audit_middleware
 from server.api.problems import OUTAGE, Outage, problems_middleware
 from server.api.routes import setup_routes

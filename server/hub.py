@@ -4,7 +4,7 @@ Pushes are level-triggered: each one carries the host's whole desired state and 
 generation, read fresh from the database, so a lost or repeated push does no harm.
 
 Every message an agent sends is parsed once, at the door, into its strict typed model
-(`agent.protocol.decode_report`); a message of the wrong shape closes the connection with a
+(`agent.strict.decode_report`); a message of the wrong shape closes the connection with a
 clear reason (1007), and nothing of it is kept. A status goes to the status store
 (`server.statuses`, the owner of what each host last reported) and is news for the rollout
 controller (`Wakeups.host`). Connections, agents' events and releases' pins are written in
@@ -27,16 +27,9 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import WSMsgType, web
 
-from agent.protocol import (
-    DesiredState,
-    Event,
-    Hello,
-    Message,
-    ProtocolError,
-    Status,
-    decode_report,
-    encode,
-)
+from agent.codec import encode
+from agent.protocol import DesiredState, Event, Hello, Message, ProtocolError, Status
+from agent.strict import decode_report
 from agent.tls import certificate_names
 from server import desired, pins
 from server import intake as intake_module

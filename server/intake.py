@@ -2,9 +2,10 @@
 
 Every frame an agent sends is untrusted input. An `Intake` per connection:
 
-1. parses it once into the strict typed models of `agent/protocol.py` (types, lengths and
-   ranges checked; a frame past the hub's size cap never gets here): a bad frame raises
-   ProtocolError and the hub closes the connection with 1007 and the reason;
+1. parses it once (`agent.strict.decode_report`) into the strict typed models of
+   `agent/protocol.py` and `agent/log_protocol.py` (types, lengths and ranges checked; a frame
+   past the hub's size cap never gets here): a bad frame raises ProtocolError and the hub
+   closes the connection with 1007 and the reason;
 2. takes a token of the connection's bucket (`rate` a second, up to `burst` at once). A status
    past the rate is not lost but coalesced: the newest one waits for the next token, and
    only the ones it replaced are dropped. An event past the rate is dropped. Both are
@@ -29,17 +30,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from agent.protocol import (
-    LOG_CHUNKS_PER_SECOND,
-    MAX_LOG_STREAMS,
-    Event,
-    Hello,
-    LogChunk,
-    LogsEnd,
-    ProtocolError,
-    Status,
-    decode_report,
-)
+from agent.log_protocol import LOG_CHUNKS_PER_SECOND, MAX_LOG_STREAMS, LogChunk, LogsEnd
+from agent.protocol import Event, Hello, ProtocolError, Status
+from agent.strict import decode_report
 from server.confine import NOTHING, Told, confine_status, event_refusal
 from server.metrics import Metrics
 from server.statuses import StatusStore

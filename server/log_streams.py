@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.protocol import MAX_LOG_STREAMS, LogChunk, LogsEnd, LogsOpen, LogsStop, Message
+from agent.log_protocol import MAX_LOG_STREAMS, LogChunk, LogsEnd, LogsOpen, LogsStop
+from agent.protocol import Message
 from server.errors import Conflict, FieldError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent.protocol import ProtocolError, Status, status_of
+from agent.protocol import ProtocolError, Status
+from agent.strict import status_of
 from server.db.hosts import save_statuses, stored_statuses
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work, wait_set

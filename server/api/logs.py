@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from agent.protocol import MAX_LOG_TAIL
+from agent.log_protocol import MAX_LOG_TAIL
 from server.api.auth import require
 from server.api.params import app_name, flag
 from server.api.schemas import DNS_LABEL

@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from agent.protocol import Instance, dumps_json
+from agent.codec import dumps_json
+from agent.protocol import Instance
 from server.api.schemas import (
     AppHostOut,
     AppOut,

@@ -23,7 +23,7 @@ from server.cli import live
 from server.cli.api import Exit, Server, Unreachable, UsageError, app_name, report_problem
 
 READ_TIMEOUT = 45.0  # the server sends an empty line every 15 s while following
-MAX_TAIL = 10_000  # agent/protocol.MAX_LOG_TAIL
+MAX_TAIL = 10_000  # agent/log_protocol.MAX_LOG_TAIL
 
 
 def tail(value: str) -> str:

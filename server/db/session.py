@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
-from agent.protocol import dumps_json, loads_json
+from agent.codec import dumps_json, loads_json
 
 WROTE = "flotilla.wrote"  # a session.info flag: this transaction wrote something
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.protocol import Status, dumps_json, loads_json, run_ref
+from agent.codec import dumps_json, loads_json
+from agent.protocol import Status, run_ref
 from server.states import TargetState
 
 PULL_FAILED = "pull_failed"  # the agent's reason for a problem it met while pulling

@@ -7,21 +7,20 @@ import json
 
 import pytest
 
-from agent.logs import MAX_PENDING, lines_of, split_stamp
-from agent.protocol import (
+from agent.caps import MAX_LOG_LINE
+from agent.codec import decode, encode
+from agent.log_protocol import (
     MAX_LOG_CHUNK,
-    MAX_LOG_LINE,
     MAX_LOG_TAIL,
     LogChunk,
     LogEntry,
     LogsEnd,
     LogsOpen,
     LogsStop,
-    ProtocolError,
-    decode,
-    decode_report,
-    encode,
 )
+from agent.logs import MAX_PENDING, lines_of, split_stamp
+from agent.protocol import ProtocolError
+from agent.strict import decode_report
 
 ENTRY = LogEntry("web-1", 1, 3, "2026-12-06T14:00:00.5Z", "hello")
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from agent.codec import decode, encode
 from agent.masking import mask_problem, secret_values
-from agent.protocol import (
-    AppProblem,
-    Assignment,
-    ContainerSpec,
-    DesiredState,
-    decode,
-    encode,
-)
+from agent.protocol import AppProblem, Assignment, ContainerSpec, DesiredState
 
 
 def desired(*values: str) -> DesiredState:

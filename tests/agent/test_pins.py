@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from agent.codec import decode, encode
 from agent.pins import mismatched
 from agent.protocol import (
     Assignment,
@@ -12,9 +13,7 @@ from agent.protocol import (
     DesiredState,
     Instance,
     Prepull,
-    decode,
     digest_in,
-    encode,
     pinned_ref,
     run_ref,
 )

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.caps import MAX_LOG_LINES, MAX_TEXT
+from agent.codec import decode, dumps_json, encode, loads_json
 from agent.protocol import (
-    MAX_LOG_LINES,
-    MAX_TEXT,
     PROTOCOL_VERSION,
     AppProblem,
     Assignment,
@@ -28,13 +28,9 @@ from agent.protocol import (
     ProtocolError,
     PublishedPort,
     Status,
-    decode,
-    decode_report,
-    dumps_json,
-    encode,
     fit_status,
-    loads_json,
 )
+from agent.strict import decode_report
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -451,7 +447,9 @@ def test_an_agent_process_does_not_load_msgspec() -> None:
     script = (
         "import sys\n"
         "import agent.cli, agent.main\n"
-        "from agent.protocol import LogsOpen, Status, decode, encode\n"
+        "from agent.codec import decode, encode\n"
+        "from agent.log_protocol import LogsOpen\n"
+        "from agent.protocol import Status\n"
         "decode(encode(Status(host='h', generation=1)))\n"
         "decode(encode(LogsOpen(1, 'web', tail=5, follow=True)))\n"
         "print('msgspec' in sys.modules)\n"

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from agent.protocol import (
-    Assignment,
-    ContainerSpec,
-    DesiredState,
-    Instance,
-    Prepull,
-    decode,
-    encode,
-)
+from agent.codec import decode, encode
+from agent.protocol import Assignment, ContainerSpec, DesiredState, Instance, Prepull
 from agent.volumes import VolumePurges, due
 from tests.agent.fake_driver import FakeDriver, FakeEngine
 

@@ -12,7 +12,8 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 
-from agent.protocol import Event, Hello, Instance, Status, encode
+from agent.codec import encode
+from agent.protocol import Event, Hello, Instance, Status
 from tests.conftest import Flotilla
 
 VALID = {"image": "web:v1", "command": ["/bin/sh", "-c", "sleep 3600"]}

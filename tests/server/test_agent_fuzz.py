@@ -18,7 +18,8 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import Instance, Status, encode
+from agent.codec import encode
+from agent.protocol import Instance, Status
 from tests.conftest import Flotilla
 from tests.server.test_agent_door import VALID, connect, instances_of, wait_for_app
 

@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agent.protocol import Event, Hello, encode
+from agent.codec import encode
+from agent.protocol import Event, Hello
 from tests.conftest import Flotilla
 
 UA = {"User-Agent": "audit-test/1.0"}

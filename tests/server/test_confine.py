@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from agent.codec import encode
 from agent.protocol import (
     AppProblem,
     Assignment,
@@ -17,7 +18,6 @@ from agent.protocol import (
     Instance,
     Prepull,
     Status,
-    encode,
 )
 from server.confine import Told, confine_status, event_refusal, told_of
 from server.intake import Intake

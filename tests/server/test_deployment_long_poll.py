@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-from agent.protocol import Hello, Status, encode
+from agent.codec import encode
+from agent.protocol import Hello, Status
 from tests.conftest import Flotilla
 from tests.harness import eventually
 

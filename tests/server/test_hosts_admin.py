@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType
 
-from agent.protocol import Hello, encode
+from agent.codec import encode
+from agent.protocol import Hello
 from tests.conftest import Flotilla
 from tests.harness import agent, eventually, unique
 

@@ -9,7 +9,9 @@ import datetime as dt
 
 import pytest
 
-from agent.protocol import LogChunk, LogEntry, LogsEnd, Message, ProtocolError, encode
+from agent.codec import encode
+from agent.log_protocol import LogChunk, LogEntry, LogsEnd
+from agent.protocol import Message, ProtocolError
 from server.api.logs import since_of
 from server.intake import Intake
 from server.log_streams import MAX_BUFFERED, LogStreams

@@ -14,7 +14,9 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType
 
-from agent.protocol import MAX_LOG_LINE, LogChunk, LogEntry, LogsEnd, encode
+from agent.caps import MAX_LOG_LINE
+from agent.codec import encode
+from agent.log_protocol import LogChunk, LogEntry, LogsEnd
 from tests.conftest import Flotilla
 from tests.server.test_agent_door import VALID, connect
 
