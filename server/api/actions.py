@@ -7,7 +7,8 @@ from aiohttp import web
 from server.api.auth import confine, require
 from server.api.body import read_body
 from server.api.deployments import app_name, deployment_id_of, idempotency_key
-from server.api.schemas import DeploymentOut, RollbackIn, StrategyIn
+from server.api.schemas.deployments import DeploymentOut
+from server.api.schemas.strategy import RollbackIn, StrategyIn
 from server.api.views import deployment_json, deployment_out
 from server.db import assignments, rollouts, store
 from server.errors import Conflict, FieldError, Invalid, NotFound

@@ -1,6 +1,6 @@
 """The API's answers that handlers build as plain values (for speed or brevity), as models:
 the OpenAPI document describes them (server/api/operations.py) and the schemathesis run
-checks every answer against them. Apart from server/api/schemas.py, which holds the models
+checks every answer against them. Apart from the server/api/schemas/ package, which holds the models
 the handlers validate bodies with and answer through, to keep each module to one job."""
 
 from __future__ import annotations
@@ -10,15 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from server.api.schemas import (
-    DeploymentOut,
-    HostOut,
-    ReleaseOut,
-    SecretOut,
-    TokenOut,
-    WebhookDeliveryOut,
-    WebhookOut,
-)
+from server.api.schemas.credentials import SecretOut
+from server.api.schemas.deployments import DeploymentOut, ReleaseOut
+from server.api.schemas.hosts import HostOut
+from server.api.schemas.tokens import TokenOut
+from server.api.schemas.webhooks import WebhookDeliveryOut, WebhookOut
 
 # Responses that handlers build as plain values for speed (a list of models dumped one by
 # one, `views.deployment_json`) are described by these models all the same; the schemathesis

@@ -19,7 +19,7 @@ from server.api.body import parse_body
 from server.api.pages import next_cursor, page_int
 from server.api.params import app_name, flag
 from server.api.problems import HttpProblem
-from server.api.schemas import DeploymentIn, DeploymentPatchIn
+from server.api.schemas.spec import DeploymentIn, DeploymentPatchIn
 from server.api.views import deployment_json, deployment_out, deployment_version
 from server.db import deploys, rollouts, store
 from server.db.models import Deployment

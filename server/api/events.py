@@ -22,7 +22,7 @@ from server.api.auth import Caller, confine, require
 from server.api.deployments import MAX_ID
 from server.api.pages import next_cursor, page_int
 from server.api.params import app_query
-from server.api.schemas import DNS_LABEL
+from server.api.schemas.fields import DNS_LABEL
 from server.db import events, store
 from server.db.models import Event
 from server.errors import FieldError, Invalid

@@ -21,7 +21,8 @@ from server.api.auth import require
 from server.api.body import read_body
 from server.api.pages import next_cursor, page_str
 from server.api.params import flag
-from server.api.schemas import DNS_LABEL, HostDrained, HostIn, HostOut, HostToken
+from server.api.schemas.fields import DNS_LABEL
+from server.api.schemas.hosts import HostDrained, HostIn, HostOut, HostToken
 from server.api.views import host_out
 from server.db import hosts as db
 from server.db import store

@@ -31,7 +31,7 @@ from aiohttp import web
 from agent.log_protocol import MAX_LOG_TAIL
 from server.api.auth import require
 from server.api.params import app_name, flag
-from server.api.schemas import DNS_LABEL
+from server.api.schemas.fields import DNS_LABEL
 from server.db import assignments, store
 from server.errors import Conflict, FieldError, Invalid
 from server.keys import HUB, SESSIONS

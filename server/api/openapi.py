@@ -3,7 +3,7 @@
 The document is generated, never kept by hand: its paths and methods are the router's
 (`server/api/routes.py`), what each route does is its entry in `server/api/operations.py`,
 and its schemas are the pydantic models the handlers validate and answer with
-(`server/api/schemas.py`), through pydantic's JSON Schema (2020-12, the dialect of OpenAPI
+(the `server/api/schemas/` package), through pydantic's JSON Schema (2020-12, the dialect of OpenAPI
 3.1). A route without an entry, or an entry without a route, is refused (`document` raises),
 so the two cannot drift.
 

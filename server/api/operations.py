@@ -3,7 +3,7 @@
 The router (`server/api/routes.py`) is the one list of routes (method, path, handler); this
 module says, under each route's name, what the document tells of it: scope, parameters,
 bodies and answers, the bodies being the pydantic models the handlers validate and answer
-with (`server/api/schemas.py`). `server/api/openapi.document` walks the router and refuses
+with (the `server/api/schemas/` package). `server/api/openapi.document` walks the router and refuses
 a route that has no entry here, and an entry that has no route: a route added without its
 description fails tests/server/test_openapi.py.
 
@@ -19,18 +19,26 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from server.api import answers as a
-from server.api import schemas as s
+from server.api.schemas.credentials import RegistryIn, RegistryListOut, RegistrySetOut, SecretIn
+from server.api.schemas.deployments import AppOut, DeploymentOut, DryRunOut, ReleaseDiffOut
+from server.api.schemas.fields import DNS_LABEL
+from server.api.schemas.hosts import HostDrained, HostIn, HostOut, HostToken
+from server.api.schemas.policies import PolicyIn, PolicyOut
+from server.api.schemas.spec import DeploymentIn, DeploymentPatchIn
+from server.api.schemas.strategy import RollbackIn
+from server.api.schemas.tokens import TOKEN_NAME, TokenCreated, TokenIn
+from server.api.schemas.webhooks import WebhookIn, WebhookOut
 from server.secrets import MAX_NAME as MAX_SECRET_NAME
 
 MAX_NUMBER = 2**31 - 1
 Scope = Literal["read", "rollback", "deploy", "admin", "host", "public"]
 
-APP = {"type": "string", "pattern": s.DNS_LABEL, "minLength": 1, "maxLength": 63}
+APP = {"type": "string", "pattern": DNS_LABEL, "minLength": 1, "maxLength": 63}
 DEPLOYMENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_NUMBER}
 RELEASE = {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 HOST = APP
-TOKEN = {"type": "string", "pattern": s.TOKEN_NAME}
+TOKEN = {"type": "string", "pattern": TOKEN_NAME}
 SECRET = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": MAX_SECRET_NAME}
 # the path parameters' schemas, by name, unless an entry says otherwise
 PATH_PARAMS: dict[str, dict[str, Any]] = {"app": APP, "id": DEPLOYMENT_ID, "n": RELEASE}
@@ -111,7 +119,7 @@ OPERATIONS: dict[str, Op] = {
     "app.get": Op(
         "An app: its current release, spec, and what runs on each host",
         "read",
-        _ok(s.AppOut),
+        _ok(AppOut),
         errors=(404,),
     ),
     "app.remove": Op(
@@ -178,7 +186,7 @@ OPERATIONS: dict[str, Op] = {
     "release.diff": Op(
         "What changed from release `against` (default n-1) to release n",
         "read",
-        _ok(s.ReleaseDiffOut),
+        _ok(ReleaseDiffOut),
         params=(Param("against", RELEASE, "the release to compare with (default: n-1)"),),
         errors=(404,),
     ),
@@ -186,12 +194,10 @@ OPERATIONS: dict[str, Op] = {
         "Deploy: a new release and a pending deployment",
         "deploy",
         (
-            Answer(
-                202, "Accepted: the deployment (Location: /v1/deployments/{id})", s.DeploymentOut
-            ),
-            Answer(200, "?dry_run=true: what would be created; nothing is", s.DryRunOut),
+            Answer(202, "Accepted: the deployment (Location: /v1/deployments/{id})", DeploymentOut),
+            Answer(200, "?dry_run=true: what would be created; nothing is", DryRunOut),
         ),
-        body=(s.DeploymentIn, s.DeploymentPatchIn),
+        body=(DeploymentIn, DeploymentPatchIn),
         params=(
             Param(
                 "dry_run",
@@ -215,7 +221,7 @@ OPERATIONS: dict[str, Op] = {
         "Set a secret: a new version each time",
         "deploy",
         _ok(a.SecretSetOut),
-        body=(s.SecretIn,),
+        body=(SecretIn,),
         path={"name": SECRET},
     ),
     "secret.remove": Op(
@@ -236,7 +242,7 @@ OPERATIONS: dict[str, Op] = {
         "A deployment and its hosts; with `wait`, answered once it ends or the time is up "
         "(with `version` too: or as soon as a host's state or its status changed)",
         "read",
-        _ok(s.DeploymentOut),
+        _ok(DeploymentOut),
         params=(
             Param(
                 "wait",
@@ -254,41 +260,41 @@ OPERATIONS: dict[str, Op] = {
     "app.rollback": Op(
         "Roll back: a deployment of an earlier release through the same health gates",
         "rollback",
-        (Answer(202, "Accepted: the rollback deployment", s.DeploymentOut),),
-        body=(s.RollbackIn,),
+        (Answer(202, "Accepted: the rollback deployment", DeploymentOut),),
+        body=(RollbackIn,),
         params=(_IDEMPOTENCY,),
         errors=(404, 409),
     ),
     "deployment.pause": Op(
-        "Start no new batch until resumed", "rollback", _ok(s.DeploymentOut), errors=(404, 409)
+        "Start no new batch until resumed", "rollback", _ok(DeploymentOut), errors=(404, 409)
     ),
     "deployment.resume": Op(
-        "Resume a paused rollout", "rollback", _ok(s.DeploymentOut), errors=(404, 409)
+        "Resume a paused rollout", "rollback", _ok(DeploymentOut), errors=(404, 409)
     ),
     "deployment.promote": Op(
         "The canaries are good: roll out to the rest",
         "deploy",
-        _ok(s.DeploymentOut),
+        _ok(DeploymentOut),
         errors=(404, 409),
     ),
     "deployment.cancel": Op(
         "Stop after the current batch; hosts stay as they are",
         "rollback",
-        _ok(s.DeploymentOut),
+        _ok(DeploymentOut),
         errors=(404, 409),
     ),
     "host.list": Op("Hosts, and whether each agent is connected", "read", _ok(a.HostListOut)),
     "host.add": Op(
         "Register a host: its token is in this answer only",
         "admin",
-        (Answer(201, "Created", s.HostToken),),
-        body=(s.HostIn,),
+        (Answer(201, "Created", HostToken),),
+        body=(HostIn,),
         errors=(409,),
     ),
     "host.rotate_token": Op(
         "A new token for a host (shown once); the old one stops working",
         "admin",
-        (Answer(201, "Created", s.HostToken),),
+        (Answer(201, "Created", HostToken),),
         path={"name": HOST},
         errors=(404,),
     ),
@@ -311,21 +317,21 @@ OPERATIONS: dict[str, Op] = {
     "host.cordon": Op(
         "New deployments skip the host; what runs there stays",
         "admin",
-        _ok(s.HostOut),
+        _ok(HostOut),
         path={"name": HOST},
         errors=(404,),
     ),
     "host.uncordon": Op(
         "The host is a target of new deployments again",
         "admin",
-        _ok(s.HostOut),
+        _ok(HostOut),
         path={"name": HOST},
         errors=(404,),
     ),
     "host.drain": Op(
         "Cordon the host and remove every app from it",
         "admin",
-        _ok(s.HostDrained),
+        _ok(HostDrained),
         path={"name": HOST},
         errors=(404, 409),
         description="409 `host_in_use` while an active deployment targets it.",
@@ -333,11 +339,11 @@ OPERATIONS: dict[str, Op] = {
     "registry.set": Op(
         "Store (or replace) a private registry's credentials, encrypted",
         "admin",
-        (Answer(201, "Stored", s.RegistrySetOut),),
-        body=(s.RegistryIn,),
+        (Answer(201, "Stored", RegistrySetOut),),
+        body=(RegistryIn,),
     ),
     "registry.list": Op(
-        "Registries with credentials (never a password)", "admin", _ok(s.RegistryListOut)
+        "Registries with credentials (never a password)", "admin", _ok(RegistryListOut)
     ),
     "registry.remove": Op(
         "Forget a registry's credentials",
@@ -349,14 +355,14 @@ OPERATIONS: dict[str, Op] = {
     "policy.get": Op(
         "The security rules allowed for the app, and every rule",
         "read",
-        _ok(s.PolicyOut),
+        _ok(PolicyOut),
         errors=(404,),
     ),
     "policy.set": Op(
         "Replace the security rules allowed for the app (audited)",
         "admin",
-        _ok(s.PolicyOut),
-        body=(s.PolicyIn,),
+        _ok(PolicyOut),
+        body=(PolicyIn,),
     ),
     "event.list": Op(
         "Events, newest first",
@@ -390,8 +396,8 @@ OPERATIONS: dict[str, Op] = {
     "token.create": Op(
         "Create an API token: the token is in this answer only",
         "admin",
-        (Answer(201, "Created", s.TokenCreated),),
-        body=(s.TokenIn,),
+        (Answer(201, "Created", TokenCreated),),
+        body=(TokenIn,),
         errors=(409,),
     ),
     "token.list": Op(
@@ -421,8 +427,8 @@ OPERATIONS: dict[str, Op] = {
     "webhook.create": Op(
         "Subscribe a URL to events",
         "admin",
-        (Answer(201, "Created", s.WebhookOut),),
-        body=(s.WebhookIn,),
+        (Answer(201, "Created", WebhookOut),),
+        body=(WebhookIn,),
     ),
     "webhook.list": Op("Webhooks", "admin", _ok(a.WebhookListOut)),
     "webhook.delete": Op(

@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from server.api.schemas import DNS_LABEL
+from server.api.schemas.fields import DNS_LABEL
 from server.errors import FieldError, Invalid
 
 _APP_NAME = re.compile(DNS_LABEL)

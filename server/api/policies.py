@@ -9,7 +9,8 @@ from server import policy
 from server.api.auth import confine, require
 from server.api.body import read_body
 from server.api.params import app_name
-from server.api.schemas import DeploymentIn, PolicyIn, PolicyOut
+from server.api.schemas.policies import PolicyIn, PolicyOut
+from server.api.schemas.spec import DeploymentIn
 from server.db import policies
 from server.errors import FieldError, Refused
 from server.keys import SESSIONS

@@ -8,7 +8,7 @@ from server import registries
 from server.api.audit import TARGET
 from server.api.auth import require
 from server.api.body import read_body
-from server.api.schemas import RegistryIn, RegistryOut
+from server.api.schemas.credentials import RegistryIn, RegistryOut
 from server.db.store import as_utc
 from server.keys import SECRET_BOX, SESSIONS
 

@@ -17,15 +17,10 @@ from server import specs
 from server.api.auth import confine, require
 from server.api.body import parse_body
 from server.api.params import app_name, number_of
-from server.api.schemas import (
-    ChangeOut,
-    DeploymentIn,
-    DeploymentPatchIn,
-    DryRunOut,
-    HostSelector,
-    ReleaseDiffOut,
-    StrategyIn,
-)
+from server.api.schemas.deployments import ChangeOut, DryRunOut, ReleaseDiffOut
+from server.api.schemas.spec import DeploymentIn, DeploymentPatchIn
+from server.api.schemas.spec_parts import HostSelector
+from server.api.schemas.strategy import StrategyIn
 from server.db import deploys, store, target_rows
 from server.db.session import Sessions
 from server.errors import Conflict, FieldError, Invalid, NotFound

@@ -10,7 +10,7 @@ from server.api.answers import SecretSetOut
 from server.api.auth import confine, require
 from server.api.body import read_body
 from server.api.deployments import app_name
-from server.api.schemas import SecretIn, SecretOut
+from server.api.schemas.credentials import SecretIn, SecretOut
 from server.keys import SECRET_BOX, SESSIONS
 
 

@@ -17,7 +17,7 @@ from server.api.audit import TARGET
 from server.api.auth import require
 from server.api.body import read_body
 from server.api.pages import next_cursor, page_str
-from server.api.schemas import TOKEN_NAME, TokenCreated, TokenIn, TokenOut
+from server.api.schemas.tokens import TOKEN_NAME, TokenCreated, TokenIn, TokenOut
 from server.db import store, tokens
 from server.db.models import Token
 from server.errors import FieldError, Invalid, NotFound

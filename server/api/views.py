@@ -8,16 +8,16 @@ from typing import Any
 
 from agent.codec import dumps_json
 from agent.protocol import Instance
-from server.api.schemas import (
+from server.api.schemas.deployments import (
     AppHostOut,
     AppOut,
     DeploymentOut,
-    HostOut,
     HostState,
     InstanceOut,
     PublishedPortOut,
     ReleaseOut,
 )
+from server.api.schemas.hosts import HostOut
 from server.db.models import App, Deployment, Host, Release
 from server.db.store import Target, as_utc
 from server.rollout.judgement import Wanted, judge

@@ -9,7 +9,7 @@ from server.api.auth import require
 from server.api.body import read_body
 from server.api.deployments import MAX_ID
 from server.api.pages import next_cursor, page_int
-from server.api.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut
+from server.api.schemas.webhooks import WebhookDeliveryOut, WebhookIn, WebhookOut
 from server.db import webhooks as db
 from server.db.models import Webhook, WebhookDelivery
 from server.db.store import as_utc

@@ -136,7 +136,7 @@ def _read(exc: urllib.error.HTTPError) -> bytes:
         return b""
 
 
-_APP = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # server/api/schemas.DNS_LABEL
+_APP = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # server/api/schemas/fields.DNS_LABEL
 
 
 def app_name(value: str) -> str:

@@ -128,7 +128,7 @@ def load_spec(path: Path) -> tuple[str | None, dict[str, Any]]:
     at fault. Its values are checked by the same schema the server uses."""
     from pydantic import ValidationError
 
-    from server.api.schemas import DeploymentIn
+    from server.api.schemas.spec import DeploymentIn
 
     try:
         text = path.read_text()

@@ -305,7 +305,7 @@ async def _dev_host_token(settings: Settings, name: str) -> str:
 def _host_add(settings: Settings, args: argparse.Namespace) -> int:
     import re
 
-    from server.api.schemas import DNS_LABEL
+    from server.api.schemas.fields import DNS_LABEL
 
     if not re.fullmatch(DNS_LABEL, args.name):
         print(f"flotilla host add: {args.name!r} is not a lowercase DNS label", file=sys.stderr)

@@ -48,7 +48,7 @@ from pathlib import Path
 import pytest
 
 from server.api.body import parse_body
-from server.api.schemas import DeploymentIn, DeploymentPatchIn
+from server.api.schemas.spec import DeploymentIn, DeploymentPatchIn
 from server.cli.deploy import load_spec
 from server.cli.main import build_parser
 from tests.conftest import Flotilla, Images

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from server.api.answers import ProblemOut
 from server.api.openapi import document
-from server.api.schemas import DeploymentIn, HostOut
+from server.api.schemas.hosts import HostOut
+from server.api.schemas.spec import DeploymentIn
 from server.app import create_app
 from server.config import Settings
 from tests.conftest import Flotilla
