@@ -1,27 +1,32 @@
-"""The only module that knows the Docker SDK. Every method blocks: call it through a thread.
+"""The Docker driver: a host's containers and images. Every method blocks: call it through a
+thread.
 
-(Over 400 lines: every Docker call the agent makes is here, so that no other module
-imports the SDK; each method is one Engine operation.)
-
+`DockerDriver` is what the agent calls (agent/driver.py is its interface); no other module
+calls the Docker SDK but the driver modules it uses: agent/docker_api.py (the connection),
+agent/docker_volumes.py (volumes and networks), agent/docker_logs.py (a container's output).
 It uses the SDK's low-level APIClient: one `containers` call returns state, labels and ports
 of every instance, where the high-level API would inspect each container in turn.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import shutil
-import socket
-import sys
 import threading
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.docker_api import (  # before the SDK: see agent/docker_api.py
+    DriverError,
+    EngineConnection,
+    explain,
+)
+
+# isort: split
+import docker.errors
+
+from agent import docker_logs, docker_volumes
 from agent.protocol import (
     LABEL_APP,
     LABEL_DEPLOYMENT,
@@ -33,24 +38,10 @@ from agent.protocol import (
     PublishedPort,
     RegistryAuth,
     pinned_ref,
-    volume_name,
 )
-
-# The Engine API answers JSON, always UTF-8, so requests' character detection is never used,
-# yet importing charset_normalizer costs every agent 2.6 MiB of RSS. requests supports running
-# without a detector (Response.apparent_encoding then says UTF-8); a None entry in sys.modules
-# is Python's documented way to make an import fail. A process that already has one keeps it.
-for _detector in ("charset_normalizer", "chardet"):
-    sys.modules.setdefault(_detector, None)  # type: ignore[arg-type]
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Unable to find acceptable character detection")
-    import docker
-    import docker.errors
+from agent.secret_files import DEFAULT_SECRETS_ROOT, forget_secrets, write_secrets
 
 log = logging.getLogger(__name__)
-
-# secrets asked for as files: one folder per container under this root, on a tmpfs
-DEFAULT_SECRETS_ROOT = Path("/dev/shm/flotilla-secrets")
 
 _EXITED = re.compile(r"(?:Exited|Restarting) \((-?\d+)\)")
 _RESTART: dict[str, dict[str, str | int] | None] = {
@@ -61,11 +52,7 @@ _RESTART: dict[str, dict[str, str | int] | None] = {
 }
 
 
-class DriverError(Exception):
-    """A Docker operation failed; `message` is safe to show to users."""
-
-
-class DockerDriver:
+class DockerDriver(EngineConnection):
     """Runs one host's instances on a Docker Engine."""
 
     def __init__(
@@ -75,66 +62,10 @@ class DockerDriver:
         timeout: int = 60,
         secrets_root: Path = DEFAULT_SECRETS_ROOT,
     ) -> None:
+        super().__init__(base_url, timeout)
         self.host = host
         self.secrets_root = secrets_root
-        self.base_url = base_url
-        self.timeout = timeout
-        self._api: docker.APIClient | None = None
-        self._closed = False
-        self._lock = threading.Lock()
         self._images: dict[str, str] = {}  # container id -> image id, of the last listing
-
-    @property
-    def api(self) -> docker.APIClient:
-        """The Engine's API client, made at first use: making one asks the Engine for its API
-        version, and an agent must start (and keep trying) while the Engine is down."""
-        with self._lock:
-            if self._closed:  # a pull's or a log reader's thread outliving the agent
-                raise DriverError("the agent is stopping: no more calls to the Engine")
-            if self._api is None:
-                self._socket_answers()
-                if self.base_url:
-                    self._api = docker.APIClient(base_url=self.base_url, timeout=self.timeout)
-                else:
-                    self._api = docker.from_env(timeout=self.timeout).api
-            return self._api
-
-    def close(self) -> None:
-        """Close the connection to the Engine; later calls raise DriverError (a closed
-        client would open new connections that nothing closes)."""
-        with self._lock:
-            self._closed = True
-            if self._api is not None:
-                self._api.close()
-
-    def reachable(self) -> bool:
-        """Does the Engine answer a ping now?"""
-        try:
-            self._socket_answers()
-            return bool(self.api.ping())
-        except Exception:  # any failure to answer is the answer
-            return False
-
-    def _socket_answers(self) -> None:
-        """Raise DriverError if nothing listens on the Engine's unix socket. Checked with a
-        plain socket: the SDK's unix adapter leaves a socket open (to the garbage collector)
-        on every failed connect, which an agent waiting for its Engine would do every 2 s."""
-        url = self.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        if not url.startswith(("unix://", "http+unix://")):
-            return
-        path = url.split("://", 1)[1]
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(2.0)
-            probe.connect(path)
-        except OSError as exc:
-            raise DriverError(f"cannot connect to the Docker Engine at {url}: {exc}") from exc
-        finally:
-            probe.close()
-
-    def version(self) -> str:
-        """The Engine's version, or "unknown"."""
-        return str(self.api.version().get("Version", "unknown"))
 
     def list_instances(self) -> list[Instance]:
         """Every container that carries this host's label, running or not."""
@@ -186,7 +117,7 @@ class DockerDriver:
         try:
             self.api.pull(repo, tag=tag, auth_config=login)
         except docker.errors.APIError as exc:
-            raise DriverError(f"pull {ref} failed: {_explain(exc)}") from exc
+            raise DriverError(f"pull {ref} failed: {explain(exc)}") from exc
 
     def run(self, assignment: Assignment, replica: int, name: str) -> str:
         """Create and start one instance; return its container id."""
@@ -210,19 +141,19 @@ class DockerDriver:
         if spec.secrets and spec.secrets_dir is None:
             env.update(spec.secrets)
         elif spec.secrets and spec.secrets_dir is not None:
-            source = self._write_secrets(name, spec.secrets)
+            source = write_secrets(self.secrets_root, name, spec.secrets)
             binds[str(source)] = {"bind": spec.secrets_dir, "mode": "ro"}
         for host_path, target, read_only in spec.mounts:  # the app's policy allowed them
             binds[host_path] = {"bind": target, "mode": "ro" if read_only else "rw"}
         for name_in_spec, target, read_only in spec.volumes:
-            volume = self._volume(assignment.app, name_in_spec)
+            volume = docker_volumes.named_volume(self.api, self.host, assignment.app, name_in_spec)
             binds[volume] = {"bind": target, "mode": "ro" if read_only else "rw"}
         tmpfs = {t: f"size={size}" if size else "" for t, size in spec.tmpfs}
         restricted = spec.security_profile == "restricted"
         added = ["NET_BIND_SERVICE"] if restricted else []
         added += [c for c in spec.cap_add if c not in added]
         host = spec.network_mode == "host"
-        networks = [self._network(n) for n in spec.networks]
+        networks = [docker_volumes.network(self.api, n) for n in spec.networks]
         host_config = self.api.create_host_config(
             binds=binds or None,
             port_bindings=None if host else bindings,
@@ -256,15 +187,15 @@ class DockerDriver:
                 labels=labels,
                 ports=[(p.container, p.protocol) for p in spec.ports],
                 host_config=host_config,
-                networking_config=self._endpoints(networks[:1], assignment.app),
+                networking_config=docker_volumes.endpoints(self.api, networks[:1], assignment.app),
             )
             for network in networks[1:]:
                 self.api.connect_container_to_network(
                     created["Id"], network, aliases=[assignment.app]
                 )
         except docker.errors.APIError as exc:
-            self._forget_secrets(name)
-            raise DriverError(f"create {name} failed: {_explain(exc)}") from exc
+            forget_secrets(self.secrets_root, name)
+            raise DriverError(f"create {name} failed: {explain(exc)}") from exc
         cid = str(created["Id"])
         self.start(cid)
         return cid
@@ -288,7 +219,7 @@ class DockerDriver:
         try:
             self.api.start(container_id)
         except docker.errors.APIError as exc:
-            raise DriverError(f"start {container_id[:12]} failed: {_explain(exc)}") from exc
+            raise DriverError(f"start {container_id[:12]} failed: {explain(exc)}") from exc
 
     def stop(self, container_id: str, timeout: int = 10) -> None:
         """Stop a container, killing it after `timeout` seconds; one already gone is fine."""
@@ -297,96 +228,12 @@ class DockerDriver:
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
-            raise DriverError(f"stop {container_id[:12]} failed: {_explain(exc)}") from exc
-
-    def _write_secrets(self, name: str, secrets: tuple[tuple[str, str], ...]) -> Path:
-        """The container's secret files, in a folder of its own under the secrets root (a
-        tmpfs: /dev/shm by default), bind-mounted read-only. The root is 0700 (no other host
-        user reaches them); inside, files are 0444 so that a non-root container user reads
-        them."""
-        root = self.secrets_root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        root.chmod(0o700)
-        folder = root / name
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(mode=0o755)
-        folder.chmod(0o755)
-        for file_name, value in secrets:
-            path = folder / file_name
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            with os.fdopen(fd, "w") as f:
-                f.write(value)
-        return folder
-
-    def _network(self, name: str) -> str:
-        """The Engine's name of a user-defined bridge network, created on first use (labelled
-        as Flotilla's) and kept: several apps share it, and it costs nothing idle."""
-        full = f"flotilla-{name}"
-        if not self.api.networks(names=[full]):
-            try:
-                self.api.create_network(
-                    full, driver="bridge", labels={"flotilla.network": name}, check_duplicate=True
-                )
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # made by a concurrent create: fine
-                    raise DriverError(f"create network {full} failed: {_explain(exc)}") from exc
-        return full
-
-    def _endpoints(self, networks: list[str], app: str) -> dict[str, Any] | None:
-        """The networking config of a container created on `networks` (one at most): its
-        app's name as its DNS alias there."""
-        if not networks:
-            return None
-        endpoint = self.api.create_endpoint_config(aliases=[app])
-        # a dict by network, as the SDK documents (its type stubs say one EndpointConfig)
-        return self.api.create_networking_config({networks[0]: endpoint})  # type: ignore[arg-type]
-
-    def _volume(self, app: str, source: str) -> str:
-        """The Engine's name of an app's named volume, created (labelled with the app and
-        this host) on first use and never removed with a container: its data outlives every
-        release and rollback. Named per app: another app's `data` is another volume."""
-        name = volume_name(app, source)
-        try:
-            self.api.inspect_volume(name)
-        except docker.errors.NotFound:
-            labels = {LABEL_APP: app, LABEL_HOST: self.host}
-            try:
-                self.api.create_volume(name, labels=labels)
-            except docker.errors.APIError as exc:
-                raise DriverError(f"create volume {name} failed: {_explain(exc)}") from exc
-        return name
+            raise DriverError(f"stop {container_id[:12]} failed: {explain(exc)}") from exc
 
     def remove_volumes(self, app: str) -> list[str]:
-        """Remove the app's named volumes on this host: only those labelled as Flotilla's for
-        this app and this host, and named as its volumes are (`volume_name`); nothing else.
-        Their names; raise DriverError if one cannot go (a container still uses it)."""
-        labels = [f"{LABEL_APP}={app}", f"{LABEL_HOST}={self.host}"]
-        try:
-            found = self.api.volumes(filters={"label": labels}).get("Volumes") or []
-        except docker.errors.APIError as exc:
-            raise DriverError(f"list volumes of {app} failed: {_explain(exc)}") from exc
-        prefix = volume_name(app, "")
-        removed = []
-        for volume in found:
-            name = str(volume.get("Name", ""))
-            mine = volume.get("Labels") or {}
-            if not name.startswith(prefix) or mine.get(LABEL_APP) != app:
-                continue
-            if mine.get(LABEL_HOST) != self.host:
-                continue
-            try:
-                self.api.remove_volume(name)
-            except docker.errors.NotFound:
-                continue
-            except docker.errors.APIError as exc:
-                raise DriverError(f"remove volume {name} failed: {_explain(exc)}") from exc
-            removed.append(name)
-        return sorted(removed)
-
-    def _forget_secrets(self, name: str) -> None:
-        """Delete a container's secret files (it was removed, or never created)."""
-        if name and "/" not in name and name not in (".", ".."):
-            shutil.rmtree(self.secrets_root / name, ignore_errors=True)
+        """Remove the app's named volumes on this host (agent/docker_volumes.py); their
+        names."""
+        return docker_volumes.remove_volumes(self.api, self.host, app)
 
     def remove(self, container_id: str) -> None:
         """Remove a container, forcibly if it runs; one already gone is fine. Its secret
@@ -402,8 +249,8 @@ class DockerDriver:
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
-            raise DriverError(f"remove {container_id[:12]} failed: {_explain(exc)}") from exc
-        self._forget_secrets(name)
+            raise DriverError(f"remove {container_id[:12]} failed: {explain(exc)}") from exc
+        forget_secrets(self.secrets_root, name)
 
     def remove_image(self, ref: str) -> None:
         """Remove an image no container uses any more; one still in use is kept (409), and so
@@ -414,7 +261,7 @@ class DockerDriver:
                 return
             self.api.remove_image(ref)
         except docker.errors.APIError as exc:
-            log.debug("image kept host=%s image=%s: %s", self.host, ref, _explain(exc))
+            log.debug("image kept host=%s image=%s: %s", self.host, ref, explain(exc))
 
     def exec_ok(self, container_id: str, command: tuple[str, ...]) -> bool:
         """Run a command inside the container (a `cmd` health probe); True if it exits 0."""
@@ -427,29 +274,15 @@ class DockerDriver:
         return info.get("ExitCode") == 0
 
     def logs(self, container_id: str, lines: int = 20) -> list[str]:
-        """The last `lines` lines of a container's output; none if the Engine cannot say."""
-        try:
-            raw = self.api.logs(container_id, tail=lines)
-        except docker.errors.APIError:
-            return []
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        return text.splitlines()[-lines:]
+        """The last `lines` lines of a container's output (agent/docker_logs.py)."""
+        return docker_logs.last_lines(self.api, container_id, lines)
 
     def open_logs(
         self, container_id: str, *, follow: bool, tail: int | None, since: float | None
     ) -> Any:
-        """A container's output, stdout and stderr as the Engine interleaves them, each line
-        stamped with its time: a blocking iterator of byte chunks (a chunk is not a line)
-        whose `close()` ends it from another thread (agent/logs.py)."""
-        stream = self.api.logs(
-            container_id,
-            stream=True,
-            follow=follow,
-            timestamps=True,
-            tail="all" if tail is None else tail,
-            since=since,
-        )
-        return _LogFeed(stream)
+        """A container's output as a blocking stream of stamped chunks whose `close()` ends
+        it from another thread (agent/docker_logs.py, for agent/logs.py)."""
+        return docker_logs.open_logs(self.api, container_id, follow=follow, tail=tail, since=since)
 
     def watch_events(self, wake: Any, stop: threading.Event) -> None:
         """Call `wake()` on every container event of this host until `stop` is set."""
@@ -550,28 +383,3 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     if name and "/" not in tag:
         return name, tag
     return ref, "latest"
-
-
-def _explain(exc: docker.errors.APIError) -> str:
-    return str(exc.explanation or exc)
-
-
-class _LogFeed:
-    """A container's output whose `close()` also ends its HTTP response: the SDK's stream
-    closes its socket only while the response is still being read, so a stream that had
-    ended (`--tail` without `--follow`) kept its Engine connection until it was collected."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> Any:
-        return iter(self._stream)
-
-    def close(self) -> None:
-        """End the stream (from any thread) and give its connection back."""
-        with contextlib.suppress(Exception):
-            self._stream.close()
-        response = getattr(self._stream, "_response", None)  # where the SDK keeps it
-        if response is not None:
-            with contextlib.suppress(Exception):
-                response.close()

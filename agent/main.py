@@ -17,10 +17,11 @@ from pathlib import Path
 from agent import endpoint
 from agent.cli import DEFAULT_METRICS_LISTEN
 from agent.client import Connection
-from agent.docker_driver import DEFAULT_SECRETS_ROOT, DockerDriver
+from agent.docker_driver import DockerDriver
 from agent.health import HealthTracker
 from agent.pulls import DEFAULT_PULL_TIMEOUT
 from agent.runner import Agent
+from agent.secret_files import DEFAULT_SECRETS_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A fake Docker driver, in memory: ONLY for simulating thousands of hosts in benchmarks.
 
-It implements `agent.runner.Driver` with the bookkeeping of `agent.reconcile.simulate`:
+It implements `agent.driver.Driver` with the bookkeeping of `agent.reconcile.simulate`:
 every call answers at once, every image is always present, `exec_ok` is always True, and a
 "container" is a row in a dict. It is never evidence that a feature works: the integration
 and end-to-end tests use the real Docker Engine. The fan-out benchmark uses it so that one

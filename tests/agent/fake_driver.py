@@ -88,7 +88,7 @@ class FakeEngine:
 
 
 class FakeDriver:
-    """One host's view of a `FakeEngine`, with the methods of `agent.runner.Driver`."""
+    """One host's view of a `FakeEngine`, with the methods of `agent.driver.Driver`."""
 
     def __init__(self, engine: FakeEngine, host: str) -> None:
         self.engine = engine
