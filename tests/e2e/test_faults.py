@@ -1,6 +1,6 @@
 """Issue 20's fault-injection suite: a live server, 3 agents (subprocesses) and the real
-Docker Engine through server kill -9 at three points of a rollout (repeated, on SQLite; once
-mid-batch on PostgreSQL, after its restart), agent kill and restart, agent SIGSTOP/SIGCONT, an engine stop/start and a
+Docker Engine through server kill -9 at three points of a rollout (once each on SQLite, and
+once mid-batch on PostgreSQL, after its restart; `make soak` repeats them at random), agent kill and restart, agent SIGSTOP/SIGCONT, an engine stop/start and a
 PostgreSQL restart mid-deploy, SIGTERM with a waiting client, and racing deploys and
 rollbacks. After each fault `faults.verify` asserts: no acknowledged deployment lost,
 nothing stuck (all ended within faults.ENDED_WITHIN s), converged to the last accepted
@@ -26,9 +26,10 @@ def setting(tmp_path: Path, docker_url: str, images: Images) -> Setting:
     return Setting(tmp_path, docker_url, (images.v1, images.v2, images.v3))
 
 
-@pytest.mark.timeout(240)
-async def test_server_kill_9_at_three_points_repeated_sqlite(setting: Setting) -> None:
-    await scenarios.server_kill_9(setting, rounds=2)
+async def test_server_kill_9_at_three_points_sqlite(setting: Setting) -> None:
+    # once each: a second round took 30 s of the suite's 15-minute budget; repetition is the
+    # soak's job (`make soak`, bench/soak.py, runs every scenario again and again at random)
+    await scenarios.server_kill_9(setting, rounds=1)
 
 
 async def test_agent_kill_and_restart(setting: Setting) -> None:
