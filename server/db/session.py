@@ -1,4 +1,5 @@
-"""Engine and session factory; SQLite gets WAL and a busy timeout so readers never block."""
+"""Engine and session factory; SQLite gets WAL and a busy timeout so readers never block, and
+its driver makes one trip to aiosqlite's thread per statement (server/db/sqlite_driver.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from agent.codec import dumps_json, loads_json
+from server.db import sqlite_driver
 
 WROTE = "flotilla.wrote"  # a session.info flag: this transaction wrote something
 
@@ -32,7 +34,9 @@ def create_engine(url: str) -> AsyncEngine:
     10,000 hosts the stdlib's encoding of them was a twentieth of a busy server's time."""
     codec: dict[str, Any] = {"json_serializer": dumps_json, "json_deserializer": loads_json}
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **codec)
+        engine = create_async_engine(
+            url, module=sqlite_driver.dbapi(), connect_args={"timeout": 30}, **codec
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # the same ceiling of 30 connections as before (10 + 20 overflow), all kept: overflow

@@ -1,0 +1,156 @@
+"""SQLite's driver for the async engine: aiosqlite, with one trip to its thread per statement.
+
+aiosqlite runs each connection's SQLite calls on a thread of its own. SQLAlchemy's adapter
+for it makes three or four trips there for every statement (make a cursor, execute, fetch
+the rows, close the cursor), and each trip is a hand-off to that thread and a wake-up of
+the event loop. On a fan-out to 100 hosts a controller pass is about a dozen statements, and
+those trips were about a third of its time (bench/RESULTS.md: the A/B of this module).
+
+Here a statement runs whole in one trip: a function, run on the connection's thread through
+aiosqlite, makes the cursor, executes, fetches every row and closes. It sits behind the
+DBAPI that SQLAlchemy's aiosqlite dialect takes as its `module` (`create_engine` in
+server/db/session.py), so nothing above the engine changes: results, errors (SQLite's own
+exception classes, as before), commit and rollback (one trip each, SQLAlchemy's own) and
+server-side cursors (`stream()`, SQLAlchemy's own) are as they were.
+
+It leans on two private names of aiosqlite (`Connection._execute`, which queues a function
+for the connection's thread, and `Connection._conn`, the sqlite3 connection that thread
+owns) and on the connection class of SQLAlchemy's dialect, so pyproject.toml bounds both
+versions; tests/server/test_sqlite_driver.py checks what the engine relies on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util.concurrency import await_
+
+T = TypeVar("T")
+# what a statement leaves: its description, its rows (None: it has none), rowcount, lastrowid
+Outcome = tuple[Any, list[Any] | None, int, int | None]
+
+
+def _statement(db: sqlite3.Connection, operation: str, parameters: Any) -> Outcome:
+    """One statement, whole, on the connection's thread."""
+    cursor = db.cursor()
+    try:
+        cursor.execute(operation, () if parameters is None else parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else None
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+def _statements(db: sqlite3.Connection, operation: str, rows: Sequence[Any]) -> Outcome:
+    """One statement for each row of parameters, on the connection's thread."""
+    cursor = db.cursor()
+    try:
+        cursor.executemany(operation, rows)
+        return None, None, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    """SQLAlchemy's adapted aiosqlite connection, whose cursors make one trip a statement."""
+
+    __slots__ = ()
+
+    def cursor(self, server_side: bool = False) -> Any:
+        """A cursor: ours, or SQLAlchemy's own for a server-side (streamed) result."""
+        if server_side:
+            return super().cursor(server_side=True)
+        return OneTripCursor(self)
+
+    async def on_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(sqlite3 connection, *args)`, run on this connection's thread."""
+        connection = self._connection  # the aiosqlite.Connection
+        async with self._execute_mutex:
+            result: T = await connection._execute(fn, connection._conn, *args)
+        return result
+
+
+class OneTripCursor:
+    """A DBAPI cursor whose every statement is one trip to the connection's thread; the rows
+    are fetched in that trip and served from memory."""
+
+    server_side = False
+    arraysize = 1
+
+    def __init__(self, connection: OneTripConnection) -> None:
+        self._connection = connection
+        self._rows: deque[Any] = deque()
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+
+    def execute(self, operation: str, parameters: Any = None) -> None:
+        """Run one statement (inside SQLAlchemy's greenlet, as its own cursor does)."""
+        self._take(_statement, operation, parameters)
+
+    def executemany(self, operation: str, rows: Sequence[Any]) -> None:
+        """Run one statement for each row of parameters, in one trip."""
+        self._take(_statements, operation, rows)
+
+    def _take(self, fn: Callable[..., Outcome], operation: str, parameters: Any) -> None:
+        try:
+            outcome = await_(self._connection.on_thread(fn, operation, parameters))
+        except Exception as error:
+            self._connection._handle_exception(error)  # SQLAlchemy's translation
+        self.description, rows, self.rowcount, self.lastrowid = outcome
+        self._rows = deque(rows) if rows else deque()
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        """The next `size` rows (arraysize by default)."""
+        rows = self._rows
+        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+
+    def fetchall(self) -> list[Any]:
+        """The rows not fetched yet."""
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._rows:
+            yield self._rows.popleft()
+
+    def close(self) -> None:
+        """Drop what was not fetched (the SQLite cursor was closed in its trip)."""
+        self._rows.clear()
+
+    async def _async_soft_close(self) -> None:
+        """What SQLAlchemy's async results call on an adapted cursor: nothing is left open."""
+
+    def setinputsizes(self, *sizes: Any) -> None:
+        """A DBAPI no-op."""
+
+    def nextset(self) -> None:
+        """SQLite has one result set per statement."""
+
+
+class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The DBAPI module SQLAlchemy's aiosqlite dialect is given: its connections are ours."""
+
+    def connect(self, *args: Any, **kwargs: Any) -> OneTripConnection:
+        """A connection as the dialect makes one, with one-trip cursors."""
+        adapted = super().connect(*args, **kwargs)
+        return OneTripConnection(self, adapted._connection)
+
+
+def dbapi() -> OneTripDBAPI:
+    """The module to pass to `create_async_engine(..., module=)` for a sqlite+aiosqlite URL."""
+    return OneTripDBAPI(aiosqlite, sqlite3)

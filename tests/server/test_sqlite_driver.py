@@ -1,0 +1,92 @@
+"""SQLite's driver (server/db/sqlite_driver.py): through the engine the server uses, every
+kind of statement answers as SQLAlchemy's own aiosqlite adapter does."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.db import session as db_session
+from server.db import sqlite_driver
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = db_session.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, n INT)"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def test_the_engine_uses_the_one_trip_driver(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, sqlite_driver.OneTripConnection)
+
+
+async def test_rows_counts_and_keys(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        inserted = await conn.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+        assert inserted.lastrowid == 1 and inserted.rowcount == 1
+        many = await conn.execute(
+            text("INSERT INTO t (name, n) VALUES (:name, :n)"),
+            [{"name": "b", "n": 2}, {"name": "c", "n": 3}, {"name": "d", "n": 4}],
+        )
+        assert many.rowcount == 3
+        returned = await conn.execute(
+            text("INSERT INTO t (name, n) VALUES ('e', 5) RETURNING id, name")
+        )
+        assert returned.all() == [(5, "e")]
+        updated = await conn.execute(text("UPDATE t SET n = n + 10 WHERE n >= 3"))
+        assert updated.rowcount == 3
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT name, n FROM t ORDER BY id"))).all() == [
+            ("a", 1),
+            ("b", 2),
+            ("c", 13),
+            ("d", 14),
+            ("e", 15),
+        ]
+        assert (await conn.execute(text("SELECT n FROM t WHERE id = 99"))).all() == []
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 5
+        result = await conn.execute(text("SELECT id FROM t ORDER BY id"))
+        assert result.fetchone() == (1,)
+        assert result.fetchmany(2) == [(2,), (3,)]
+        assert result.fetchall() == [(4,), (5,)]
+        assert [row.n async for row in await conn.stream(text("SELECT n FROM t ORDER BY id"))] == [
+            1,
+            2,
+            13,
+            14,
+            15,
+        ]
+
+
+async def test_a_constraint_violation_surfaces_and_the_connection_goes_on(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+    async with engine.connect() as conn:
+        with pytest.raises(IntegrityError) as caught:
+            await conn.execute(text("INSERT INTO t (name, n) VALUES ('a', 2)"))
+        assert isinstance(caught.value.orig, sqlite3.IntegrityError)
+        await conn.rollback()
+        assert (await conn.execute(text("SELECT n FROM t"))).all() == [(1,)]
+
+
+async def test_a_rolled_back_transaction_leaves_nothing(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+        await conn.rollback()
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
