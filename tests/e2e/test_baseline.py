@@ -29,6 +29,7 @@ def inspect(engine: Engine, host: str, app: str) -> dict[str, Any]:
     return dict(container.attrs["HostConfig"])
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the agent's part
 async def test_default_container_has_the_baseline(
     flotilla: Any, images: Images, engine: Engine, docker_url: str
 ) -> None:

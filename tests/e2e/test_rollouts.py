@@ -156,6 +156,7 @@ async def _auto_rollback_of(f: Flotilla, deployment_id: int) -> dict:
     return dict(rollback)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the agent's part
 async def test_manual_rollback_restarts_the_retained_container(
     flotilla: Flotilla, images: Images, engine: Engine, docker_url: str
 ):
