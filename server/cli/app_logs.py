@@ -19,18 +19,20 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from agent.log_protocol import MAX_LOG_TAIL
 from server.cli import live
 from server.cli.api import Exit, Server, Unreachable, UsageError, app_name, report_problem
 
 READ_TIMEOUT = 45.0  # the server sends an empty line every 15 s while following
-MAX_TAIL = 10_000  # agent/log_protocol.MAX_LOG_TAIL
 
 
 def tail(value: str) -> str:
     """`--tail`: a number of lines, 0-10000, or `all` (argparse's type)."""
-    if value == "all" or (value.isdigit() and int(value) <= MAX_TAIL):
+    if value == "all" or (value.isdigit() and int(value) <= MAX_LOG_TAIL):
         return value
-    raise argparse.ArgumentTypeError(f"{value!r}: a number of lines from 0 to {MAX_TAIL}, or all")
+    raise argparse.ArgumentTypeError(
+        f"{value!r}: a number of lines from 0 to {MAX_LOG_TAIL}, or all"
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -135,12 +135,6 @@ class OneTripCursor:
     async def _async_soft_close(self) -> None:
         """What SQLAlchemy's async results call on an adapted cursor: nothing is left open."""
 
-    def setinputsizes(self, *sizes: Any) -> None:
-        """A DBAPI no-op."""
-
-    def nextset(self) -> None:
-        """SQLite has one result set per statement."""
-
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """The DBAPI module SQLAlchemy's aiosqlite dialect is given: its connections are ours."""
