@@ -142,30 +142,29 @@ async def get_deployment(request: web.Request) -> web.Response:
     deployment_id = deployment_id_of(request)
     wait = _wait(request)
     seen = _version(request)
-    checked = False
+    app = ""  # the deployment's app, read once (a deployment never changes app)
     deadline = time.monotonic() + wait
     sessions = request.app[SESSIONS]
     while True:
         finished = request.app[CONTROLLER].finished  # taken before the read: no lost wake-up
         async with sessions() as session:
             deployment = await store.get_deployment(session, deployment_id)
-            if not checked:  # before waiting: a token confined elsewhere learns nothing
-                names = await store.app_names(session, {deployment.app_id})
-                confine(caller, names[deployment.app_id])
-                checked = True
-        remaining = deadline - time.monotonic()
-        if deployment.status in TERMINAL or remaining <= 0 or request.app[STOPPING][0]:
-            break  # stopping: answer with the state as it is now, at once
-        if seen is not None and deployment_version(deployment) != seen:
-            break
+            if not app:  # before waiting: a token confined elsewhere learns nothing
+                app = (await store.app_names(session, {deployment.app_id}))[deployment.app_id]
+                confine(caller, app)
+            remaining = deadline - time.monotonic()
+            if (
+                deployment.status in TERMINAL
+                or remaining <= 0
+                or request.app[STOPPING][0]  # stopping: answer with the state as it is now
+                or (seen is not None and deployment_version(deployment) != seen)
+            ):  # the hosts in the same read, once: not on every wake-up
+                hosts = await store.deployment_hosts(session, deployment_id)
+                pulling = await _pulling(request, session, deployment, app, hosts)
+                break
         # woken when this process's controller ends a deployment; the timeout covers one
         # ended by another server process
         await wait_set(finished, min(remaining, WAIT_RECHECK_SECONDS))
-    async with sessions() as session:  # the hosts once, not on every wake-up
-        hosts = await store.deployment_hosts(session, deployment_id)
-        names = await store.app_names(session, {deployment.app_id})
-        app = names[deployment.app_id]
-        pulling = await _pulling(request, session, deployment, app, hosts)
     body = deployment_json(deployment, app, hosts, pulling)
     return web.Response(body=body, content_type="application/json")
 

@@ -14,18 +14,24 @@ from server.db.models import App, Deployment, Release
 from server.states import ACTIVE, DeploymentStatus, Outcome
 
 
-async def active_deployments(session: AsyncSession) -> Sequence[tuple[Deployment, App]]:
-    """Every active deployment, oldest first, with its app, locked for this transaction."""
+async def active_deployments(
+    session: AsyncSession,
+) -> Sequence[tuple[Deployment, App, Release | None]]:
+    """Every active deployment, oldest first, with its app and its release (read here: no
+    statement of its own in a pass), locked for this transaction."""
     query = (
-        select(Deployment, App)
+        select(Deployment, App, Release)
         .join(App, App.id == Deployment.app_id)
+        .outerjoin(
+            Release, (Release.app_id == Deployment.app_id) & (Release.number == Deployment.release)
+        )
         .where(Deployment.status.in_(ACTIVE))
         .order_by(Deployment.id)
     )
     rows = await session.execute(
         query.with_for_update(of=Deployment)
     )  # not the apps: POSTs lock them
-    return [(deployment, app) for deployment, app in rows]
+    return [(deployment, app, release) for deployment, app, release in rows]
 
 
 async def release_row(session: AsyncSession, app_id: int, number: int) -> Release | None:

@@ -40,30 +40,30 @@ async def save_targets(
 
 async def target_hosts(
     session: AsyncSession, deployment: Deployment
-) -> tuple[list[tuple[int, str, int | None, Any]], set[int]]:
+) -> list[tuple[int, str, int | None, Any]]:
     """The hosts the deployment's selector picks, in name order, but no cordoned one, each
     with its release of the app (None if it has none) and when it was last seen: (host id,
-    name, previous release, last seen); and the ids of those that have an assignment of
-    the app."""
+    name, previous release, last seen). One statement: the hosts with their assignment of
+    the app joined."""
     selector = deployment.selector
     wanted = selector.get("labels")
-    columns = [_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.last_seen]
+    of_host = (_ASSIGNMENTS.c.host_id == _HOSTS.c.id) & (_ASSIGNMENTS.c.app_id == deployment.app_id)
+    columns = [_HOSTS.c.id, _HOSTS.c.name, _ASSIGNMENTS.c.release, _HOSTS.c.last_seen]
     columns += [_HOSTS.c.labels] if wanted else []
-    query = select(*columns).where(_HOSTS.c.cordoned.is_(False)).order_by(_HOSTS.c.name)
-    hosts = await session.execute(query)
-    query = select(_ASSIGNMENTS.c.host_id, _ASSIGNMENTS.c.release).where(
-        _ASSIGNMENTS.c.app_id == deployment.app_id
+    query = (
+        select(*columns)
+        .select_from(_HOSTS.outerjoin(_ASSIGNMENTS, of_host))
+        .where(_HOSTS.c.cordoned.is_(False))
+        .order_by(_HOSTS.c.name)
     )
-    current = {host_id: release for host_id, release in (await session.execute(query)).all()}
+    hosts = await session.execute(query)
     if selector.get("names") is None and not wanted:  # every host: no test per host
-        picked = [(host_id, name, current.get(host_id), seen) for host_id, name, seen in hosts]
-    else:
-        picked = [
-            (row[0], row[1], current.get(row[0]), row[2])
-            for row in hosts
-            if selects(row[1], (row[3] or {}) if wanted else {}, selector)
-        ]
-    return picked, set(current)
+        return [tuple(row) for row in hosts]
+    return [
+        (row[0], row[1], row[2], row[3])
+        for row in hosts
+        if selects(row[1], (row[4] or {}) if wanted else {}, selector)
+    ]
 
 
 async def insert_targets(

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.protocol import Status
 from server.db import assignments, rollouts, store, target_rows
-from server.db.models import App, Deployment
+from server.db.models import App, Deployment, Release
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work
 from server.metrics import Metrics
@@ -166,10 +166,12 @@ class Controller:
         self, session: AsyncSession, queued: set[int | None], news: set[str], pushes: set[str]
     ) -> tuple[bool, bool]:
         """Drive the newest deployment of each app; whether one is under way, one ended."""
-        active = await rollouts.active_deployments(session)  # with their apps
+        active = await rollouts.active_deployments(session)  # with their apps and releases
         by_app: dict[App, list[Deployment]] = defaultdict(list)
-        for deployment, app in active:
+        releases: dict[int, Release | None] = {}
+        for deployment, app, release in active:
             by_app[app].append(deployment)
+            releases[deployment.id] = release
         rolling = ended = False
         now = time.monotonic()
         for app, deployments in by_app.items():
@@ -178,7 +180,7 @@ class Controller:
                 self._kept.pop(older.id, None)
                 why = f"superseded by {newest.id}"
                 await endings.finish(
-                    session, self.metrics, app, older, DeploymentStatus.SUPERSEDED, why
+                    session, self.metrics, app, older, None, DeploymentStatus.SUPERSEDED, why
                 )
                 ended = True
             kept = self._kept.get(newest.id)
@@ -190,9 +192,10 @@ class Controller:
                 or any(host in kept.targets.position for host in news)
             )
             if due:
-                ended |= await self._drive(session, app, newest, news, pushes)
+                release = releases[newest.id]
+                ended |= await self._drive(session, app, newest, release, news, pushes)
             rolling = rolling or newest.status in UNDER_WAY
-        for gone in set(self._kept) - {d.id for d, _ in active if d.status not in TERMINAL}:
+        for gone in set(self._kept) - {d.id for d, _, _ in active if d.status not in TERMINAL}:
             del self._kept[gone]
         counts = {a.name: sum(d.status not in TERMINAL for d in ds) for a, ds in by_app.items()}
         self._gauged = endings.gauge_in_progress(self.metrics, counts, self._gauged)
@@ -203,20 +206,21 @@ class Controller:
         session: AsyncSession,
         app: App,
         deployment: Deployment,
+        release: Release | None,
         news: set[str],
         pushes: set[str],
     ) -> bool:
-        """Read, judge, plan and write one deployment; whether it ended."""
+        """Read, judge, plan and write one deployment (of `release`); whether it ended."""
         created = deployment.status == DeploymentStatus.PENDING
         kept = self._kept.get(deployment.id)
         if created:
-            kept = await start(session, app, deployment, self.hosts.presence, self.resumed_at)
+            kept = await start(
+                session, app, deployment, release, self.hosts.presence, self.resumed_at
+            )
             pushes.update(kept.targets.position)  # their desired state now lists a pre-pull
         elif kept is None or kept.targets.version != deployment.targets_version:
             rows = await store.deployment_hosts(session, deployment.id, evidence=False)
-            kept = await keep(
-                session, app, deployment, Targets.of(deployment.targets_version, rows)
-            )
+            kept = keep(app, deployment, release, Targets.of(deployment.targets_version, rows))
         self._kept[deployment.id] = kept
         kept.driven_at = time.monotonic()
         targets = kept.targets
@@ -249,7 +253,7 @@ class Controller:
             await endings.note(session, app, deployment, ended(step.status), f" is {step.status}")
             return False
         ended_by = await endings.conclude(
-            session, self.metrics, app, deployment, step, kept.targets
+            session, self.metrics, app, deployment, release, step, kept.targets
         )
         pushes.update(ended_by.pushes)
         if ended_by.rollback:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import assignments, rollouts, store
-from server.db.models import App, Deployment
+from server.db.models import App, Deployment, Release
 from server.metrics import Metrics
 from server.rollout.planner import Step, Strategy, rollback_targets
 from server.rollout.targets import Targets
@@ -34,18 +34,19 @@ async def finish(
     metrics: Metrics,
     app: App,
     deployment: Deployment,
+    release: Release | None,
     status: DeploymentStatus,
     error: str | None,
 ) -> None:
-    """End a deployment with `status`: the app's current release, the releases' outcomes,
-    an event, the deployment metrics."""
+    """End a deployment (of `release`) with `status`: the app's current release, the
+    releases' outcomes, an event, the deployment metrics."""
     now = store.now()
     deployment.status = status
     deployment.error = error
     deployment.finished_at = now
-    release = previous = None  # read only where an outcome may change: not for a superseded
-    if status in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED):
-        release = await rollouts.release_row(session, app.id, deployment.release)
+    previous = None
+    if status not in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED):
+        release = None  # its outcome changes only then: not for a superseded deployment
     current = app.current_release
     rollback = deployment.kind == DeploymentKind.ROLLBACK
     if (
@@ -102,6 +103,7 @@ async def conclude(
     metrics: Metrics,
     app: App,
     deployment: Deployment,
+    release: Release | None,
     step: Step,
     targets: Targets,
 ) -> Ended:
@@ -111,9 +113,10 @@ async def conclude(
     if step.status == DeploymentStatus.FAILED:
         states = {r.host_name: r.state for r in targets.rows}
         error = step.error or "failed"
-        return Ended(frozenset(), await fail(session, metrics, app, deployment, error, states))
+        failed = await fail(session, metrics, app, deployment, release, error, states)
+        return Ended(frozenset(), failed)
     status = DeploymentStatus(step.status)
-    await finish(session, metrics, app, deployment, status, step.error)
+    await finish(session, metrics, app, deployment, release, status, step.error)
     pushes: set[str] = set()
     if step.revert:
         pushes.update(await revert(session, deployment, targets, step.revert))
@@ -182,22 +185,22 @@ async def fail(
     metrics: Metrics,
     app: App,
     deployment: Deployment,
+    release: Release | None,
     error: str,
     states: dict[str, str],
 ) -> bool:
-    """Fail a deployment (target host -> state in `states`); with auto_rollback, mark its
-    release bad and create a rollback to the last good release on the hosts it touched.
+    """Fail a deployment (of `release`; target host -> state in `states`); with auto_rollback,
+    mark its release bad and create a rollback to the last good release on the hosts it touched.
     Whether a rollback was created."""
     strategy = Strategy.from_dict(deployment.strategy)
     good = None
     if deployment.kind == DeploymentKind.DEPLOY and strategy.auto_rollback:
         good = await rollouts.last_good_release(session, app.id, deployment.release)
     if not rolls_back(deployment.kind, strategy, good) or good is None:
-        await finish(session, metrics, app, deployment, DeploymentStatus.FAILED, error)
+        await finish(session, metrics, app, deployment, release, DeploymentStatus.FAILED, error)
         return False
     names: Sequence[str] = list(rollback_targets(states))
-    await finish(session, metrics, app, deployment, DeploymentStatus.ROLLED_BACK, error)
-    release = await rollouts.release_row(session, app.id, deployment.release)
+    await finish(session, metrics, app, deployment, release, DeploymentStatus.ROLLED_BACK, error)
     if release is not None:
         release.outcome = Outcome.BAD
     await store.create_deployment(

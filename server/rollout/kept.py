@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import rollouts, store, target_rows
-from server.db.models import App, Deployment
+from server.db import store, target_rows
+from server.db.models import App, Deployment, Release
 from server.rollout import steps
 from server.rollout.judgement import Wanted
 from server.rollout.targets import Judged, Targets
@@ -33,9 +33,8 @@ class Kept:
     driven_at: float = float("-inf")  # monotonic
 
 
-async def keep(session: AsyncSession, app: App, deployment: Deployment, targets: Targets) -> Kept:
+def keep(app: App, deployment: Deployment, release: Release | None, targets: Targets) -> Kept:
     """A deployment's rows with a fresh set of judgements, against what its release wants."""
-    release = await rollouts.release_row(session, app.id, deployment.release)
     replicas = int(release.spec.get("replicas", 1)) if release is not None else 1
     image = release.image if release is not None else ""
     digest = release.digest if release is not None else None
@@ -47,13 +46,14 @@ async def start(
     session: AsyncSession,
     app: App,
     deployment: Deployment,
+    release: Release | None,
     presence: Presence,
     resumed_at: float,
 ) -> Kept:
     """A pending deployment's first pass: it runs from now, with its target rows planned in
     memory (the controller inserts them once, as the pass leaves them). A host away at the
     start is skipped if the strategy says so (`steps.away_at_start`)."""
-    picked, _ = await target_rows.target_hosts(session, deployment)
+    picked = await target_rows.target_hosts(session, deployment)
     at = store.now()
     skipped = steps.away_at_start(picked, deployment.strategy, presence, at.timestamp(), resumed_at)
     deployment.status = DeploymentStatus.RUNNING
@@ -66,6 +66,4 @@ async def start(
         app=app.name,
         deployment_id=deployment.id,
     )
-    return await keep(
-        session, app, deployment, Targets.of(-1, steps.first_rows(picked, skipped, at))
-    )
+    return keep(app, deployment, release, Targets.of(-1, steps.first_rows(picked, skipped, at)))
