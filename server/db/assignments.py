@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import Table, delete, insert, literal, select, update
+from sqlalchemy import Integer, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.bulk import chunks
 from server.db.models import Assignment, Deployment, DeploymentHost, Host, utcnow
-from server.db.target_rows import bump_generations_of_targets, target_hosts_of
+from server.db.target_rows import TARGET_IDS, bump_generations_of_targets
 
 _TARGETS = cast(Table, DeploymentHost.__table__)
 _ASSIGNMENTS = cast(Table, Assignment.__table__)
@@ -81,28 +81,52 @@ async def reassign(
     await _bump_generations(session, [host_id for host_id, _ in releases])
 
 
+# a fan-out's single batch (every target of deployment `of_deployment`), built once: the
+# assignments of app `of_app` its targets have point at it, the others are added
+_AT_TARGETS = dict(
+    release=bindparam("new_release", type_=Integer()),
+    deployment_id=bindparam("new_deployment", type_=Integer()),
+    updated_at=bindparam("at", type_=_ASSIGNMENTS.c.updated_at.type),
+)
+_OF_APP = _ASSIGNMENTS.c.app_id == bindparam("of_app", type_=Integer())
+_REPOINT_TARGETS = (
+    update(_ASSIGNMENTS).where(_OF_APP, _ASSIGNMENTS.c.host_id.in_(TARGET_IDS)).values(_AT_TARGETS)
+)
+_ADD_TARGETS = insert(_ASSIGNMENTS).from_select(
+    ("host_id", "app_id", "release", "deployment_id", "updated_at"),
+    select(_TARGETS.c.host_id, bindparam("of_app", type_=Integer()), *_AT_TARGETS.values()).where(
+        _TARGETS.c.deployment_id == bindparam("of_deployment", type_=Integer()),
+        _TARGETS.c.host_id.not_in(select(_ASSIGNMENTS.c.host_id).where(_OF_APP)),
+    ),
+)
+
+
 async def _assign_every_target(session: AsyncSession, deployment: Deployment, bump: bool) -> None:
-    at = utcnow()
-    values = {"release": deployment.release, "deployment_id": deployment.id, "updated_at": at}
-    targets = target_hosts_of(deployment.id)
-    of_app = _ASSIGNMENTS.c.app_id == deployment.app_id
-    await session.execute(
-        update(_ASSIGNMENTS).where(of_app, _ASSIGNMENTS.c.host_id.in_(targets)).values(values)
-    )
-    unassigned = select(
-        _TARGETS.c.host_id,
-        literal(deployment.app_id),
-        literal(deployment.release),
-        literal(deployment.id),
-        literal(at, _ASSIGNMENTS.c.updated_at.type),
-    ).where(
-        _TARGETS.c.deployment_id == deployment.id,
-        _TARGETS.c.host_id.not_in(select(_ASSIGNMENTS.c.host_id).where(of_app)),
-    )
-    columns = ("host_id", "app_id", "release", "deployment_id", "updated_at")
-    await session.execute(insert(_ASSIGNMENTS).from_select(columns, unassigned))
+    values = {
+        "of_app": deployment.app_id,
+        "of_deployment": deployment.id,
+        "new_release": deployment.release,
+        "new_deployment": deployment.id,
+        "at": utcnow(),
+    }
+    await session.execute(_REPOINT_TARGETS, values)
+    await session.execute(_ADD_TARGETS, values)
     if bump:
         await bump_generations_of_targets(session, deployment.id)
+
+
+# the hosts that have an assignment of app `of_app`, in name order; and those of them that
+# are not cordoned nor targets of deployment `of_deployment` (built once: a deploy's last
+# pass asks)
+_ASSIGNED = (
+    select(_ASSIGNMENTS.c.host_id, _HOSTS.c.name)
+    .join(_HOSTS, _HOSTS.c.id == _ASSIGNMENTS.c.host_id)
+    .where(_OF_APP)
+    .order_by(_HOSTS.c.name)
+)
+_ASSIGNED_OUTSIDE = _ASSIGNED.where(
+    _ASSIGNMENTS.c.host_id.not_in(TARGET_IDS), _HOSTS.c.cordoned.is_(False)
+)
 
 
 async def unassign(
@@ -112,18 +136,11 @@ async def unassign(
     deployment `except_targets_of` (a cordoned host is no target, but keeps what runs
     there); bump those hosts' generations (their agents then remove the app's containers).
     The names of the hosts, in name order."""
-    query = (
-        select(_ASSIGNMENTS.c.host_id, _HOSTS.c.name)
-        .join(_HOSTS, _HOSTS.c.id == _ASSIGNMENTS.c.host_id)
-        .where(_ASSIGNMENTS.c.app_id == app_id)
-        .order_by(_HOSTS.c.name)
-    )
-    if except_targets_of is not None:
-        query = query.where(
-            _ASSIGNMENTS.c.host_id.not_in(target_hosts_of(except_targets_of)),
-            _HOSTS.c.cordoned.is_(False),
-        )
-    rows = (await session.execute(query)).all()
+    if except_targets_of is None:
+        rows = (await session.execute(_ASSIGNED, {"of_app": app_id})).all()
+    else:
+        values = {"of_app": app_id, "of_deployment": except_targets_of}
+        rows = (await session.execute(_ASSIGNED_OUTSIDE, values)).all()
     ids = [host_id for host_id, _ in rows]
     for chunk in chunks(ids):
         await session.execute(

@@ -13,24 +13,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db.models import App, Deployment, Release
 from server.states import ACTIVE, DeploymentStatus, Outcome
 
+# built once (with its joins, about 0.3 ms to build): a controller pass starts with it
+_ACTIVE = (
+    select(Deployment, App, Release)
+    .join(App, App.id == Deployment.app_id)
+    .outerjoin(
+        Release, (Release.app_id == Deployment.app_id) & (Release.number == Deployment.release)
+    )
+    .where(Deployment.status.in_(ACTIVE))
+    .order_by(Deployment.id)
+    .with_for_update(of=Deployment)  # not the apps: POSTs lock them
+)
+
 
 async def active_deployments(
     session: AsyncSession,
 ) -> Sequence[tuple[Deployment, App, Release | None]]:
     """Every active deployment, oldest first, with its app and its release (read here: no
     statement of its own in a pass), locked for this transaction."""
-    query = (
-        select(Deployment, App, Release)
-        .join(App, App.id == Deployment.app_id)
-        .outerjoin(
-            Release, (Release.app_id == Deployment.app_id) & (Release.number == Deployment.release)
-        )
-        .where(Deployment.status.in_(ACTIVE))
-        .order_by(Deployment.id)
-    )
-    rows = await session.execute(
-        query.with_for_update(of=Deployment)
-    )  # not the apps: POSTs lock them
+    rows = await session.execute(_ACTIVE)
     return [(deployment, app, release) for deployment, app, release in rows]
 
 

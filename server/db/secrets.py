@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import App, Release, Secret, utcnow
@@ -75,16 +75,20 @@ async def live(session: AsyncSession, app: str) -> list[SecretInfo]:
     return [SecretInfo(n, v, at, by) for n, v, at, by in rows]
 
 
+# built once: every push asks it (the credentials of the registries of the images it names)
+_LIVE_VERSIONS = select(Secret.name, Secret.version).where(
+    Secret.app == bindparam("of_app"),
+    Secret.live.is_(True),
+    Secret.name.in_(bindparam("names", expanding=True)),
+)
+
+
 async def live_versions(session: AsyncSession, app: str, names: Iterable[str]) -> dict[str, int]:
     """The live version of each of these names that is set (absent names are left out)."""
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(Secret.name, Secret.version).where(
-            Secret.app == app, Secret.live.is_(True), Secret.name.in_(wanted)
-        )
-    )
+    rows = await session.execute(_LIVE_VERSIONS, {"of_app": app, "names": wanted})
     return {n: v for n, v in rows}
 
 

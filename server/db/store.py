@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, literal, select, text
+from sqlalchemy import Integer, Select, Table, bindparam, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -307,18 +307,29 @@ _TARGET_COLUMNS = (_DH.host_id, _DH.host_name, _DH.state, _DH.previous_release, 
 _TARGET_TIMES = (_DH.assigned_at, _DH.updated_at)
 
 
+def _target_rows(evidence: bool) -> Select[Any]:
+    """The target rows of deployment `of_deployment`, in name order (evidence: or None)."""
+    columns = [*_TARGET_COLUMNS, _DH.evidence if evidence else literal(None)]
+    return (
+        select(*columns, *_TARGET_TIMES)
+        .where(_DH.deployment_id == bindparam("of_deployment", type_=Integer()))
+        .order_by(_DH.host_name)
+    )
+
+
+# built once: every GET of a deployment reads one, and a pass whose copy is stale the other
+_TARGET_ROWS = _target_rows(evidence=True)
+_TARGET_ROWS_WITHOUT_EVIDENCE = _target_rows(evidence=False)
+
+
 async def deployment_hosts(
     session: AsyncSession, deployment_id: int, evidence: bool = True
 ) -> list[Target]:
     """A deployment's target hosts, in name order; without `evidence` its JSON is not read
     (decoding it for every host on every controller pass was a tenth of a busy server)."""
-    columns = [*_TARGET_COLUMNS, _DH.evidence if evidence else literal(None)]
-    query = (
-        select(*columns, *_TARGET_TIMES)
-        .where(_DH.deployment_id == deployment_id)
-        .order_by(_DH.host_name)
-    )
-    rows: Any = await session.execute(query)  # typed by hand: the column list varies
+    query = _TARGET_ROWS if evidence else _TARGET_ROWS_WITHOUT_EVIDENCE
+    # typed by hand: the column list varies
+    rows: Any = await session.execute(query, {"of_deployment": deployment_id})
     return [
         Target(host_id, name, state, previous, error, found or {}, assigned, updated)
         for host_id, name, state, previous, error, found, assigned, updated in rows

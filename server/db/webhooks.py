@@ -139,6 +139,9 @@ async def enqueue(
     session.info[ENQUEUED] = True
 
 
+_SUBSCRIBERS = select(Webhook.id, Webhook.events)  # built once: every pass that records an event
+
+
 async def subscribers(session: AsyncSession) -> list[tuple[int, list[str]]]:
     """Every webhook's id and patterns, read once per transaction (a controller pass records
     many events; a deploy reads them before it locks the app row)."""
@@ -146,7 +149,7 @@ async def subscribers(session: AsyncSession) -> list[tuple[int, list[str]]]:
     memo = session.info.get(SUBSCRIBERS)
     if memo is not None and transaction is not None and memo[0] is transaction:
         return list(memo[1])
-    rows = (await session.execute(select(Webhook.id, Webhook.events))).all()
+    rows = (await session.execute(_SUBSCRIBERS)).all()
     hooks = [(hook_id, list(events)) for hook_id, events in rows]
     session.info[SUBSCRIBERS] = (session.sync_session.get_transaction(), hooks)
     return hooks
