@@ -35,9 +35,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, separators=(",", ":"))
 
 
+class CancelledCheckin(logging.Filter):
+    """SQLAlchemy's pool logs an ERROR with a traceback when a task is cancelled while its
+    connection goes back to the pool (the server stopping while a request or a loop held
+    one): the pool then closes that connection, and the cancellation goes on. Nothing is
+    lost, so it is one line, not a traceback printed at every such stop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the pool's record of a cancelled check-in; let every other one through."""
+        if not (record.exc_info and record.name.startswith("sqlalchemy.pool")):
+            return True
+        import asyncio  # here: the client commands import this module, and never need it
+
+        if isinstance(record.exc_info[1], asyncio.CancelledError):
+            record.msg = "a database connection given back by a cancelled task was closed"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Configure the root logger once, in the entry point."""
     handler = logging.StreamHandler()
+    handler.addFilter(CancelledCheckin())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -93,13 +93,14 @@ async def tls(tmp_path: Path, engine: Engine, docker_url: str) -> AsyncIterator[
     finally:
         for agent in s.agents if s else []:
             agent.stop()
-            assert "Traceback" not in agent.output(), agent.output()
         server.stop()
-        assert "Traceback" not in server.output(), server.output()
-        if api is not None:
+        if api is not None:  # closed before any check below can fail: nothing leaks
             await api.close()
         for host in s.hosts if s else []:
             await asyncio.to_thread(engine.remove_host_containers, host)
+        for agent in s.agents if s else []:
+            assert "Traceback" not in agent.output(), agent.output()
+        assert "Traceback" not in server.output(), server.output()
 
 
 async def _read(path: Path) -> bool:
