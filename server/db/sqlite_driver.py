@@ -13,9 +13,13 @@ server/db/session.py), so nothing above the engine changes: results, errors (SQL
 exception classes, as before), commit and rollback (one trip each, SQLAlchemy's own) and
 server-side cursors (`stream()`, SQLAlchemy's own) are as they were.
 
-It leans on two private names of aiosqlite (`Connection._execute`, which queues a function
-for the connection's thread, and `Connection._conn`, the sqlite3 connection that thread
-owns) and on the connection class of SQLAlchemy's dialect, so pyproject.toml bounds both
+A commit or rollback with no transaction open makes no trip: sqlite3's own would do nothing,
+and SQLAlchemy's pool rolls back every connection it is given back, so each session (a token's
+check, a read, or one that has just committed) paid a trip for nothing.
+
+It leans on private names of aiosqlite (`Connection._execute`, which queues a function
+for the connection's thread; `Connection._conn` and `_connection`, the sqlite3 connection that
+thread owns) and on the connection class of SQLAlchemy's dialect, so pyproject.toml bounds both
 versions; tests/server/test_sqlite_driver.py checks what the engine relies on.
 """
 
@@ -70,6 +74,29 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         if server_side:
             return super().cursor(server_side=True)
         return OneTripCursor(self)
+
+    def commit(self) -> None:
+        """Commit, if a transaction is open (one trip); else nothing to do."""
+        if self._in_transaction():
+            super().commit()
+
+    def rollback(self) -> None:
+        """Roll back, if a transaction is open (one trip); else nothing to do."""
+        if self._in_transaction():
+            super().rollback()
+
+    def _in_transaction(self) -> bool:
+        """Whether SQLite has a transaction open on this connection (sqlite3's flag, read
+        from SQLite itself, so it is exact however the transaction began). Read here, off
+        the connection's thread: no statement is running, as SQLAlchemy's greenlet waits on
+        each. A closed connection answers True, so that the call goes on as it did before."""
+        db: sqlite3.Connection | None = self._connection._connection  # None once closed
+        if db is None:
+            return True
+        try:
+            return db.in_transaction
+        except sqlite3.ProgrammingError:  # closed
+            return True
 
     async def on_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(sqlite3 connection, *args)`, run on this connection's thread."""

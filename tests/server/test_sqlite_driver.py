@@ -3,6 +3,7 @@ kind of statement answers as SQLAlchemy's own aiosqlite adapter does."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,3 +91,30 @@ async def test_a_rolled_back_transaction_leaves_nothing(engine: AsyncEngine) -> 
         await conn.rollback()
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+
+
+async def test_a_connection_given_back_mid_transaction_is_rolled_back(tmp_path: Path) -> None:
+    """The pool's rollback at check-in still undoes what was not committed, and frees the
+    write lock (only a commit or rollback with no transaction open is skipped)."""
+    engine = db_session.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'lock.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, n INT)"))
+        async with engine.connect() as conn:  # a read first: no transaction to end
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+        async with engine.connect() as conn:  # closed without a commit: the pool rolls back
+            await conn.execute(text("INSERT INTO t (n) VALUES (1)"))
+        other = db_session.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'lock.db'}")
+
+        async def write() -> None:
+            async with other.begin() as conn:
+                await conn.execute(text("INSERT INTO t (n) VALUES (2)"))
+
+        try:  # another writer is not held up by a lock left behind (busy timeout: 30 s)
+            await asyncio.wait_for(write(), 5)
+            async with other.connect() as conn:
+                assert (await conn.execute(text("SELECT n FROM t"))).all() == [(2,)]
+        finally:
+            await other.dispose()
+    finally:
+        await engine.dispose()
