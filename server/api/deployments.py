@@ -142,16 +142,13 @@ async def get_deployment(request: web.Request) -> web.Response:
     deployment_id = deployment_id_of(request)
     wait = _wait(request)
     seen = _version(request)
-    app = ""  # the deployment's app, read once (a deployment never changes app)
     deadline = time.monotonic() + wait
     sessions = request.app[SESSIONS]
     while True:
         finished = request.app[CONTROLLER].finished  # taken before the read: no lost wake-up
         async with sessions() as session:
-            deployment = await store.get_deployment(session, deployment_id)
-            if not app:  # before waiting: a token confined elsewhere learns nothing
-                app = (await store.app_names(session, {deployment.app_id}))[deployment.app_id]
-                confine(caller, app)
+            deployment, app = await store.deployment_and_app(session, deployment_id)
+            confine(caller, app)  # before waiting: a token confined elsewhere learns nothing
             remaining = deadline - time.monotonic()
             if (
                 deployment.status in TERMINAL

@@ -286,6 +286,24 @@ async def get_deployment(session: AsyncSession, deployment_id: int) -> Deploymen
     return found
 
 
+# a deployment with its app's name, built once (a waiting client's every read)
+_DEPLOYMENT_AND_APP = (
+    select(Deployment, App.name)
+    .join(App, App.id == Deployment.app_id)
+    .where(Deployment.id == bindparam("deployment_id", type_=Integer()))
+)
+
+
+async def deployment_and_app(session: AsyncSession, deployment_id: int) -> tuple[Deployment, str]:
+    """The deployment of this id and its app's name, in one statement; NotFound if there is
+    no such deployment."""
+    found = (await session.execute(_DEPLOYMENT_AND_APP, {"deployment_id": deployment_id})).first()
+    if found is None:
+        raise NotFound(f"deployment {deployment_id} does not exist", "id")
+    deployment, app = found
+    return deployment, app
+
+
 @dataclass(slots=True)
 class Target:
     """One row of deployment_hosts as plain data: the controller reads thousands of these

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Token, utcnow
@@ -48,9 +48,12 @@ async def create_token(session: AsyncSession, name: str, scopes: Sequence[str]) 
     return token
 
 
+_BY_HASH = select(Token).where(Token.token_hash == bindparam("token_hash"))  # built once
+
+
 async def find(session: AsyncSession, token: str) -> Token | None:
     """The API token row of this token, if any."""
-    return await session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
+    return await session.scalar(_BY_HASH, {"token_hash": hash_token(token)})
 
 
 async def list_all(
