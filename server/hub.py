@@ -52,7 +52,10 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
 PUSH_GATHER_SECONDS = 0.005  # a moment to coalesce a burst of pushes; more gather while one runs
-PUSH_CONCURRENCY = 256
+# workers of a push: a send waits only on a socket whose buffer is full (its agent reads
+# nothing), so the first worker usually sends to every host and the others only start and
+# end: 256 cost a task each at 100 hosts (see _send_all)
+PUSH_CONCURRENCY = 16
 MAX_FRAME_BYTES = 1024 * 1024  # an agent's frame past this closes its connection (1009)
 BAD_FRAME_LOG_SECONDS = 60.0  # a host's bad frames are logged at WARNING this often at most
 HEARTBEAT_SECONDS = 20.0  # the server's ping interval on each agent socket, for small fleets
@@ -250,7 +253,8 @@ class Hub:
     async def _send_all(self, names: list[str], states: dict[str, DesiredState]) -> None:
         """Send with PUSH_CONCURRENCY workers sharing one list: a slow socket holds up only
         its worker, and a fan-out to 10,000 hosts does not create 10,000 tasks (which cost
-        an eighth of the server's time during a deploy, py-spy)."""
+        an eighth of the server's time during a deploy, py-spy). A send that need not wait
+        does not yield, so the first worker takes the hosts until one does."""
         queue = iter(names)
         told: dict[tuple[int, ...], Told] = {}  # a fan-out's hosts share their assignments
 
