@@ -82,14 +82,25 @@ def _fragment(item: Assignment | Prepull) -> str:
 
 
 def _encode_desired(d: DesiredState) -> str:
+    return encode_desired(d, desired_lists(d))
+
+
+def desired_lists(d: DesiredState) -> str:
+    """The JSON of a desired state's assignments and pre-pulls, which a fan-out's hosts share
+    (the same objects: server/desired.build), so that a push makes it once per distinct
+    pair of lists (`encode_desired`)."""
     assignments = ",".join(_fragment(a) for a in d.assignments)
     prepull = ",".join(_fragment(p) for p in d.prepull)
+    return f'"assignments":[{assignments}],"prepull":[{prepull}]'
+
+
+def encode_desired(d: DesiredState, lists: str) -> str:
+    """A desired state's JSON text, with its `desired_lists` made already."""
     registries = f',"registries":{dumps_json(d.registries)}' if d.registries else ""
     purges = f',"purge_volumes":{dumps_json(d.purge_volumes)}' if d.purge_volumes else ""
     return (
         f'{{"type":"desired","host":{dumps_json(d.host)},'
-        f'"generation":{int(d.generation)},'
-        f'"assignments":[{assignments}],"prepull":[{prepull}]{registries}{purges}}}'
+        f'"generation":{int(d.generation)},{lists}{registries}{purges}}}'
     )
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import WSMsgType, web
 
-from agent.codec import encode
+from agent.codec import desired_lists, encode, encode_desired
 from agent.protocol import DesiredState, Event, Hello, Message, ProtocolError, Status
 from agent.strict import decode_report
 from agent.tls import certificate_names
@@ -256,7 +256,9 @@ class Hub:
         an eighth of the server's time during a deploy, py-spy). A send that need not wait
         does not yield, so the first worker takes the hosts until one does."""
         queue = iter(names)
-        told: dict[tuple[int, ...], Told] = {}  # a fan-out's hosts share their assignments
+        # a fan-out's hosts share their assignments' and pre-pulls' objects (alive while
+        # `states` is): what is made of them is made once per distinct pair of lists
+        shared: dict[tuple[int, ...], tuple[str, Told]] = {}
 
         async def worker() -> None:
             for name in queue:
@@ -264,18 +266,19 @@ class Hub:
                 desired = states.get(name)
                 if ws is None or desired is None:
                     continue
+                key = tuple(map(id, desired.assignments + desired.prepull))
+                made = shared.get(key)
+                if made is None:
+                    made = shared[key] = (desired_lists(desired), told_of(desired))
+                lists, said = made
                 async with self._locks.setdefault(name, asyncio.Lock()):
                     try:
-                        await ws.send_str(encode(desired))
+                        await ws.send_str(encode_desired(desired, lists))
                     except (ConnectionError, RuntimeError) as exc:
                         log.warning("push failed host=%s: %s", name, exc)
                         continue
                 intake = self._intakes.get(name)
                 if intake is not None:  # what the agent may report now
-                    key = tuple(map(id, desired.assignments + desired.prepull))
-                    said = told.get(key)
-                    if said is None:
-                        said = told[key] = told_of(desired)
                     intake.told(said)
                     self._unpinned[name] = pins.unpinned(desired)
 
