@@ -68,13 +68,16 @@ ab() {
 # on a machine that was also running test suites, a quiet one is faster): fanout ~12-18 min
 # (one run of 100,1000,10000 hosts ~3-4.5 min), deploy ~4 min, rollback ~7 min, footprint
 # ~5 min. Fan-out gets 2 rounds (A,B,B,A) of 4 deploys per size; the others 3 or 2 rounds.
+# The fan-out's floor is pushed 15 times a run: with 4, its median at 100 hosts moved by 2x
+# between runs of the same code (10.0 to 23.9 ms; single pushes 7 to 22 ms), and the gate's
+# ratio with it; with 15 it held at 14-15 ms over three runs (a few seconds more per run).
 if [ -n "${AB_QUICK:-}" ]; then
     ab fanout fanout 1 -- --sims lean --hosts 100 --runs 2 --floor-runs 2 --idle-seconds 1
     ab deploy-latency deploy 1 -- --runs 2
     ab rollback-latency rollback 1 -- --runs 2 --auto-runs 1
     ab agent-footprint footprint 1 -- --passes 50 --idle-windows 1 --idle-seconds 2
 else
-    ab fanout fanout 2 -- --sims lean --hosts 100,1000,10000 --runs 4 --floor-runs 4 \
+    ab fanout fanout 2 -- --sims lean --hosts 100,1000,10000 --runs 4 --floor-runs 15 \
         --idle-seconds 5
     ab deploy-latency deploy 3 -- --runs 10
     ab rollback-latency rollback 3 -- --runs 10 --auto-runs 3
