@@ -278,14 +278,6 @@ async def list_releases(
     return (await session.scalars(query)).all()
 
 
-async def get_deployment(session: AsyncSession, deployment_id: int) -> Deployment:
-    """The deployment of this id; NotFound if there is none."""
-    found = await session.get(Deployment, deployment_id)
-    if found is None:
-        raise NotFound(f"deployment {deployment_id} does not exist", "id")
-    return found
-
-
 # a deployment with its app's name, built once (a waiting client's every read)
 _DEPLOYMENT_AND_APP = (
     select(Deployment, App.name)

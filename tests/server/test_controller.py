@@ -78,7 +78,8 @@ class Rig:
 
     async def status(self, deployment_id: int) -> str:
         async with self.sessions() as session:
-            return (await store.get_deployment(session, deployment_id)).status
+            deployment, _ = await store.deployment_and_app(session, deployment_id)
+            return deployment.status
 
     async def states(self, deployment_id: int) -> dict[str, str]:
         async with self.sessions() as session:
@@ -183,6 +184,6 @@ async def test_a_deadline_fails_a_host_without_any_news(sessions: Sessions) -> N
     await r.controller.run_once()
     await r.controller.run_once()  # no status came: the timer's pass
     async with sessions() as session:
-        deployment = await store.get_deployment(session, d.id)
+        deployment, _ = await store.deployment_and_app(session, d.id)
     assert deployment.status == DeploymentStatus.FAILED
     assert "healthy_deadline" in (deployment.error or "")
