@@ -3,7 +3,7 @@
 #   make test     lint + type check + pytest against a private Docker Engine and PostgreSQL
 #                 (scripts/test.sh); extra pytest arguments: make test ARGS="-k foo"
 #   make run      flotilla dev + a demo app deployed through the REST API (scripts/run.sh)
-#   make lint     ruff check, ruff format --check, mypy: no Docker needed
+#   make lint     ruff check, ruff format --check, mypy, lint-imports (the layers): no Docker needed
 #   make format   ruff format + ruff check --fix
 #   make bench    benchmarks (bench/); never part of `make test`
 #   make soak     random faults (issue 20's set) against a live fleet for SOAK_MINUTES (default
@@ -40,6 +40,7 @@ lint: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy server agent bench
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format $(LINT_PATHS)

@@ -60,6 +60,8 @@ say "ruff format --check"
 .venv/bin/ruff format --check "${lint_paths[@]}"
 say "mypy"
 .venv/bin/mypy server agent bench
+say "lint-imports (the layers: pyproject.toml)"
+.venv/bin/lint-imports
 
 say "pytest (DOCKER_HOST=$DOCKER_HOST, FLOTILLA_TEST_POSTGRES_URL=$FLOTILLA_TEST_POSTGRES_URL)"
 set +e

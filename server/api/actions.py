@@ -10,7 +10,7 @@ from server.api.deployments import app_name, deployment_id_of, idempotency_key
 from server.api.schemas.deployments import DeploymentOut
 from server.api.schemas.strategy import RollbackIn, StrategyIn
 from server.api.views import deployment_json, deployment_out
-from server.db import assignments, rollouts, store
+from server.db import assignments, rollouts, store, target_rows
 from server.errors import Conflict, FieldError, Invalid, NotFound
 from server.keys import CONTROLLER, METRICS, SESSIONS
 from server.rollout.transitions import act, control_of
@@ -31,7 +31,7 @@ async def rollback(request: web.Request) -> web.Response:
             raise NotFound(f"app {name!r} does not exist", "app")
         found = await store.find_idempotent(session, name, key, body_hash) if key else None
         if found is not None:  # a retry: what the first request made
-            hosts_of = await store.deployment_hosts(session, found.id)
+            hosts_of = await target_rows.deployment_hosts(session, found.id)
             return _accepted(deployment_out(found, name, hosts_of))
         current = app.current_release
         target = body.release
@@ -132,7 +132,7 @@ async def _act(request: web.Request, action: Action) -> web.Response:
             app=names[deployment.app_id],
             deployment_id=deployment_id,
         )
-        hosts = await store.deployment_hosts(session, deployment_id)
+        hosts = await target_rows.deployment_hosts(session, deployment_id)
         body = deployment_json(deployment, names[deployment.app_id], hosts)
     request.app[CONTROLLER].deployment_changed(deployment_id)
     return web.Response(body=body, content_type="application/json")

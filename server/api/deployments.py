@@ -21,7 +21,7 @@ from server.api.params import app_name, flag
 from server.api.problems import HttpProblem
 from server.api.schemas.spec import DeploymentIn, DeploymentPatchIn
 from server.api.views import deployment_json, deployment_out, deployment_version
-from server.db import deploys, rollouts, store
+from server.db import deploys, rollouts, store, target_rows
 from server.db.models import Deployment
 from server.errors import FieldError, Invalid, NotFound, Refused
 from server.keys import CONTROLLER, SESSIONS, SETTINGS, STATUSES, STOPPING
@@ -156,7 +156,7 @@ async def get_deployment(request: web.Request) -> web.Response:
                 or request.app[STOPPING][0]  # stopping: answer with the state as it is now
                 or (seen is not None and deployment_version(deployment) != seen)
             ):  # the hosts in the same read, once: not on every wake-up
-                hosts = await store.deployment_hosts(session, deployment_id)
+                hosts = await target_rows.deployment_hosts(session, deployment_id)
                 pulling = await _pulling(request, session, deployment, app, hosts)
                 break
         # woken when this process's controller ends a deployment; the timeout covers one
@@ -171,7 +171,7 @@ async def _pulling(
     session: AsyncSession,
     deployment: Deployment,
     app: str,
-    hosts: Sequence[store.Target],
+    hosts: Sequence[target_rows.Target],
 ) -> frozenset[str]:
     """The target hosts of a deployment under way that are pulling its image: pending (a
     pre-pull) or updating, and their last status shows neither the image, nor an instance of
@@ -214,7 +214,7 @@ async def list_deployments(request: web.Request) -> web.Response:
         names = await store.app_names(session, {d.app_id for d in rows})
         result = []
         for d in rows:
-            hosts = await store.deployment_hosts(session, d.id)
+            hosts = await target_rows.deployment_hosts(session, d.id)
             result.append(deployment_out(d, names[d.app_id], hosts).model_dump(mode="json"))
     cursor = next_cursor(rows, limit, lambda d: d.id)
     return web.json_response({"deployments": result, "next_cursor": cursor})

@@ -19,7 +19,8 @@ from server.api.schemas.deployments import (
 )
 from server.api.schemas.hosts import HostOut
 from server.db.models import App, Deployment, Host, Release
-from server.db.store import Target, as_utc
+from server.db.store import as_utc
+from server.db.target_rows import Target
 from server.rollout.judgement import Wanted, judge
 from server.states import HostStatus, TargetState, host_status
 from server.statuses import Reported

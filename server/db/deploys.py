@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import store, webhooks
+from server.db import store, target_rows, webhooks
 from server.db.models import App, Deployment, Event, Release, utcnow
 from server.db.session import Sessions, mark_written
 from server.states import DeploymentKind, DeploymentStatus, EventKind
@@ -114,7 +114,7 @@ async def deploy(
     selector: dict[str, Any],
     idempotency_key: str | None,
     body_hash: str,
-) -> tuple[Deployment, Sequence[store.Target]]:
+) -> tuple[Deployment, Sequence[target_rows.Target]]:
     """Record release N+1 of an app (created on its first deploy), its pending deployment and
     the `deploy_requested` event; or, for a repeated Idempotency-Key, find what the first
     request made. Returns the deployment (a detached copy when new) and its targets."""
@@ -162,7 +162,7 @@ async def deploy(
 
 async def _write(
     sessions: Sessions, new: _New, idempotency_key: str | None, body_hash: str
-) -> tuple[Deployment, Sequence[store.Target]]:
+) -> tuple[Deployment, Sequence[target_rows.Target]]:
     """`deploy`'s write: one statement on PostgreSQL, a transaction elsewhere or when the
     event has webhook subscribers."""
     name = new.app
@@ -204,14 +204,14 @@ async def _write(
 
 async def _find(
     session: AsyncSession, name: str, key: str | None, body_hash: str
-) -> tuple[Deployment, Sequence[store.Target]] | None:
+) -> tuple[Deployment, Sequence[target_rows.Target]] | None:
     """What an earlier request with this Idempotency-Key created, with its targets."""
     if key is None:
         return None
     found = await store.find_idempotent(session, name, key, body_hash)
     if found is None:
         return None
-    return found, await store.deployment_hosts(session, found.id)
+    return found, await target_rows.deployment_hosts(session, found.id)
 
 
 @dataclass(frozen=True)

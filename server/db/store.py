@@ -8,10 +8,9 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Integer, Select, Table, bindparam, func, literal, select, text
+from sqlalchemy import Integer, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -21,7 +20,6 @@ from server.db.models import (
     App,
     Assignment,
     Deployment,
-    DeploymentHost,
     Event,
     Host,
     Release,
@@ -294,56 +292,6 @@ async def deployment_and_app(session: AsyncSession, deployment_id: int) -> tuple
         raise NotFound(f"deployment {deployment_id} does not exist", "id")
     deployment, app = found
     return deployment, app
-
-
-@dataclass(slots=True)
-class Target:
-    """One row of deployment_hosts as plain data: the controller reads thousands of these
-    on every pass, and ORM objects cost ten times as much to build (profiled at 1,000 hosts)."""
-
-    host_id: int  # with the deployment, the row's key
-    host_name: str
-    state: str
-    previous_release: int | None
-    error: str | None
-    evidence: dict[str, Any]
-    assigned_at: dt.datetime | None
-    updated_at: dt.datetime
-
-
-# table columns, not the entity's: the ORM's row loading doubled the cost of reading 10,000
-_DH = cast(Table, DeploymentHost.__table__).c
-_TARGET_COLUMNS = (_DH.host_id, _DH.host_name, _DH.state, _DH.previous_release, _DH.error)
-_TARGET_TIMES = (_DH.assigned_at, _DH.updated_at)
-
-
-def _target_rows(evidence: bool) -> Select[Any]:
-    """The target rows of deployment `of_deployment`, in name order (evidence: or None)."""
-    columns = [*_TARGET_COLUMNS, _DH.evidence if evidence else literal(None)]
-    return (
-        select(*columns, *_TARGET_TIMES)
-        .where(_DH.deployment_id == bindparam("of_deployment", type_=Integer()))
-        .order_by(_DH.host_name)
-    )
-
-
-# built once: every GET of a deployment reads one, and a pass whose copy is stale the other
-_TARGET_ROWS = _target_rows(evidence=True)
-_TARGET_ROWS_WITHOUT_EVIDENCE = _target_rows(evidence=False)
-
-
-async def deployment_hosts(
-    session: AsyncSession, deployment_id: int, evidence: bool = True
-) -> list[Target]:
-    """A deployment's target hosts, in name order; without `evidence` its JSON is not read
-    (decoding it for every host on every controller pass was a tenth of a busy server)."""
-    query = _TARGET_ROWS if evidence else _TARGET_ROWS_WITHOUT_EVIDENCE
-    # typed by hand: the column list varies
-    rows: Any = await session.execute(query, {"of_deployment": deployment_id})
-    return [
-        Target(host_id, name, state, previous, error, found or {}, assigned, updated)
-        for host_id, name, state, previous, error, found, assigned, updated in rows
-    ]
 
 
 async def host_count(session: AsyncSession) -> int:

@@ -219,7 +219,7 @@ class Controller:
             )
             pushes.update(kept.targets.position)  # their desired state now lists a pre-pull
         elif kept is None or kept.targets.version != deployment.targets_version:
-            rows = await store.deployment_hosts(session, deployment.id, evidence=False)
+            rows = await target_rows.deployment_hosts(session, deployment.id, evidence=False)
             kept = keep(app, deployment, release, Targets.of(deployment.targets_version, rows))
         self._kept[deployment.id] = kept
         kept.driven_at = time.monotonic()

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 
 from agent.protocol import Status
-from server.db.store import Target
+from server.db.target_rows import Target
 from server.rollout.judgement import evidence
 from server.rollout.planner import Step, Strategy, skipped_at_start
 from server.rollout.planner import Target as Planned

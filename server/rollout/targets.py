@@ -20,7 +20,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from server.db.store import Target
+from server.db.target_rows import Target
 from server.rollout.judgement import Wanted, judge
 from server.rollout.planner import Target as Planned
 from server.states import TargetState

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 
 from agent.protocol import AppProblem, Instance, Status
-from server.db import deploys, store
+from server.db import deploys, store, target_rows
 from server.db.models import Deployment, DeploymentHost, Host
 from server.db.session import Sessions
 from server.metrics import create_metrics
@@ -83,7 +83,7 @@ class Rig:
 
     async def states(self, deployment_id: int) -> dict[str, str]:
         async with self.sessions() as session:
-            rows = await store.deployment_hosts(session, deployment_id)
+            rows = await target_rows.deployment_hosts(session, deployment_id)
         return {r.host_name: r.state for r in rows}
 
 
@@ -132,7 +132,7 @@ async def test_a_problem_report_fails_the_host_with_its_evidence(sessions: Sessi
     await r.controller.run_once()
     assert await r.status(d.id) == DeploymentStatus.FAILED  # no good release to go back to
     async with sessions() as session:
-        (row,) = await store.deployment_hosts(session, d.id)
+        (row,) = await target_rows.deployment_hosts(session, d.id)
     assert row.state == "failed"
     assert row.evidence["problems"][0]["message"] == "health check failed"
 

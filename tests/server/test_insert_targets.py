@@ -37,23 +37,23 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
         hosts = (await session.execute(select(Host.id, Host.name).order_by(Host.name))).all()
     planned = [
         # assigned in the first pass, coming from release 1: copied from `hosts`
-        *(store.Target(h, n, "updating", 1, None, {}, AT, AT) for h, n in hosts[:60]),
+        *(target_rows.Target(h, n, "updating", 1, None, {}, AT, AT) for h, n in hosts[:60]),
         # waiting their turn, with no release before: copied too
-        *(store.Target(h, n, "pending", None, None, {}, None, AT) for h, n in hosts[60:120]),
+        *(target_rows.Target(h, n, "pending", None, None, {}, None, AT) for h, n in hosts[60:120]),
         # too few alike, or with evidence: inserted with their values
-        *(store.Target(h, n, "pending", 7, None, {}, None, LATER) for h, n in hosts[120:127]),
+        *(target_rows.Target(h, n, "pending", 7, None, {}, None, LATER) for h, n in hosts[120:127]),
         *(
-            store.Target(h, n, "failed", 1, "disconnected", {"why": [n, 1]}, AT, LATER)
+            target_rows.Target(h, n, "failed", 1, "disconnected", {"why": [n, 1]}, AT, LATER)
             for h, n in hosts[127:]
         ),
     ]
     async with sessions.begin() as session:
         await target_rows.insert_targets(session, deployment.id, planned)
     async with sessions() as session:
-        written = await store.deployment_hosts(session, deployment.id)
+        written = await target_rows.deployment_hosts(session, deployment.id)
         generations = set((await session.scalars(select(Host.generation))).all())
 
-    def fields(t: store.Target) -> tuple[object, ...]:
+    def fields(t: target_rows.Target) -> tuple[object, ...]:
         return (
             t.host_id, t.host_name, t.state, t.previous_release, t.error, t.evidence,
             store.as_utc(t.assigned_at), store.as_utc(t.updated_at),
@@ -69,7 +69,7 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
     async with sessions.begin() as session:
         await target_rows.save_targets(session, deployment.id, changes)
     async with sessions() as session:
-        after = {t.host_id: t for t in await store.deployment_hosts(session, deployment.id)}
+        after = {t.host_id: t for t in await target_rows.deployment_hosts(session, deployment.id)}
     assert {after[h].state for h in changes} - {"failed"} == {"healthy"}
     failed = after[planned[70].host_id]
     assert (failed.state, failed.error, failed.evidence) == ("failed", "boom", {"a": 1})
@@ -109,7 +109,9 @@ async def test_assigning_a_deployments_targets(sessions: Sessions, every_target:
     second = await deploy("web:2", {"names": ["h1", "h2", "h3"]})
     targets = ("h1", "h2", "h3")
     async with sessions.begin() as session:
-        planned = [store.Target(ids[n], n, "updating", None, None, {}, AT, AT) for n in targets]
+        planned = [
+            target_rows.Target(ids[n], n, "updating", None, None, {}, AT, AT) for n in targets
+        ]
         await target_rows.insert_targets(session, second.id, planned)  # bumps them once
         chosen = [] if every_target else [ids[n] for n in targets]
         await assignments.assign(session, chosen, second, every_target=every_target)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from agent.protocol import Instance, Status
-from server.db.store import Target
+from server.db.target_rows import Target
 from server.rollout.judgement import Wanted
 from server.rollout.targets import FULL_VIEW_SECONDS, Judged, Targets, replaced
 from server.statuses import Reported
