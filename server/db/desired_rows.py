@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.bulk import IN_LIST
@@ -98,9 +98,17 @@ _ASSIGNED = (
 )
 _ASSIGNED_TO = _ASSIGNED.where(_in(_ASSIGNMENTS.c.host_id))
 
-# each release's pinned digest with its spec: no statement of its own
-_SPECS = select(_releases.id, _releases.spec, _releases.digest).where(_in(_releases.id))
-_STRATEGIES = select(_deployments.id, _deployments.strategy).where(_in(_deployments.id))
+# the assignments' releases (with each one's pinned digest) and deployments' strategies, in
+# one statement: a row per release ("release", id, spec, digest) and per deployment
+# ("deployment", id, strategy, NULL); one trip to the database fewer per push
+_SPECS_AND_STRATEGIES = union_all(
+    select(literal("release"), _releases.id, _releases.spec, _releases.digest).where(
+        _releases.id.in_(bindparam("releases", expanding=True))
+    ),
+    select(
+        literal("deployment"), _deployments.id, _deployments.strategy, null().label("digest")
+    ).where(_deployments.id.in_(bindparam("deployments", expanding=True))),
+)
 
 _PREPULL = (
     select(_TARGETS.c.host_id, _apps.name, _deployments.release, _releases.image, _releases.digest)
@@ -132,13 +140,13 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
     pins: dict[int, str | None] = {}
     strategies: dict[int, dict[str, Any]] = {}
     if rows:
-        for release_id, spec, digest in await session.execute(
-            _SPECS, {"values": list({r[5] for r in rows})}
-        ):
-            specs[release_id] = spec
-            pins[release_id] = digest
-        strategy_rows = await session.execute(_STRATEGIES, {"values": list({r[3] for r in rows})})
-        strategies = {d: strategy for d, strategy in strategy_rows}
+        wanted = {"releases": list({r[5] for r in rows}), "deployments": list({r[3] for r in rows})}
+        for kind, key, document, digest in await session.execute(_SPECS_AND_STRATEGIES, wanted):
+            if kind == "release":
+                specs[key] = document
+                pins[key] = digest
+            else:
+                strategies[key] = document
     prepull = await _rows_in(session, _PREPULL, _PREPULL_TO, host_ids, 0)
     return DesiredRows(
         hosts=list(hosts.values()),

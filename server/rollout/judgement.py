@@ -15,7 +15,7 @@ Whether the host has the release's image (the pre-pull) is part of the same verd
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.codec import dumps_json, loads_json
 from agent.protocol import Status, run_ref
@@ -33,6 +33,13 @@ class Wanted:
     replicas: int = 1
     image: str = ""
     digest: str | None = None  # the release's pin, when the deployment began
+    # the image as given and its pinned reference: a host may hold the pin and not the tag
+    images: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "images", frozenset({self.image, run_ref(self.image, self.digest)})
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +80,7 @@ def judge(wanted: Wanted, status: Status | None) -> Verdict:
         if p.app == app and p.release == release:
             problem = p.message
             pull_error = p.message if p.reason == PULL_FAILED else None
-    # the image as given, or its pinned reference: a host may hold the pin and not the tag
-    images = {wanted.image, run_ref(wanted.image, wanted.digest)}
+    images = wanted.images
     pulled = bool(wanted.image) and any(image in images for image, _ in status.digests)
     if problem is not None:
         state = TargetState.FAILED

@@ -14,7 +14,6 @@ last pass changed, are looked at; every row is, at least every FULL_VIEW_SECONDS
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Mapping
@@ -73,8 +72,21 @@ class Targets:
 
 
 def replaced(row: Target, **columns: object) -> Target:
-    """A copy of `row` with some columns changed."""
-    return dataclasses.replace(row, **columns)  # type: ignore[arg-type]
+    """A copy of `row` with some columns changed (its constructor, then the changes:
+    `dataclasses.replace` cost six times as much, for every row a pass changes)."""
+    copy = Target(
+        row.host_id,
+        row.host_name,
+        row.state,
+        row.previous_release,
+        row.error,
+        row.evidence,
+        row.assigned_at,
+        row.updated_at,
+    )
+    for name, value in columns.items():
+        setattr(copy, name, value)
+    return copy
 
 
 SETTLED = frozenset({TargetState.HEALTHY, TargetState.SKIPPED})  # judged on no status

@@ -5,6 +5,7 @@ it was judged on changed. A copy is never changed in place."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from agent.protocol import Instance, Status
@@ -76,3 +77,17 @@ def test_a_healthy_row_needs_no_status_to_be_judged() -> None:
     newer = kept.changed(2, {"a": row}, at=AT.timestamp())
     assert judged.unsettled(newer, [0, 1]) == [1]  # only b's status is read and judged
     assert judged.complete()[0].state == "healthy"
+
+
+def test_a_replaced_row_keeps_every_column_it_does_not_change() -> None:
+    row = Target(7, "h", "failed", 3, "crashed", {"why": 1}, AT, AT + dt.timedelta(seconds=1))
+    assert replaced(row) == row and replaced(row) is not row
+    later = AT + dt.timedelta(seconds=2)
+    changed = replaced(row, state="updating", error=None, updated_at=later)
+    assert changed == Target(7, "h", "updating", 3, None, {"why": 1}, AT, later)
+    assert row.state == "failed"  # the original is untouched
+    # replaced() passes each column to the constructor: a new column must be added there
+    assert [f.name for f in dataclasses.fields(Target)] == [
+        "host_id", "host_name", "state", "previous_release", "error", "evidence",
+        "assigned_at", "updated_at",
+    ]  # fmt: skip
