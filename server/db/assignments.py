@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.bulk import chunks
 from server.db.models import Assignment, Deployment, DeploymentHost, Host, utcnow
+from server.db.session import deferred
 from server.db.target_rows import TARGET_IDS, bump_generations_of_targets
 
 _TARGETS = cast(Table, DeploymentHost.__table__)
@@ -89,15 +90,19 @@ _AT_TARGETS = dict(
     updated_at=bindparam("at", type_=_ASSIGNMENTS.c.updated_at.type),
 )
 _OF_APP = _ASSIGNMENTS.c.app_id == bindparam("of_app", type_=Integer())
-_REPOINT_TARGETS = (
+_REPOINT_TARGETS = deferred(  # both wait for the pass's next trip (session.deferred)
     update(_ASSIGNMENTS).where(_OF_APP, _ASSIGNMENTS.c.host_id.in_(TARGET_IDS)).values(_AT_TARGETS)
 )
-_ADD_TARGETS = insert(_ASSIGNMENTS).from_select(
-    ("host_id", "app_id", "release", "deployment_id", "updated_at"),
-    select(_TARGETS.c.host_id, bindparam("of_app", type_=Integer()), *_AT_TARGETS.values()).where(
-        _TARGETS.c.deployment_id == bindparam("of_deployment", type_=Integer()),
-        _TARGETS.c.host_id.not_in(select(_ASSIGNMENTS.c.host_id).where(_OF_APP)),
-    ),
+_ADD_TARGETS = deferred(
+    insert(_ASSIGNMENTS).from_select(
+        ("host_id", "app_id", "release", "deployment_id", "updated_at"),
+        select(
+            _TARGETS.c.host_id, bindparam("of_app", type_=Integer()), *_AT_TARGETS.values()
+        ).where(
+            _TARGETS.c.deployment_id == bindparam("of_deployment", type_=Integer()),
+            _TARGETS.c.host_id.not_in(select(_ASSIGNMENTS.c.host_id).where(_OF_APP)),
+        ),
+    )
 )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import Column, Table, Update, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.session import deferred
+
 # IN lists this long keep a push to 10,000 hosts to a few round trips (on an event loop busy
 # with their statuses each await waits its turn), within the bind limits: 32,766 for SQLite
 # since 3.32 and for asyncpg, 999 for an older SQLite
@@ -71,4 +73,5 @@ def _update(
     statement = update(table).where(match)
     if scope is not None:
         statement = statement.where(scope == bindparam("scope", type_=scope.type))
-    return statement.values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+    values = {c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
+    return deferred(statement.values(values))  # no caller reads the row counts

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import store, target_rows, webhooks
 from server.db.models import App, Deployment, Event, Release, utcnow
-from server.db.session import Sessions, mark_written
+from server.db.session import Sessions, deferred, mark_written
 from server.states import DeploymentKind, DeploymentStatus, EventKind
 
 _APPS = cast(Table, App.__table__)
@@ -60,9 +60,11 @@ _INSERT_APP_IF_NEW = {
     "postgresql": postgresql.insert(_APPS).on_conflict_do_nothing(index_elements=["name"]),
     "sqlite": sqlite.insert(_APPS).on_conflict_do_nothing(index_elements=["name"]),
 }
-_INSERT_RELEASE = insert(_RELEASES)
+# the release and the event wait for the transaction's next trip (session.deferred): the
+# release goes with the deployment's insert, the event with the commit
+_INSERT_RELEASE = deferred(insert(_RELEASES))
 _INSERT_DEPLOYMENT = insert(_DEPLOYMENTS).returning(_DEPLOYMENTS.c.id)
-_INSERT_EVENT = insert(_EVENTS)
+_INSERT_EVENT = deferred(insert(_EVENTS))
 
 
 def _one_statement() -> Any:

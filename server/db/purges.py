@@ -15,6 +15,7 @@ from sqlalchemy import Integer, Table, bindparam, delete, insert, select, union,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Assignment, Deployment, DeploymentHost, Host, Release, VolumePurge
+from server.db.session import deferred
 
 _PURGES: Table = VolumePurge.__table__  # type: ignore[assignment]
 
@@ -69,13 +70,16 @@ async def volume_sources(session: AsyncSession, app_id: int) -> list[str]:
 
 
 _OF_DEPLOYMENT = bindparam("of_deployment", type_=Integer())
-# built once (about 0.2 ms to build): every deployment's first pass runs it
-_WITHDRAW = delete(_PURGES).where(
-    _PURGES.c.app_id
-    == select(Deployment.app_id).where(Deployment.id == _OF_DEPLOYMENT).scalar_subquery(),
-    _PURGES.c.host_id.in_(
-        select(DeploymentHost.host_id).where(DeploymentHost.deployment_id == _OF_DEPLOYMENT)
-    ),
+# built once (about 0.2 ms to build): every deployment's first pass runs it; it waits for
+# the pass's next trip (session.deferred)
+_WITHDRAW = deferred(
+    delete(_PURGES).where(
+        _PURGES.c.app_id
+        == select(Deployment.app_id).where(Deployment.id == _OF_DEPLOYMENT).scalar_subquery(),
+        _PURGES.c.host_id.in_(
+            select(DeploymentHost.host_id).where(DeploymentHost.deployment_id == _OF_DEPLOYMENT)
+        ),
+    )
 )
 
 

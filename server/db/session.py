@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Executable, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +20,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from agent.codec import dumps_json, loads_json
 from server.db import sqlite_driver
 
+E = TypeVar("E", bound=Executable)
 WROTE = "flotilla.wrote"  # a session.info flag: this transaction wrote something
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -38,6 +39,7 @@ def create_engine(url: str) -> AsyncEngine:
             url, module=sqlite_driver.dbapi(), connect_args={"timeout": 30}, **codec
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "before_cursor_execute", sqlite_driver.mark_deferred)
         return engine
     # the same ceiling of 30 connections as before (10 + 20 overflow), all kept: overflow
     # connections were closed at checkin and reopened (TLS attempt, auth) at the next
@@ -45,6 +47,14 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=30, max_overflow=0, **codec)
     _ping_after_idle(engine, IDLE_PING_SECONDS)
     return engine
+
+
+def deferred(statement: E) -> E:
+    """`statement` (a write whose row count and rows no caller reads) marked to wait for its
+    connection's next trip on SQLite (server/db/sqlite_driver.py): it goes, in order, with
+    the next statement or the commit of its transaction, and an error of its own is raised
+    there. On PostgreSQL it runs at once, as any statement."""
+    return statement.execution_options(**{sqlite_driver.DEFER: True})
 
 
 def mark_written(session: AsyncSession) -> None:

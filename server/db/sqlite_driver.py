@@ -17,6 +17,13 @@ A commit or rollback with no transaction open makes no trip: sqlite3's own would
 and SQLAlchemy's pool rolls back every connection it is given back, so each session (a token's
 check, a read, or one that has just committed) paid a trip for nothing.
 
+A write whose statement carries the execution option DEFER (`session.deferred`: no caller
+reads its row count or rows) makes no trip of its own: it waits, in order, on its connection
+and goes with the connection's next statement, commit or streamed read, in that one trip. A
+pass's five writes of a new deployment's rows, assignments and generations were five trips
+of their own. Its error (a constraint it broke) is raised by that next call, with a note
+naming it; a rollback drops what waits. PostgreSQL has no such option: its writes go at once.
+
 It leans on private names of aiosqlite (`Connection._execute`, which queues a function
 for the connection's thread; `Connection._conn` and `_connection`, the sqlite3 connection that
 thread owns) and on the connection class of SQLAlchemy's dialect, so pyproject.toml bounds both
@@ -42,8 +49,16 @@ T = TypeVar("T")
 Outcome = tuple[Any, list[Any] | None, int, int | None]
 
 
-def _statement(db: sqlite3.Connection, operation: str, parameters: Any) -> Outcome:
-    """One statement, whole, on the connection's thread."""
+DEFER = "flotilla_defer"  # the execution option of a write that waits for the next trip
+# a write waiting on its connection: its operation, its parameters, whether an executemany
+Deferred = tuple[str, Any, bool]
+
+
+def _statement(
+    db: sqlite3.Connection, waiting: list[Deferred], operation: str, parameters: Any
+) -> Outcome:
+    """The writes waiting, then one statement, whole, on the connection's thread."""
+    _run_deferred(db, waiting)
     cursor = db.cursor()
     try:
         cursor.execute(operation, () if parameters is None else parameters)
@@ -54,8 +69,12 @@ def _statement(db: sqlite3.Connection, operation: str, parameters: Any) -> Outco
         cursor.close()
 
 
-def _statements(db: sqlite3.Connection, operation: str, rows: Sequence[Any]) -> Outcome:
-    """One statement for each row of parameters, on the connection's thread."""
+def _statements(
+    db: sqlite3.Connection, waiting: list[Deferred], operation: str, rows: Sequence[Any]
+) -> Outcome:
+    """The writes waiting, then one statement for each row of parameters, on the
+    connection's thread."""
+    _run_deferred(db, waiting)
     cursor = db.cursor()
     try:
         cursor.executemany(operation, rows)
@@ -64,26 +83,76 @@ def _statements(db: sqlite3.Connection, operation: str, rows: Sequence[Any]) -> 
         cursor.close()
 
 
+def _commit(db: sqlite3.Connection, waiting: list[Deferred]) -> None:
+    """The writes waiting, then the commit, on the connection's thread."""
+    _run_deferred(db, waiting)
+    db.commit()
+
+
+def _run_deferred(db: sqlite3.Connection, waiting: list[Deferred]) -> None:
+    """Run the writes that waited for this trip, in order; one that fails says which it was
+    (the error surfaces at the statement that carried it)."""
+    for operation, parameters, many in waiting:
+        cursor = db.cursor()
+        try:
+            if many:
+                cursor.executemany(operation, parameters)
+            else:
+                cursor.execute(operation, () if parameters is None else parameters)
+        except Exception as exc:
+            exc.add_note(f"in a deferred write: {' '.join(operation.split())[:300]}")
+            raise
+        finally:
+            cursor.close()
+
+
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     """SQLAlchemy's adapted aiosqlite connection, whose cursors make one trip a statement."""
 
-    __slots__ = ()
+    __slots__ = ("waiting",)
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.waiting: list[Deferred] = []  # deferred writes, for the next trip
 
     def cursor(self, server_side: bool = False) -> Any:
-        """A cursor: ours, or SQLAlchemy's own for a server-side (streamed) result."""
+        """A cursor: ours, or SQLAlchemy's own for a server-side (streamed) result (the
+        writes waiting go first, in a trip of their own)."""
         if server_side:
+            if self.waiting:
+                self._take_waiting_with(_run_deferred)
             return super().cursor(server_side=True)
         return OneTripCursor(self)
 
     def commit(self) -> None:
-        """Commit, if a transaction is open (one trip); else nothing to do."""
-        if self._in_transaction():
+        """The writes waiting and the commit, in one trip; nothing if no transaction is open
+        and nothing waits."""
+        if self.waiting:
+            self._take_waiting_with(_commit)
+        elif self._in_transaction():
             super().commit()
 
     def rollback(self) -> None:
-        """Roll back, if a transaction is open (one trip); else nothing to do."""
+        """Drop the writes waiting; roll back, if a transaction is open (one trip)."""
+        self.waiting.clear()
         if self._in_transaction():
             super().rollback()
+
+    def close(self) -> None:
+        """Drop the writes waiting (never committed), and close."""
+        self.waiting.clear()
+        super().close()
+
+    def take_waiting(self) -> list[Deferred]:
+        """The writes waiting, for the trip about to go (and none after it)."""
+        waiting, self.waiting = self.waiting, []
+        return waiting
+
+    def _take_waiting_with(self, fn: Callable[[sqlite3.Connection, list[Deferred]], None]) -> None:
+        try:
+            await_(self.on_thread(fn, self.take_waiting()))
+        except Exception as error:
+            self._handle_exception(error)  # SQLAlchemy's translation
 
     def _in_transaction(self) -> bool:
         """Whether SQLite has a transaction open on this connection (sqlite3's flag, read
@@ -117,22 +186,35 @@ class OneTripCursor:
         self._connection = connection
         self._rows: deque[Any] = deque()
         self.description: Any = None
-        self.rowcount = -1
+        self.rowcount = -1  # and so it stays for a deferred write
         self.lastrowid: int | None = None
+        self.defer = False  # set by `mark_deferred` for a statement that carries DEFER
 
     def execute(self, operation: str, parameters: Any = None) -> None:
-        """Run one statement (inside SQLAlchemy's greenlet, as its own cursor does)."""
+        """Run one statement (inside SQLAlchemy's greenlet, as its own cursor does), with the
+        writes waiting; or, `defer` set, wait for the next trip."""
+        if self.defer:
+            self._connection.waiting.append((operation, parameters, False))
+            await_(_nothing())  # SQLAlchemy's async layer requires an await of every execute
+            return
         self._take(_statement, operation, parameters)
 
     def executemany(self, operation: str, rows: Sequence[Any]) -> None:
-        """Run one statement for each row of parameters, in one trip."""
+        """Run one statement for each row of parameters, in one trip (or wait, as above)."""
+        if self.defer:
+            self._connection.waiting.append((operation, rows, True))
+            await_(_nothing())
+            return
         self._take(_statements, operation, rows)
 
     def _take(self, fn: Callable[..., Outcome], operation: str, parameters: Any) -> None:
+        connection = self._connection
         try:
-            outcome = await_(self._connection.on_thread(fn, operation, parameters))
+            outcome = await_(
+                connection.on_thread(fn, connection.take_waiting(), operation, parameters)
+            )
         except Exception as error:
-            self._connection._handle_exception(error)  # SQLAlchemy's translation
+            connection._handle_exception(error)  # SQLAlchemy's translation
         self.description, rows, self.rowcount, self.lastrowid = outcome
         self._rows = deque(rows) if rows else deque()
 
@@ -170,6 +252,28 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         """A connection as the dialect makes one, with one-trip cursors."""
         adapted = super().connect(*args, **kwargs)
         return OneTripConnection(self, adapted._connection)
+
+
+async def _nothing() -> None:
+    """An await that goes nowhere: no trip, and the event loop is not yielded to."""
+
+
+def mark_deferred(
+    _conn: Any,
+    cursor: Any,
+    _statement: str,
+    _parameters: Any,
+    context: Any,
+    _executemany: bool,
+) -> None:
+    """The engine's `before_cursor_execute` listener: a statement that carries DEFER waits
+    for the next trip (create_engine in server/db/session.py listens with it)."""
+    if (
+        context is not None
+        and context.execution_options.get(DEFER)
+        and cursor.__class__ is OneTripCursor
+    ):
+        cursor.defer = True
 
 
 def dbapi() -> OneTripDBAPI:

@@ -118,3 +118,60 @@ async def test_a_connection_given_back_mid_transaction_is_rolled_back(tmp_path: 
             await other.dispose()
     finally:
         await engine.dispose()
+
+
+# A deferred write (session.deferred) waits for its connection's next trip: these show that
+# what it writes is the same as at once, in the same order, and that its error is not lost.
+INSERT = db_session.deferred(text("INSERT INTO t (name, n) VALUES (:name, :n)"))
+
+
+async def test_a_deferred_write_is_seen_by_the_next_statement_and_committed(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(INSERT, {"name": "a", "n": 1})
+        await conn.execute(INSERT, [{"name": "b", "n": 2}, {"name": "c", "n": 3}])
+        bumped = db_session.deferred(text("UPDATE t SET n = n * 10 WHERE name != 'c'"))
+        await conn.execute(bumped)  # in order: after the inserts, before the read
+        rows = await conn.execute(text("SELECT name, n FROM t ORDER BY id"))
+        assert rows.all() == [("a", 10), ("b", 20), ("c", 3)]
+        await conn.execute(INSERT, {"name": "d", "n": 4})  # the last: it goes with the commit
+    async with engine.connect() as conn:
+        names = (await conn.execute(text("SELECT name FROM t ORDER BY id"))).scalars().all()
+        assert names == ["a", "b", "c", "d"]
+        streamed = await conn.execute(INSERT, {"name": "e", "n": 5})  # before a streamed read
+        assert [r[0] async for r in await conn.stream(text("SELECT name FROM t"))][-1] == "e"
+        assert streamed.rowcount == -1  # a deferred write's count is not known
+        await conn.rollback()
+
+
+async def test_a_rolled_back_deferred_write_is_never_written(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(INSERT, {"name": "a", "n": 1})
+        await conn.rollback()
+        async with conn.begin():
+            await conn.execute(INSERT, {"name": "b", "n": 2})
+            await conn.execute(text("SELECT 1"))  # b is written here, then rolled back
+            await conn.execute(INSERT, {"name": "c", "n": 3})  # waiting when it rolls back
+            await conn.rollback()
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+
+
+async def test_a_deferred_write_that_fails_fails_the_next_call_and_says_which(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(INSERT, {"name": "a", "n": 1})
+    async with engine.connect() as conn:
+        await conn.execute(INSERT, {"name": "a", "n": 2})  # a duplicate name: it waits
+        with pytest.raises(IntegrityError) as failed:
+            await conn.execute(text("SELECT 1"))
+        notes = getattr(failed.value.orig, "__notes__", [])
+        assert any("in a deferred write: INSERT INTO t" in note for note in notes)
+        await conn.rollback()
+        await conn.execute(INSERT, {"name": "a", "n": 3})
+        with pytest.raises(IntegrityError):  # or the commit that carries it
+            await conn.commit()
+        await conn.rollback()
+        assert (await conn.execute(text("SELECT n FROM t"))).scalars().all() == [1]
