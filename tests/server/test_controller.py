@@ -20,7 +20,7 @@ from server.db.session import Sessions
 from server.metrics import create_metrics
 from server.rollout.controller import Controller
 from server.rollout.wakeups import Wakeups
-from server.states import DeploymentStatus
+from server.states import DeploymentStatus, Outcome
 from server.statuses import StatusStore
 from server.turns import Phase, Turns
 
@@ -119,6 +119,13 @@ async def test_a_deployment_goes_from_first_pass_to_success(sessions: Sessions) 
     r.report("h1", d.release)
     await r.controller.run_once()
     assert await r.status(d.id) == DeploymentStatus.SUCCEEDED
+    async with sessions() as session:  # the end's other writes, in the same commit
+        app = await store.get_app(session, "web")
+        release = await store.get_release(session, app, d.release)
+        deployment, _ = await store.deployment_and_app(session, d.id)
+    assert app.current_release == d.release
+    assert release is not None and release.outcome == Outcome.SUCCEEDED
+    assert deployment.finished_at is not None and deployment.started_at is not None
     assert finished.is_set()  # those long-polling for its end are woken
     assert r.turns.is_on(Phase.ANSWERING)
     assert not r.turns.is_on(Phase.ROLLING)
