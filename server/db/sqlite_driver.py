@@ -10,8 +10,8 @@ Here a statement runs whole in one trip: a function, run on the connection's thr
 aiosqlite, makes the cursor, executes, fetches every row and closes. It sits behind the
 DBAPI that SQLAlchemy's aiosqlite dialect takes as its `module` (`create_engine` in
 server/db/session.py), so nothing above the engine changes: results, errors (SQLite's own
-exception classes, as before), commit and rollback (one trip each, SQLAlchemy's own) and
-server-side cursors (`stream()`, SQLAlchemy's own) are as they were.
+exception classes, as before), commit and rollback (one trip each) and server-side cursors
+(`stream()`, SQLAlchemy's own) are as they were.
 
 A commit or rollback with no transaction open makes no trip: sqlite3's own would do nothing,
 and SQLAlchemy's pool rolls back every connection it is given back, so each session (a token's
@@ -22,7 +22,10 @@ reads its row count or rows) makes no trip of its own: it waits, in order, on it
 and goes with the connection's next statement, commit or streamed read, in that one trip. A
 pass's five writes of a new deployment's rows, assignments and generations were five trips
 of their own. Its error (a constraint it broke) is raised by that next call, with a note
-naming it; a rollback drops what waits. PostgreSQL has no such option: its writes go at once.
+naming it; a rollback drops what waits. The writes queued after a failed one never ran, so
+its transaction must end there (the server has no savepoints: a database error ends the
+transaction, and a retry starts a fresh one). PostgreSQL has no such option: its writes go
+at once.
 
 It leans on private names of aiosqlite (`Connection._execute`, which queues a function
 for the connection's thread; `Connection._conn` and `_connection`, the sqlite3 connection that

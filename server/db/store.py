@@ -171,8 +171,17 @@ async def add_event(
 ) -> None:
     """Append an event to the audit log, and queue its webhook deliveries (if published and subscribed)."""
     session.info[events.ADDED] = True  # streams wake after the commit
-    row = {"kind": kind, "actor": actor, "message": message, "app": app, "host": host}
-    await session.execute(_ADD_EVENT, {**row, "deployment_id": deployment_id})
+    await session.execute(
+        _ADD_EVENT,
+        {
+            "kind": kind,
+            "actor": actor,
+            "message": message,
+            "app": app,
+            "deployment_id": deployment_id,
+            "host": host,
+        },
+    )
     await webhooks.enqueue(session, kind, message, app=app, deployment_id=deployment_id, host=host)
 
 
