@@ -39,7 +39,7 @@ def create_engine(url: str) -> AsyncEngine:
             url, module=sqlite_driver.dbapi(), connect_args={"timeout": 30}, **codec
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "before_cursor_execute", sqlite_driver.mark_deferred)
+        event.listen(engine.sync_engine, "before_cursor_execute", sqlite_driver.mark_statement)
         return engine
     # the same ceiling of 30 connections as before (10 + 20 overflow), all kept: overflow
     # connections were closed at checkin and reopened (TLS attempt, auth) at the next

@@ -27,6 +27,14 @@ its transaction must end there (the server has no savepoints: a database error e
 transaction, and a retry starts a fresh one). PostgreSQL has no such option: its writes go
 at once.
 
+A locking read (`SELECT ... FOR UPDATE`, which SQLite does not have: its dialect drops the
+clause) that finds no transaction open begins one with BEGIN IMMEDIATE, in the read's own
+trip: SQLite has no row locks, and its write lock, taken there, is what keeps another
+writer from changing what the transaction read before it writes (sqlite3 begins a
+transaction only at the first write, so the reads before it saw rows another connection
+could then change under them, and a pass's UPDATE by id could write over a pause). Readers
+are not held up (WAL); writers wait for the commit, as PostgreSQL's wait for the row locks.
+
 It leans on private names of aiosqlite (`Connection._execute`, which queues a function
 for the connection's thread; `Connection._conn` and `_connection`, the sqlite3 connection that
 thread owns) and on the connection class of SQLAlchemy's dialect, so pyproject.toml bounds both
@@ -58,10 +66,17 @@ Deferred = tuple[str, Any, bool]
 
 
 def _statement(
-    db: sqlite3.Connection, waiting: list[Deferred], operation: str, parameters: Any
+    db: sqlite3.Connection,
+    waiting: list[Deferred],
+    operation: str,
+    parameters: Any,
+    locking: bool = False,
 ) -> Outcome:
-    """The writes waiting, then one statement, whole, on the connection's thread."""
+    """The writes waiting, then one statement, whole, on the connection's thread; a locking
+    read first takes the write lock for its transaction, if none is open."""
     _run_deferred(db, waiting)
+    if locking and not db.in_transaction:
+        db.execute("BEGIN IMMEDIATE")
     cursor = db.cursor()
     try:
         cursor.execute(operation, () if parameters is None else parameters)
@@ -191,7 +206,8 @@ class OneTripCursor:
         self.description: Any = None
         self.rowcount = -1  # and so it stays for a deferred write
         self.lastrowid: int | None = None
-        self.defer = False  # set by `mark_deferred` for a statement that carries DEFER
+        self.defer = False  # set by `mark_statement` for a statement that carries DEFER
+        self.locking = False  # set by `mark_statement` for a SELECT ... FOR UPDATE
 
     def execute(self, operation: str, parameters: Any = None) -> None:
         """Run one statement (inside SQLAlchemy's greenlet, as its own cursor does), with the
@@ -200,7 +216,7 @@ class OneTripCursor:
             self._connection.waiting.append((operation, parameters, False))
             await_(_nothing())  # SQLAlchemy's async layer requires an await of every execute
             return
-        self._take(_statement, operation, parameters)
+        self._take(_statement, operation, parameters, self.locking)
 
     def executemany(self, operation: str, rows: Sequence[Any]) -> None:
         """Run one statement for each row of parameters, in one trip (or wait, as above)."""
@@ -210,12 +226,10 @@ class OneTripCursor:
             return
         self._take(_statements, operation, rows)
 
-    def _take(self, fn: Callable[..., Outcome], operation: str, parameters: Any) -> None:
+    def _take(self, fn: Callable[..., Outcome], operation: str, *args: Any) -> None:
         connection = self._connection
         try:
-            outcome = await_(
-                connection.on_thread(fn, connection.take_waiting(), operation, parameters)
-            )
+            outcome = await_(connection.on_thread(fn, connection.take_waiting(), operation, *args))
         except Exception as error:
             connection._handle_exception(error)  # SQLAlchemy's translation
         self.description, rows, self.rowcount, self.lastrowid = outcome
@@ -261,7 +275,7 @@ async def _nothing() -> None:
     """An await that goes nowhere: no trip, and the event loop is not yielded to."""
 
 
-def mark_deferred(
+def mark_statement(
     _conn: Any,
     cursor: Any,
     _statement: str,
@@ -269,14 +283,16 @@ def mark_deferred(
     context: Any,
     _executemany: bool,
 ) -> None:
-    """The engine's `before_cursor_execute` listener: a statement that carries DEFER waits
-    for the next trip (create_engine in server/db/session.py listens with it)."""
-    if (
-        context is not None
-        and context.execution_options.get(DEFER)
-        and cursor.__class__ is OneTripCursor
-    ):
+    """The engine's `before_cursor_execute` listener (create_engine in server/db/session.py
+    listens with it): a statement that carries DEFER waits for the next trip; a SELECT ...
+    FOR UPDATE (the clause SQLite's dialect does not render) takes the write lock."""
+    if context is None or cursor.__class__ is not OneTripCursor:
+        return
+    if context.execution_options.get(DEFER):
         cursor.defer = True
+    compiled = context.compiled
+    if compiled is not None and getattr(compiled.statement, "_for_update_arg", None) is not None:
+        cursor.locking = True
 
 
 def dbapi() -> OneTripDBAPI:

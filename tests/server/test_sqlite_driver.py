@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import column, select, table, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db import session as db_session
@@ -175,3 +175,42 @@ async def test_a_deferred_write_that_fails_fails_the_next_call_and_says_which(
             await conn.commit()
         await conn.rollback()
         assert (await conn.execute(text("SELECT n FROM t"))).scalars().all() == [1]
+
+
+# SQLite has no SELECT ... FOR UPDATE: a locking read takes its write lock instead, so that
+# no other connection writes what the transaction read before the transaction ends.
+T = table("t", column("id"), column("name"), column("n"))
+
+
+async def _write_at_once(engine: AsyncEngine) -> None:
+    """A write on another connection that does not wait for a lock: it fails if one is held."""
+    async with engine.connect() as other:
+        await other.execute(text("PRAGMA busy_timeout = 0"))
+        await other.execute(text("UPDATE t SET n = n + 1"))
+        await other.commit()
+
+
+async def test_a_locking_read_holds_off_other_writers_until_its_transaction_ends(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+    async with engine.connect() as conn:
+        async with conn.begin():
+            read = await conn.execute(select(T.c.n).where(T.c.name == "a").with_for_update())
+            assert read.scalar() == 1
+            with pytest.raises(OperationalError, match="database is locked"):
+                await _write_at_once(engine)
+            await conn.execute(text("UPDATE t SET n = 10 WHERE name = 'a'"))
+        await _write_at_once(engine)  # committed: the lock is gone
+        assert (await conn.execute(select(T.c.n))).scalar() == 11
+        await conn.rollback()
+
+
+async def test_a_plain_read_takes_no_lock(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name, n) VALUES ('a', 1)"))
+    async with engine.begin() as conn:
+        assert (await conn.execute(select(T.c.n))).scalar() == 1
+        await _write_at_once(engine)
+        assert (await conn.execute(select(T.c.n))).scalar() == 2
