@@ -37,8 +37,10 @@ are not held up (WAL); writers wait for the commit, as PostgreSQL's wait for the
 
 It leans on private names of aiosqlite (`Connection._execute`, which queues a function
 for the connection's thread; `Connection._conn` and `_connection`, the sqlite3 connection that
-thread owns) and on the connection class of SQLAlchemy's dialect, so pyproject.toml bounds both
-versions; tests/server/test_sqlite_driver.py checks what the engine relies on.
+thread owns), on the connection class of SQLAlchemy's dialect and on a select's
+`_for_update_arg` (its FOR UPDATE, read by `mark_statement`), so pyproject.toml bounds both
+versions; tests/server/test_sqlite_driver.py checks what the engine relies on (a locking read
+that stopped taking the lock fails its test).
 """
 
 from __future__ import annotations
