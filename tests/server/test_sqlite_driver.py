@@ -183,11 +183,15 @@ T = table("t", column("id"), column("name"), column("n"))
 
 
 async def _write_at_once(engine: AsyncEngine) -> None:
-    """A write on another connection that does not wait for a lock: it fails if one is held."""
+    """A write on another connection that does not wait for a lock: it fails if one is held.
+    The connection is closed after, not pooled: its busy timeout stays at 0."""
     async with engine.connect() as other:
-        await other.execute(text("PRAGMA busy_timeout = 0"))
-        await other.execute(text("UPDATE t SET n = n + 1"))
-        await other.commit()
+        try:
+            await other.execute(text("PRAGMA busy_timeout = 0"))
+            await other.execute(text("UPDATE t SET n = n + 1"))
+            await other.commit()
+        finally:
+            await other.invalidate()
 
 
 async def test_a_locking_read_holds_off_other_writers_until_its_transaction_ends(
