@@ -18,7 +18,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, event, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Select,
+    bindparam,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
@@ -183,20 +194,19 @@ def wake_after_commit(sessions: Sessions, wake: Callable[[], None]) -> None:
     sessions.configure(sync_session_class=_Session)
 
 
-async def claim(
-    session: AsyncSession, now: dt.datetime, limit: int, lease_until: dt.datetime
-) -> list[Claim]:
-    """Lease up to `limit` webhooks whose oldest pending delivery is due and that no one holds."""
-    if limit <= 0:
-        return []
+def _claimable() -> Select[Webhook]:
+    """Webhooks whose oldest pending delivery is due (`now`) and that no one holds, oldest
+    due first, at most `limit`: built once (the sender asks every second, and building the
+    two aliases and the subquery cost more than running it)."""
     d = aliased(WebhookDelivery)
     older = aliased(WebhookDelivery)
+    now: BindParameter[dt.datetime] = bindparam("now")
     head = (
         select(func.min(older.id))
         .where(older.webhook_id == d.webhook_id, older.status == "pending")
         .scalar_subquery()
     )
-    query = (
+    return (
         select(Webhook)
         .join(d, d.webhook_id == Webhook.id)
         .where(
@@ -206,11 +216,23 @@ async def claim(
             or_(Webhook.lease_until.is_(None), Webhook.lease_until < now),
         )
         .order_by(d.next_attempt_at, d.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
     )
-    if _postgres(session):
-        query = query.with_for_update(of=Webhook, skip_locked=True)
-    hooks = (await session.scalars(query)).unique().all()
+
+
+_CLAIMABLE = _claimable()
+# PostgreSQL: replicas skip the webhooks another one is claiming instead of waiting on them
+_CLAIMABLE_SKIP_LOCKED = _CLAIMABLE.with_for_update(of=Webhook, skip_locked=True)
+
+
+async def claim(
+    session: AsyncSession, now: dt.datetime, limit: int, lease_until: dt.datetime
+) -> list[Claim]:
+    """Lease up to `limit` webhooks whose oldest pending delivery is due and that no one holds."""
+    if limit <= 0:
+        return []
+    query = _CLAIMABLE_SKIP_LOCKED if _postgres(session) else _CLAIMABLE
+    hooks = (await session.scalars(query, {"now": now, "limit": limit})).unique().all()
     if not hooks:
         return []
     # a conditional write, not the ORM's: on SQLite nothing locks the rows read above, and a
