@@ -8,7 +8,7 @@
 #   make bench    benchmarks (bench/); never part of `make test`
 #   make soak     random faults (issue 20's set) against a live fleet for SOAK_MINUTES (default
 #                 10), figures into bench/RESULTS.md (bench/soak.py): make soak SOAK_MINUTES=3
-#   make bench-ab issue 16's interleaved A/B gate (scripts/bench-ab.sh, ~30 min):
+#   make bench-ab issue 16's interleaved A/B gate (scripts/bench-ab.sh, ~45 min):
 #                 make bench-ab ARGS="4fd1e55 HEAD"
 #   make clean-run  remove the state of `make run` (.flotilla/)
 

@@ -2,7 +2,7 @@
 # Issue 16's benchmark gate: an interleaved A/B (bench/ab.py) of the four benchmarks that
 # must not regress, A = the commit before the redesign, B = the redesign, both in the same
 # run, on a private Docker Engine started here (in a temporary directory, stopped on exit
-# by its own dir). Sized for a 2-core machine: about 30 minutes in all.
+# by its own dir). Sized for a 2-core machine: about 45 minutes in all.
 #
 # Usage: scripts/bench-ab.sh [A [B]]        (default A=4fd1e55, B=HEAD; make bench-ab)
 #   AB_ONLY="fanout deploy"   run only these of: fanout deploy rollback footprint
@@ -65,9 +65,13 @@ ab() {
 }
 
 # Time of each on 2 cores, both sides together (a run's time x 2 sides x rounds; measured
-# on a machine that was also running test suites, a quiet one is faster): fanout ~12-18 min
+# on a machine that was also running test suites, a quiet one is faster): fanout ~25-35 min
 # (one run of 100,1000,10000 hosts ~3-4.5 min), deploy ~4 min, rollback ~7 min, footprint
-# ~5 min. Fan-out gets 2 rounds (A,B,B,A) of 4 deploys per size; the others 3 or 2 rounds.
+# ~5 min. Fan-out gets 4 rounds (A,B,B,A,A,B,B,A) of 4 deploys per size; the others 3 or 2
+# rounds. With 2, the 10,000-host B/A of the same two commits was 1.201, 0.899, 1.073 and
+# 1.166 in four gate runs (and 0.981 in one more A/B of it alone): one run's median there
+# moved by a quarter between rounds (1118 to 1571 ms for one commit), wider than the gate's
+# 10 %.
 # The fan-out's floor is pushed 15 times a run: with 4, its median at 100 hosts moved by 2x
 # between runs of the same code (10.0 to 23.9 ms; single pushes 7 to 22 ms), and the gate's
 # ratio with it; with 15 it held at 14-15 ms over three runs (a few seconds more per run).
@@ -77,7 +81,7 @@ if [ -n "${AB_QUICK:-}" ]; then
     ab rollback-latency rollback 1 -- --runs 2 --auto-runs 1
     ab agent-footprint footprint 1 -- --passes 50 --idle-windows 1 --idle-seconds 2
 else
-    ab fanout fanout 2 -- --sims lean --hosts 100,1000,10000 --runs 4 --floor-runs 15 \
+    ab fanout fanout 4 -- --sims lean --hosts 100,1000,10000 --runs 4 --floor-runs 15 \
         --idle-seconds 5
     ab deploy-latency deploy 3 -- --runs 10
     ab rollback-latency rollback 3 -- --runs 10 --auto-runs 3
