@@ -27,6 +27,12 @@ TOML_KEYS = (
 )  # fmt: skip
 
 
+NO_BASE_NOTE = (
+    "flotilla: note: {app} has no current release: the new release is what the flags say, "
+    "nothing else (no env, ports, health or hosts of an earlier release)"
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `flotilla deploy`."""
     p.add_argument(
@@ -162,13 +168,15 @@ def load_spec(path: Path) -> tuple[str | None, dict[str, Any]]:
 
 def deploy(server: Server, token: str, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     """POST the deployment (or its dry run); (HTTP status, answer). A patch on an app with
-    no current release is sent again as the whole spec."""
+    no current release is sent again as the whole spec, and stderr says so: after `app rm`,
+    or when no release of the app has succeeded yet, nothing of an earlier spec is kept."""
     app, body = request_of(args)
     key = args.idempotency_key or f"cli-{uuid.uuid4()}"
     headers = {"Idempotency-Key": key}
     path = f"/v1/apps/{app}/deployments" + ("?dry_run=true" if args.dry_run else "")
     status, answer = call(server, token, "POST", path, body, headers)
     if status == 409 and answer.get("code") == "no_base_release" and "base" in body:
+        print(NO_BASE_NOTE.format(app=app), file=sys.stderr)
         whole = _without_nulls({k: v for k, v in body.items() if k != "base"})
         status, answer = call(server, token, "POST", path, whole, headers)
     return status, answer

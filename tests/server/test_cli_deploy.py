@@ -150,6 +150,8 @@ async def test_flags_make_the_spec(flotilla_sqlite: Flotilla) -> None:
     assert spec["strategy"]["max_parallel"] == 2 and spec["strategy"]["canary"] == 1
     assert spec["hosts"] == {"labels": {"role": "web"}}
     assert answer["hosts"] == [web]
+    # a new app has no release to patch: the flags are its whole spec, and stderr says so
+    assert "web has no current release: the new release is what the flags say" in ran.err
     _, body = await f.api.call("GET", "/v1/apps")
     assert body["apps"] == []  # a dry run creates nothing
 
