@@ -84,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--floor-runs", type=int, default=5, help="floor pushes per N")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="idle CPU window")
     parser.add_argument("--database-url", default="", help="PostgreSQL admin URL (scratch DB)")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="earlier releases that succeeded, of 20 apps no host runs now, in the database "
+        "before the first deploy (a server with a past)",
+    )
     parser.add_argument("--connect-rate", type=float, default=400.0, help="agent connects/s")
     parser.add_argument("--timeout", type=float, default=600.0, help="per deploy, seconds")
     parser.add_argument("--profile-dir", default="", help="py-spy profiles of the server here")
@@ -304,8 +311,9 @@ def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
         asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def register_hosts(url: str, names: list[str]) -> list[str]:
-    """Migrate, then add every host in ONE transaction (flotilla host add is one process each)."""
+def register_hosts(url: str, names: list[str], history: int = 0) -> list[str]:
+    """Migrate, then add every host in ONE transaction (flotilla host add is one process
+    each), and `history` earlier releases that succeeded (see --history)."""
     from server.db import migrate, store
     from server.db.session import create_engine, create_sessions
 
@@ -315,11 +323,42 @@ def register_hosts(url: str, names: list[str]) -> list[str]:
         engine = create_engine(url)
         try:
             async with create_sessions(engine).begin() as session:
-                return [await store.add_host(session, n, {"role": "sim"}) for n in names]
+                tokens = [await store.add_host(session, n, {"role": "sim"}) for n in names]
+                await _seed_history(session, history)
+                return tokens
         finally:
             await engine.dispose()
 
     return asyncio.run(add())
+
+
+HISTORY_APPS = 20
+
+
+async def _seed_history(session: Any, releases: int) -> None:
+    """`releases` releases that succeeded, spread evenly over HISTORY_APPS apps that no host
+    runs now (apps retired, or moved to other hosts): a server that has been deploying for
+    a while. Written straight to the tables, as the hosts are."""
+    from sqlalchemy import insert
+
+    from server.db.models import App, Release
+
+    if releases <= 0:
+        return
+    per_app = -(-releases // HISTORY_APPS)
+    for a in range(HISTORY_APPS):
+        numbers = range(1, min(per_app, releases - a * per_app) + 1)
+        if not numbers:
+            break
+        app = App(name=f"history-{a}", last_release=numbers[-1], current_release=numbers[-1])
+        session.add(app)
+        await session.flush()
+        rows = [
+            {"app_id": app.id, "number": n, "image": f"history/{a}:{n}", "outcome": "succeeded",
+             "spec": {"image": f"history/{a}:{n}", "replicas": 1}, "created_by": "bench"}
+            for n in numbers
+        ]  # fmt: skip
+        await session.execute(insert(Release), rows)
 
 
 class Server:
@@ -524,7 +563,7 @@ def measure_flotilla(
         else:
             url = f"sqlite+aiosqlite:///{work / 'flotilla.db'}"
         watch = Stopwatch()
-        tokens = register_hosts(url, names)
+        tokens = register_hosts(url, names, args.history)
         out["register_seconds"] = watch()
         tokens_file = work / "tokens.txt"
         tokens_file.write_text("".join(f"{a} {b}\n" for a, b in zip(names, tokens, strict=True)))
@@ -895,6 +934,8 @@ def _result(args: argparse.Namespace, per_n: list[dict[str, Any]]) -> dict[str, 
             "idle window": f"{args.idle_seconds:.0f} s",
             "agent connects": f"{args.connect_rate:.0f}/s",
             "processes": "flotilla server, bench.sim_agents, this bench: three processes",
+            "history": f"{args.history} earlier releases that succeeded, of {HISTORY_APPS} "
+            "apps no host runs now",
         },
         "metrics": metrics,
         "notes": notes,
