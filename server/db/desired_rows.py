@@ -3,11 +3,11 @@ to thousands); server/desired.py builds the wire messages from them. SQL only.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, literal, null, select, union_all
+from sqlalchemy import Table, bindparam, func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.bulk import IN_LIST
@@ -153,7 +153,7 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
         assignments=[tuple(r) for r in rows],
         specs=specs,
         strategies=strategies,
-        good=await _good_releases(session),
+        good=await _good_releases(session, {r[1] for r in rows}),
         prepull=[tuple(p) for p in prepull],
         purges={h: tuple(sorted(apps)) for h, apps in purged.items()},
         pins=pins,
@@ -163,18 +163,36 @@ async def desired_rows(session: AsyncSession, names: Sequence[str]) -> DesiredRo
 KEEP_GOOD = 5  # the agent retains the newest of these (its --retain, 2 by default)
 
 
-_GOOD = (
-    select(_releases.app_id, _releases.number)
+# each app's newest KEEP_GOOD releases that succeeded (or were rolled back to), of the apps
+# bound as `apps` only: the table keeps every release ever made, and a push needs the
+# apps it assigns, so reading every app's whole history grew with each deploy
+_RANKED = (
+    select(
+        _releases.app_id,
+        _releases.number,
+        func.row_number()
+        .over(partition_by=_releases.app_id, order_by=_releases.number.desc())
+        .label("rank"),
+    )
     .where(_releases.outcome.in_((Outcome.SUCCEEDED, Outcome.ROLLED_BACK)))
-    .order_by(_releases.app_id, _releases.number.desc())
+    .where(_releases.app_id.in_(bindparam("apps", expanding=True)))
+    .subquery()
+)
+_GOOD = (
+    select(_RANKED.c.app_id, _RANKED.c.number)
+    .where(_RANKED.c.rank <= KEEP_GOOD)
+    .order_by(_RANKED.c.app_id, _RANKED.c.number.desc())
 )
 
 
-async def _good_releases(session: AsyncSession) -> dict[int, tuple[int, ...]]:
-    """Per app, its newest releases that succeeded: what an agent should keep for rollbacks."""
+async def _good_releases(
+    session: AsyncSession, app_ids: Collection[int]
+) -> dict[int, tuple[int, ...]]:
+    """Per app of `app_ids`, its newest releases that succeeded: what an agent should keep
+    for rollbacks."""
+    if not app_ids:
+        return {}
     good: dict[int, list[int]] = {}
-    for app_id, number in (await session.execute(_GOOD)).all():
-        numbers = good.setdefault(app_id, [])
-        if len(numbers) < KEEP_GOOD:
-            numbers.append(number)
+    for app_id, number in (await session.execute(_GOOD, {"apps": list(app_ids)})).all():
+        good.setdefault(app_id, []).append(number)
     return {app_id: tuple(numbers) for app_id, numbers in good.items()}
