@@ -34,7 +34,7 @@ import uuid
 from collections import Counter as Tally
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from agent.codec import encode
 from agent.health import SETTLE_SECONDS
@@ -334,14 +334,18 @@ def register_hosts(url: str, names: list[str], history: int = 0) -> list[str]:
 
 HISTORY_APPS = 20
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-async def _seed_history(session: Any, releases: int) -> None:
+
+async def _seed_history(session: AsyncSession, releases: int) -> None:
     """`releases` releases that succeeded, spread evenly over HISTORY_APPS apps that no host
     runs now (apps retired, or moved to other hosts): a server that has been deploying for
     a while. Written straight to the tables, as the hosts are."""
     from sqlalchemy import insert
 
     from server.db.models import App, Release
+    from server.states import Outcome
 
     if releases <= 0:
         return
@@ -354,7 +358,7 @@ async def _seed_history(session: Any, releases: int) -> None:
         session.add(app)
         await session.flush()
         rows = [
-            {"app_id": app.id, "number": n, "image": f"history/{a}:{n}", "outcome": "succeeded",
+            {"app_id": app.id, "number": n, "image": f"history/{a}:{n}", "outcome": Outcome.SUCCEEDED,
              "spec": {"image": f"history/{a}:{n}", "replicas": 1}, "created_by": "bench"}
             for n in numbers
         ]  # fmt: skip
