@@ -98,10 +98,10 @@ class HostLog:
         """(app, release, digest): what `host`, assigned the release without a pin, resolved
         for it (server/pins.py). The release's first is its pin; a host that resolved
         another digest than the pin is pushed its desired state again (with the pin)."""
-        new = [(host, *p) for p in sorted(found) if self._pinned.get(p[:2]) != p[2]]
-        if new:
-            self._pending.pins += new
-            self._dirty.set()
+        for app, release, digest in sorted(found):
+            if self._pinned.get((app, release)) != digest:
+                self._pending.pins.append((host, app, release, digest))
+                self._dirty.set()
 
     async def run(self) -> None:
         """Write in batches until cancelled (then once more: disconnects on shutdown)."""

@@ -258,7 +258,7 @@ class Hub:
         queue = iter(names)
         # a fan-out's hosts share their assignments' and pre-pulls' objects (alive while
         # `states` is): what is made of them is made once per distinct pair of lists
-        shared: dict[tuple[int, ...], tuple[str, Told]] = {}
+        shared: dict[tuple[int, ...], tuple[str, Told, tuple[tuple[str, int, str], ...]]] = {}
 
         async def worker() -> None:
             for name in queue:
@@ -269,8 +269,10 @@ class Hub:
                 key = tuple(map(id, desired.assignments + desired.prepull))
                 made = shared.get(key)
                 if made is None:
-                    made = shared[key] = (desired_lists(desired), told_of(desired))
-                lists, said = made
+                    made = shared[key] = (
+                        desired_lists(desired), told_of(desired), pins.awaiting(desired)
+                    )  # fmt: skip
+                lists, said, waiting = made
                 async with self._locks.setdefault(name, asyncio.Lock()):
                     try:
                         await ws.send_str(encode_desired(desired, lists))
@@ -280,7 +282,7 @@ class Hub:
                 intake = self._intakes.get(name)
                 if intake is not None:  # what the agent may report now
                     intake.told(said)
-                    self._unpinned[name] = pins.unpinned(desired)
+                    self._unpinned[name] = pins.Unpinned(desired.generation, waiting)
 
         await asyncio.gather(*(worker() for _ in range(min(PUSH_CONCURRENCY, len(names)))))
 

@@ -16,14 +16,14 @@ that reported another digest for the release is pushed the pin at once
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.protocol import DesiredState, Status
 
 
-@dataclass(frozen=True)
-class Unpinned:
-    """The releases a host was assigned without a pin: (app, release, image), at a generation."""
+class Unpinned(NamedTuple):
+    """The releases a host was assigned without a pin: (app, release, image), at a generation.
+    (A named tuple: the hub makes one per host on every push, and a tuple is made fastest.)"""
 
     generation: int
     releases: tuple[tuple[str, int, str], ...]
@@ -32,11 +32,17 @@ class Unpinned:
 NONE = Unpinned(0, ())
 
 
-def unpinned(desired: DesiredState) -> Unpinned:
-    """What of `desired` awaits a pin."""
-    releases = tuple(
+def awaiting(desired: DesiredState) -> tuple[tuple[str, int, str], ...]:
+    """(app, release, image) of what `desired` assigns without a pin: the same for every
+    host of a fan-out, which share their assignments (`Hub._send_all` makes it once)."""
+    return tuple(
         (a.app, a.release, a.spec.image) for a in desired.assignments if a.spec.digest is None
     )
+
+
+def unpinned(desired: DesiredState) -> Unpinned:
+    """What of `desired` awaits a pin."""
+    releases = awaiting(desired)
     return Unpinned(desired.generation, releases) if releases else NONE
 
 
@@ -44,9 +50,9 @@ def found(status: Status, waiting: Unpinned) -> set[tuple[str, int, str]]:
     """(app, release, digest) of the pins `status` resolves for what `waiting` awaits."""
     if not waiting.releases or status.generation < waiting.generation or not status.digests:
         return set()
-    digests = dict(status.digests)
-    return {
-        (app, release, digest)
-        for app, release, image in waiting.releases
-        if (digest := digests.get(image))
-    }
+    found = set()
+    for app, release, image in waiting.releases:  # one in a fan-out, of a few digests
+        digest = next((d for ref, d in reversed(status.digests) if ref == image), None)
+        if digest:
+            found.add((app, release, digest))
+    return found

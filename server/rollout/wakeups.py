@@ -50,7 +50,8 @@ class Wakeups:
         for each status an idle fleet sends was most of an idle server's CPU at 10,000 hosts."""
         if name not in self._watched:
             return False
-        self.turns.begin(Phase.JUDGING)
+        if not self._hosts:  # else JUDGING is on: it ends only once a pass took them all
+            self.turns.begin(Phase.JUDGING)
         self._hosts.add(name)
         self._news += 1
         self._woken.set()
