@@ -131,3 +131,31 @@ async def test_without_an_updating_host_a_rest_is_not_cut_short() -> None:
         assert not await settle(rest.done)
     finally:
         rest.cancel()
+
+
+async def test_a_deployment_queued_during_a_rest_ends_it() -> None:
+    wakeups = Wakeups(Turns())
+    wakeups.watch({"web-1", "web-2"}, {"web-1", "web-2"})
+    rest = asyncio.create_task(wakeups.rest(10.0, wakeups.news))
+    assert not await settle(rest.done)
+    wakeups.deployment(7)  # an operator's action, or a new deployment: not held up
+    assert await settle(rest.done)
+    wakeups.take()
+    wakeups.watch({"web-1"}, {"web-1"})  # the pass that took it: rests again
+    assert not wakeups.pending()
+    rest = asyncio.create_task(wakeups.rest(10.0, wakeups.news))
+    try:
+        assert not await settle(rest.done)
+    finally:
+        rest.cancel()
+
+
+async def test_after_a_long_pass_a_short_silence_in_the_news_does_not_end_a_rest() -> None:
+    wakeups = Wakeups(Turns())
+    wakeups.watch({"web-1", "web-2", "web-3"}, {"web-1", "web-2"})
+    # a pass of 0.4 s: the flood it waits for is over after 0.2 s without news, not 0.02
+    rest = asyncio.create_task(wakeups.rest(0.4, wakeups.news))
+    wakeups.host("web-1")
+    await asyncio.sleep(0.1)  # a gap in a flood, as an agents' side pausing makes
+    assert not rest.done()
+    await asyncio.wait_for(rest, 0.6)  # then ended by the silence, before its 0.8 s were up
