@@ -26,9 +26,9 @@ MAX_REST_SECONDS = 1.0
 # ...but once hosts have had news since the pass began, it ends when none has had any for
 # this long (the flood is over), or at once when every host the rollouts wait on (updating)
 # has had news: nothing more is coming to judge together with theirs. After a long pass the
-# silence must last a REST_SHARE-th of it: a flood has gaps of 20-60 ms (the agents' side
-# pausing), and one taken for its end began a pass as long as that one with a fifth of the
-# statuses in (bench/results/ab/20261207-10k-rest).
+# silence must last the pass's time over REST_SHARE (half of it): a flood has gaps of 20-60
+# ms (the agents' side pausing), and one taken for its end began a pass as long as that one
+# with a fifth of the statuses in (bench/results/ab/20261207-10k-rest).
 QUIET_SECONDS = 0.02
 
 
