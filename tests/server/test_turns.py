@@ -123,14 +123,19 @@ async def test_a_rest_ends_once_every_updating_host_has_reported() -> None:
     assert await settle(rest.done)
 
 
+async def still_resting(wakeups: Wakeups) -> bool:
+    """Does a rest after a 10 s pass, begun now, go on while the loop turns (no clock)?"""
+    rest = asyncio.create_task(wakeups.rest(10.0, wakeups.news))
+    try:
+        return not await settle(rest.done)
+    finally:
+        rest.cancel()
+
+
 async def test_without_an_updating_host_a_rest_is_not_cut_short() -> None:
     wakeups = Wakeups(Turns())
     wakeups.watch({"web-1", "web-2"}, set())
-    rest = asyncio.create_task(wakeups.rest(10.0, wakeups.news))
-    try:
-        assert not await settle(rest.done)
-    finally:
-        rest.cancel()
+    assert await still_resting(wakeups)
 
 
 async def test_a_deployment_queued_during_a_rest_ends_it() -> None:
@@ -143,11 +148,7 @@ async def test_a_deployment_queued_during_a_rest_ends_it() -> None:
     wakeups.take()
     wakeups.watch({"web-1"}, {"web-1"})  # the pass that took it: rests again
     assert not wakeups.pending()
-    rest = asyncio.create_task(wakeups.rest(10.0, wakeups.news))
-    try:
-        assert not await settle(rest.done)
-    finally:
-        rest.cancel()
+    assert await still_resting(wakeups)
 
 
 async def test_after_a_long_pass_a_short_silence_in_the_news_does_not_end_a_rest() -> None:
