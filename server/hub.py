@@ -258,7 +258,7 @@ class Hub:
         queue = iter(names)
         # a fan-out's hosts share their assignments' and pre-pulls' objects (alive while
         # `states` is): what is made of them is made once per distinct pair of lists
-        shared: dict[tuple[int, ...], tuple[str, Told, tuple[tuple[str, int, str], ...]]] = {}
+        shared: dict[tuple[int, ...], tuple[str, Told, pins.Releases]] = {}
 
         async def worker() -> None:
             for name in queue:
@@ -282,7 +282,7 @@ class Hub:
                 intake = self._intakes.get(name)
                 if intake is not None:  # what the agent may report now
                     intake.told(said)
-                    self._unpinned[name] = pins.Unpinned(desired.generation, waiting)
+                    self._unpinned[name] = pins.unpinned(desired, waiting)
 
         await asyncio.gather(*(worker() for _ in range(min(PUSH_CONCURRENCY, len(names)))))
 

@@ -20,19 +20,21 @@ from typing import NamedTuple
 
 from agent.protocol import DesiredState, Status
 
+Releases = tuple[tuple[str, int, str], ...]  # (app, release, image)
+
 
 class Unpinned(NamedTuple):
     """The releases a host was assigned without a pin: (app, release, image), at a generation.
     (A named tuple: the hub makes one per host on every push, and a tuple is made fastest.)"""
 
     generation: int
-    releases: tuple[tuple[str, int, str], ...]
+    releases: Releases
 
 
 NONE = Unpinned(0, ())
 
 
-def awaiting(desired: DesiredState) -> tuple[tuple[str, int, str], ...]:
+def awaiting(desired: DesiredState) -> Releases:
     """(app, release, image) of what `desired` assigns without a pin: the same for every
     host of a fan-out, which share their assignments (`Hub._send_all` makes it once)."""
     return tuple(
@@ -40,9 +42,10 @@ def awaiting(desired: DesiredState) -> tuple[tuple[str, int, str], ...]:
     )
 
 
-def unpinned(desired: DesiredState) -> Unpinned:
-    """What of `desired` awaits a pin."""
-    releases = awaiting(desired)
+def unpinned(desired: DesiredState, releases: Releases | None = None) -> Unpinned:
+    """What of `desired` awaits a pin (`releases`: its `awaiting`, if made already)."""
+    if releases is None:
+        releases = awaiting(desired)
     return Unpinned(desired.generation, releases) if releases else NONE
 
 
@@ -50,9 +53,10 @@ def found(status: Status, waiting: Unpinned) -> set[tuple[str, int, str]]:
     """(app, release, digest) of the pins `status` resolves for what `waiting` awaits."""
     if not waiting.releases or status.generation < waiting.generation or not status.digests:
         return set()
-    found = set()
+    resolved = set()
     for app, release, image in waiting.releases:  # one in a fan-out, of a few digests
+        # the last digest reported for the image, as a dict of the pairs would keep
         digest = next((d for ref, d in reversed(status.digests) if ref == image), None)
         if digest:
-            found.add((app, release, digest))
-    return found
+            resolved.add((app, release, digest))
+    return resolved
