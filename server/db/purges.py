@@ -71,7 +71,8 @@ async def volume_sources(session: AsyncSession, app_id: int) -> list[str]:
 
 _OF_DEPLOYMENT = bindparam("of_deployment", type_=Integer())
 # built once (about 0.2 ms to build): every deployment's first pass runs it; it waits for
-# the pass's next trip (session.deferred)
+# the pass's next trip (session.deferred). Its subquery of the target hosts is
+# target_rows.TARGET_IDS written out again: target_rows imports this module, not the reverse
 _WITHDRAW = deferred(
     delete(_PURGES).where(
         _PURGES.c.app_id

@@ -87,7 +87,10 @@ def collections() -> Iterator[list[int]]:
 
 async def test_the_collector_waits_for_the_end_of_a_rollout(collections: list[int]) -> None:
     turns = Turns()
-    young = lambda: gc.get_threshold()[0]  # noqa: E731
+
+    def young() -> int:
+        return gc.get_threshold()[0]
+
     async with running(collect_between_rollouts(turns)):
         turns.begin(Phase.ROLLING)
         assert await settle(lambda: young() == BUSY_YOUNG_THRESHOLD)
