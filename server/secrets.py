@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import secrets as rows
@@ -49,10 +48,11 @@ async def put(
                 message = f"secret {name} set (version {version})"
                 await store.add_event(session, EventKind.SECRET_SET, actor, message, app=app)
             return version
-        except (IntegrityError, store.DatabaseError) as exc:
-            # a concurrent set took the same version number, or a serialization failure or
-            # busy database: a fresh transaction gets past it
-            if not isinstance(exc, IntegrityError) and not store.retryable(exc):
+        except store.DatabaseError as exc:
+            # a concurrent set took the same version number (the unique key of app, name
+            # and version), or a serialization failure or busy database: a fresh transaction
+            # gets past it. Any other constraint's violation fails the same way again.
+            if not (store.unique_violation(exc) or store.retryable(exc)):
                 raise
             if attempt == SET_ATTEMPTS - 1:
                 raise Conflict("conflict", "the secret is being set concurrently; retry") from None

@@ -1,9 +1,12 @@
 """Which database errors a write retries, on SQLite and PostgreSQL: serialization failures,
-deadlocks and SQLite's busy only; a constraint violation surfaces at once."""
+deadlocks and SQLite's busy only; a constraint violation surfaces at once. The one writer
+that numbers rows itself (a secret's versions) also retries losing a race for a number (a
+unique key's violation), and no other constraint's."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -11,10 +14,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server import secrets
 from server.db import deploys, store
+from server.db import secrets as secret_rows
 from server.db.models import App, Release
 from server.db.session import Sessions
 from server.keys import SESSIONS
+from server.secret_box import SecretBox
 from tests.conftest import Flotilla
 
 SPEC = {"image": "flotilla-test/web:v1"}
@@ -66,6 +72,7 @@ async def test_a_not_null_violation_surfaces_and_is_not_retryable(sessions: Sess
     with pytest.raises(IntegrityError) as caught:
         await deploy(sessions, "web", actor=None)  # releases.created_by is NOT NULL
     assert not store.retryable(caught.value)
+    assert not store.unique_violation(caught.value)
 
 
 async def test_a_foreign_key_violation_surfaces_and_is_not_retryable(sessions: Sessions) -> None:
@@ -74,6 +81,7 @@ async def test_a_foreign_key_violation_surfaces_and_is_not_retryable(sessions: S
         async with sessions.begin() as session:
             await session.execute(insert(Release), row)
     assert not store.retryable(caught.value)
+    assert not store.unique_violation(caught.value)
 
 
 async def test_a_unique_violation_is_not_retryable(sessions: Sessions) -> None:
@@ -83,11 +91,13 @@ async def test_a_unique_violation_is_not_retryable(sessions: Sessions) -> None:
         async with sessions.begin() as session:
             await session.execute(insert(App), {"name": "twice", "last_release": 0})
     assert not store.retryable(caught.value)
+    assert store.unique_violation(caught.value)
 
 
 async def test_a_serialization_failure_or_stale_snapshot_is_retryable(sessions: Sessions) -> None:
     error = await provoke_retryable(sessions)
     assert store.retryable(error), repr(error.orig)
+    assert not store.unique_violation(error)
     if engine_of(sessions).dialect.name == "postgresql":
         assert getattr(error.orig, "sqlstate", None) == "40001"
     else:
@@ -193,3 +203,18 @@ async def test_the_api_retries_a_serialization_failure_or_busy_database(
     status, body = await flotilla.api.call("POST", "/v1/apps/web/deployments", SPEC)
     assert (status, calls) == (202, 2), body
     assert body["release"] == 1
+
+
+async def test_concurrent_sets_of_one_secret_each_get_a_version(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    """Sets of one secret race for its next version number; each loser retries in a fresh
+    transaction, and every set gets a version of its own."""
+    box = SecretBox(tmp_path)
+    box.load()
+    sets = [secrets.put(sessions, box, "web", "token", f"v{i}", "t") for i in range(3)]
+    versions = await asyncio.gather(*sets)
+    assert sorted(versions) == [1, 2, 3]
+    async with sessions() as session:
+        live = await secret_rows.live(session, "web")
+    assert [(s.name, s.version) for s in live] == [("token", 3)]
