@@ -67,7 +67,13 @@ def create_app(settings: Settings) -> web.Application:
     )
     engine = create_engine(settings.effective_database_url)
     read_cache = ReadCache()
-    sessions = create_sessions(engine, on_commit=read_cache.bump)
+    enqueued = asyncio.Event()  # a commit enqueued webhook deliveries: wakes their sender
+    added = asyncio.Event()  # a commit added events: wakes the event feed
+    sessions = create_sessions(
+        engine,
+        on_commit=read_cache.bump,
+        listeners=(webhooks.commit_listener(enqueued.set), events.commit_listener(added.set)),
+    )
     metrics = create_metrics()
     turns = Turns()
     statuses = StatusStore(sessions, turns)
@@ -102,10 +108,8 @@ def create_app(settings: Settings) -> web.Application:
     app[READ_CACHE] = read_cache
     app[TOKENS] = TokenCache()
     app[AUDIT] = AuditLog(sessions, metrics.audit_dropped, turns)
-    app[DELIVERER] = Deliverer(sessions)
-    webhooks.wake_after_commit(sessions, app[DELIVERER].wake.set)
-    app[EVENT_FEED] = EventFeed(sessions, turns)
-    events.wake_after_commit(sessions, app[EVENT_FEED].wake.set)
+    app[DELIVERER] = Deliverer(sessions, turns, wake=enqueued)
+    app[EVENT_FEED] = EventFeed(sessions, turns, wake=added)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_loops_ctx)

@@ -23,14 +23,13 @@ from server.db import audit as db
 from server.db import tokens
 from server.db.session import Sessions
 from server.loops import log_failure, unit_of_work, wait_set
-from server.turns import Turns, Work
+from server.turns import MAX_WRITE_DEFER_SECONDS, Turns, Work
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 10_000  # unwritten entries held at most (a database outage, a flood)
 GATHER_SECONDS = 0.05  # a moment to gather a burst into one transaction
 IDLE_SECONDS = 5.0
-MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write yields to each phase before it (server.turns)
 
 
 @dataclass(frozen=True)

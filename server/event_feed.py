@@ -2,7 +2,7 @@
 
 Events are written by many parts (handlers, the controller, the hub's `HostLog`), all
 through `db/store.add_event`; a commit that added one wakes the feed
-(`db/events.wake_after_commit`). The feed then reads the new events once, in one query,
+(`db/events.commit_listener`). The feed then reads the new events once, in one query,
 and hands each to every subscription that may see it. With no subscriber it reads nothing.
 It also reads every `POLL_SECONDS` while someone listens, for events another server
 replica wrote (their commits do not wake this process).
@@ -107,7 +107,11 @@ class EventFeed:
     """Reads new events once for all stream clients of this process and fans them out."""
 
     def __init__(
-        self, sessions: Sessions, turns: Turns, poll_seconds: float = POLL_SECONDS
+        self,
+        sessions: Sessions,
+        turns: Turns,
+        poll_seconds: float = POLL_SECONDS,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self._sessions = sessions
         self._turns = turns
@@ -115,7 +119,7 @@ class EventFeed:
         self._subs: set[Subscription] = set()
         self._after: int | None = None  # the newest event read; None while nobody listens
         self._offered: dict[int, None] = {}  # ids offered lately, oldest first
-        self.wake = asyncio.Event()
+        self.wake = wake or asyncio.Event()  # set by a commit that added events
 
     def subscribe(
         self, after: int, app: str | None = None, apps: Collection[str] | None = None

@@ -18,7 +18,7 @@ from prometheus_client import Gauge
 from server.db import fleet
 from server.db.session import Sessions
 from server.db.store import as_utc, now
-from server.loops import log_failure, unit_of_work, wait_set
+from server.loops import log_failure, unit_of_work
 from server.metrics import Metrics
 from server.rollout.judgement import Wanted, judge
 from server.states import HostStatus, TargetState, host_status
@@ -69,7 +69,6 @@ class FleetMetrics:
         self.turns = turns
         self.host_timeout = host_timeout
         self.interval = interval
-        self.wake = asyncio.Event()
         self._children: dict[Gauge, dict[tuple[str, ...], Any]] = {}
 
     async def run(self) -> None:
@@ -86,8 +85,7 @@ class FleetMetrics:
             # 10,000 hosts with a fixed 5 s)
             took = time.perf_counter() - started
             pause = min(max(self.interval, REFRESH_SHARE * took), MAX_PAUSE_SECONDS)
-            await wait_set(self.wake, pause)
-            self.wake.clear()
+            await asyncio.sleep(pause)
 
     async def refresh(self) -> None:
         """Read a fleet snapshot and publish it."""

@@ -22,13 +22,12 @@ from server.db import pins as db_pins
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work, wait_set
 from server.states import EventKind
-from server.turns import Turns, Work
+from server.turns import MAX_WRITE_DEFER_SECONDS, Turns, Work
 
 log = logging.getLogger(__name__)
 
 WRITE_GATHER_SECONDS = 0.1  # a write gathers this long
 MAX_WRITE_REST = 0.25  # and rests this long at most after one (twice what it took)
-MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write yields to each phase before it
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 
 

@@ -40,7 +40,7 @@ from server.errors import CertificateRefused, Throttled, Unauthorized
 from server.host_log import HostLog
 from server.intake import Intake
 from server.log_streams import LogStreams
-from server.loops import timed, unit_of_work
+from server.loops import log_failure, timed, unit_of_work
 from server.metrics import Metrics
 from server.secret_box import SecretBox
 from server.states import EventKind
@@ -312,8 +312,8 @@ class Hub:
             batch, self._to_push = self._to_push, set()
             try:
                 await unit_of_work(self.push(batch))
-            except Exception:
-                log.exception("push of %d hosts failed; retrying", len(batch))
+            except Exception as exc:  # a database outage: one line a minute; a bug: its trace
+                log_failure(log, "push to hosts (retried every second)", exc)
                 self.request_push(batch)
                 await asyncio.sleep(1)
             if not self._to_push:

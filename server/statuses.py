@@ -28,7 +28,7 @@ from agent.strict import status_of
 from server.db.hosts import save_statuses, stored_statuses
 from server.db.session import Sessions
 from server.loops import log_failure, timed, unit_of_work, wait_set
-from server.turns import Turns, Work
+from server.turns import MAX_WRITE_DEFER_SECONDS, Turns, Work
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ WRITE_GATHER_SECONDS = 0.1
 # a host that reports twice meanwhile is written once, and readers never wait for a write.
 WRITE_REST_SHARE = 2.0
 MAX_WRITE_REST = 0.25
-MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write yields to each phase before it (server.turns)
 IDLE_WRITE_SECONDS = 10.0  # wake this often even when nothing was recorded
 
 

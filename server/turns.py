@@ -20,8 +20,8 @@ write that waited out a pass still waits for the answer to an end, and a collect
 waited for an answer waits for the rollout that began meanwhile):
 
 - `Work.NEXT_PASS`, the controller's pass after one that assigned hosts: PUSHING;
-- `Work.WRITES`, statuses', reports' and the audit trail's writes: JUDGING, then ROLLING,
-  then ANSWERING (on SQLite a write holds the one write lock, and a pass that wanted it
+- `Work.WRITES`, statuses', reports' and the audit trail's writes, and the webhook sender's
+  pass (it claims webhooks): JUDGING, then ROLLING, then ANSWERING (on SQLite a write holds the one write lock, and a pass that wanted it
   slept in the driver's busy handler: 20 to 70 ms of a 100-host deploy's 100);
 - `Work.STREAM`, the event feed's read for `GET /v1/events/stream` clients: JUDGING (a
   pass's own events are read once it is over);
@@ -42,6 +42,7 @@ from enum import Enum
 from server.loops import wait_set
 
 ANSWER_SECONDS = 0.25  # answering an end: long enough for a reply of a 10,000-host deployment
+MAX_WRITE_DEFER_SECONDS = 1.0  # how long a write (Work.WRITES) yields to each phase before it
 
 
 class Phase(Enum):

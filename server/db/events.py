@@ -1,6 +1,6 @@
 """Reading the event log in order, for streams, and noticing that events were written.
 
-`store.add_event` marks its session (`ADDED`); `wake_after_commit` calls back after every
+`store.add_event` marks its session (`ADDED`); `commit_listener` calls back after every
 commit of a session that added an event, so a stream's reader wakes when there is news
 instead of asking the database on a clock.
 """
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from server.db.models import Event
-from server.db.session import Sessions
+from server.db.session import Listener
 
 ADDED = "flotilla.events_added"  # session.info key: this transaction appended an event
 
@@ -76,24 +76,20 @@ async def read_range(
     return (await session.scalars(query)).all()
 
 
-def wake_after_commit(sessions: Sessions, wake: Callable[[], None]) -> None:
-    """Call `wake` after every commit, by a session of `sessions`, that added an event.
+def commit_listener(wake: Callable[[], None]) -> Listener:
+    """A listener (`create_sessions`) that calls `wake` after every commit of a session that
+    added an event."""
 
-    As `webhooks.wake_after_commit`: a subclass per call keeps the listener to this
-    sessionmaker instead of every Session in the process."""
-    base: type[Session] = sessions.kw.get("sync_session_class") or Session
+    def listen(session_class: type[Session]) -> None:
+        def committed(session: Session) -> None:
+            if session.info.pop(ADDED, False):
+                wake()
 
-    class _Session(base):  # type: ignore[misc,valid-type]
-        pass  # keeps the listeners already on `base`
+        def ended(session: Session, transaction: object) -> None:
+            if getattr(transaction, "parent", None) is None:
+                session.info.pop(ADDED, None)  # rolled back: nothing was written
 
-    def _committed(session: Session) -> None:
-        if session.info.pop(ADDED, False):
-            wake()
+        event.listen(session_class, "after_commit", committed)
+        event.listen(session_class, "after_transaction_end", ended)
 
-    def _ended(session: Session, transaction: object) -> None:
-        if getattr(transaction, "parent", None) is None:
-            session.info.pop(ADDED, None)  # rolled back: nothing was written
-
-    event.listen(_Session, "after_commit", _committed)
-    event.listen(_Session, "after_transaction_end", _ended)
-    sessions.configure(sync_session_class=_Session)
+    return listen

@@ -4,7 +4,7 @@ its driver makes one trip to aiosqlite's thread per statement (server/db/sqlite_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, event
@@ -89,15 +89,37 @@ def _ping_after_idle(engine: AsyncEngine, idle: float) -> None:
     event.listen(engine.sync_engine.pool, "checkout", checkout)
 
 
-def create_sessions(engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> Sessions:
+# attaches its listeners to a factory's own Session class (`create_sessions`): a module's
+# wake-up after the commits that wrote what it watches (events, webhook deliveries)
+Listener = Callable[[type[Session]], None]
+
+
+def create_sessions(
+    engine: AsyncEngine,
+    on_commit: Callable[[], None] | None = None,
+    listeners: Sequence[Listener] = (),
+) -> Sessions:
     """A session factory; `on_commit` runs after every committed transaction that wrote
     something (cache bust). Read-only transactions (a controller or webhook pass that found
-    nothing to do, once a second each) do not count: they emptied the read cache for nothing."""
-    if on_commit is None:
+    nothing to do, once a second each) do not count: they emptied the read cache for nothing.
+    Each of `listeners` attaches its own to the factory's Session class, made here for this
+    factory alone (several apps share a test process), before the factory exists: nothing
+    is configured on it afterwards."""
+    if on_commit is None and not listeners:
         return async_sessionmaker(engine, expire_on_commit=False)
 
     class CommitAwareSession(Session):
         pass
+
+    if on_commit is not None:
+        _count_writes(CommitAwareSession, on_commit)
+    for listen in listeners:
+        listen(CommitAwareSession)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CommitAwareSession)
+
+
+def _count_writes(session_class: type[Session], on_commit: Callable[[], None]) -> None:
+    """Call `on_commit` after each commit of a transaction that wrote something."""
 
     def ended(session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:  # the whole transaction, committed or rolled back
@@ -114,11 +136,10 @@ def create_sessions(engine: AsyncEngine, on_commit: Callable[[], None] | None = 
         if session.info.pop(WROTE, False):
             on_commit()
 
-    event.listen(CommitAwareSession, "after_flush", flushed)
-    event.listen(CommitAwareSession, "do_orm_execute", executed)
-    event.listen(CommitAwareSession, "after_commit", committed)
-    event.listen(CommitAwareSession, "after_transaction_end", ended)
-    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CommitAwareSession)
+    event.listen(session_class, "after_flush", flushed)
+    event.listen(session_class, "do_orm_execute", executed)
+    event.listen(session_class, "after_commit", committed)
+    event.listen(session_class, "after_transaction_end", ended)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from server.db.models import Webhook, WebhookDelivery, utcnow
-from server.db.session import Sessions
+from server.db.session import Listener
 from server.states import matches, public_name
 
 ENQUEUED = "flotilla.webhook_enqueued"  # a session.info flag: wake the sender after commit
@@ -174,24 +174,23 @@ async def subscribed(session: AsyncSession, kind: str) -> list[int]:
     return [hook_id for hook_id, events in await subscribers(session) if matches(events, name)]
 
 
-def wake_after_commit(sessions: Sessions, wake: Callable[[], None]) -> None:
-    """Call `wake` after every commit, by a session of `sessions`, that enqueued a delivery.
+def commit_listener(wake: Callable[[], None]) -> Listener:
+    """A listener (`create_sessions`) that calls `wake` after every commit of a session that
+    enqueued a delivery."""
 
-    A subclass per call keeps the listener to this sessionmaker (one per app, several apps per
-    test process) instead of every Session in the process.
-    """
+    def listen(session_class: type[Session]) -> None:
+        def committed(session: Session) -> None:
+            if session.info.pop(ENQUEUED, False):
+                wake()
 
-    base: type[Session] = sessions.kw.get("sync_session_class") or Session
+        def ended(session: Session, transaction: object) -> None:
+            if getattr(transaction, "parent", None) is None:
+                session.info.pop(ENQUEUED, None)  # rolled back: nothing was enqueued
 
-    class _Session(base):  # type: ignore[misc,valid-type]
-        pass  # keeps listeners already on `base` (the read cache's)
+        event.listen(session_class, "after_commit", committed)
+        event.listen(session_class, "after_transaction_end", ended)
 
-    def _committed(session: Session) -> None:
-        if session.info.pop(ENQUEUED, False):
-            wake()
-
-    event.listen(_Session, "after_commit", _committed)
-    sessions.configure(sync_session_class=_Session)
+    return listen
 
 
 def _claimable() -> Select[Webhook]:

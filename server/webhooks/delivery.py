@@ -30,6 +30,7 @@ from aiohttp import web
 from server.db import webhooks as db
 from server.db.session import Sessions
 from server.loops import log_failure, unit_of_work, wait_set
+from server.turns import MAX_WRITE_DEFER_SECONDS, Turns, Work
 from server.webhooks import signing
 
 log = logging.getLogger(__name__)
@@ -69,25 +70,32 @@ class Deliverer:
     def __init__(
         self,
         sessions: Sessions,
+        turns: Turns,
         policy: Policy | None = None,
         rand: Callable[[], float] = random.random,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self.sessions = sessions
+        self.turns = turns
         self.policy = policy or Policy()
         self.rand = rand
-        self.wake = asyncio.Event()
-        self.http: aiohttp.ClientSession | None = None
+        # set by a commit that enqueued deliveries (db.webhooks.commit_listener)
+        self.wake = wake or asyncio.Event()
+        self._http: aiohttp.ClientSession | None = None  # while `run` runs
         self._senders: set[asyncio.Task[None]] = set()
         self._pruned = 0.0
 
     async def run(self) -> None:
-        """Until cancelled: wait for a wake-up or the interval, then one pass."""
+        """Until cancelled: wait for a wake-up or the interval, then for the turn of writes
+        (server.turns: a pass claims webhooks, a write), then one pass."""
+        self._http = aiohttp.ClientSession()
         try:
             while True:
                 # not asyncio.wait_for: on Python 3.11 it returns normally when it is cancelled
                 # in the turn in which the wake-up completes (a sender that just finished, a
                 # commit that enqueued), so a stopping server's loop ran on and its teardown hung
                 await wait_set(self.wake, self.policy.interval)
+                await self.turns.wait(Work.WRITES, MAX_WRITE_DEFER_SECONDS)
                 self.wake.clear()
                 try:
                     await unit_of_work(self.run_once())
@@ -101,6 +109,8 @@ class Deliverer:
             for task in self._senders:
                 task.cancel()
             await asyncio.gather(*self._senders, return_exceptions=True)
+            await self._http.close()
+            self._http = None
 
     async def run_once(self) -> int:
         """Lease the webhooks that have a due delivery and start a sender for each."""
@@ -132,19 +142,19 @@ class Deliverer:
                     due = await db.next_due(session, hook.id, _now())
                 if due is None or not await self._attempt(hook, due):
                     break
-        except Exception:
-            log.exception("webhook sender failed webhook=%s", hook.id)
+        except Exception as exc:  # a bug: its trace; the database down: a line a minute
+            log_failure(log, "webhook sender", exc)
         finally:
             try:
                 async with self.sessions.begin() as session:
                     await db.set_lease(session, hook.id, None)
-            except Exception:
-                log.exception("could not release webhook=%s (its lease expires)", hook.id)
+            except Exception as exc:  # its lease expires
+                log_failure(log, "webhook sender's release of its lease", exc)
             self.wake.set()  # deliveries enqueued while we held the lease
 
     async def _attempt(self, hook: db.Claim, due: db.Due) -> bool:
         """POST one delivery and record the outcome; True if it was delivered."""
-        assert self.http is not None, "deliveries_ctx sets the client session"
+        assert self._http is not None, "only run's senders attempt"
         body = json.dumps({"id": due.id, "event": due.event, **due.payload}).encode()
         headers = {
             "Content-Type": "application/json",
@@ -156,7 +166,7 @@ class Deliverer:
         code: int | None = None
         error: str | None = None
         try:
-            async with self.http.post(
+            async with self._http.post(
                 hook.url,
                 data=body,
                 headers=headers,
@@ -208,11 +218,7 @@ DELIVERER = web.AppKey("webhook_deliverer", Deliverer)
 
 async def deliveries_ctx(app: web.Application) -> AsyncIterator[None]:
     """The delivery loop and its HTTP client, for the app's lifetime."""
-    deliverer = app[DELIVERER]
-    deliverer.http = aiohttp.ClientSession()
-    task = asyncio.create_task(deliverer.run(), name="webhook-deliveries")
+    task = asyncio.create_task(app[DELIVERER].run(), name="webhook-deliveries")
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    await deliverer.http.close()
-    deliverer.http = None

@@ -24,6 +24,7 @@ from server.db import webhooks as webhooks_db
 from server.db.models import WebhookDelivery
 from server.db.session import create_engine, create_sessions
 from server.keys import SESSIONS
+from server.turns import Turns
 from server.webhooks import public_name
 from server.webhooks.delivery import DELIVERER, Deliverer, Policy, backoff
 from server.webhooks.signing import signature, verify
@@ -398,7 +399,7 @@ async def test_the_sender_stops_when_cancelled_just_as_it_is_woken(sqlite_url: s
     engine = create_engine(sqlite_url)
     try:
         for turns in range(12):
-            deliverer = Deliverer(create_sessions(engine), Policy(interval=60))
+            deliverer = Deliverer(create_sessions(engine), Turns(), Policy(interval=60))
             task = asyncio.create_task(deliverer.run())
             for _ in range(3):
                 await asyncio.sleep(0)  # into its wait
