@@ -257,6 +257,10 @@ class Hello:
     protocol: Count = PROTOCOL_VERSION
 
 
+# the kinds of event an agent sends (the server's EventKind has each under the same name)
+DRIFT_HEALED = "drift_healed"  # it restarted or replaced a container that drifted
+
+
 @dataclass(frozen=True)
 class Event:
     """Something the agent did on its own, e.g. healing drift; goes to the audit log."""

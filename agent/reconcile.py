@@ -12,7 +12,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from agent.protocol import Assignment, Instance, PortSpec, Prepull, pinned_ref, run_ref
+from agent.protocol import (
+    Assignment,
+    ContainerSpec,
+    DesiredState,
+    Instance,
+    PortSpec,
+    Prepull,
+    pinned_ref,
+    run_ref,
+)
 
 DEFAULT_RETAIN = 2
 
@@ -305,3 +314,15 @@ def simulate(host: str, actual: Sequence[Instance], actions: Sequence[Action]) -
         elif isinstance(action, Remove):
             del result[action.container_id]
     return list(result.values())
+
+
+def ready_at_probe(action: Action, desired: DesiredState) -> bool:
+    """Did `action` start an instance that its first probe, due at once, may find ready: one
+    with a health probe and no minimum healthy time?"""
+    spec: ContainerSpec | None = None
+    if isinstance(action, Run):
+        spec = action.assignment.spec
+    elif isinstance(action, Start):
+        key = (action.app, action.release)
+        spec = next((a.spec for a in desired.assignments if (a.app, a.release) == key), None)
+    return spec is not None and spec.health is not None and spec.min_healthy_time <= 0

@@ -25,8 +25,8 @@ from agent.evidence import Evidence, action_key
 from agent.health import HealthTracker
 from agent.pins import Pins, pinned_refs
 from agent.protocol import (
+    DRIFT_HEALED,
     Assignment,
-    ContainerSpec,
     DesiredState,
     Instance,
     RegistryAuth,
@@ -36,7 +36,16 @@ from agent.protocol import (
     run_ref,
 )
 from agent.pulls import DEFAULT_PULL_TIMEOUT, Pulls
-from agent.reconcile import Action, Pull, Remove, Run, Start, Stop, plan_reconcile
+from agent.reconcile import (
+    Action,
+    Pull,
+    Remove,
+    Run,
+    Start,
+    Stop,
+    plan_reconcile,
+    ready_at_probe,
+)
 from agent.reports import Reporter, Send, build_status
 from agent.volumes import VolumePurges
 
@@ -231,7 +240,7 @@ class Agent:
                 # a round that only retired old instances has planned all of it (stops and
                 # removals together): a second look would find nothing to do
                 acted = acted or not isinstance(action, Stop | Remove)
-                probe_now = probe_now or (outcome == "ok" and _ready_at_probe(action, desired))
+                probe_now = probe_now or (outcome == "ok" and ready_at_probe(action, desired))
                 if isinstance(action, Run | Start):
                     await self._look()  # the new container's id, and when it first ran
                 else:
@@ -280,7 +289,7 @@ class Agent:
             return None  # its retry, or a crash-looping container's start, is not due yet
         drift = self.evidence.drift(action, self._instances)
         if drift is not None:
-            await self.reports.event("drift_healed", *drift)
+            await self.reports.event(DRIFT_HEALED, *drift)
         kind = type(action).__name__.lower()
         started = time.perf_counter()
         try:
@@ -367,18 +376,6 @@ class Agent:
             log.info("Docker Engine available again host=%s", self.host)
             self.engine_error = None
         metrics.ENGINE_UP.set(1)
-
-
-def _ready_at_probe(action: Action, desired: DesiredState) -> bool:
-    """Did `action` start an instance that its first probe, due at once, may find ready: one
-    with a health probe and no minimum healthy time?"""
-    spec: ContainerSpec | None = None
-    if isinstance(action, Run):
-        spec = action.assignment.spec
-    elif isinstance(action, Start):
-        key = (action.app, action.release)
-        spec = next((a.spec for a in desired.assignments if (a.app, a.release) == key), None)
-    return spec is not None and spec.health is not None and spec.min_healthy_time <= 0
 
 
 def _run_ref(assignment: Assignment) -> str:

@@ -21,7 +21,9 @@ A chunk past the rate is dropped (counted, and the stream's client told how many
 
 A status is confined again whenever the host is told of something new (`told`): the status
 an agent sent before the push that assigned it an app is recorded again, with that app's
-instances, and nothing the agent sent is lost while the push is on its way.
+instances, and nothing the agent sent is lost while the push is on its way. For that alone
+the Intake keeps the newest status as the agent sent it; what the host last reported is
+the status store's, in its confined form, and no one else reads this copy.
 """
 
 from __future__ import annotations

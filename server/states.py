@@ -13,6 +13,8 @@ import fnmatch
 from collections.abc import Iterable
 from enum import StrEnum
 
+from agent import protocol
+
 
 class DeploymentStatus(StrEnum):
     """Where a deployment is."""
@@ -52,6 +54,14 @@ class TargetState(StrEnum):
     SKIPPED = "skipped"
 
 
+class Disconnected(StrEnum):
+    """What a deployment does with a target host away longer than its reconnect_grace when
+    it starts (the strategy's `disconnected`)."""
+
+    SKIP = "skip"  # listed as skipped, assigned the release when the deployment succeeds
+    WAIT = "wait"  # waited for, as any host
+
+
 class DeploymentKind(StrEnum):
     """Whether a deployment rolls a release out or back."""
 
@@ -75,6 +85,14 @@ class Action(StrEnum):
     RESUME = "resume"
     PROMOTE = "promote"
     CANCEL = "cancel"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery in the outbox: waiting for its (next) attempt, or done."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the delivery policy's give_up_after
 
 
 class HostStatus(StrEnum):
@@ -119,7 +137,7 @@ class EventKind(StrEnum):
     HOST_CONNECTED = "host_connected"
     HOST_DISCONNECTED = "host_disconnected"
     HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host
-    DRIFT_HEALED = "drift_healed"
+    DRIFT_HEALED = protocol.DRIFT_HEALED  # an agent's (agent/protocol.py)
     HOST_ENGINE_UNAVAILABLE = "host_engine_unavailable"  # seen in the agent's status
     HOST_ENGINE_AVAILABLE = "host_engine_available"
     APP_REMOVED = "app_removed"  # from every host, or from hosts a new release dropped

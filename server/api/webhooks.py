@@ -15,6 +15,7 @@ from server.db.models import Webhook, WebhookDelivery
 from server.db.store import as_utc
 from server.errors import FieldError, Invalid, NotFound
 from server.keys import SESSIONS, SETTINGS
+from server.states import DeliveryStatus
 from server.webhooks import internal_target
 
 
@@ -31,7 +32,7 @@ def webhook_out(hook: Webhook) -> WebhookOut:
 
 def delivery_out(row: WebhookDelivery) -> WebhookDeliveryOut:
     """One delivery attempt record; `next_attempt_at` only while it is still pending."""
-    pending = row.status == "pending"
+    pending = row.status == DeliveryStatus.PENDING
     return WebhookDeliveryOut(
         id=row.id,
         event=row.event,

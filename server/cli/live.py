@@ -29,13 +29,29 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from server.states import TERMINAL
+from server.states import TERMINAL, TargetState
 
 TICK_SECONDS = 1.0  # the live view's clock
 DETAIL_WIDTH = 60
-COLORS = {"healthy": "32", "failed": "31", "updating": "33", "pulling": "36", "skipped": "2"}
+# the live view's own state of a pending or updating host whose image of the release is not
+# there yet (the API says `"pulling": true`); the others are the API's (TargetState)
+PULLING = "pulling"
+COLORS = {
+    TargetState.HEALTHY: "32",
+    TargetState.FAILED: "31",
+    TargetState.UPDATING: "33",
+    PULLING: "36",
+    TargetState.SKIPPED: "2",
+}
 # when the hosts do not fit the terminal, these come first
-PRIORITY = {"failed": 0, "updating": 1, "pulling": 2, "pending": 3, "healthy": 4, "skipped": 5}
+PRIORITY = {
+    TargetState.FAILED: 0,
+    TargetState.UPDATING: 1,
+    PULLING: 2,
+    TargetState.PENDING: 3,
+    TargetState.HEALTHY: 4,
+    TargetState.SKIPPED: 5,
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,7 @@ def snapshot(deployment: dict[str, Any]) -> Snapshot:
         status=str(deployment.get("status") or "-"),
         hosts=hosts,
         batch=batch(
-            [str(h.get("state") or "pending") for h in deployment.get("hosts") or []],
+            [str(h.get("state") or TargetState.PENDING) for h in deployment.get("hosts") or []],
             _positive(strategy.get("max_parallel"), 1),
             _positive(strategy.get("canary"), 0),
         ),
@@ -86,14 +102,14 @@ def _positive(value: Any, default: int) -> int:
 
 
 def _host(raw: dict[str, Any], release: int) -> Host:
-    state = str(raw.get("state") or "pending")
-    if state in ("pending", "updating") and raw.get("pulling") is True:
-        state = "pulling"  # the API's host whose image of the release is not there yet
+    state = str(raw.get("state") or TargetState.PENDING)
+    if state in (TargetState.PENDING, TargetState.UPDATING) and raw.get("pulling") is True:
+        state = PULLING  # the API's host whose image of the release is not there yet
     previous = raw.get("previous_release")
     was = str(previous) if previous is not None else "-"
-    if state == "updating":
+    if state == TargetState.UPDATING:
         shown = f"{was} -> {release}"
-    elif state in ("healthy", "failed"):
+    elif state in (TargetState.HEALTHY, TargetState.FAILED):
         shown = str(release)
     else:  # pending, pulling, skipped: what it ran before
         shown = was
@@ -119,14 +135,14 @@ def printable(text: object) -> str:
 def batch(states: list[str], max_parallel: int, canary: int) -> tuple[int, int] | None:
     """(the batch under way, how many batches): canaries are batch 1, then `max_parallel`
     hosts a batch; skipped hosts are in none. (0, n) before the first batch starts."""
-    counted = [s for s in states if s != "skipped"]
+    counted = [s for s in states if s != TargetState.SKIPPED]
     if not counted:
         return None
     size = max(1, max_parallel)
     canaries = min(canary, len(counted))
     first = 1 if canaries else 0
     total = first + math.ceil((len(counted) - canaries) / size)
-    started = sum(1 for s in counted if s != "pending")
+    started = sum(1 for s in counted if s != TargetState.PENDING)
     if started == 0:
         return 0, total
     if started <= canaries:
@@ -211,16 +227,16 @@ def changes(before: Snapshot | None, after: Snapshot) -> list[str]:
         lines.append(f"deployment {after.id}: {after.status}{where}{on}")
     was = {h.name: h.state for h in before.hosts} if before is not None else {}
     for h in after.hosts:
-        if was.get(h.name, "pending") == h.state:
+        if was.get(h.name, TargetState.PENDING) == h.state:
             continue
         line = f"host {h.name}: {h.state}"
-        if h.state == "updating":
+        if h.state == TargetState.UPDATING:
             line += f" to release {after.release}"
-        elif h.state == "pulling":
+        elif h.state == PULLING:
             line += f" the image of release {after.release}"
-        elif h.state == "healthy":
+        elif h.state == TargetState.HEALTHY:
             line += f" on release {after.release}"
-        if h.detail and h.state in ("failed", "skipped"):
+        if h.detail and h.state in (TargetState.FAILED, TargetState.SKIPPED):
             line += f": {h.detail}"
         lines.append(line)
     return lines

@@ -14,6 +14,7 @@ from typing import Any
 
 from server.cli.api import Exit, app_name, call, report_problem, server_of
 from server.cli.output import cell, emit_json, labels, table, when
+from server.states import ACTIVE
 
 MAX_ID = 2**31 - 1
 _DIGITS = re.compile(r"[0-9]{1,10}")
@@ -95,7 +96,7 @@ def _active_deployment(args: argparse.Namespace, token: str) -> dict[str, Any] |
         server_of(args), token, "GET", f"/v1/deployments?app={args.target}&limit=1"
     )
     newest = (answer.get("deployments") or [None])[0] if status == 200 else None
-    if newest and newest.get("status") in ("pending", "running", "paused"):
+    if newest and newest.get("status") in ACTIVE:
         return dict(newest)
     return None
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from server.cli import live
 from server.cli.api import Exit, Server, Unreachable, call, report_problem
-from server.states import TERMINAL, DeploymentStatus
+from server.states import TERMINAL, DeploymentStatus, TargetState
 
 # The server answers a long poll after this long at most (MAX_WAIT_SECONDS of
 # GET /v1/deployments/{id}?wait=): a longer --timeout polls again until it has passed.
@@ -167,7 +167,7 @@ def evidence(deployment: dict[str, Any]) -> None:
     if deployment.get("error"):
         print(f"  {live.printable(deployment['error'])}", file=sys.stderr)
     for host in deployment.get("hosts") or []:
-        if host.get("state") != "failed":
+        if host.get("state") != TargetState.FAILED:
             continue
         why = live.printable(host.get("error") or "failed")
         print(f"  host {host.get('name')}: {why}", file=sys.stderr)
@@ -223,7 +223,7 @@ def _serving(target: Target, app: str, rollback: dict[str, Any]) -> str:
         h
         for h in answer.get("hosts") or []
         if h.get("name") in names
-        and h.get("state") == "healthy"
+        and h.get("state") == TargetState.HEALTHY
         and h.get("release") == rollback["release"]
     ]
     return f"serving on {len(serving)}/{len(names)} hosts"

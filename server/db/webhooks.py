@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, aliased
 
 from server.db.models import Webhook, WebhookDelivery, utcnow
 from server.db.session import Listener
-from server.states import matches, public_name
+from server.states import DeliveryStatus, matches, public_name
 
 ENQUEUED = "flotilla.webhook_enqueued"  # a session.info flag: wake the sender after commit
 SUBSCRIBERS = "flotilla.webhook_subscribers"  # session.info: (transaction, webhooks) memo
@@ -141,7 +141,7 @@ async def enqueue(
                 webhook_id=webhook_id,
                 event=name,
                 payload=payload,
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 attempts=0,
                 created_at=now,
                 next_attempt_at=now,
@@ -202,14 +202,14 @@ def _claimable() -> Select[Webhook]:
     now: BindParameter[dt.datetime] = bindparam("now")
     head = (
         select(func.min(older.id))
-        .where(older.webhook_id == d.webhook_id, older.status == "pending")
+        .where(older.webhook_id == d.webhook_id, older.status == DeliveryStatus.PENDING)
         .scalar_subquery()
     )
     return (
         select(Webhook)
         .join(d, d.webhook_id == Webhook.id)
         .where(
-            d.status == "pending",
+            d.status == DeliveryStatus.PENDING,
             d.next_attempt_at <= now,
             d.id == head,
             or_(Webhook.lease_until.is_(None), Webhook.lease_until < now),
@@ -253,7 +253,10 @@ async def next_due(session: AsyncSession, webhook_id: int, now: dt.datetime) -> 
     """The webhook's oldest pending delivery if it is due; None if none or it must wait."""
     row = await session.scalar(
         select(WebhookDelivery)
-        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
+        .where(
+            WebhookDelivery.webhook_id == webhook_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
         .order_by(WebhookDelivery.id)
         .limit(1)
     )
@@ -266,7 +269,7 @@ async def record(
     session: AsyncSession,
     delivery_id: int,
     *,
-    status: str,
+    status: DeliveryStatus,
     attempts: int,
     status_code: int | None,
     error: str | None,
@@ -276,7 +279,7 @@ async def record(
     """Write the outcome of one attempt (only while the delivery is still pending)."""
     await session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending")
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DeliveryStatus.PENDING)
         .values(
             status=status,
             attempts=attempts,
@@ -297,7 +300,8 @@ async def prune(session: AsyncSession, finished_before: dt.datetime) -> int:
     """Forget finished deliveries older than the retention, and those of deleted webhooks."""
     old = await session.execute(
         delete(WebhookDelivery).where(
-            WebhookDelivery.status != "pending", WebhookDelivery.created_at < finished_before
+            WebhookDelivery.status != DeliveryStatus.PENDING,
+            WebhookDelivery.created_at < finished_before,
         )
     )
     orphans = await session.execute(

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from server.states import ACTIVE as ACTIVE
 from server.states import TERMINAL as TERMINAL
-from server.states import DeploymentStatus, TargetState
+from server.states import DeploymentStatus, Disconnected, TargetState
 
 # module names for the members: the loop below compares every target's state, 10,000 a pass
 PENDING, UPDATING, HEALTHY, FAILED, SKIPPED = TargetState
@@ -51,7 +51,7 @@ class Strategy:
     progress_deadline: float = 600.0
     auto_rollback: bool = True
     reconnect_grace: float = 30.0  # a host away this long at most is reconnecting, not failing
-    disconnected: str = "skip"  # "skip" | "wait": a host away longer at the start
+    disconnected: str = Disconnected.SKIP  # a host away longer at the start
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> Strategy:
@@ -210,7 +210,7 @@ def skipped_at_start(
     """The target hosts a deployment starting at `now` skips: with `disconnected: "skip"`,
     those away for longer than `reconnect_grace` (`since`: when each went away, or was last
     seen; time the server itself was down, before `resumed_at`, does not count)."""
-    if strategy.disconnected != "skip":
+    if strategy.disconnected != Disconnected.SKIP:
         return frozenset()
     grace = strategy.reconnect_grace
     return frozenset(

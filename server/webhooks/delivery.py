@@ -30,6 +30,7 @@ from aiohttp import web
 from server.db import webhooks as db
 from server.db.session import Sessions
 from server.loops import log_failure, unit_of_work, wait_set
+from server.states import DeliveryStatus
 from server.turns import MAX_WRITE_DEFER_SECONDS, Turns, Work
 from server.webhooks import signing
 
@@ -184,12 +185,12 @@ class Deliverer:
         attempts = due.attempts + 1
         delivered = error is None
         if delivered:
-            status, next_at = "delivered", now
+            status, next_at = DeliveryStatus.DELIVERED, now
         elif (now - due.created_at).total_seconds() >= self.policy.give_up_after:
-            status, next_at = "failed", now
+            status, next_at = DeliveryStatus.FAILED, now
         else:
             wait = backoff(attempts, self.policy.backoff_base, self.policy.backoff_cap, self.rand())
-            status, next_at = "pending", now + dt.timedelta(seconds=wait)
+            status, next_at = DeliveryStatus.PENDING, now + dt.timedelta(seconds=wait)
         async with self.sessions.begin() as session:
             # the webhook row before its delivery, as DELETE /v1/webhooks/{id} locks them:
             # the other order deadlocks with it on PostgreSQL (see server.db.webhooks)
@@ -207,7 +208,7 @@ class Deliverer:
         if not delivered:
             log.warning(
                 "webhook delivery %s webhook=%s delivery=%s event=%s attempts=%d: %s",
-                "gave up" if status == "failed" else "failed",
+                "gave up" if status == DeliveryStatus.FAILED else "failed",
                 hook.id, due.id, due.event, attempts, error,
             )  # fmt: skip
         return delivered

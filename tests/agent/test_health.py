@@ -20,8 +20,7 @@ from agent.protocol import (
     Instance,
     PublishedPort,
 )
-from agent.reconcile import Remove, Run, Start, Stop
-from agent.runner import _ready_at_probe
+from agent.reconcile import Remove, Run, Start, Stop, ready_at_probe
 
 PROBE = HealthSpec(type="cmd", command=("true",), interval=0.5, retries=1)
 PROBED = ContainerSpec(image="web:2", health=PROBE)
@@ -104,22 +103,22 @@ def test_a_probe_is_not_repeated_before_it_is_due() -> None:
 
 def test_a_pass_probes_at_once_what_may_be_ready_at_once() -> None:
     state = desired(PROBED)
-    assert _ready_at_probe(Run(state.assignments[0], 0, "n"), state)
-    assert _ready_at_probe(Start("c1", "web", 2), state)
+    assert ready_at_probe(Run(state.assignments[0], 0, "n"), state)
+    assert ready_at_probe(Start("c1", "web", 2), state)
 
 
 def test_an_instance_that_must_run_a_while_is_not_probed_in_its_pass() -> None:
     for spec in (UNPROBED, SETTLING):
         state = desired(spec)
-        assert not _ready_at_probe(Run(state.assignments[0], 0, "n"), state)
-        assert not _ready_at_probe(Start("c1", "web", 2), state)
+        assert not ready_at_probe(Run(state.assignments[0], 0, "n"), state)
+        assert not ready_at_probe(Start("c1", "web", 2), state)
 
 
 def test_other_actions_and_unknown_releases_are_not_probed_in_their_pass() -> None:
     state = desired(PROBED)
-    assert not _ready_at_probe(Start("c1", "web", 1), state)  # not the assigned release
-    assert not _ready_at_probe(Stop("c0", "web", 1), state)
-    assert not _ready_at_probe(Remove("c0", "web", 1), state)
+    assert not ready_at_probe(Start("c1", "web", 1), state)  # not the assigned release
+    assert not ready_at_probe(Stop("c0", "web", 1), state)
+    assert not ready_at_probe(Remove("c0", "web", 1), state)
 
 
 def test_http_and_tcp_probes_dial_the_address_the_port_is_published_on() -> None:

@@ -4,12 +4,13 @@ server.webhooks), a webhook as listed (never its secret) and one of its deliveri
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from server import webhooks
 from server.api.schemas.fields import Strict
+from server.states import DeliveryStatus
 
 
 def _webhook_url(value: str) -> str:
@@ -45,7 +46,7 @@ class WebhookDeliveryOut(BaseModel):
 
     id: int
     event: str
-    status: Literal["pending", "delivered", "failed"]
+    status: DeliveryStatus
     attempts: int
     last_status_code: int | None
     last_error: str | None
