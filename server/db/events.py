@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from server.db.models import Event
-from server.db.session import Listener
+from server.db.session import Listener, wake_after
 
 ADDED = "flotilla.events_added"  # session.info key: this transaction appended an event
 
@@ -79,17 +78,4 @@ async def read_range(
 def commit_listener(wake: Callable[[], None]) -> Listener:
     """A listener (`create_sessions`) that calls `wake` after every commit of a session that
     added an event."""
-
-    def listen(session_class: type[Session]) -> None:
-        def committed(session: Session) -> None:
-            if session.info.pop(ADDED, False):
-                wake()
-
-        def ended(session: Session, transaction: object) -> None:
-            if getattr(transaction, "parent", None) is None:
-                session.info.pop(ADDED, None)  # rolled back: nothing was written
-
-        event.listen(session_class, "after_commit", committed)
-        event.listen(session_class, "after_transaction_end", ended)
-
-    return listen
+    return wake_after(ADDED, wake)

@@ -118,6 +118,26 @@ def create_sessions(
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CommitAwareSession)
 
 
+def wake_after(flag: str, wake: Callable[[], None]) -> Listener:
+    """A listener that calls `wake` after every commit of a transaction whose session.info
+    holds `flag` (set by what wrote the rows a loop watches), and forgets the flag when the
+    transaction ends without a commit."""
+
+    def listen(session_class: type[Session]) -> None:
+        def committed(session: Session) -> None:
+            if session.info.pop(flag, False):
+                wake()
+
+        def ended(session: Session, transaction: SessionTransaction) -> None:
+            if transaction.parent is None:  # rolled back: nothing was written
+                session.info.pop(flag, None)
+
+        event.listen(session_class, "after_commit", committed)
+        event.listen(session_class, "after_transaction_end", ended)
+
+    return listen
+
+
 def _count_writes(session_class: type[Session], on_commit: Callable[[], None]) -> None:
     """Call `on_commit` after each commit of a transaction that wrote something."""
 

@@ -24,17 +24,16 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
-    event,
     func,
     or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from server.db.models import Webhook, WebhookDelivery, utcnow
-from server.db.session import Listener
+from server.db.session import Listener, wake_after
 from server.states import DeliveryStatus, matches, public_name
 
 ENQUEUED = "flotilla.webhook_enqueued"  # a session.info flag: wake the sender after commit
@@ -177,20 +176,7 @@ async def subscribed(session: AsyncSession, kind: str) -> list[int]:
 def commit_listener(wake: Callable[[], None]) -> Listener:
     """A listener (`create_sessions`) that calls `wake` after every commit of a session that
     enqueued a delivery."""
-
-    def listen(session_class: type[Session]) -> None:
-        def committed(session: Session) -> None:
-            if session.info.pop(ENQUEUED, False):
-                wake()
-
-        def ended(session: Session, transaction: object) -> None:
-            if getattr(transaction, "parent", None) is None:
-                session.info.pop(ENQUEUED, None)  # rolled back: nothing was enqueued
-
-        event.listen(session_class, "after_commit", committed)
-        event.listen(session_class, "after_transaction_end", ended)
-
-    return listen
+    return wake_after(ENQUEUED, wake)
 
 
 def _claimable() -> Select[Webhook]:
