@@ -20,6 +20,7 @@ from server.db.session import Sessions
 from server.db.store import as_utc, now
 from server.loops import log_failure, unit_of_work
 from server.metrics import Metrics
+from server.rollout import judgement
 from server.rollout.judgement import Wanted, judge
 from server.states import HostStatus, TargetState, host_status
 from server.statuses import StatusReader
@@ -119,9 +120,9 @@ class FleetMetrics:
             statuses[host_status(host.connected and fresh, error)] += 1
             running: dict[str, int] = {}
             for inst in status.instances if status is not None else ():
-                ready = inst.ready and inst.state == "running"
-                instance_states[(inst.app, "ready" if ready else inst.state)] += 1
-                if inst.state == "running":
+                shown = "ready" if judgement.ready(inst) else inst.state
+                instance_states[(inst.app, shown)] += 1
+                if inst.state == judgement.RUNNING:
                     running[inst.app] = max(running.get(inst.app, 0), inst.release)
             for app, release in running.items():
                 values[m.host_app_release][(host.name, app)] = release

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.codec import dumps_json, loads_json
-from agent.protocol import Status, run_ref
+from agent.protocol import Instance, Status, run_ref
 from server.states import TargetState
 
 PULL_FAILED = "pull_failed"  # the agent's reason for a problem it met while pulling
@@ -54,6 +54,13 @@ class Verdict:
 
 
 NEVER_REPORTED = Verdict(TargetState.PENDING)
+RUNNING = "running"  # Docker's state of a running container, as agents report it
+
+
+def ready(instance: Instance) -> bool:
+    """Is this instance running and ready (past its health gate)? The judgement's rule for
+    one instance, which the fleet gauges count by too."""
+    return instance.ready and instance.state == RUNNING
 
 
 def judge(wanted: Wanted, status: Status | None) -> Verdict:
@@ -64,16 +71,16 @@ def judge(wanted: Wanted, status: Status | None) -> Verdict:
     if status is None:
         return NEVER_REPORTED
     app, release = wanted.app, wanted.release
-    ready = 0
+    ready_count = 0
     present = stale = False
     for i in status.instances:
         if i.app != app:
             continue
         if i.release == release:
             present = True
-            if i.ready and i.state == "running":
-                ready += 1
-        elif i.state == "running":
+            if ready(i):
+                ready_count += 1
+        elif i.state == RUNNING:
             stale = True
     problem = pull_error = None
     for p in status.problems:
@@ -84,13 +91,13 @@ def judge(wanted: Wanted, status: Status | None) -> Verdict:
     pulled = bool(wanted.image) and any(image in images for image, _ in status.digests)
     if problem is not None:
         state = TargetState.FAILED
-    elif ready >= wanted.replicas and not stale:
+    elif ready_count >= wanted.replicas and not stale:
         state = TargetState.HEALTHY
     elif present:
         state = TargetState.UPDATING
     else:
         state = TargetState.PENDING
-    return Verdict(state, problem, pulled, pull_error, ready)
+    return Verdict(state, problem, pulled, pull_error, ready_count)
 
 
 def evidence(status: Status | None, app: str, release: int) -> dict[str, object]:
