@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import endpoint
-from agent.cli import DEFAULT_METRICS_LISTEN
 from agent.client import Connection
 from agent.docker_driver import DockerDriver
 from agent.health import HealthTracker
@@ -34,7 +33,9 @@ class AgentSettings:
     name: str
     token: str
     docker_host: str | None = None
-    metrics_listen: str | None = DEFAULT_METRICS_LISTEN
+    # the local /metrics and /healthz endpoint: none unless given (the command line gives
+    # agent/cli.DEFAULT_METRICS_LISTEN unless told "off")
+    metrics_listen: str | None = None
     retain: int = 2
     prune_images: bool = True
     poll_interval: float = 5.0

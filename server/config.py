@@ -7,14 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.tls import is_loopback
+from server.errors import SettingsError
 
 DEFAULT_LISTEN = "127.0.0.1:8700"
 DEFAULT_DATA_DIR = ".flotilla"
 MAX_BODY_BYTES = 256 * 1024
-
-
-class SettingsError(ValueError):
-    """A setting that cannot work; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,8 @@ class Throttled(DomainError):
 class DatabaseProblem(Exception):
     """A database the server cannot start on, said in one line with what to do (not a
     DomainError: no API call answers with it; the command line prints it and exits)."""
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names it (at start, the command line prints
+    it in one line and exits). Not a domain error: no request carries it."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from server.config import SettingsError
+from server.errors import SettingsError
 
 KEY_FILE = "secret.key"
 NEXT_KEY_FILE = "secret.key.next"

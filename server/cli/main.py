@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from agent import cli as agent_cli
 from server.cli import flags
 from server.cli.logs import configure_logging
-from server.config import DEFAULT_LISTEN, Settings, SettingsError
-from server.errors import DatabaseProblem
+from server.config import DEFAULT_LISTEN, Settings
+from server.errors import DatabaseProblem, SettingsError
 
 if TYPE_CHECKING:
     from aiohttp import web
