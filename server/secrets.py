@@ -49,10 +49,10 @@ async def put(
                 await store.add_event(session, EventKind.SECRET_SET, actor, message, app=app)
             return version
         except store.DatabaseError as exc:
-            # a concurrent set took the same version number (the unique key of app, name
-            # and version), or a serialization failure or busy database: a fresh transaction
-            # gets past it. Any other constraint's violation fails the same way again.
-            if not (store.unique_violation(exc) or store.retryable(exc)):
+            # a serialization failure, deadlock or busy database: a fresh transaction gets
+            # past it (sets of one name wait for each other, db/secrets.put, and never take
+            # the same number). A constraint's violation fails the same way again.
+            if not store.retryable(exc):
                 raise
             if attempt == SET_ATTEMPTS - 1:
                 raise Conflict("conflict", "the secret is being set concurrently; retry") from None

@@ -252,8 +252,10 @@ class WebhookDelivery(Base):
 class Secret(Base):
     """One version of an app's secret, encrypted (server/secret_box.py): never the value.
 
-    Every set of a name adds a version (numbers only grow, per app and name); the newest one
-    is `live` until the name is set again or removed. An older version stays while a release
+    Every set of a name adds a version, numbered after the newest one kept (sets of one name
+    wait for each other: db/secrets.put); the newest one is `live` until the name is set
+    again or removed. A removal deletes the versions no release names, so a set after it
+    may number from where the versions kept end. An older version stays while a release
     names it in its spec's `secret_versions`, so a rollback runs with the values it ran with.
     Keyed by the app's name, not its row: a secret can be set before the app's first deploy.
     """

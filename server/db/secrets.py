@@ -29,8 +29,9 @@ class SecretInfo:
 
 async def put(session: AsyncSession, app: str, name: str, ciphertext: bytes, actor: str) -> int:
     """Add a new live version of a secret; return its number. Versions the app's releases do
-    not name are deleted. Two concurrent sets of one name collide on the unique key (the
-    caller retries)."""
+    not name are deleted. Sets of one name wait for each other (`_lock_name`): each numbers
+    its version from what the one before it committed."""
+    await _lock_name(session, app, name)
     newest = await session.scalar(
         select(func.max(Secret.version)).where(Secret.app == app, Secret.name == name)
     )
@@ -54,8 +55,28 @@ async def put(session: AsyncSession, app: str, name: str, ciphertext: bytes, act
     return version
 
 
+async def _lock_name(session: AsyncSession, app: str, name: str) -> None:
+    """Hold, until the transaction ends, the lock that the writers of one secret take first.
+
+    Without it, a set numbered its version from a newest version read before another set
+    committed; the other set's prune could then have deleted that number, and two sets
+    answered the same version (found by tests/server/test_db_retry.py on SQLite).
+    PostgreSQL: a transaction-level advisory lock on a hash of the app and name (a hash
+    shared by two names only makes them wait for each other). SQLite: the database's write
+    lock, which a locking read takes at once (BEGIN IMMEDIATE, server/db/sqlite_driver.py)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = func.hashtext(f"flotilla.secret:{app}:{name}")
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    else:
+        await session.execute(
+            select(Secret.id).where(Secret.app == app, Secret.name == name).with_for_update()
+        )
+
+
 async def remove(session: AsyncSession, app: str, name: str) -> bool:
-    """Remove a secret's live version (False if it has none); versions releases name stay."""
+    """Remove a secret's live version (False if it has none); versions releases name stay.
+    It waits for the sets of the name under way (`_lock_name`), as they wait for it."""
+    await _lock_name(session, app, name)
     done = await session.execute(
         update(Secret)
         .where(Secret.app == app, Secret.name == name, Secret.live.is_(True))

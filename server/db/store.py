@@ -73,21 +73,6 @@ def retryable(exc: BaseException) -> bool:
     return code is not None and code & 0xFF in RETRYABLE_SQLITE_CODES
 
 
-# a unique key's violation: PostgreSQL's unique_violation, SQLite's SQLITE_CONSTRAINT_UNIQUE
-# and SQLITE_CONSTRAINT_PRIMARYKEY (extended codes)
-UNIQUE_SQLSTATE = "23505"
-UNIQUE_SQLITE_CODES = frozenset({2067, 1555})
-
-
-def unique_violation(exc: BaseException) -> bool:
-    """Is this database error a unique key's violation (and no other constraint's)? For the
-    one writer that numbers rows itself and may lose a race for a number (secrets.put)."""
-    code = _code(exc)
-    if isinstance(code, str):
-        return code == UNIQUE_SQLSTATE
-    return code in UNIQUE_SQLITE_CODES
-
-
 # PostgreSQL SQLSTATE classes and codes of a server that is not there for us: connection
 # exceptions (08), operator intervention (57: shutdown, cannot connect now), insufficient
 # resources (53: too many connections), a database not accepting connections (55000) or gone
