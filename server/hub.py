@@ -10,12 +10,14 @@ clear reason (1007), and nothing of it is kept. A status goes to the status stor
 controller (`Wakeups.host`). Connections, agents' events and releases' pins are written in
 batches, a few times a second at most, at the turn the scheduler gives writes
 (`server.turns`). Liveness comes from the WebSocket's own ping/pong; the hub touches
-`last_seen` of every connected host in one statement every few seconds. With mutual TLS
+`last_seen` of every connected host in one statement every few seconds. An agent that stops
+taking frames (its socket's buffers full) is cut off once a frame has waited SEND_SECONDS
+for it (`_watch_sends`): a send waits on it, and a push waits for its sends. With mutual TLS
 (`--agent-ca`), a socket also needs a client certificate naming the token's host. The log
 streams opened to connected hosts are `server.log_streams.LogStreams`'s (`Hub.logs`).
 
-(Just over 400 lines: the connections' lifecycle is one piece; the log streams, the writes
-and the intake live in modules of their own.)
+(Over 400 lines: the connections' lifecycle, the sends and their watch are one piece; the
+log streams, the writes and the intake live in modules of their own.)
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ MAX_FRAME_BYTES = 1024 * 1024  # an agent's frame past this closes its connectio
 BAD_FRAME_LOG_SECONDS = 60.0  # a host's bad frames are logged at WARNING this often at most
 HEARTBEAT_SECONDS = 20.0  # the server's ping interval on each agent socket, for small fleets
 MAX_PINGS_PER_SECOND = 200.0  # for large ones the interval grows: 50 s at 10,000 hosts
+# a frame an agent has not taken in this long: it reads nothing (a stuck or hostile agent),
+# and its connection is cut; looked at every half of it. A healthy agent's socket takes a
+# desired state at once (the kernel's buffers), however slowly its link carries it on
+SEND_SECONDS = 5.0
 
 
 class Hub:
@@ -95,6 +101,8 @@ class Hub:
         self.on_change = on_change  # a host sent a status, connected or went away
         self.turns = turns
         self._sockets: dict[str, web.WebSocketResponse] = {}
+        self._transports: dict[str, asyncio.Transport] = {}  # each socket's connection
+        self._sending: dict[str, float] = {}  # host -> since when a frame to it waits (monotonic)
         self._ids: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # connections, events and pins: written in batches
@@ -167,6 +175,8 @@ class Hub:
         )
         try:  # registered inside: whatever happens from here, the finally unregisters it
             self._sockets[name] = ws
+            if request.transport is not None:
+                self._transports[name] = request.transport
             self._intakes[name] = intake
             self._ids[name] = host_id
             self._since[name] = time.time()
@@ -199,6 +209,7 @@ class Hub:
                 del self._intakes[name]
             if self._sockets.get(name) is ws:
                 del self._sockets[name]
+                self._transports.pop(name, None)
                 self.logs.host_gone(name)
                 self._unpinned.pop(name, None)
                 self._since[name] = time.time()
@@ -231,12 +242,38 @@ class Hub:
         if ws is None:
             return False
         async with self._locks.setdefault(host, asyncio.Lock()):
-            try:
-                await ws.send_str(encode(message))
-            except (ConnectionError, RuntimeError) as exc:
-                log.warning("send failed host=%s: %s", host, exc)
-                return False
+            return await self._send_frame(host, ws, encode(message))
+
+    async def _send_frame(self, host: str, ws: web.WebSocketResponse, text: str) -> bool:
+        """Send one frame to a host's agent (its lock held); whether it went. While the send
+        waits, `_watch_sends` sees since when, and cuts the connection after SEND_SECONDS
+        (the send then returns, and the connection's handler ends)."""
+        self._sending[host] = time.monotonic()
+        try:
+            await ws.send_str(text)
+        except (ConnectionError, RuntimeError) as exc:
+            log.warning("send failed host=%s: %s", host, exc)
+            return False
+        finally:
+            del self._sending[host]
         return True
+
+    async def _watch_sends(self) -> None:
+        """Cut off every agent a frame has waited on for SEND_SECONDS: it takes nothing, and
+        a send to it would wait for ever (a closing socket waits for its buffer to empty
+        too), and every push after it with it. Not a turn of the scheduler's to wait for:
+        what it frees is the push loop itself."""
+        while True:
+            await asyncio.sleep(SEND_SECONDS / 2)
+            now = time.monotonic()
+            for host, since in list(self._sending.items()):
+                transport = self._transports.get(host)
+                if now - since >= SEND_SECONDS and transport is not None:
+                    log.warning(
+                        "agent cut off host=%s: it took no frame in %.0f s (it does not read)",
+                        host, now - since,
+                    )  # fmt: skip
+                    transport.abort()  # the waiting send returns; the connection's handler ends
 
     async def push(self, hosts: Iterable[str]) -> None:
         """Send each connected host its full desired state (read in a few batched queries)."""
@@ -274,10 +311,7 @@ class Hub:
                     )  # fmt: skip
                 lists, said, waiting = made
                 async with self._locks.setdefault(name, asyncio.Lock()):
-                    try:
-                        await ws.send_str(encode_desired(desired, lists))
-                    except (ConnectionError, RuntimeError) as exc:
-                        log.warning("push failed host=%s: %s", name, exc)
+                    if not await self._send_frame(name, ws, encode_desired(desired, lists)):
                         continue
                 intake = self._intakes.get(name)
                 if intake is not None:  # what the agent may report now
@@ -299,8 +333,8 @@ class Hub:
         self.request_push(hosts)
 
     async def run(self) -> None:
-        """The hub's two loops: batched pushes and batched writes."""
-        await asyncio.gather(self._push_loop(), self.records.run())
+        """The hub's loops: batched pushes, batched writes, and the watch on sends."""
+        await asyncio.gather(self._push_loop(), self.records.run(), self._watch_sends())
 
     async def _push_loop(self) -> None:
         while True:

@@ -5,6 +5,7 @@ reaches a reader (GET /v1/apps/{app} keeps answering)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from aiohttp import WSMsgType
 
 from agent.codec import encode
 from agent.protocol import Event, Hello, Instance, Status
+from server.hub import SEND_SECONDS
 from tests.conftest import Flotilla
 
 VALID = {"image": "web:v1", "command": ["/bin/sh", "-c", "sleep 3600"]}
@@ -165,3 +167,62 @@ async def test_a_frame_past_the_cap_closes_the_connection(flotilla_sqlite: Floti
         closing = await asyncio.wait_for(ws.receive(), 10)
     assert ws.close_code == 1009  # message too big
     assert (await flotilla.api.call("GET", "/v1/hosts"))[0] == 200
+
+
+async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
+    flotilla_sqlite: Flotilla,
+) -> None:
+    """An agent whose socket takes no more frames (it reads nothing: stuck, or hostile) must
+    not stop the server's pushes to everyone else. Its send waits SEND_SECONDS at most; then
+    its connection is cut, and the other host hears of every deploy meanwhile. (Before, the
+    push waited for that send for ever, and every later push with it.)"""
+    flotilla = flotilla_sqlite
+    stuck_name, stuck_token = await flotilla.add_host()
+    name, token = await flotilla.add_host()
+    stuck = await connect(flotilla, stuck_name, stuck_token)  # never reads: its buffers fill
+    ws = await connect(flotilla, name, token)
+    heard: set[int] = set()  # releases the reading host was told of
+
+    async def listen() -> None:
+        async for msg in ws:
+            body = orjson.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
+            if body.get("type") == "desired":
+                heard.update(a["release"] for a in body["assignments"])
+
+    listener = asyncio.create_task(listen())
+    big = {f"V{i}": "x" * 60_000 for i in range(3)}  # a desired state of about 180 KB
+
+    async def deploy(release: int) -> None:
+        """Deploy `release`; it must reach the reading host in SEND_SECONDS and a margin."""
+        # both hosts in one batch (each is assigned the release, big spec and all); once the
+        # one that does not read is cut off, a deploy skips it instead of waiting for it
+        strategy = {"max_parallel": 2, "reconnect_grace": 0}
+        spec = {**VALID, "env": {**big, "N": str(release)}, "strategy": strategy}
+        code, body = await flotilla.api.call("POST", "/v1/apps/web/deployments", spec)
+        assert code == 202, body
+        deadline = time.monotonic() + SEND_SECONDS + 5
+        while release not in heard:
+            assert time.monotonic() < deadline, f"release {release} never reached {name}"
+            await asyncio.sleep(0.02)
+
+    async def connected() -> dict[str, bool]:
+        _, hosts = await flotilla.api.call("GET", "/v1/hosts")
+        return {h["name"]: h["status"] == "connected" for h in hosts["hosts"]}
+
+    try:
+        for _ in range(100):  # the hosts' rows say so once the hub has written them
+            if all((await connected()).values()):
+                break
+            await asyncio.sleep(0.05)
+        release = 0
+        while (await connected())[stuck_name]:  # until its buffers are full and it is cut
+            release += 1
+            assert release <= 150, "150 deploys of 180 KB and the host was not cut off"
+            await deploy(release)
+        await deploy(release + 1)  # and the pushes go on without it
+        assert await connected() == {stuck_name: False, name: True}
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await ws.close()
+        await asyncio.wait_for(stuck.close(), 10)  # the server cut it: no handshake to wait for
