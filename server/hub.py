@@ -115,7 +115,7 @@ class Hub:
         self._at_once = False  # the next push gathers nothing more (push_now)
         self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
         self._fleet = 0  # registered hosts, counted at most once a minute
-        self._closing: set[asyncio.Task[bool]] = set()  # connections being cut off
+        self._closing: set[asyncio.Task[None]] = set()  # connections being cut off
         self._fleet_checked = float("-inf")
         self._since: dict[str, float] = {}  # host -> when it connected, or went away
         self.logs = LogStreams(self.send)  # the log streams opened to connected hosts
@@ -160,7 +160,7 @@ class Hub:
             log.warning("agent for host=%s introduced itself as %s", name, hello.host)
             await ws.close(code=4003, message=b"token belongs to another host")
             return ws
-        previous = self._sockets.get(name)
+        previous, previous_transport = self._sockets.get(name), self._transports.get(name)
         intake = Intake(
             host_id,
             name,
@@ -186,7 +186,9 @@ class Hub:
             if previous is not None:
                 self.logs.host_gone(name)  # the new connection knows nothing of them
                 self._session_replaced(name, remote, request.remote or "?")
-                await previous.close(code=4001, message=b"replaced by a newer connection")
+                await self._close(
+                    previous, previous_transport, 4001, b"replaced by a newer connection"
+                )
             self.records.connection(host_id, name, True, hello)
             log.info("agent connected host=%s version=%s", name, hello.agent_version)
             self.request_push([name])  # batched: a reconnect storm costs a few queries
@@ -393,7 +395,8 @@ class Hub:
             return False
         # the close frame goes out now; its handshake is not awaited here (an agent that
         # never answers it must not hold up the caller)
-        closing = asyncio.create_task(ws.close(code=code, message=reason.encode()[:120]))
+        transport = self._transports.get(name)
+        closing = asyncio.create_task(self._close(ws, transport, code, reason.encode()[:120]))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
         await asyncio.sleep(0)
@@ -402,8 +405,24 @@ class Hub:
 
     async def close_all(self) -> None:
         """Close every agent connection (the server is stopping)."""
-        for ws in list(self._sockets.values()):
-            await ws.close(code=1001, message=b"server shutting down")
+        for name, ws in list(self._sockets.items()):
+            await self._close(ws, self._transports.get(name), 1001, b"server shutting down")
+
+    async def _close(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        code: int,
+        message: bytes,
+    ) -> None:
+        """Close one agent connection with a close frame, and cut it if that has not ended in
+        SEND_SECONDS: an agent that reads nothing takes no close frame either."""
+        try:
+            async with asyncio.timeout(SEND_SECONDS):
+                await ws.close(code=code, message=message)
+        except TimeoutError:
+            if transport is not None:
+                transport.abort()
 
     async def _hello(self, ws: web.WebSocketResponse) -> Hello:
         msg = await ws.receive(timeout=HELLO_TIMEOUT)
