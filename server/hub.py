@@ -102,7 +102,8 @@ class Hub:
         self.turns = turns
         self._sockets: dict[str, web.WebSocketResponse] = {}
         self._transports: dict[str, asyncio.Transport] = {}  # each socket's connection
-        self._sending: dict[str, float] = {}  # host -> since when a frame to it waits (monotonic)
+        # host -> since when a frame to it waits (monotonic), and the connection it waits on
+        self._sending: dict[str, tuple[float, asyncio.Transport | None]] = {}
         self._ids: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # connections, events and pins: written in batches
@@ -243,14 +244,22 @@ class Hub:
         ws = self._sockets.get(host)
         if ws is None:
             return False
+        transport = self._transports.get(host)  # the same connection's: no await between
         async with self._locks.setdefault(host, asyncio.Lock()):
-            return await self._send_frame(host, ws, encode(message))
+            return await self._send_frame(host, ws, transport, encode(message))
 
-    async def _send_frame(self, host: str, ws: web.WebSocketResponse, text: str) -> bool:
-        """Send one frame to a host's agent (its lock held); whether it went. While the send
-        waits, `_watch_sends` sees since when, and cuts the connection after SEND_SECONDS
-        (the send then returns, and the connection's handler ends)."""
-        self._sending[host] = time.monotonic()
+    async def _send_frame(
+        self,
+        host: str,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        text: str,
+    ) -> bool:
+        """Send one frame to a host's agent on the connection `ws` rides on (`transport`),
+        with the host's lock held; whether it went. While the send waits, `_watch_sends`
+        sees since when, and cuts that connection after SEND_SECONDS (the send then
+        returns, and the connection's handler ends)."""
+        self._sending[host] = (time.monotonic(), transport)
         try:
             await ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
@@ -258,7 +267,8 @@ class Hub:
             return False
         finally:
             del self._sending[host]
-        return True
+        # cut or closing meanwhile (the watch, or a heartbeat's timeout): it may not have gone
+        return transport is None or not transport.is_closing()
 
     async def _watch_sends(self) -> None:
         """Cut off every agent a frame has waited on for SEND_SECONDS: it takes nothing, and
@@ -268,8 +278,7 @@ class Hub:
         while True:
             await asyncio.sleep(SEND_SECONDS / 2)
             now = time.monotonic()
-            for host, since in list(self._sending.items()):
-                transport = self._transports.get(host)
+            for host, (since, transport) in list(self._sending.items()):
                 if now - since >= SEND_SECONDS and transport is not None:
                     log.warning(
                         "agent cut off host=%s: it took no frame in %.0f s (it does not read)",
@@ -301,7 +310,7 @@ class Hub:
 
         async def worker() -> None:
             for name in queue:
-                ws = self._sockets.get(name)
+                ws, transport = self._sockets.get(name), self._transports.get(name)
                 desired = states.get(name)
                 if ws is None or desired is None:
                     continue
@@ -313,10 +322,11 @@ class Hub:
                     )  # fmt: skip
                 lists, said, waiting = made
                 async with self._locks.setdefault(name, asyncio.Lock()):
-                    if not await self._send_frame(name, ws, encode_desired(desired, lists)):
+                    text = encode_desired(desired, lists)
+                    if not await self._send_frame(name, ws, transport, text):
                         continue
                 intake = self._intakes.get(name)
-                if intake is not None:  # what the agent may report now
+                if intake is not None and self._sockets.get(name) is ws:  # may report now
                     intake.told(said)
                     self._unpinned[name] = pins.unpinned(desired, waiting)
 
@@ -405,8 +415,12 @@ class Hub:
 
     async def close_all(self) -> None:
         """Close every agent connection (the server is stopping)."""
-        for name, ws in list(self._sockets.items()):
-            await self._close(ws, self._transports.get(name), 1001, b"server shutting down")
+        await asyncio.gather(
+            *(
+                self._close(ws, self._transports.get(name), 1001, b"server shutting down")
+                for name, ws in list(self._sockets.items())
+            )
+        )  # at once: an agent that reads nothing holds up its own close only
 
     async def _close(
         self,

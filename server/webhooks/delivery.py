@@ -107,11 +107,13 @@ class Deliverer:
             # its connection), then cancel whatever still waits on a slow receiver
             if self._senders:
                 await asyncio.wait(set(self._senders), timeout=6)
-            for task in self._senders:
-                task.cancel()
-            await asyncio.gather(*self._senders, return_exceptions=True)
-            await self._http.close()
-            self._http = None
+            try:
+                for task in self._senders:
+                    task.cancel()
+                await asyncio.gather(*self._senders, return_exceptions=True)
+            finally:
+                await self._http.close()
+                self._http = None
 
     async def run_once(self) -> int:
         """Lease the webhooks that have a due delivery and start a sender for each."""
@@ -144,7 +146,7 @@ class Deliverer:
                 if due is None or not await self._attempt(hook, due):
                     break
         except Exception as exc:  # a bug: its trace; the database down: a line a minute
-            log_failure(log, "webhook sender", exc)
+            log_failure(log, f"webhook sender of webhook={hook.id}", exc)
         finally:
             try:
                 async with self.sessions.begin() as session:
