@@ -108,8 +108,8 @@ def create_app(settings: Settings) -> web.Application:
     app[READ_CACHE] = read_cache
     app[TOKENS] = TokenCache()
     app[AUDIT] = AuditLog(sessions, metrics.audit_dropped, turns)
-    app[DELIVERER] = Deliverer(sessions, turns, wake=enqueued)
-    app[EVENT_FEED] = EventFeed(sessions, turns, wake=added)
+    app[DELIVERER] = Deliverer(sessions, turns, enqueued)
+    app[EVENT_FEED] = EventFeed(sessions, turns, added)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_loops_ctx)

@@ -110,8 +110,8 @@ class EventFeed:
         self,
         sessions: Sessions,
         turns: Turns,
+        wake: asyncio.Event,
         poll_seconds: float = POLL_SECONDS,
-        wake: asyncio.Event | None = None,
     ) -> None:
         self._sessions = sessions
         self._turns = turns
@@ -119,7 +119,7 @@ class EventFeed:
         self._subs: set[Subscription] = set()
         self._after: int | None = None  # the newest event read; None while nobody listens
         self._offered: dict[int, None] = {}  # ids offered lately, oldest first
-        self.wake = wake or asyncio.Event()  # set by a commit that added events
+        self.wake = wake  # set by a commit that added events (db/events.commit_listener)
 
     def subscribe(
         self, after: int, app: str | None = None, apps: Collection[str] | None = None

@@ -21,8 +21,9 @@ waited for an answer waits for the rollout that began meanwhile):
 
 - `Work.NEXT_PASS`, the controller's pass after one that assigned hosts: PUSHING;
 - `Work.WRITES`, statuses', reports' and the audit trail's writes, and the webhook sender's
-  pass (it claims webhooks): JUDGING, then ROLLING, then ANSWERING (on SQLite a write holds the one write lock, and a pass that wanted it
-  slept in the driver's busy handler: 20 to 70 ms of a 100-host deploy's 100);
+  pass (it claims webhooks): JUDGING, then ROLLING, then ANSWERING (on SQLite a write holds
+  the one write lock, and a pass that wanted it slept in the driver's busy handler: 20 to
+  70 ms of a 100-host deploy's 100);
 - `Work.STREAM`, the event feed's read for `GET /v1/events/stream` clients: JUDGING (a
   pass's own events are read once it is over);
 - `Work.METRICS`, the fleet gauges' refresh (it reads every host): ROLLING, then ANSWERING;

@@ -96,7 +96,7 @@ def _active_deployment(args: argparse.Namespace, token: str) -> dict[str, Any] |
         server_of(args), token, "GET", f"/v1/deployments?app={args.target}&limit=1"
     )
     newest = (answer.get("deployments") or [None])[0] if status == 200 else None
-    if newest and newest.get("status") in ACTIVE:
+    if newest and str(newest.get("status")) in ACTIVE:
         return dict(newest)
     return None
 

@@ -139,11 +139,8 @@ def wake_after(flag: str, wake: Callable[[], None]) -> Listener:
 
 
 def _count_writes(session_class: type[Session], on_commit: Callable[[], None]) -> None:
-    """Call `on_commit` after each commit of a transaction that wrote something."""
-
-    def ended(session: Session, transaction: SessionTransaction) -> None:
-        if transaction.parent is None:  # the whole transaction, committed or rolled back
-            session.info.pop(WROTE, None)
+    """Mark each transaction that writes something (WROTE), and call `on_commit` after its
+    commit (`wake_after`)."""
 
     def flushed(session: Session, _context: Any) -> None:
         session.info[WROTE] = True  # a flush that had nothing to write fires no event
@@ -152,14 +149,9 @@ def _count_writes(session_class: type[Session], on_commit: Callable[[], None]) -
         if not state.is_select:  # Core insert/update/delete, or text: assume it writes
             state.session.info[WROTE] = True
 
-    def committed(session: Session) -> None:
-        if session.info.pop(WROTE, False):
-            on_commit()
-
     event.listen(session_class, "after_flush", flushed)
     event.listen(session_class, "do_orm_execute", executed)
-    event.listen(session_class, "after_commit", committed)
-    event.listen(session_class, "after_transaction_end", ended)
+    wake_after(WROTE, on_commit)(session_class)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

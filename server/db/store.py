@@ -42,35 +42,29 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 RETRYABLE_SQLITE_CODES = frozenset({5, 6})
 
 
-def _code(exc: BaseException) -> str | int | None:
-    """The driver's code of a database error: PostgreSQL's SQLSTATE (a str) or SQLite's
-    extended result code (an int); None when it has none (an error of the driver itself)."""
-    if not isinstance(exc, DBAPIError):
-        return None
-    seen: set[int] = set()
-    cause: BaseException | None = exc.orig
-    while cause is not None and id(cause) not in seen:  # asyncpg's error is the adapter's cause
-        seen.add(id(cause))
-        state = getattr(cause, "sqlstate", None)
-        if isinstance(state, str):
-            return state
-        if isinstance(cause, sqlite3.Error):
-            code = getattr(cause, "sqlite_errorcode", None)
-            return code if isinstance(code, int) else None
-        cause = cause.__cause__
-    return None
-
-
 def retryable(exc: BaseException) -> bool:
     """Is this database error one that a fresh transaction can get past?
 
     Only serialization failures, deadlocks and SQLite's busy or locked: a constraint
     violation (unique, NOT NULL, foreign key) fails the same way again, and surfaces at once.
     The drivers' codes decide, not their message text."""
-    code = _code(exc)
-    if isinstance(code, str):
-        return code in RETRYABLE_SQLSTATES
-    return code is not None and code & 0xFF in RETRYABLE_SQLITE_CODES
+    if not isinstance(exc, DBAPIError):
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = exc.orig
+    while cause is not None and id(cause) not in seen:  # asyncpg's error is the adapter's cause
+        seen.add(id(cause))
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str):
+            return state in RETRYABLE_SQLSTATES
+        if isinstance(cause, sqlite3.Error):
+            code = getattr(cause, "sqlite_errorcode", None)
+            if isinstance(code, int):
+                return code & 0xFF in RETRYABLE_SQLITE_CODES
+            # no code: an error raised by the driver itself, not by SQLite
+            return False
+        cause = cause.__cause__
+    return False
 
 
 # PostgreSQL SQLSTATE classes and codes of a server that is not there for us: connection

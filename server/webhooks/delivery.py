@@ -72,16 +72,16 @@ class Deliverer:
         self,
         sessions: Sessions,
         turns: Turns,
+        wake: asyncio.Event,
         policy: Policy | None = None,
         rand: Callable[[], float] = random.random,
-        wake: asyncio.Event | None = None,
     ) -> None:
         self.sessions = sessions
         self.turns = turns
         self.policy = policy or Policy()
         self.rand = rand
         # set by a commit that enqueued deliveries (db.webhooks.commit_listener)
-        self.wake = wake or asyncio.Event()
+        self.wake = wake
         self._http: aiohttp.ClientSession | None = None  # while `run` runs
         self._senders: set[asyncio.Task[None]] = set()
         self._pruned = 0.0
@@ -220,7 +220,7 @@ DELIVERER = web.AppKey("webhook_deliverer", Deliverer)
 
 
 async def deliveries_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The delivery loop and its HTTP client, for the app's lifetime."""
+    """The delivery loop (it opens its own HTTP client), for the app's lifetime."""
     task = asyncio.create_task(app[DELIVERER].run(), name="webhook-deliveries")
     yield
     task.cancel()

@@ -5,7 +5,6 @@ reaches a reader (GET /v1/apps/{app} keeps answering)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -17,6 +16,7 @@ from agent.codec import encode
 from agent.protocol import Event, Hello, Instance, Status
 from server.hub import SEND_SECONDS
 from tests.conftest import Flotilla
+from tests.harness import eventually
 
 VALID = {"image": "web:v1", "command": ["/bin/sh", "-c", "sleep 3600"]}
 
@@ -182,12 +182,15 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
     stuck = await connect(flotilla, stuck_name, stuck_token)  # never reads: its buffers fill
     ws = await connect(flotilla, name, token)
     heard: set[int] = set()  # releases the reading host was told of
+    told = asyncio.Condition()
 
     async def listen() -> None:
         async for msg in ws:
             body = orjson.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
             if body.get("type") == "desired":
-                heard.update(a["release"] for a in body["assignments"])
+                async with told:
+                    heard.update(a["release"] for a in body["assignments"])
+                    told.notify_all()
 
     listener = asyncio.create_task(listen())
     big = {f"V{i}": "x" * 60_000 for i in range(3)}  # a desired state of about 180 KB
@@ -201,20 +204,23 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
         spec = {**VALID, "env": {**big, "N": str(release)}, "strategy": strategy}
         code, body = await flotilla.api.call("POST", "/v1/apps/web/deployments", spec)
         assert code == 202, body
-        deadline = time.monotonic() + 2 * SEND_SECONDS + 5  # the watch's 1.5x, and margin
-        while release not in heard:
-            assert time.monotonic() < deadline, f"release {release} never reached {name}"
-            await asyncio.sleep(0.02)
+        async with told:
+            try:  # the watch cuts a stuck send after 1 to 1.5 SEND_SECONDS; and a margin
+                await asyncio.wait_for(
+                    told.wait_for(lambda: release in heard), 2 * SEND_SECONDS + 5
+                )
+            except TimeoutError:
+                raise AssertionError(f"release {release} never reached {name}") from None
 
     async def connected() -> dict[str, bool]:
         _, hosts = await flotilla.api.call("GET", "/v1/hosts")
         return {h["name"]: h["status"] == "connected" for h in hosts["hosts"]}
 
+    async def both_connected() -> bool:
+        return all((await connected()).values())
+
     try:
-        for _ in range(100):  # the hosts' rows say so once the hub has written them
-            if all((await connected()).values()):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(both_connected, timeout=5, interval=0.05)  # once the hub wrote them
         release = 0
         while (await connected())[stuck_name]:  # until its buffers are full and it is cut
             release += 1

@@ -399,7 +399,9 @@ async def test_the_sender_stops_when_cancelled_just_as_it_is_woken(sqlite_url: s
     engine = create_engine(sqlite_url)
     try:
         for turns in range(12):
-            deliverer = Deliverer(create_sessions(engine), Turns(), Policy(interval=60))
+            deliverer = Deliverer(
+                create_sessions(engine), Turns(), asyncio.Event(), Policy(interval=60)
+            )
             task = asyncio.create_task(deliverer.run())
             for _ in range(3):
                 await asyncio.sleep(0)  # into its wait
