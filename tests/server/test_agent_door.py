@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.codec import encode
 from agent.protocol import Event, Hello, Instance, Status
@@ -219,14 +220,28 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
     async def both_connected() -> bool:
         return all((await connected()).values())
 
+    async def connections() -> float:
+        """The server's count of agent connections, as /metrics says it (at once, where the
+        hosts' rows are written in a batch that waits out the rollouts)."""
+        async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
+            text = await response.text()
+        for family in text_string_to_metric_families(text):
+            if family.name == "flotilla_agent_connections":
+                return family.samples[0].value
+        raise AssertionError("no flotilla_agent_connections in /metrics")
+
+    async def cut_off() -> bool:
+        return not (await connected())[stuck_name]
+
     try:
         await eventually(both_connected, timeout=5, interval=0.05)  # once the hub wrote them
         release = 0
-        while (await connected())[stuck_name]:  # until its buffers are full and it is cut
+        while await connections() == 2:  # until its buffers are full and it is cut
             release += 1
             assert release <= 150, "150 deploys of 180 KB and the host was not cut off"
             await deploy(release)
         await deploy(release + 1)  # and the pushes go on without it
+        await eventually(cut_off, timeout=10, interval=0.1)  # GET /v1/hosts says so too
         assert await connected() == {stuck_name: False, name: True}
     finally:
         listener.cancel()
