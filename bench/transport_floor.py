@@ -1,10 +1,20 @@
 """The transport floor for the fan-out benchmark: a bare aiohttp WebSocket server.
 
-No database and no Flotilla code but the collector settings (server/gc_tuning.py), which the
-Flotilla server and the simulated agents use too. With CPython's defaults the collector made
+No database and no Flotilla code runs but the collector settings (server/gc_tuning.py), which
+the Flotilla server and the simulated agents use too. With CPython's defaults the collector made
 the floor (10,000 sockets' objects in one heap) slower and noisier than what it is compared
 with: eight pushes to 10,000 clients took 1.00-1.46 s (median 1.16), and 0.51-0.88 s (median
 0.72) with these settings, one after the other on 2026-11-30.
+
+The server's modules are loaded all the same (`server.app`): a process's heap is part of
+what a push costs, and the floor stands on the server's. With only asyncio and aiohttp
+loaded, each push's memory went back to the operating system once freed and was faulted in
+again by the next (about 200 minor page faults per push to 100 clients, in the server and in
+the clients' process alike; 2-5 with the server's modules loaded), and the push took 11.1
+ms against 8.2 (medians of six interleaved runs of 15 pushes each, 2026-12-07). The
+Flotilla server, whose heap is large, does not pay for that, so neither does its floor.
+(4fd1e55's floor loaded only the collector settings; since 0659f44 server/gc_tuning.py loads
+most of the server's modules with it, by way of server/turns.py; now it is said and sure.)
 
 The server holds N WebSockets, pushes one message of a given size to each (one `send_str`
 after another, as Flotilla's hub does) and waits for one reply from each. Its clients run in
@@ -33,6 +43,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+import server.app  # noqa: F401  (loaded, never run: the floor's heap is the server's)
 from server.gc_tuning import tune_for_server
 
 
