@@ -46,15 +46,17 @@ from server.statuses import StatusStore
 from server.throttle import FailedLogins
 from server.token_cache import TokenCache
 from server.turns import Turns
-from server.webhooks.delivery import DELIVERER, Deliverer, deliveries_ctx
+from server.webhooks.delivery import DELIVERER, Deliverer, Policy, deliveries_ctx
 
 log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_FILE = "admin.token"
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, webhook_policy: Policy | None = None) -> web.Application:
     """Build the server; the database must already be migrated (see server.db.migrate).
+    `webhook_policy`: how the webhook sender retries (the default, Policy(), but for tests
+    that need a quick backoff).
 
     The middle is built in dependency order, each part handed what it uses, and nothing is
     set on a part after it is built: the scheduler (server.turns), the status store, the
@@ -108,7 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     app[READ_CACHE] = read_cache
     app[TOKENS] = TokenCache()
     app[AUDIT] = AuditLog(sessions, metrics.audit_dropped, turns)
-    app[DELIVERER] = Deliverer(sessions, turns, enqueued)
+    app[DELIVERER] = Deliverer(sessions, turns, enqueued, webhook_policy)
     app[EVENT_FEED] = EventFeed(sessions, turns, added)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)

@@ -42,7 +42,7 @@ MAX_ERROR = 500
 
 @dataclass(frozen=True)
 class Policy:
-    """How the sender behaves; tests shorten the backoff."""
+    """How the sender behaves (create_app's `webhook_policy`; tests shorten the backoff)."""
 
     timeout: float = 5.0  # one attempt, connect to last byte
     concurrency: int = 8  # webhooks sent to at the same time

@@ -104,8 +104,8 @@ async def server(
 ) -> AsyncIterator[tuple[TestServer, Api]]:
     """A server (without agents) whose deliveries back off quickly."""
     await asyncio.to_thread(migrate.upgrade, url)
-    app = create_app(Settings(data_dir=data_dir, database_url=url, controller_interval=0.2))
-    app[DELIVERER].policy = policy
+    settings = Settings(data_dir=data_dir, database_url=url, controller_interval=0.2)
+    app = create_app(settings, webhook_policy=policy)
     if before_start is not None:
         before_start(app)
     srv = TestServer(app, host="127.0.0.1")
