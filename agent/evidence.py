@@ -24,8 +24,10 @@ from agent.masking import mask, secret_values
 from agent.protocol import (
     AppProblem,
     ContainerSpec,
+    ContainerState,
     DesiredState,
     Instance,
+    ProblemReason,
     RegistryAuth,
     registry_of,
 )
@@ -107,7 +109,9 @@ class Evidence:
         )  # fmt: skip
         if gate.failures <= PORT_RACE_TRIES and _port_race(action, error, desired):
             return  # the host's doing, not the release's: tried again, no problem
-        reason = "pull_failed" if isinstance(action, Pull) else "create_failed"
+        reason = (
+            ProblemReason.PULL_FAILED if isinstance(action, Pull) else ProblemReason.CREATE_FAILED
+        )
         message = error
         if isinstance(action, Pull) and _refused_login(message) and not self._auth(action.image):
             registry = registry_of(action.image)
@@ -166,7 +170,7 @@ class Evidence:
         crashed: a retired one we stopped ourselves exits 143 and is no evidence."""
         specs = {(a.app, a.release): a.spec for a in desired.assignments}
         for inst in instances:
-            if (inst.app, inst.release) in specs and inst.state == "running":
+            if (inst.app, inst.release) in specs and inst.state == ContainerState.RUNNING:
                 self._ran.add(inst.container_id)
         for key, spec in specs.items():
             insts = [i for i in instances if (i.app, i.release) == key]
@@ -175,8 +179,11 @@ class Evidence:
                 for i in insts
                 if i.exit_code not in (None, 0)
                 and (
-                    i.state == "restarting"
-                    or (i.state in ("exited", "dead") and i.container_id in self._ran)
+                    i.state == ContainerState.RESTARTING
+                    or (
+                        i.state in (ContainerState.EXITED, ContainerState.DEAD)
+                        and i.container_id in self._ran
+                    )
                 )
             ]
             known = self.problems.get(key)
@@ -188,7 +195,7 @@ class Evidence:
                 self.problems[key] = AppProblem(
                     inst.app,
                     inst.release,
-                    "exited",
+                    ProblemReason.EXITED,
                     f"container {inst.name} exited with code {inst.exit_code}",
                     exit_code=inst.exit_code,
                     logs=tuple(logs),
@@ -201,13 +208,13 @@ class Evidence:
             ]
             if failing:
                 self.problems[key] = AppProblem(
-                    key[0], key[1], "unhealthy", f"health check failing: {failing[0]}"
+                    key[0], key[1], ProblemReason.UNHEALTHY, f"health check failing: {failing[0]}"
                 )
             elif (
                 known is not None
-                and known.reason != "pull_failed"
+                and known.reason != ProblemReason.PULL_FAILED
                 and insts
-                and all(i.state == "running" for i in insts)
+                and all(i.state == ContainerState.RUNNING for i in insts)
             ):
                 del self.problems[key]  # it runs again: old evidence would fail a new rollout
 

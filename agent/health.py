@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from agent import metrics
-from agent.protocol import Assignment, HealthSpec, Instance
+from agent.protocol import Assignment, ContainerState, HealthSpec, Instance
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class HealthTracker:
         unproven: list[tuple[str, _Track, HealthSpec | None, float]] = []
         for inst in instances:
             assignment = wanted.get((inst.app, inst.release))
-            if assignment is None or inst.state != "running":
+            if assignment is None or inst.state != ContainerState.RUNNING:
                 continue
             seen.add(inst.container_id)
             track = self._tracks.setdefault(inst.container_id, _Track(first_running=now))
@@ -122,7 +122,7 @@ class HealthTracker:
         """Note when new instances were first seen running, without probing them: the
         agent looks right after it starts one, and the settle time counts from there."""
         for inst in instances:
-            if inst.state == "running" and inst.container_id not in self._tracks:
+            if inst.state == ContainerState.RUNNING and inst.container_id not in self._tracks:
                 # its first probe is due at once: the pass that started it runs it, or
                 # (the instance must run a while first) the look after acting
                 self._tracks[inst.container_id] = _Track(first_running=now)

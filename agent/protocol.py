@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Annotated
 
 from agent.caps import (
@@ -203,6 +204,28 @@ class PublishedPort:
     protocol: Name = "tcp"
 
 
+class ContainerState(StrEnum):
+    """An instance's `state`: the Docker Engine's word for its container (the agent reports
+    whatever word the Engine uses; these are the ones Flotilla acts on)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+class ProblemReason(StrEnum):
+    """Why an app cannot converge on a host (an AppProblem's `reason`)."""
+
+    PULL_FAILED = "pull_failed"  # its image could not be pulled
+    CREATE_FAILED = "create_failed"  # its container could not be created or started
+    EXITED = "exited"  # a container that ran for this release exited with an error
+    UNHEALTHY = "unhealthy"  # its health check fails
+
+
 @dataclass(frozen=True)
 class Instance:
     """One container as the agent observes it."""
@@ -214,7 +237,7 @@ class Instance:
     release: Count
     replica: Count
     deployment: Count
-    state: Name  # docker's state: created | running | exited | paused | restarting | dead
+    state: Name  # the Engine's word for its container (ContainerState)
     health: Name = "none"  # none | starting | healthy | unhealthy
     exit_code: ExitCode | None = None
     image: Ref = ""
@@ -228,7 +251,7 @@ class AppProblem:
 
     app: Name
     release: Count
-    reason: Name  # pull_failed | exited | unhealthy | create_failed
+    reason: Name  # ProblemReason
     message: Text
     exit_code: ExitCode | None = None
     logs: Annotated[tuple[LogLine, ...], Meta(max_length=MAX_LOG_LINES)] = ()

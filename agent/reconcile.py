@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from agent.protocol import (
     Assignment,
     ContainerSpec,
+    ContainerState,
     DesiredState,
     Instance,
     PortSpec,
@@ -204,7 +205,11 @@ def _plan_app(
             duplicates.append(inst)
         else:
             current[inst.replica] = inst
-    old_running = [i for i in instances if i.release != assignment.release and i.state == "running"]
+    old_running = [
+        i
+        for i in instances
+        if i.release != assignment.release and i.state == ContainerState.RUNNING
+    ]
     surplus = [
         i for i in instances if i.release == assignment.release and i.replica >= assignment.replicas
     ]
@@ -220,7 +225,7 @@ def _plan_app(
                 pull = []
             name = container_name(assignment.app, assignment.release, replica, host)
             bring_up.append(Run(assignment, replica, name))
-        elif existing.state not in ("running", "restarting"):
+        elif existing.state not in (ContainerState.RUNNING, ContainerState.RESTARTING):
             bring_up.append(Start(existing.container_id, existing.app, existing.release))
 
     stop_first = assignment.spec.stop_first or _port_conflict(assignment.spec.ports, old_running)
@@ -269,7 +274,7 @@ def _retire(
     stops: list[Action] = []
     removals: list[Action] = []
     for inst in sorted(old, key=lambda i: (i.release, i.replica, i.container_id)):
-        if inst.state in ("running", "restarting", "paused"):
+        if inst.state in (ContainerState.RUNNING, ContainerState.RESTARTING, ContainerState.PAUSED):
             stops.append(Stop(inst.container_id, inst.app, inst.release))
         if inst.release not in kept_releases:
             removals.append(Remove(inst.container_id, inst.app, inst.release))
@@ -278,7 +283,7 @@ def _retire(
 
 def _preference(inst: Instance) -> tuple[int, str]:
     """Among duplicates of one replica, keep a running one, then the lowest id (stable)."""
-    return (0 if inst.state == "running" else 1, inst.container_id)
+    return (0 if inst.state == ContainerState.RUNNING else 1, inst.container_id)
 
 
 def _port_conflict(ports: Sequence[PortSpec], running: list[Instance]) -> bool:
@@ -304,13 +309,17 @@ def simulate(host: str, actual: Sequence[Instance], actions: Sequence[Action]) -
                 release=a.release,
                 replica=action.replica,
                 deployment=a.deployment,
-                state="running",
+                state=ContainerState.RUNNING,
                 image=a.spec.image,
             )
         elif isinstance(action, Start):
-            result[action.container_id] = replace(result[action.container_id], state="running")
+            result[action.container_id] = replace(
+                result[action.container_id], state=ContainerState.RUNNING
+            )
         elif isinstance(action, Stop):
-            result[action.container_id] = replace(result[action.container_id], state="exited")
+            result[action.container_id] = replace(
+                result[action.container_id], state=ContainerState.EXITED
+            )
         elif isinstance(action, Remove):
             del result[action.container_id]
     return list(result.values())

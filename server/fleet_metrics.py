@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
+from agent.protocol import ContainerState
 from server.db import fleet
 from server.db.session import Sessions
 from server.db.store import as_utc, now
@@ -122,7 +123,7 @@ class FleetMetrics:
             for inst in status.instances if status is not None else ():
                 shown = "ready" if judgement.ready(inst) else inst.state
                 instance_states[(inst.app, shown)] += 1
-                if inst.state == judgement.RUNNING:
+                if inst.state == ContainerState.RUNNING:
                     running[inst.app] = max(running.get(inst.app, 0), inst.release)
             for app, release in running.items():
                 values[m.host_app_release][(host.name, app)] = release

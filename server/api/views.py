@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.codec import dumps_json
-from agent.protocol import Instance
+from agent.protocol import ContainerState, Instance
 from server.api.schemas.deployments import (
     AppHostOut,
     AppOut,
@@ -21,7 +21,6 @@ from server.api.schemas.hosts import HostOut
 from server.db.models import App, Deployment, Host, Release
 from server.db.store import as_utc
 from server.db.target_rows import Target
-from server.rollout import judgement
 from server.rollout.judgement import Wanted, judge
 from server.states import HostStatus, TargetState, host_status
 from server.statuses import Reported
@@ -143,7 +142,7 @@ def app_out(
         wanted = assigned.get(host.id)
         if wanted is None and not instances:
             continue
-        running = [i.release for i in instances if i.state == judgement.RUNNING]
+        running = [i.release for i in instances if i.state == ContainerState.RUNNING]
         state = (
             judge(Wanted(app.name, wanted, replicas(wanted)), status).state
             if wanted is not None

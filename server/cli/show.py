@@ -12,6 +12,7 @@ import re
 import urllib.parse
 from typing import Any
 
+from agent.protocol import ContainerState
 from server.cli.api import Exit, app_name, call, report_problem, server_of
 from server.cli.output import cell, emit_json, labels, table, when
 from server.states import ACTIVE
@@ -116,7 +117,7 @@ def _print_status(app: dict[str, Any], active: dict[str, Any] | None) -> None:
     rows = []
     for host in app.get("hosts") or []:
         instances = host.get("instances") or []
-        running = [i for i in instances if i.get("state") == "running"]
+        running = [i for i in instances if i.get("state") == ContainerState.RUNNING]
         count = f"{len(running)} running"
         if len(instances) > len(running):
             count += f", {len(instances) - len(running)} stopped"

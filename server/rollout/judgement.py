@@ -18,10 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.codec import dumps_json, loads_json
-from agent.protocol import Instance, Status, run_ref
+from agent.protocol import ContainerState, Instance, ProblemReason, Status, run_ref
 from server.states import TargetState
-
-PULL_FAILED = "pull_failed"  # the agent's reason for a problem it met while pulling
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +52,12 @@ class Verdict:
 
 
 NEVER_REPORTED = Verdict(TargetState.PENDING)
-RUNNING = "running"  # Docker's state of a running container, as agents report it
 
 
 def ready(instance: Instance) -> bool:
     """Is this instance running and ready (past its health gate)? The judgement's rule for
     one instance, which the fleet gauges count by too."""
-    return instance.ready and instance.state == RUNNING
+    return instance.ready and instance.state == ContainerState.RUNNING
 
 
 def judge(wanted: Wanted, status: Status | None) -> Verdict:
@@ -80,13 +77,13 @@ def judge(wanted: Wanted, status: Status | None) -> Verdict:
             present = True
             if ready(i):
                 ready_count += 1
-        elif i.state == RUNNING:
+        elif i.state == ContainerState.RUNNING:
             stale = True
     problem = pull_error = None
     for p in status.problems:
         if p.app == app and p.release == release:
             problem = p.message
-            pull_error = p.message if p.reason == PULL_FAILED else None
+            pull_error = p.message if p.reason == ProblemReason.PULL_FAILED else None
     images = wanted.images
     pulled = bool(wanted.image) and any(image in images for image, _ in status.digests)
     if problem is not None:
