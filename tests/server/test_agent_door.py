@@ -1,10 +1,14 @@
 """Every agent message is parsed once, at the door, into its strict typed model: a message
 of the wrong shape closes that agent's connection with a clear reason, and nothing of it
-reaches a reader (GET /v1/apps/{app} keeps answering)."""
+reaches a reader (GET /v1/apps/{app} keeps answering). And an agent that reads nothing
+holds up no one: not the other hosts' pushes, not its own return on a new connection."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -170,6 +174,98 @@ async def test_a_frame_past_the_cap_closes_the_connection(flotilla_sqlite: Floti
     assert (await flotilla.api.call("GET", "/v1/hosts"))[0] == 200
 
 
+def small_receive_buffer(address: aiohttp.AddrInfoType) -> socket.socket:
+    """A client socket with a receive buffer of a few KB: Linux would otherwise grow it up to
+    net.ipv4.tcp_rmem's maximum (32 MB on some machines) before a sender must wait."""
+    family, kind, proto, _, _ = address
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def not_reading(
+    flotilla: Flotilla, name: str, token: str
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A host's agent that says hello, then reads nothing (stuck, or hostile). Its socket
+    takes a few KB; the server's own buffers take a few MB more (Linux grows a socket's send
+    buffer up to net.ipv4.tcp_wmem's maximum), then a send to it waits."""
+    connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        ws = await session.ws_connect(
+            flotilla.url + "/v1/agent/connect", headers={"Authorization": f"Bearer {token}"}
+        )
+        await ws.send_str(encode(Hello(host=name, agent_version="test", docker_version="0")))
+        try:
+            yield ws
+        finally:  # the server cut it: no closing handshake to wait for
+            await asyncio.wait_for(ws.close(), 10)
+
+
+class Told:
+    """The releases of app web an agent's connection was told of, as they come."""
+
+    def __init__(self, name: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.name = name
+        self.releases: set[int] = set()
+        self._news = asyncio.Condition()
+        self._listener = asyncio.create_task(self._listen(ws))
+
+    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            body = orjson.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
+            if body.get("type") == "desired":
+                async with self._news:
+                    self.releases.update(a["release"] for a in body["assignments"])
+                    self._news.notify_all()
+
+    async def of(self, release: int, within: float) -> None:
+        """Wait until it was told of `release`; fail after `within` seconds."""
+        async with self._news:
+            try:
+                await asyncio.wait_for(
+                    self._news.wait_for(lambda: release in self.releases), within
+                )
+            except TimeoutError:
+                raise AssertionError(f"release {release} never reached {self.name}") from None
+
+    async def stop(self) -> None:
+        self._listener.cancel()
+        await asyncio.gather(self._listener, return_exceptions=True)
+
+
+BIG = {f"V{i}": "x" * 60_000 for i in range(3)}  # a desired state of about 180 KB
+# a deploy reaches a reading host while a send to another waits for SEND_SECONDS and the
+# watch's half of it at most (the watch cuts a stuck send after 1 to 1.5 SEND_SECONDS)
+REACHES_WITHIN = 2 * SEND_SECONDS + 5
+
+
+async def deploy_big(flotilla: Flotilla, release: int) -> None:
+    """Deploy a release of web, its desired state about 180 KB, to every host in one batch
+    (a host that was cut off is skipped, not waited for)."""
+    strategy = {"max_parallel": 2, "reconnect_grace": 0}
+    spec = {**VALID, "env": {**BIG, "N": str(release)}, "strategy": strategy}
+    code, body = await flotilla.api.call("POST", "/v1/apps/web/deployments", spec)
+    assert code == 202, body
+
+
+async def connected(flotilla: Flotilla) -> dict[str, bool]:
+    """Each host's connection as GET /v1/hosts shows it."""
+    _, hosts = await flotilla.api.call("GET", "/v1/hosts")
+    return {h["name"]: h["status"] == "connected" for h in hosts["hosts"]}
+
+
+async def connections(flotilla: Flotilla) -> float:
+    """The server's count of agent connections, as /metrics says it (at once, where the
+    hosts' rows are written in a batch that waits out the rollouts)."""
+    async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == "flotilla_agent_connections":
+            return float(family.samples[0].value)
+    raise AssertionError("no flotilla_agent_connections in /metrics")
+
+
 async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
     flotilla_sqlite: Flotilla,
 ) -> None:
@@ -180,71 +276,58 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
     flotilla = flotilla_sqlite
     stuck_name, stuck_token = await flotilla.add_host()
     name, token = await flotilla.add_host()
-    stuck = await connect(flotilla, stuck_name, stuck_token)  # never reads: its buffers fill
-    ws = await connect(flotilla, name, token)
-    heard: set[int] = set()  # releases the reading host was told of
-    told = asyncio.Condition()
+    async with not_reading(flotilla, stuck_name, stuck_token):
+        ws = await connect(flotilla, name, token)
+        told = Told(name, ws)
 
-    async def listen() -> None:
-        async for msg in ws:
-            body = orjson.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
-            if body.get("type") == "desired":
-                async with told:
-                    heard.update(a["release"] for a in body["assignments"])
-                    told.notify_all()
+        async def both_connected() -> bool:
+            return all((await connected(flotilla)).values())
 
-    listener = asyncio.create_task(listen())
-    big = {f"V{i}": "x" * 60_000 for i in range(3)}  # a desired state of about 180 KB
+        async def cut_off() -> bool:
+            return not (await connected(flotilla))[stuck_name]
 
-    async def deploy(release: int) -> None:
-        """Deploy `release`; it must reach the reading host while a send to the other waits
-        SEND_SECONDS and the watch's half of it at most, with a margin."""
-        # both hosts in one batch (each is assigned the release, big spec and all); once the
-        # one that does not read is cut off, a deploy skips it instead of waiting for it
-        strategy = {"max_parallel": 2, "reconnect_grace": 0}
-        spec = {**VALID, "env": {**big, "N": str(release)}, "strategy": strategy}
-        code, body = await flotilla.api.call("POST", "/v1/apps/web/deployments", spec)
-        assert code == 202, body
-        async with told:
-            try:  # the watch cuts a stuck send after 1 to 1.5 SEND_SECONDS; and a margin
-                await asyncio.wait_for(
-                    told.wait_for(lambda: release in heard), 2 * SEND_SECONDS + 5
-                )
-            except TimeoutError:
-                raise AssertionError(f"release {release} never reached {name}") from None
+        try:
+            await eventually(both_connected, timeout=5, interval=0.05)  # once written
+            release = 0
+            while await connections(flotilla) == 2:  # until its buffers are full and it is cut
+                release += 1
+                assert release <= 150, "150 deploys of 180 KB and the host was not cut off"
+                await deploy_big(flotilla, release)
+                await told.of(release, REACHES_WITHIN)
+            await deploy_big(flotilla, release + 1)  # and the pushes go on without it
+            await told.of(release + 1, REACHES_WITHIN)
+            await eventually(cut_off, timeout=10, interval=0.1)  # GET /v1/hosts says so too
+            assert await connected(flotilla) == {stuck_name: False, name: True}
+        finally:
+            await told.stop()
+            await ws.close()
 
-    async def connected() -> dict[str, bool]:
-        _, hosts = await flotilla.api.call("GET", "/v1/hosts")
-        return {h["name"]: h["status"] == "connected" for h in hosts["hosts"]}
 
-    async def both_connected() -> bool:
-        return all((await connected()).values())
-
-    async def connections() -> float:
-        """The server's count of agent connections, as /metrics says it (at once, where the
-        hosts' rows are written in a batch that waits out the rollouts)."""
-        async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
-            text = await response.text()
-        for family in text_string_to_metric_families(text):
-            if family.name == "flotilla_agent_connections":
-                return family.samples[0].value
-        raise AssertionError("no flotilla_agent_connections in /metrics")
-
-    async def cut_off() -> bool:
-        return not (await connected())[stuck_name]
-
-    try:
-        await eventually(both_connected, timeout=5, interval=0.05)  # once the hub wrote them
-        release = 0
-        while await connections() == 2:  # until its buffers are full and it is cut
-            release += 1
-            assert release <= 150, "150 deploys of 180 KB and the host was not cut off"
-            await deploy(release)
-        await deploy(release + 1)  # and the pushes go on without it
-        await eventually(cut_off, timeout=10, interval=0.1)  # GET /v1/hosts says so too
-        assert await connected() == {stuck_name: False, name: True}
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
-        await ws.close()
-        await asyncio.wait_for(stuck.close(), 10)  # the server cut it: no handshake to wait for
+async def test_an_agent_back_on_a_new_connection_while_a_send_to_its_old_one_waits_stays(
+    flotilla_sqlite: Flotilla,
+) -> None:
+    """An agent that hung while the server sent to it, and comes back on a new connection
+    (restarted): the old connection is closed (and cut, as it takes no close frame either),
+    and the new one gets the host's desired state and stays, though the watch on the old
+    send fires meanwhile. (Had the watch looked the host's connection up when it fired, it
+    would have cut the new one.)"""
+    flotilla = flotilla_sqlite
+    name, token = await flotilla.add_host()
+    async with not_reading(flotilla, name, token):
+        # 7 MB in all, quicker than SEND_SECONDS: a send to it waits once the buffers are full
+        for release in range(1, 41):
+            await deploy_big(flotilla, release)
+        # come back while that send waits, late enough that the watch fires on it before the
+        # old connection's close gives up (SEND_SECONDS after the new connection came)
+        await asyncio.sleep(SEND_SECONDS / 2)
+        ws = await connect(flotilla, name, token)
+        told = Told(name, ws)
+        try:
+            await told.of(40, SEND_SECONDS + 5)  # once the old connection is closed
+            assert not ws.closed
+            await deploy_big(flotilla, 41)
+            await told.of(41, 5)
+            assert await connections(flotilla) == 1
+        finally:
+            await told.stop()
+            await ws.close()
