@@ -20,8 +20,8 @@ write that waited out a pass still waits for the answer to an end, and a collect
 waited for an answer waits for the rollout that began meanwhile):
 
 - `Work.NEXT_PASS`, the controller's pass after one that assigned hosts: PUSHING;
-- `Work.WRITES`, statuses', reports' and the audit trail's writes, the webhook sender's
-  pass (it claims webhooks) and its senders' records of attempts: JUDGING, then ROLLING, then ANSWERING (on SQLite a write holds
+- `Work.WRITES`, statuses', reports' and the audit trail's writes, and the webhook sender's
+  pass (it claims webhooks): JUDGING, then ROLLING, then ANSWERING (on SQLite a write holds
   the one write lock, and a pass that wanted it slept in the driver's busy handler: 20 to
   70 ms of a 100-host deploy's 100);
 - `Work.STREAM`, the event feed's read for `GET /v1/events/stream` clients: JUDGING (a

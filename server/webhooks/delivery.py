@@ -149,7 +149,6 @@ class Deliverer:
             log_failure(log, f"webhook sender of webhook={hook.id}", exc)
         finally:
             try:
-                await self.turns.wait(Work.WRITES, MAX_WRITE_DEFER_SECONDS)
                 async with self.sessions.begin() as session:
                     await db.set_lease(session, hook.id, None)
             except Exception as exc:  # its lease expires
@@ -194,7 +193,6 @@ class Deliverer:
         else:
             wait = backoff(attempts, self.policy.backoff_base, self.policy.backoff_cap, self.rand())
             status, next_at = DeliveryStatus.PENDING, now + dt.timedelta(seconds=wait)
-        await self.turns.wait(Work.WRITES, MAX_WRITE_DEFER_SECONDS)  # a write, like the pass
         async with self.sessions.begin() as session:
             # the webhook row before its delivery, as DELETE /v1/webhooks/{id} locks them:
             # the other order deadlocks with it on PostgreSQL (see server.db.webhooks)
