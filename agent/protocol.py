@@ -205,8 +205,9 @@ class PublishedPort:
 
 
 class ContainerState(StrEnum):
-    """An instance's `state`: the Docker Engine's word for its container (the agent reports
-    whatever word the Engine uses; these are the ones Flotilla acts on)."""
+    """An instance's `state`: the Docker Engine's word for its container, all of them (the
+    agent reports whatever word the Engine uses; Flotilla acts on running, restarting,
+    paused, exited and dead)."""
 
     CREATED = "created"
     RUNNING = "running"

@@ -10,11 +10,14 @@ The server's modules are loaded all the same (`server.app`): a process's heap is
 what a push costs, and the floor stands on the server's. With only asyncio and aiohttp
 loaded, each push's memory went back to the operating system once freed and was faulted in
 again by the next (about 200 minor page faults per push to 100 clients, in the server and in
-the clients' process alike; 2-5 with the server's modules loaded), and the push took 11.1
-ms against 8.2 (medians of six interleaved runs of 15 pushes each, 2026-12-07). The
+the clients' process alike; 2-5 with SQLAlchemy loaded too), and the push took 11.1 ms
+against 8.2 (medians of six interleaved runs of 15 pushes each, 2026-12-07). The
 Flotilla server, whose heap is large, does not pay for that, so neither does its floor.
-(4fd1e55's floor loaded only the collector settings; since 0659f44 server/gc_tuning.py loads
-most of the server's modules with it, by way of server/turns.py; now it is said and sure.)
+(4fd1e55's floor loaded only the collector settings; since 776931a server/gc_tuning.py loads
+SQLAlchemy and the database layer with them, by way of server/turns.py, server/loops.py and
+server/db/store.py: 62 MiB of heap against 38. Now the floor loads all of the server's
+modules, 82 MiB, on purpose: interleaved, three runs of each, 9.96 ms against 9.55 with
+only those.)
 
 The server holds N WebSockets, pushes one message of a given size to each (one `send_str`
 after another, as Flotilla's hub does) and waits for one reply from each. Its clients run in
