@@ -198,8 +198,17 @@ async def not_reading(
         await ws.send_str(encode(Hello(host=name, agent_version="test", docker_version="0")))
         try:
             yield ws
-        finally:  # the server cut it: no closing handshake to wait for
-            await asyncio.wait_for(ws.close(), 10)
+        finally:  # the server cut it, or the test failed: the session's end closes it
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.close(), 5)
+
+
+async def closed(ws: aiohttp.ClientWebSocketResponse, within: float) -> None:
+    """Read what the connection still holds until it ends (the server closed or cut it)."""
+    ends = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+    async with asyncio.timeout(within):
+        while (await ws.receive()).type not in ends:
+            pass
 
 
 class Told:
@@ -230,8 +239,10 @@ class Told:
                 raise AssertionError(f"release {release} never reached {self.name}") from None
 
     async def stop(self) -> None:
+        """Stop listening; a listener that failed fails the test with its own error."""
         self._listener.cancel()
-        await asyncio.gather(self._listener, return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._listener
 
 
 BIG = {f"V{i}": "x" * 60_000 for i in range(3)}  # a desired state of about 180 KB
@@ -307,27 +318,41 @@ async def test_an_agent_back_on_a_new_connection_while_a_send_to_its_old_one_wai
     flotilla_sqlite: Flotilla,
 ) -> None:
     """An agent that hung while the server sent to it, and comes back on a new connection
-    (restarted): the old connection is closed (and cut, as it takes no close frame either),
-    and the new one gets the host's desired state and stays, though the watch on the old
-    send fires meanwhile. (Had the watch looked the host's connection up when it fired, it
-    would have cut the new one.)"""
+    (restarted): the old connection is closed (cut, as it takes no close frame either), and
+    the new one gets the host's desired state and stays, though the watch on the old send
+    fires meanwhile. (Had the watch looked the host's connection up when it fired, it would
+    have cut the new one.) The new connection comes SEND_SECONDS * 0.7 after the send began
+    to wait: the watch fires on it 1.5 to 4 s later, before the old connection's close gives
+    up (SEND_SECONDS after the new one came)."""
     flotilla = flotilla_sqlite
     name, token = await flotilla.add_host()
-    async with not_reading(flotilla, name, token):
-        # 7 MB in all, quicker than SEND_SECONDS: a send to it waits once the buffers are full
-        for release in range(1, 41):
-            await deploy_big(flotilla, release)
-        # come back while that send waits, late enough that the watch fires on it before the
-        # old connection's close gives up (SEND_SECONDS after the new connection came)
-        await asyncio.sleep(SEND_SECONDS / 2)
-        ws = await connect(flotilla, name, token)
-        told = Told(name, ws)
+    other, other_token = await flotilla.add_host()
+    async with not_reading(flotilla, name, token) as old:
+        reading = await connect(flotilla, other, other_token)
+        told_other = Told(other, reading)
         try:
-            await told.of(40, SEND_SECONDS + 5)  # once the old connection is closed
-            assert not ws.closed
-            await deploy_big(flotilla, 41)
-            await told.of(41, 5)
-            assert await connections(flotilla) == 1
+            release = 0
+            while True:  # until a send to `name` waits: the push loop waits for it, and the
+                release += 1  # other host hears of no later release
+                assert release <= 150, "150 deploys of 180 KB and no send waited"
+                await deploy_big(flotilla, release)
+                try:
+                    await told_other.of(release, SEND_SECONDS * 0.7)
+                except AssertionError:
+                    break
+            ws = await connect(flotilla, name, token)
+            told = Told(name, ws)
+            try:
+                await told.of(release, SEND_SECONDS + 5)  # once the old connection is closed
+                await closed(old, 10)
+                await told_other.of(release, 5)  # the push loop goes on
+                assert not ws.closed
+                await deploy_big(flotilla, release + 1)
+                await told.of(release + 1, 5)
+                await told_other.of(release + 1, 5)
+            finally:
+                await told.stop()
+                await ws.close()
         finally:
-            await told.stop()
-            await ws.close()
+            await told_other.stop()
+            await reading.close()
