@@ -280,11 +280,9 @@ class Hub:
             now = time.monotonic()
             for host, (since, transport) in list(self._sending.items()):
                 if now - since >= SEND_SECONDS and transport is not None:
-                    log.warning(
-                        "agent cut off host=%s: it took no frame in %.0f s (it does not read)",
-                        host, now - since,
-                    )  # fmt: skip
                     transport.abort()  # the waiting send returns; the connection's handler ends
+                    self._sending[host] = (since, None)  # cut once: its `finally` forgets it
+                    self._send_timed_out(host, now - since)
 
     async def push(self, hosts: Iterable[str]) -> None:
         """Send each connected host its full desired state (read in a few batched queries)."""
@@ -454,6 +452,14 @@ class Hub:
         message = f"agent session replaced: the connection from {old or '?'} by one from {new}"
         log.warning("%s host=%s", message, name)
         self.records.note(name, EventKind.HOST_SESSION_REPLACED, message)
+
+    def _send_timed_out(self, name: str, waited: float) -> None:
+        """The watch cut a host's connection: a frame waited on it. Worth an event and a
+        webhook (an agent that hangs, or one that stays connected and reads nothing)."""
+        self.metrics.agent_send_timeouts.inc()
+        message = f"send timed out: the agent took no frame in {waited:.0f} s; connection cut"
+        log.warning("%s host=%s", message, name)
+        self.records.note(name, EventKind.HOST_SEND_TIMED_OUT, message)
 
     def _recorded(self, name: str, status: Status) -> None:
         """An intake recorded a host's status: note the pins it resolves (server/pins.py),

@@ -30,6 +30,7 @@ class Metrics:
     instances: Gauge
     agent_refused: Counter
     agent_sessions_replaced: Counter
+    agent_send_timeouts: Counter
     audit_dropped: Counter
 
 
@@ -140,6 +141,12 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "flotilla_agent_sessions_replaced_total",
             "Agent connections closed because a newer one for the same host arrived (a stolen "
             "token, or an agent that restarted before its old socket timed out).",
+            registry=registry,
+        ),
+        agent_send_timeouts=Counter(
+            "flotilla_agent_send_timeouts_total",
+            "Agent connections cut because a frame waited on them for 5 s (an agent that reads "
+            "nothing: hung, or hostile). The agent reconnects and gets its whole desired state.",
             registry=registry,
         ),
         audit_dropped=Counter(

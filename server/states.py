@@ -137,6 +137,7 @@ class EventKind(StrEnum):
     HOST_CONNECTED = "host_connected"
     HOST_DISCONNECTED = "host_disconnected"
     HOST_SESSION_REPLACED = "host_session_replaced"  # a second connection for the host
+    HOST_SEND_TIMED_OUT = "host_send_timed_out"  # a frame waited on its agent: connection cut
     DRIFT_HEALED = protocol.DRIFT_HEALED  # an agent's (agent/protocol.py)
     HOST_ENGINE_UNAVAILABLE = "host_engine_unavailable"  # seen in the agent's status
     HOST_ENGINE_AVAILABLE = "host_engine_available"
@@ -178,6 +179,7 @@ PUBLIC_EVENTS: dict[str, str] = {
     EventKind.HOST_CONNECTED: "host.connected",
     EventKind.HOST_DISCONNECTED: "host.disconnected",
     EventKind.HOST_SESSION_REPLACED: "host.session_replaced",
+    EventKind.HOST_SEND_TIMED_OUT: "host.send_timed_out",
     EventKind.DRIFT_HEALED: "host.drift_healed",
     EventKind.APP_REMOVED: "app.removed",
     EventKind.HOST_ENGINE_UNAVAILABLE: "host.engine_unavailable",

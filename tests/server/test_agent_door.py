@@ -266,15 +266,20 @@ async def connected(flotilla: Flotilla) -> dict[str, bool]:
     return {h["name"]: h["status"] == "connected" for h in hosts["hosts"]}
 
 
-async def connections(flotilla: Flotilla) -> float:
-    """The server's count of agent connections, as /metrics says it (at once, where the
-    hosts' rows are written in a batch that waits out the rollouts)."""
+async def counted(flotilla: Flotilla, metric: str) -> float:
+    """A metric without labels as /metrics says it now (a counter by its family's name)."""
     async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
         text = await response.text()
     for family in text_string_to_metric_families(text):
-        if family.name == "flotilla_agent_connections":
+        if family.name == metric:
             return float(family.samples[0].value)
-    raise AssertionError("no flotilla_agent_connections in /metrics")
+    raise AssertionError(f"no {metric} in /metrics")
+
+
+async def connections(flotilla: Flotilla) -> float:
+    """The server's count of agent connections, as /metrics says it (at once, where the
+    hosts' rows are written in a batch that waits out the rollouts)."""
+    return await counted(flotilla, "flotilla_agent_connections")
 
 
 async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
@@ -309,6 +314,11 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
             await told.of(release + 1, REACHES_WITHIN)
             await eventually(cut_off, timeout=10, interval=0.1)  # GET /v1/hosts says so too
             assert await connected(flotilla) == {stuck_name: False, name: True}
+            _, events = await flotilla.api.call("GET", "/v1/events")
+            cut = [e for e in events["events"] if e["kind"] == "host_send_timed_out"]
+            assert [e["host"] for e in cut] == [stuck_name]
+            assert "the agent took no frame in" in cut[0]["message"]
+            assert await counted(flotilla, "flotilla_agent_send_timeouts") == 1
         finally:
             await told.stop()
             await ws.close()
