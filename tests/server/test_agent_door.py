@@ -26,8 +26,11 @@ from tests.harness import eventually
 VALID = {"image": "web:v1", "command": ["/bin/sh", "-c", "sleep 3600"]}
 
 
-async def connect(flotilla: Flotilla, name: str, token: str) -> aiohttp.ClientWebSocketResponse:
-    ws = await flotilla.api.session.ws_connect(
+async def connect(
+    flotilla: Flotilla, name: str, token: str, session: aiohttp.ClientSession | None = None
+) -> aiohttp.ClientWebSocketResponse:
+    """A host's agent connection (on `session`, else the API client's), hello said."""
+    ws = await (session or flotilla.api.session).ws_connect(
         flotilla.url + "/v1/agent/connect", headers={"Authorization": f"Bearer {token}"}
     )
     await ws.send_str(encode(Hello(host=name, agent_version="test", docker_version="0")))
@@ -192,10 +195,7 @@ async def not_reading(
     buffer up to net.ipv4.tcp_wmem's maximum), then a send to it waits."""
     connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
     async with aiohttp.ClientSession(connector=connector) as session:
-        ws = await session.ws_connect(
-            flotilla.url + "/v1/agent/connect", headers={"Authorization": f"Bearer {token}"}
-        )
-        await ws.send_str(encode(Hello(host=name, agent_version="test", docker_version="0")))
+        ws = await connect(flotilla, name, token, session)
         try:
             yield ws
         finally:  # the server cut it, or the test failed: the session's end closes it
