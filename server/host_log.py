@@ -27,8 +27,13 @@ from server.turns import MAX_WRITE_DEFER_SECONDS, Turns, Work
 log = logging.getLogger(__name__)
 
 WRITE_GATHER_SECONDS = 0.1  # a write gathers this long
+_CONNECTIONS = frozenset({EventKind.HOST_CONNECTED, EventKind.HOST_DISCONNECTED})
 MAX_WRITE_REST = 0.25  # and rests this long at most after one (twice what it took)
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
+
+
+# an event about a host, in the order it happened: (host, kind, message, app)
+Entry = tuple[str, str, str, str | None]
 
 
 @dataclass
@@ -36,22 +41,20 @@ class _Pending:
     """What to write at the next flush."""
 
     connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
-    transitions: list[tuple[str, bool]] = field(default_factory=list)  # for the audit log
-    # the server's own events about hosts: (host, kind, message)
-    noted: list[tuple[str, EventKind, str]] = field(default_factory=list)
-    events: list[tuple[str, Event]] = field(default_factory=list)
+    # every event about a host, in one list: the server's own (a connection, a session
+    # replaced, a send that timed out) and its agent's, written in the order they happened
+    # (an agent cut off after its send timed out reads "send timed out", then "disconnected")
+    events: list[Entry] = field(default_factory=list)
     # (host, app, release, digest): what a host assigned an unpinned release resolved for it
     pins: list[tuple[str, str, int, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.connections or self.events or self.pins or self.noted)
+        return bool(self.connections or self.events or self.pins)
 
     def before(self, later: _Pending) -> None:
         """Put this batch (a failed write's) back in front of `later`, in place."""
         for host_id, connection in self.connections.items():
             later.connections.setdefault(host_id, connection)
-        later.transitions[:0] = self.transitions
-        later.noted[:0] = self.noted
         later.events[:0] = self.events
         later.pins[:0] = self.pins
 
@@ -79,18 +82,19 @@ class HostLog:
     def connection(self, host_id: int, name: str, up: bool, hello: Hello | None) -> None:
         """A host's agent connected (with its hello) or went away."""
         self._pending.connections[host_id] = (up, hello)
-        self._pending.transitions.append((name, up))
+        kind = EventKind.HOST_CONNECTED if up else EventKind.HOST_DISCONNECTED
+        self._pending.events.append((name, kind, f"agent {kind[5:]}", None))
         self._dirty.set()
 
     def note(self, name: str, kind: EventKind, message: str) -> None:
         """An event the server saw about a host (a session replaced, its Docker Engine down
         or back): an event, and a webhook if the kind is published."""
-        self._pending.noted.append((name, kind, message))
+        self._pending.events.append((name, kind, message, None))
         self._dirty.set()
 
     def event(self, name: str, event: Event) -> None:
         """An event a host's agent may report."""
-        self._pending.events.append((name, event))
+        self._pending.events.append((name, event.kind, event.message, event.app))
         self._dirty.set()
 
     def pins(self, host: str, found: set[tuple[str, int, str]]) -> None:
@@ -143,8 +147,8 @@ class HostLog:
                 raise
         if repush:
             self.on_pinned(repush)
-        for name, _ in pending.transitions:  # what the database says of them changed too
-            self.on_change(name)
+        for name in dict.fromkeys(n for n, kind, _, _ in pending.events if kind in _CONNECTIONS):
+            self.on_change(name)  # what the database says of their connection changed too
 
     async def _write(self, pending: _Pending, connected_ids: list[int]) -> list[str]:
         """Write it; the hosts that resolved another digest than their release's pin: their
@@ -164,15 +168,8 @@ class HostLog:
                 },
                 touch=connected_ids,
             )
-            for name, up in pending.transitions:
-                kind = EventKind.HOST_CONNECTED if up else EventKind.HOST_DISCONNECTED
-                await store.add_event(session, kind, name, f"agent {kind[5:]}", host=name)
-            for name, noted, message in pending.noted:
-                await store.add_event(session, noted, name, message, host=name)
-            for name, event in pending.events:
-                await store.add_event(
-                    session, event.kind, name, event.message, app=event.app, host=name
-                )
+            for name, kind, message, app in pending.events:
+                await store.add_event(session, kind, name, message, app=app, host=name)
             pinned = dict(self._pinned)
             for host, app, release, digest in pending.pins:  # in the order reported
                 pin = pinned.get((app, release))

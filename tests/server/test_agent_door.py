@@ -318,6 +318,9 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
             cut = [e for e in events["events"] if e["kind"] == "host_send_timed_out"]
             assert [e["host"] for e in cut] == [stuck_name]
             assert "the agent took no frame in" in cut[0]["message"]
+            # as it happened (the list is newest first): the send timed out, then it was away
+            said = [e["kind"] for e in events["events"] if e["host"] == stuck_name]
+            assert said[:2] == ["host_disconnected", "host_send_timed_out"]
             assert await counted(flotilla, "flotilla_agent_send_timeouts") == 1
         finally:
             await told.stop()
