@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Table, Update, bindparam, update
@@ -28,7 +28,7 @@ async def update_rows(
     session: AsyncSession,
     table: Table,
     key: Column[Any],
-    rows: dict[Any, dict[str, Any]],
+    rows: Mapping[Any, Mapping[str, Any]],
     scope: tuple[Column[Any], Any] | None = None,
 ) -> None:
     """UPDATE rows by a unique `key` column (key value -> the columns to set), within `scope`
@@ -38,7 +38,7 @@ async def update_rows(
     was a sixth of a 10,000-host deploy's server CPU (py-spy). The ORM's bulk update by
     primary key cost three times as much again."""
     alike: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
-    shapes: dict[tuple[str, ...], list[tuple[Any, dict[str, Any]]]] = {}
+    shapes: dict[tuple[str, ...], list[tuple[Any, Mapping[str, Any]]]] = {}
     for k, row in rows.items():
         values = tuple(sorted(row.items()))
         try:

@@ -7,9 +7,8 @@ assignments a deployment's targets pick, a removed host's rows.)"""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, TypedDict, cast
 
 from sqlalchemy import Integer, Select, Table, bindparam, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,15 +23,27 @@ _ASSIGNMENTS = cast(Table, Assignment.__table__)
 _HOSTS = cast(Table, Host.__table__)
 
 
-@dataclass(slots=True)
-class Target:
-    """One row of deployment_hosts as plain data: the controller reads thousands of these
-    on every pass, and ORM objects cost ten times as much to build (profiled at 1,000 hosts)."""
+class Target(NamedTuple):
+    """One row of deployment_hosts as plain, read-only data: the controller reads thousands
+    of these on every pass, and ORM objects cost ten times as much to build (profiled at
+    1,000 hosts). The controller keeps a deployment's rows between passes
+    (`rollout.targets.Targets`), so a row cannot be changed in place: a changed row is a new
+    one (`rollout.targets.replaced`)."""
 
     host_id: int  # with the deployment, the row's key
     host_name: str
     state: str
     previous_release: int | None
+    error: str | None
+    evidence: dict[str, Any]
+    assigned_at: dt.datetime | None
+    updated_at: dt.datetime
+
+
+class Changes(TypedDict, total=False):
+    """The columns of a target row a pass changes (the others stay as they were)."""
+
+    state: str
     error: str | None
     evidence: dict[str, Any]
     assigned_at: dt.datetime | None
@@ -84,7 +95,7 @@ def selects(name: str, labels: dict[str, Any], selector: dict[str, Any]) -> bool
 
 
 async def save_targets(
-    session: AsyncSession, deployment_id: int, changes: dict[int, dict[str, Any]]
+    session: AsyncSession, deployment_id: int, changes: Mapping[int, Changes]
 ) -> None:
     """Write changed columns of a deployment's target rows (host id -> the columns). A row
     is named by (deployment, host), its unique key: the first pass never reads back the ids

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 
 from agent.protocol import Status
-from server.db.target_rows import Target
+from server.db.target_rows import Changes, Target
 from server.rollout.judgement import evidence
 from server.rollout.planner import Step, Strategy, skipped_at_start
 from server.rollout.planner import Target as Planned
@@ -63,10 +63,10 @@ def row_changes(
     app: str,
     release: int,
     now: dt.datetime,
-) -> dict[str, dict[str, object]]:
+) -> dict[str, Changes]:
     """The columns of each target row `step` changes, by host: a new state (a failed host's
     evidence is its last status, `latest`), and the assignment time of the hosts it assigns."""
-    changes: dict[str, dict[str, object]] = {}
+    changes: dict[str, Changes] = {}
     for name, (state, error) in step.host_states.items():
         changes[name] = {"state": state, "error": error, "updated_at": now}
         if state == TargetState.FAILED:

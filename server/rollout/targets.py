@@ -18,8 +18,9 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Unpack
 
-from server.db.target_rows import Target
+from server.db.target_rows import Changes, Target
 from server.rollout.judgement import Wanted, judge
 from server.rollout.planner import Target as Planned
 from server.states import TargetState
@@ -71,22 +72,16 @@ class Targets:
         return Targets(version, tuple(rows), self.position, frozenset(updating), last)
 
 
-def replaced(row: Target, **columns: object) -> Target:
-    """A copy of `row` with some columns changed (its constructor, then the changes:
-    `dataclasses.replace` cost six times as much, for every row a pass changes)."""
-    copy = Target(
-        row.host_id,
-        row.host_name,
-        row.state,
-        row.previous_release,
-        row.error,
-        row.evidence,
-        row.assigned_at,
-        row.updated_at,
-    )
-    for name, value in columns.items():
-        setattr(copy, name, value)
-    return copy
+_COLUMN = {name: i for i, name in enumerate(Target._fields)}
+
+
+def replaced(row: Target, **changes: Unpack[Changes]) -> Target:
+    """A copy of `row` with some columns changed, set by position: the named tuple's
+    `_replace` cost twice as much (1.1 against 0.55 us) for every row a pass changes."""
+    values: list[object] = list(row)
+    for name, value in changes.items():
+        values[_COLUMN[name]] = value
+    return tuple.__new__(Target, values)
 
 
 SETTLED = frozenset({TargetState.HEALTHY, TargetState.SKIPPED})  # judged on no status

@@ -5,8 +5,9 @@ it was judged on changed. A copy is never changed in place."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+
+import pytest
 
 from agent.protocol import Instance, Status
 from server.db.target_rows import Target
@@ -86,8 +87,11 @@ def test_a_replaced_row_keeps_every_column_it_does_not_change() -> None:
     changed = replaced(row, state="updating", error=None, updated_at=later)
     assert changed == Target(7, "h", "updating", 3, None, {"why": 1}, AT, later)
     assert row.state == "failed"  # the original is untouched
-    # replaced() passes each column to the constructor: a new column must be added there
-    assert [f.name for f in dataclasses.fields(Target)] == [
-        "host_id", "host_name", "state", "previous_release", "error", "evidence",
-        "assigned_at", "updated_at",
-    ]  # fmt: skip
+
+
+def test_a_kept_row_cannot_be_changed_in_place() -> None:
+    """The controller keeps rows between passes: a change is a new row, never an edit."""
+    row = Target(7, "h", "failed", 3, "crashed", {"why": 1}, AT, AT)
+    with pytest.raises(AttributeError):
+        row.state = "healthy"  # type: ignore[misc]
+    assert row.state == "failed"
