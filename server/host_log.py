@@ -27,7 +27,6 @@ from server.turns import MAX_WRITE_DEFER_SECONDS, Turns, Work
 log = logging.getLogger(__name__)
 
 WRITE_GATHER_SECONDS = 0.1  # a write gathers this long
-_CONNECTIONS = frozenset({EventKind.HOST_CONNECTED, EventKind.HOST_DISCONNECTED})
 MAX_WRITE_REST = 0.25  # and rests this long at most after one (twice what it took)
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 
@@ -42,9 +41,11 @@ class _Pending:
 
     connections: dict[int, tuple[bool, Hello | None]] = field(default_factory=dict)
     # every event about a host, in one list: the server's own (a connection, a session
-    # replaced, a send that timed out) and its agent's, written in the order they happened
-    # (an agent cut off after its send timed out reads "send timed out", then "disconnected")
+    # replaced, a send that timed out) and its agent's, written in the order the hub noted
+    # them (an agent cut off after its send timed out reads "send timed out", then
+    # "disconnected"; a second connection "session replaced", then "connected")
     events: list[Entry] = field(default_factory=list)
+    changed: dict[str, None] = field(default_factory=dict)  # hosts whose connection changed
     # (host, app, release, digest): what a host assigned an unpinned release resolved for it
     pins: list[tuple[str, str, int, str]] = field(default_factory=list)
 
@@ -56,6 +57,7 @@ class _Pending:
         for host_id, connection in self.connections.items():
             later.connections.setdefault(host_id, connection)
         later.events[:0] = self.events
+        later.changed = self.changed | later.changed
         later.pins[:0] = self.pins
 
 
@@ -84,6 +86,7 @@ class HostLog:
         self._pending.connections[host_id] = (up, hello)
         kind = EventKind.HOST_CONNECTED if up else EventKind.HOST_DISCONNECTED
         self._pending.events.append((name, kind, f"agent {kind[5:]}", None))
+        self._pending.changed[name] = None
         self._dirty.set()
 
     def note(self, name: str, kind: EventKind, message: str) -> None:
@@ -147,8 +150,8 @@ class HostLog:
                 raise
         if repush:
             self.on_pinned(repush)
-        for name in dict.fromkeys(n for n, kind, _, _ in pending.events if kind in _CONNECTIONS):
-            self.on_change(name)  # what the database says of their connection changed too
+        for name in pending.changed:  # what the database says of their connection changed too
+            self.on_change(name)
 
     async def _write(self, pending: _Pending, connected_ids: list[int]) -> list[str]:
         """Write it; the hosts that resolved another digest than their release's pin: their

@@ -28,7 +28,8 @@ class Target(NamedTuple):
     of these on every pass, and ORM objects cost ten times as much to build (profiled at
     1,000 hosts). The controller keeps a deployment's rows between passes
     (`rollout.targets.Targets`), so a row cannot be changed in place: a changed row is a new
-    one (`rollout.targets.replaced`)."""
+    one (`rollout.targets.replaced`), which shares the old one's `evidence` dict (nothing
+    changes one: a failed host's evidence is a new dict)."""
 
     host_id: int  # with the deployment, the row's key
     host_name: str

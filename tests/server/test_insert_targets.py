@@ -63,8 +63,8 @@ async def test_target_rows_are_written_as_planned(sessions: Sessions) -> None:
     assert generations == {1}  # every target host's desired state changed once
 
     # rows are named by (deployment, host): alike changes share a statement, others not
-    healthy = {"state": "healthy", "error": None, "updated_at": LATER}
-    changes = {t.host_id: dict(healthy) for t in planned[:70]}
+    healthy = target_rows.Changes(state="healthy", error=None, updated_at=LATER)
+    changes = {t.host_id: target_rows.Changes(**healthy) for t in planned[:70]}
     changes[planned[70].host_id] = {"state": "failed", "error": "boom", "evidence": {"a": 1}}
     async with sessions.begin() as session:
         await target_rows.save_targets(session, deployment.id, changes)
