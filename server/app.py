@@ -91,6 +91,7 @@ def create_app(settings: Settings, webhook_policy: Policy | None = None) -> web.
         logins,
         secret_box=secret_box,
         client_certs=bool(settings.agent_ca),
+        heartbeat=settings.agent_heartbeat,
     )
     controller = Controller(
         sessions, metrics, statuses, hub, turns, wakeups, settings.controller_interval

@@ -24,6 +24,9 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     host_timeout: float = 30.0  # a host is disconnected this long after its last message
     controller_interval: float = 1.0
+    # the server's ping interval on each agent socket in a small fleet (it grows with the
+    # fleet); an agent that answers none within half of it more is disconnected
+    agent_heartbeat: float = 20.0
     fleet_metrics_interval: float = 5.0  # how often host and app gauges are refreshed
     # webhook URLs at link-local or cloud metadata addresses (169.254.169.254, ...) are refused
     # unless this is set: a webhook is a request the server makes on an admin's word

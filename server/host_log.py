@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.protocol import Event, Hello
+from agent.protocol import Event, Hello, clip
 from server.db import hosts, store
 from server.db import pins as db_pins
 from server.db.session import Sessions
@@ -61,6 +61,30 @@ class _Pending:
         later.pins[:0] = self.pins
 
 
+ROTATED = 4004  # the close code an agent's connection gets when its host's token is rotated
+REMOVED = 4005  # ... and when its host is removed
+# why a connection ended, by its close code (the server's own codes, and the usual ones)
+CLOSE_CODES = {
+    1000: "the connection was closed",
+    1001: "going away (the agent or the server stopping)",
+    1006: "the connection broke",
+    ROTATED: "its token was rotated",
+    REMOVED: "the host was removed",
+}
+MAX_WHY = 200  # characters of a reason in a disconnection's event
+
+
+def closed(code: int | None, error: BaseException | None = None) -> str:
+    """Why a connection ended: no answer to the server's heartbeat (aiohttp ends the socket
+    with a TimeoutError: an agent or a network that hangs), else by its close code (None: it
+    broke without one)."""
+    if isinstance(error, TimeoutError):
+        return "no answer to the server's heartbeat"
+    if code is None:
+        return "the connection broke"
+    return f"{CLOSE_CODES.get(code, 'closed')} (close code {code})"
+
+
 class HostLog:
     """Queues and writes what agents report besides their statuses."""
 
@@ -81,11 +105,14 @@ class HostLog:
         self._dirty = asyncio.Event()
         self._pinned: dict[tuple[str, int], str] = {}  # (app, release) -> its pin, as written
 
-    def connection(self, host_id: int, name: str, up: bool, hello: Hello | None) -> None:
-        """A host's agent connected (with its hello) or went away."""
+    def connection(
+        self, host_id: int, name: str, up: bool, hello: Hello | None, why: str = ""
+    ) -> None:
+        """A host's agent connected (with its hello) or went away (and `why`, if known)."""
         self._pending.connections[host_id] = (up, hello)
         kind = EventKind.HOST_CONNECTED if up else EventKind.HOST_DISCONNECTED
-        self._pending.events.append((name, kind, f"agent {kind[5:]}", None))
+        message = f"agent {kind[5:]}: {clip(why, MAX_WHY)}" if why else f"agent {kind[5:]}"
+        self._pending.events.append((name, kind, message, None))
         self._pending.changed[name] = None
         self._dirty.set()
 

@@ -39,7 +39,7 @@ from server.confine import Told, told_of
 from server.db import store
 from server.db.session import Sessions
 from server.errors import CertificateRefused, Throttled, Unauthorized
-from server.host_log import HostLog
+from server.host_log import HostLog, closed
 from server.intake import Intake
 from server.log_streams import LogStreams
 from server.loops import log_failure, timed, unit_of_work
@@ -60,8 +60,8 @@ PUSH_GATHER_SECONDS = 0.005  # a moment to coalesce a burst of pushes; more gath
 PUSH_CONCURRENCY = 16
 MAX_FRAME_BYTES = 1024 * 1024  # an agent's frame past this closes its connection (1009)
 BAD_FRAME_LOG_SECONDS = 60.0  # a host's bad frames are logged at WARNING this often at most
-HEARTBEAT_SECONDS = 20.0  # the server's ping interval on each agent socket, for small fleets
-MAX_PINGS_PER_SECOND = 200.0  # for large ones the interval grows: 50 s at 10,000 hosts
+# the ping interval on each agent socket is Settings.agent_heartbeat in a small fleet; in a
+MAX_PINGS_PER_SECOND = 200.0  # large one it grows: 50 s at 10,000 hosts
 # a frame an agent has not taken in this long: it reads nothing (a stuck or hostile agent),
 # and its connection is cut; looked at every half of it. A healthy agent's socket takes a
 # desired state at once (the kernel's buffers), however slowly its link carries it on
@@ -84,8 +84,11 @@ class Hub:
         burst: float = intake_module.BURST,
         secret_box: SecretBox | None = None,
         client_certs: bool = False,
+        *,
+        heartbeat: float,
     ) -> None:
         self.sessions = sessions
+        self.heartbeat = heartbeat  # the ping interval on each agent socket, in a small fleet
         # mutual TLS (--agent-ca): an agent's client certificate must name its host
         self.client_certs = client_certs
         self.secret_box = secret_box  # opens the secrets a desired state carries
@@ -174,6 +177,7 @@ class Hub:
             self.burst,
             logs=lambda message, over: self.logs.take(name, message, over),
         )
+        why = ""  # the server's reason for ending the connection, if it ended it
         try:  # registered inside: whatever happens from here, the finally unregisters it
             self._sockets[name] = ws
             if request.transport is not None:
@@ -194,8 +198,11 @@ class Hub:
             log.info("agent connected host=%s version=%s", name, hello.agent_version)
             self.request_push([name])  # batched: a reconnect storm costs a few queries
             async for msg in ws:
-                if msg.type == WSMsgType.ERROR:  # past the frame cap, or a broken frame
-                    self._bad_frame(name, f"{ws.exception() or 'websocket error'}")
+                if msg.type == WSMsgType.ERROR:
+                    error = ws.exception()
+                    if not isinstance(error, TimeoutError):  # a heartbeat's: see `closed`
+                        why = f"a bad frame: {error or 'websocket error'}"  # too big, or broken
+                        self._bad_frame(name, f"{error or 'websocket error'}")
                     break
                 if msg.type != WSMsgType.TEXT:
                     continue
@@ -203,6 +210,7 @@ class Hub:
                     intake.take(msg.data)
                 except ProtocolError as exc:
                     self._bad_frame(name, str(exc))
+                    why = f"a bad message: {exc}"
                     reason = str(exc).encode()[:120]  # a close frame's reason: 123 bytes
                     await ws.close(code=1007, message=reason)
                     break
@@ -218,8 +226,9 @@ class Hub:
                 self._since[name] = time.time()
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
-                self.records.connection(host_id, name, False, None)
-                log.info("agent disconnected host=%s", name)
+                why = why or closed(ws.close_code, ws.exception())
+                self.records.connection(host_id, name, False, None, why)
+                log.info("agent disconnected host=%s: %s", name, why)
         return ws
 
     def _check_certificate(self, request: web.Request, address: str, name: str) -> None:
@@ -373,7 +382,7 @@ class Hub:
             self._fleet_checked = now  # first: a reconnect storm counts once, not per agent
             async with self.sessions() as session:
                 self._fleet = await store.host_count(session)
-        return max(HEARTBEAT_SECONDS, self._fleet / MAX_PINGS_PER_SECOND)
+        return max(self.heartbeat, self._fleet / MAX_PINGS_PER_SECOND)
 
     async def _host_of(self, token: str) -> tuple[int, str] | None:
         """The host a token belongs to; cached for a minute (a reconnect storm is cheap)."""

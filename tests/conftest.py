@@ -195,9 +195,12 @@ class Flotilla:
         return name, token
 
 
-async def start_server(url: str, data_dir: Path) -> tuple[TestServer, Settings]:
+async def start_server(url: str, data_dir: Path, **options: Any) -> tuple[TestServer, Settings]:
+    """A migrated database and a server on it (Settings as the tests' default, and `options`)."""
     await migrated(url)
-    settings = Settings(data_dir=data_dir, database_url=url, controller_interval=0.5)
+    settings = Settings(
+        **{"data_dir": data_dir, "database_url": url, "controller_interval": 0.5, **options}
+    )
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     return server, settings
@@ -218,8 +221,10 @@ async def flotilla_sqlite(
         yield f
 
 
-async def _flotilla(url: str, tmp_path: Path, engine: Engine) -> AsyncIterator[Flotilla]:
-    server, settings = await start_server(url, tmp_path)
+async def _flotilla(
+    url: str, tmp_path: Path, engine: Engine, **options: Any
+) -> AsyncIterator[Flotilla]:
+    server, settings = await start_server(url, tmp_path, **options)
     token = (tmp_path / "admin.token").read_text().strip()
     base = f"http://127.0.0.1:{server.port}"
     api = Api(base, token)

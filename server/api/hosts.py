@@ -28,10 +28,8 @@ from server.db import hosts as db
 from server.db import store
 from server.db.models import Host
 from server.errors import NotFound
+from server.host_log import REMOVED, ROTATED
 from server.keys import HUB, SESSIONS, SETTINGS, STATUSES
-
-ROTATED = 4004  # the close code an agent's connection gets when its host's token is rotated
-REMOVED = 4005  # ... and when its host is removed
 
 
 def _name(request: web.Request) -> str:

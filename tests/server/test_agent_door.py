@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.codec import encode
 from agent.protocol import Event, Hello, Instance, Status
 from server.hub import SEND_SECONDS
-from tests.conftest import Flotilla
-from tests.harness import eventually
+from tests.conftest import Flotilla, _flotilla
+from tests.harness import Engine, eventually
 
 VALID = {"image": "web:v1", "command": ["/bin/sh", "-c", "sleep 3600"]}
 
@@ -369,3 +370,66 @@ async def test_an_agent_back_on_a_new_connection_while_a_send_to_its_old_one_wai
         finally:
             await told_other.stop()
             await reading.close()
+
+
+async def disconnected(flotilla: Flotilla, name: str) -> str | None:
+    """The message of the host's newest host_disconnected event, if any yet."""
+    _, events = await flotilla.api.call("GET", "/v1/events")
+    said = [
+        e["message"]
+        for e in events["events"]
+        if e["kind"] == "host_disconnected" and e["host"] == name
+    ]
+    return said[0] if said else None
+
+
+async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
+    """`flotilla events` tells an ops engineer why an agent went away: a bad message, or a
+    close (with its code)."""
+    flotilla = flotilla_sqlite
+    bad_name, bad_token = await flotilla.add_host()
+    ws = await connect(flotilla, bad_name, bad_token)
+    await ws.send_str("[1, 2]")
+    while (await asyncio.wait_for(ws.receive(), 10)).type == WSMsgType.TEXT:
+        pass  # the desired state pushed on connect, then the close frame (answered)
+    await eventually(lambda: disconnected(flotilla, bad_name), timeout=10, interval=0.1)
+    said = await disconnected(flotilla, bad_name)
+    assert said is not None and said.startswith("agent disconnected: a bad message: ")
+    await ws.close()
+
+    name, token = await flotilla.add_host()
+    ws = await connect(flotilla, name, token)
+    await eventually(lambda: connections(flotilla), timeout=5, interval=0.05)
+    await ws.close()  # an agent stopping: code 1000
+    await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
+    said = await disconnected(flotilla, name)
+    assert said == "agent disconnected: the connection was closed (close code 1000)"
+
+
+@pytest.fixture
+async def quick_heartbeat(
+    sqlite_url: str, tmp_path: Path, engine: Engine
+) -> AsyncIterator[Flotilla]:
+    """A server that pings each agent every 0.5 s (not 20): one that answers no ping is
+    disconnected within about a second."""
+    async for f in _flotilla(sqlite_url, tmp_path, engine, agent_heartbeat=0.5):
+        yield f
+
+
+async def test_an_agent_that_answers_no_heartbeat_is_disconnected_as_such(
+    quick_heartbeat: Flotilla,
+) -> None:
+    """An agent (or a network) that hangs answers no ping: the server closes its socket and
+    says so. It is not a bad frame: the refused-reports count, whose alert speaks of broken
+    or hostile agents, stays as it was."""
+    flotilla = quick_heartbeat
+    name, token = await flotilla.add_host()
+    async with aiohttp.ClientSession() as session:
+        ws = await connect(flotilla, name, token, session)  # and never reads: no pong
+        await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
+        said = await disconnected(flotilla, name)
+        assert said == "agent disconnected: no answer to the server's heartbeat"
+        await ws.close()
+    async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
+        text = await response.text()
+    assert 'flotilla_agent_reports_refused_total{reason="frame"}' not in text
