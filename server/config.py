@@ -24,8 +24,8 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     host_timeout: float = 30.0  # a host is disconnected this long after its last message
     controller_interval: float = 1.0
-    # the server's ping interval on each agent socket in a small fleet (it grows with the
-    # fleet); an agent that answers none within half of it more is disconnected
+    # an agent socket the server has heard nothing on for this long (in a small fleet: it
+    # grows with the fleet) is pinged, and closed if no answer comes within half of it
     agent_heartbeat: float = 20.0
     fleet_metrics_interval: float = 5.0  # how often host and app gauges are refreshed
     # webhook URLs at link-local or cloud metadata addresses (169.254.169.254, ...) are refused

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.protocol import Event, Hello, clip
+from agent.protocol import Event, Hello
 from server.db import hosts, store
 from server.db import pins as db_pins
 from server.db.session import Sessions
@@ -63,26 +63,34 @@ class _Pending:
 
 ROTATED = 4004  # the close code an agent's connection gets when its host's token is rotated
 REMOVED = 4005  # ... and when its host is removed
-# why a connection ended, by its close code (the server's own codes, and the usual ones)
-CLOSE_CODES = {
-    1000: "the connection was closed",
-    1001: "going away (the agent or the server stopping)",
-    1006: "the connection broke",
+STOPPING = 1001  # ... and when the server stops
+# the server's own reasons for closing an agent's connection, by the code it closes with
+SERVER_CLOSES = {
     ROTATED: "its token was rotated",
     REMOVED: "the host was removed",
+    STOPPING: "the server is stopping",
 }
+ABNORMAL = 1006  # WebSocket's code for a connection that ended without a close frame
 MAX_WHY = 200  # characters of a reason in a disconnection's event
 
 
+def cut(code: int) -> str:
+    """Why the server closed an agent's connection with `code`."""
+    return f"{SERVER_CLOSES.get(code, 'closed by the server')} (close code {code})"
+
+
 def closed(code: int | None, error: BaseException | None = None) -> str:
-    """Why a connection ended: no answer to the server's heartbeat (aiohttp ends the socket
-    with a TimeoutError: an agent or a network that hangs), else by its close code (None: it
-    broke without one)."""
+    """Why an agent's connection ended when the server did not end it: no answer to the
+    server's heartbeat (aiohttp ends the socket with a TimeoutError: an agent or a network
+    that hangs), a connection that broke, or the agent's close (with its code, whatever it
+    is: an agent chooses it)."""
     if isinstance(error, TimeoutError):
         return "no answer to the server's heartbeat"
-    if code is None:
-        return "the connection broke"
-    return f"{CLOSE_CODES.get(code, 'closed')} (close code {code})"
+    if code is None or code == ABNORMAL:
+        return f"the connection broke (close code {ABNORMAL})"
+    if code == 0:  # a close frame without a code
+        return "the agent closed the connection without a code"
+    return f"the agent closed the connection (close code {code})"
 
 
 class HostLog:
@@ -111,7 +119,7 @@ class HostLog:
         """A host's agent connected (with its hello) or went away (and `why`, if known)."""
         self._pending.connections[host_id] = (up, hello)
         kind = EventKind.HOST_CONNECTED if up else EventKind.HOST_DISCONNECTED
-        message = f"agent {kind[5:]}: {clip(why, MAX_WHY)}" if why else f"agent {kind[5:]}"
+        message = f"agent {kind[5:]}: {why}" if why else f"agent {kind[5:]}"
         self._pending.events.append((name, kind, message, None))
         self._pending.changed[name] = None
         self._dirty.set()

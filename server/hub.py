@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from aiohttp import WSMsgType, web
 
 from agent.codec import desired_lists, encode, encode_desired
-from agent.protocol import DesiredState, Event, Hello, Message, ProtocolError, Status
+from agent.protocol import DesiredState, Event, Hello, Message, ProtocolError, Status, clip
 from agent.strict import decode_report
 from agent.tls import certificate_names
 from server import desired, pins
@@ -39,7 +39,7 @@ from server.confine import Told, told_of
 from server.db import store
 from server.db.session import Sessions
 from server.errors import CertificateRefused, Throttled, Unauthorized
-from server.host_log import HostLog, closed
+from server.host_log import MAX_WHY, STOPPING, HostLog, closed, cut
 from server.intake import Intake
 from server.log_streams import LogStreams
 from server.loops import log_failure, timed, unit_of_work
@@ -60,8 +60,9 @@ PUSH_GATHER_SECONDS = 0.005  # a moment to coalesce a burst of pushes; more gath
 PUSH_CONCURRENCY = 16
 MAX_FRAME_BYTES = 1024 * 1024  # an agent's frame past this closes its connection (1009)
 BAD_FRAME_LOG_SECONDS = 60.0  # a host's bad frames are logged at WARNING this often at most
-# the ping interval on each agent socket is Settings.agent_heartbeat in a small fleet; in a
-MAX_PINGS_PER_SECOND = 200.0  # large one it grows: 50 s at 10,000 hosts
+# each agent socket is pinged after Settings.agent_heartbeat without a frame from it in a
+# small fleet; in a large one the interval grows (50 s at 10,000 hosts): at most this often
+MAX_PINGS_PER_SECOND = 200.0
 # a frame an agent has not taken in this long: it reads nothing (a stuck or hostile agent),
 # and its connection is cut; looked at every half of it. A healthy agent's socket takes a
 # desired state at once (the kernel's buffers), however slowly its link carries it on
@@ -105,6 +106,9 @@ class Hub:
         self.turns = turns
         self._sockets: dict[str, web.WebSocketResponse] = {}
         self._transports: dict[str, asyncio.Transport] = {}  # each socket's connection
+        # why the server is ending a connection (a rotation, a removal, a stop, the send
+        # watch): its handler's `finally` takes it for the disconnection's event
+        self._ending: dict[asyncio.BaseTransport, str] = {}
         # host -> since when a frame to it waits (monotonic), and the connection it waits on
         self._sending: dict[str, tuple[float, asyncio.Transport | None]] = {}
         self._ids: dict[str, int] = {}
@@ -177,11 +181,12 @@ class Hub:
             self.burst,
             logs=lambda message, over: self.logs.take(name, message, over),
         )
-        why = ""  # the server's reason for ending the connection, if it ended it
+        why = ""  # the hub's reason for ending the connection, if it ended it here
+        transport = request.transport  # the request forgets it once the connection is lost
         try:  # registered inside: whatever happens from here, the finally unregisters it
             self._sockets[name] = ws
-            if request.transport is not None:
-                self._transports[name] = request.transport
+            if transport is not None:
+                self._transports[name] = transport
             self._intakes[name] = intake
             self._ids[name] = host_id
             self._since[name] = time.time()
@@ -199,7 +204,7 @@ class Hub:
             self.request_push([name])  # batched: a reconnect storm costs a few queries
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
-                    error = ws.exception()
+                    error = msg.data if isinstance(msg.data, BaseException) else ws.exception()
                     if not isinstance(error, TimeoutError):  # a heartbeat's: see `closed`
                         why = f"a bad frame: {error or 'websocket error'}"  # too big, or broken
                         self._bad_frame(name, f"{error or 'websocket error'}")
@@ -215,6 +220,7 @@ class Hub:
                     await ws.close(code=1007, message=reason)
                     break
         finally:
+            ended = self._ending.pop(transport, "") if transport is not None else ""
             intake.close()
             if self._intakes.get(name) is intake:
                 del self._intakes[name]
@@ -226,7 +232,7 @@ class Hub:
                 self._since[name] = time.time()
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
-                why = why or closed(ws.close_code, ws.exception())
+                why = clip(ended or why or closed(ws.close_code, ws.exception()), MAX_WHY)
                 self.records.connection(host_id, name, False, None, why)
                 log.info("agent disconnected host=%s: %s", name, why)
         return ws
@@ -291,6 +297,10 @@ class Hub:
                 if now - since >= SEND_SECONDS and transport is not None:
                     transport.abort()  # the waiting send returns; the connection's handler ends
                     self._sending[host] = (since, None)  # cut once: its `finally` forgets it
+                    if self._transports.get(host) is transport:  # its handler still runs
+                        self._ending[transport] = (
+                            f"cut by the server: a frame waited {now - since:.0f} s"
+                        )
                     self._send_timed_out(host, now - since)
 
     async def push(self, hosts: Iterable[str]) -> None:
@@ -413,6 +423,8 @@ class Hub:
         # the close frame goes out now; its handshake is not awaited here (an agent that
         # never answers it must not hold up the caller)
         transport = self._transports.get(name)
+        if transport is not None:  # what its disconnection's event will say
+            self._ending[transport] = cut(code)
         closing = asyncio.create_task(self._close(ws, transport, code, reason.encode()[:120]))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
@@ -422,9 +434,11 @@ class Hub:
 
     async def close_all(self) -> None:
         """Close every agent connection (the server is stopping)."""
+        for transport in self._transports.values():
+            self._ending[transport] = cut(STOPPING)
         await asyncio.gather(
             *(
-                self._close(ws, self._transports.get(name), 1001, b"server shutting down")
+                self._close(ws, self._transports.get(name), STOPPING, b"server shutting down")
                 for name, ws in list(self._sockets.items())
             )
         )  # at once: an agent that reads nothing holds up its own close only

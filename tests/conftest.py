@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import signal
 import tempfile
@@ -198,9 +199,8 @@ class Flotilla:
 async def start_server(url: str, data_dir: Path, **options: Any) -> tuple[TestServer, Settings]:
     """A migrated database and a server on it (Settings as the tests' default, and `options`)."""
     await migrated(url)
-    settings = Settings(
-        **{"data_dir": data_dir, "database_url": url, "controller_interval": 0.5, **options}
-    )
+    settings = Settings(data_dir=data_dir, database_url=url, controller_interval=0.5)
+    settings = dataclasses.replace(settings, **options)
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     return server, settings

@@ -320,8 +320,9 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
             assert [e["host"] for e in cut] == [stuck_name]
             assert "the agent took no frame in" in cut[0]["message"]
             # as it happened (the list is newest first): the send timed out, then it was away
-            said = [e["kind"] for e in events["events"] if e["host"] == stuck_name]
-            assert said[:2] == ["host_disconnected", "host_send_timed_out"]
+            said = [e for e in events["events"] if e["host"] == stuck_name]
+            assert [e["kind"] for e in said[:2]] == ["host_disconnected", "host_send_timed_out"]
+            assert said[0]["message"].startswith("agent disconnected: cut by the server: a frame")
             assert await counted(flotilla, "flotilla_agent_send_timeouts") == 1
         finally:
             await told.stop()
@@ -392,18 +393,27 @@ async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
     await ws.send_str("[1, 2]")
     while (await asyncio.wait_for(ws.receive(), 10)).type == WSMsgType.TEXT:
         pass  # the desired state pushed on connect, then the close frame (answered)
-    await eventually(lambda: disconnected(flotilla, bad_name), timeout=10, interval=0.1)
-    said = await disconnected(flotilla, bad_name)
-    assert said is not None and said.startswith("agent disconnected: a bad message: ")
+    said = await eventually(lambda: disconnected(flotilla, bad_name), timeout=10, interval=0.1)
+    assert said.startswith("agent disconnected: a bad message: ")
     await ws.close()
 
     name, token = await flotilla.add_host()
     ws = await connect(flotilla, name, token)
     await eventually(lambda: connections(flotilla), timeout=5, interval=0.05)
     await ws.close()  # an agent stopping: code 1000
-    await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
-    said = await disconnected(flotilla, name)
-    assert said == "agent disconnected: the connection was closed (close code 1000)"
+    said = await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
+    assert said == "agent disconnected: the agent closed the connection (close code 1000)"
+
+    # the server's own close: an admin rotates the host's token
+    rotated, rotated_token = await flotilla.add_host()
+    ws = await connect(flotilla, rotated, rotated_token)
+    await eventually(lambda: connections(flotilla), timeout=5, interval=0.05)
+    status_code, _ = await flotilla.api.call("POST", f"/v1/hosts/{rotated}/token")
+    assert status_code == 201
+    while (await asyncio.wait_for(ws.receive(), 10)).type == WSMsgType.TEXT:
+        pass  # the agent reads to the end, as an agent does
+    said = await eventually(lambda: disconnected(flotilla, rotated), timeout=10, interval=0.1)
+    assert said == "agent disconnected: its token was rotated (close code 4004)"
 
 
 @pytest.fixture
@@ -426,10 +436,16 @@ async def test_an_agent_that_answers_no_heartbeat_is_disconnected_as_such(
     name, token = await flotilla.add_host()
     async with aiohttp.ClientSession() as session:
         ws = await connect(flotilla, name, token, session)  # and never reads: no pong
-        await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
-        said = await disconnected(flotilla, name)
+        said = await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
         assert said == "agent disconnected: no answer to the server's heartbeat"
         await ws.close()
     async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
         text = await response.text()
-    assert 'flotilla_agent_reports_refused_total{reason="frame"}' not in text
+    refused = {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "flotilla_agent_reports_refused"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert "frame" not in refused
