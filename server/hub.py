@@ -13,11 +13,12 @@ batches, a few times a second at most, at the turn the scheduler gives writes
 `last_seen` of every connected host in one statement every few seconds. An agent that stops
 taking frames (its socket's buffers full) is cut off once a frame has waited SEND_SECONDS
 for it (`_watch_sends`): a send waits on it, and a push waits for its sends. With mutual TLS
-(`--agent-ca`), a socket also needs a client certificate naming the token's host. The log
-streams opened to connected hosts are `server.log_streams.LogStreams`'s (`Hub.logs`).
+(`--agent-ca`), a socket also needs a client certificate naming the token's host: who may
+connect is `server.agent_door.Door`'s (`Hub.door`). The log streams opened to connected
+hosts are `server.log_streams.LogStreams`'s (`Hub.logs`).
 
 (Over 400 lines: the connections' lifecycle, the sends and their watch are one piece; the
-log streams, the writes and the intake live in modules of their own.)
+door, the log streams, the writes and the intake live in modules of their own.)
 """
 
 from __future__ import annotations
@@ -32,13 +33,11 @@ from aiohttp import WSMsgType, web
 from agent.codec import desired_lists, encode, encode_desired
 from agent.protocol import DesiredState, Event, Hello, Message, ProtocolError, Status, clip
 from agent.strict import decode_report
-from agent.tls import certificate_names
 from server import desired, pins
 from server import intake as intake_module
+from server.agent_door import Door
 from server.confine import Told, told_of
-from server.db import store
 from server.db.session import Sessions
-from server.errors import CertificateRefused, Throttled, Unauthorized
 from server.host_log import MAX_WHY, STOPPING, HostLog, closed, cut
 from server.intake import Intake
 from server.log_streams import LogStreams
@@ -60,9 +59,6 @@ PUSH_GATHER_SECONDS = 0.005  # a moment to coalesce a burst of pushes; more gath
 PUSH_CONCURRENCY = 16
 MAX_FRAME_BYTES = 1024 * 1024  # an agent's frame past this closes its connection (1009)
 BAD_FRAME_LOG_SECONDS = 60.0  # a host's bad frames are logged at WARNING this often at most
-# each agent socket is pinged after Settings.agent_heartbeat without a frame from it in a
-# small fleet; in a large one the interval grows (50 s at 10,000 hosts): at most this often
-MAX_PINGS_PER_SECOND = 200.0
 # a frame an agent has not taken in this long: it reads nothing (a stuck or hostile agent),
 # and its connection is cut; looked at every half of it. A healthy agent's socket takes a
 # desired state at once (the kernel's buffers), however slowly its link carries it on
@@ -89,11 +85,9 @@ class Hub:
         heartbeat: float,
     ) -> None:
         self.sessions = sessions
-        self.heartbeat = heartbeat  # the ping interval on each agent socket, in a small fleet
-        # mutual TLS (--agent-ca): an agent's client certificate must name its host
-        self.client_certs = client_certs
+        # who may connect (the host of a token; mutual TLS), and how often a socket is pinged
+        self.door = Door(sessions, metrics, logins, client_certs, heartbeat)
         self.secret_box = secret_box  # opens the secrets a desired state carries
-        self.logins = logins
         self.max_frame_bytes = max_frame_bytes
         self.rate = rate
         self.burst = burst
@@ -121,10 +115,7 @@ class Hub:
         self._to_push: set[str] = set()
         self._push_wanted = asyncio.Event()
         self._at_once = False  # the next push gathers nothing more (push_now)
-        self._tokens: dict[str, tuple[int, str, float]] = {}  # token -> host id, name, expiry
-        self._fleet = 0  # registered hosts, counted at most once a minute
         self._closing: set[asyncio.Task[None]] = set()  # connections being cut off
-        self._fleet_checked = float("-inf")
         self._since: dict[str, float] = {}  # host -> when it connected, or went away
         self.logs = LogStreams(self.send)  # the log streams opened to connected hosts
         self._unpinned: dict[str, pins.Unpinned] = {}  # what its last push left unpinned
@@ -141,21 +132,10 @@ class Hub:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/agent/connect: one agent's WebSocket, for as long as it stays."""
-        address = request.remote or "?"
-        wait = self.logins.retry_after(address, "agent socket")
-        if wait:
-            raise Throttled(wait)
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        known = await self._host_of(token)
-        if known is None:
-            if token:
-                self.logins.failed(address)
-            raise Unauthorized("unknown host token")
-        host_id, name = known
-        if self.client_certs:
-            self._check_certificate(request, address, name)
+        host_id, name = await self.door.admit(request)
+        heartbeat = await self.door.heartbeat_seconds()
         ws = web.WebSocketResponse(
-            heartbeat=await self._heartbeat(), compress=False, max_msg_size=self.max_frame_bytes
+            heartbeat=heartbeat, compress=False, max_msg_size=self.max_frame_bytes
         )
         await ws.prepare(request)
         try:
@@ -236,23 +216,6 @@ class Hub:
                 self.records.connection(host_id, name, False, None, why)
                 log.info("agent disconnected host=%s: %s", name, why)
         return ws
-
-    def _check_certificate(self, request: web.Request, address: str, name: str) -> None:
-        """Mutual TLS: the TLS handshake verified the client certificate against --agent-ca;
-        here its name (CN or a DNS name) must be the host's the token belongs to. A refusal
-        is an authentication that failed (403, audited, counted towards the throttle)."""
-        transport = request.transport
-        names = certificate_names(transport.get_extra_info("peercert") if transport else None)
-        if name in names:
-            return
-        self.logins.failed(address)
-        self.metrics.agent_refused.labels("certificate").inc()
-        if names:
-            why = f"the client certificate is for {', '.join(sorted(names))}, not host {name}"
-        else:
-            why = f"host {name} must present a client certificate signed by the agents' CA"
-        log.warning("agent refused host=%s address=%s: %s", name, address, why)
-        raise CertificateRefused(why)
 
     async def send(self, host: str, message: Message) -> bool:
         """Send one message to a connected host's agent; whether it went."""
@@ -382,41 +345,11 @@ class Hub:
             if not self._to_push:
                 self.turns.end(Phase.PUSHING)
 
-    async def _heartbeat(self) -> float:
-        """Seconds between this server's pings on a new agent socket (a silent, dead socket is
-        closed within 1.5 of them). Like Nomad's heartbeat TTL it grows with the fleet, so the
-        server sends at most MAX_PINGS_PER_SECOND in all: at 10,000 agents a ping every 20 s
-        each was 58% of an idle server's CPU samples (py-spy)."""
-        now = time.monotonic()
-        if now >= self._fleet_checked + 60.0:
-            self._fleet_checked = now  # first: a reconnect storm counts once, not per agent
-            async with self.sessions() as session:
-                self._fleet = await store.host_count(session)
-        return max(self.heartbeat, self._fleet / MAX_PINGS_PER_SECOND)
-
-    async def _host_of(self, token: str) -> tuple[int, str] | None:
-        """The host a token belongs to; cached for a minute (a reconnect storm is cheap)."""
-        if not token:
-            return None
-        now = time.monotonic()
-        cached = self._tokens.get(token)
-        if cached is not None and cached[2] > now:
-            return cached[0], cached[1]
-        async with self.sessions() as session:
-            host = await store.host_by_token(session, token)
-        if host is None:
-            return None
-        if len(self._tokens) > 100_000:
-            self._tokens.clear()
-        self._tokens[token] = (host.id, host.name, now + 60.0)
-        return host.id, host.name
-
     async def disconnect(self, name: str, code: int, reason: str) -> bool:
         """Cut a host off now: forget its cached token and close its agent connection, if
         this process holds it, with `code` and `reason` (its token was rotated: 4004; it was
         removed: 4005). Whether a connection was closed."""
-        for token in [t for t, (_, host, _) in self._tokens.items() if host == name]:
-            del self._tokens[token]
+        self.door.forget(name)
         ws = self._sockets.get(name)
         if ws is None:
             return False
