@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiohttp import WSCloseCode
+
 from agent.protocol import Event, Hello
 from server.db import hosts, store
 from server.db import pins as db_pins
@@ -31,7 +33,7 @@ MAX_WRITE_REST = 0.25  # and rests this long at most after one (twice what it to
 TOUCH_INTERVAL = 10.0  # refresh last_seen of connected hosts (disconnected after 30 s without)
 
 
-# an event about a host, in the order it happened: (host, kind, message, app)
+# an event about a host, in the order the hub noted it: (host, kind, message, app)
 Entry = tuple[str, str, str, str | None]
 
 
@@ -63,14 +65,13 @@ class _Pending:
 
 ROTATED = 4004  # the close code an agent's connection gets when its host's token is rotated
 REMOVED = 4005  # ... and when its host is removed
-STOPPING = 1001  # ... and when the server stops
+STOPPING = WSCloseCode.GOING_AWAY  # ... and when the server stops (1001)
 # the server's own reasons for closing an agent's connection, by the code it closes with
 SERVER_CLOSES = {
     ROTATED: "its token was rotated",
     REMOVED: "the host was removed",
     STOPPING: "the server is stopping",
 }
-ABNORMAL = 1006  # WebSocket's code for a connection that ended without a close frame
 MAX_WHY = 200  # characters of a reason in a disconnection's event
 
 
@@ -86,8 +87,8 @@ def closed(code: int | None, error: BaseException | None = None) -> str:
     is: an agent chooses it)."""
     if isinstance(error, TimeoutError):
         return "no answer to the server's heartbeat"
-    if code is None or code == ABNORMAL:
-        return f"the connection broke (close code {ABNORMAL})"
+    if code is None or code == WSCloseCode.ABNORMAL_CLOSURE:  # no close frame
+        return f"the connection broke (close code {WSCloseCode.ABNORMAL_CLOSURE:d})"
     if code == 0:  # a close frame without a code
         return "the agent closed the connection without a code"
     return f"the agent closed the connection (close code {code})"
