@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, get_args
 
 from aiohttp import WSCloseCode
 
@@ -66,32 +67,82 @@ class _Pending:
 ROTATED = 4004  # the close code an agent's connection gets when its host's token is rotated
 REMOVED = 4005  # ... and when its host is removed
 STOPPING = WSCloseCode.GOING_AWAY  # ... and when the server stops (1001)
-# the server's own reasons for closing an agent's connection, by the code it closes with
-SERVER_CLOSES = {
-    ROTATED: "its token was rotated",
-    REMOVED: "the host was removed",
-    STOPPING: "the server is stopping",
-}
 MAX_WHY = 200  # characters of a reason in a disconnection's event
 
+# why an agent's connection ended, after its hello (a connection that never said a good
+# hello is refused at the door, not disconnected): the label of
+# flotilla_agent_disconnects_total. The server's closes (by code, below), its cuts (the
+# send watch; a refused frame or message), `server` for anything else the server ended it
+# with (another close code, or its handler failed: a bug), and what `closed` finds when the
+# server did not end it
+Cause = Literal[
+    "rotated",
+    "removed",
+    "stopping",
+    "server",
+    "send_timeout",
+    "bad_frame",
+    "bad_message",
+    "heartbeat",
+    "broken",
+    "agent",
+]
+CAUSES: tuple[Cause, ...] = get_args(Cause)
 
-def cut(code: int) -> str:
+# the server's own reasons for closing an agent's connection, by the code it closes with
+SERVER_CLOSES: dict[int, tuple[Cause, str]] = {
+    ROTATED: ("rotated", "its token was rotated"),
+    REMOVED: ("removed", "the host was removed"),
+    STOPPING: ("stopping", "the server is stopping"),
+}
+
+
+class Ending(NamedTuple):
+    """Why an agent's connection ended: its cause (counted) and the words of its
+    `host_disconnected` event."""
+
+    cause: Cause
+    why: str
+
+
+def cut(code: int) -> Ending:
     """Why the server closed an agent's connection with `code`."""
-    return f"{SERVER_CLOSES.get(code, 'closed by the server')} (close code {code})"
+    cause, words = SERVER_CLOSES.get(code, ("server", "closed by the server"))
+    return Ending(cause, f"{words} (close code {code})")
 
 
-def closed(code: int | None, error: BaseException | None = None) -> str:
+def send_cut(waited: float) -> Ending:
+    """The send watch cut the connection: a frame waited `waited` seconds on it."""
+    return Ending("send_timeout", f"cut by the server: a frame waited {waited:.0f} s")
+
+
+def frame_refused(error: str) -> Ending:
+    """The connection carried a frame the server refused (too big, or broken): closed."""
+    return Ending("bad_frame", f"a bad frame: {error}")
+
+
+def message_refused(error: str) -> Ending:
+    """The agent sent a message of the wrong shape: closed with 1007."""
+    return Ending("bad_message", f"a bad message: {error}")
+
+
+HANDLER_ENDED = Ending("server", "ended by the server")  # its handler failed: a bug
+
+
+def closed(code: int | None, error: BaseException | None = None) -> Ending:
     """Why an agent's connection ended when the server did not end it: no answer to the
     server's heartbeat (aiohttp ends the socket with a TimeoutError: an agent or a network
     that hangs), a connection that broke, or the agent's close (with its code, whatever it
     is: an agent chooses it)."""
     if isinstance(error, TimeoutError):
-        return "no answer to the server's heartbeat"
+        return Ending("heartbeat", "no answer to the server's heartbeat")
     if code is None or code == WSCloseCode.ABNORMAL_CLOSURE:  # no close frame
-        return f"the connection broke (close code {WSCloseCode.ABNORMAL_CLOSURE:d})"
+        return Ending(
+            "broken", f"the connection broke (close code {WSCloseCode.ABNORMAL_CLOSURE:d})"
+        )
     if code == 0:  # a close frame without a code
-        return "the agent closed the connection without a code"
-    return f"the agent closed the connection (close code {code})"
+        return Ending("agent", "the agent closed the connection without a code")
+    return Ending("agent", f"the agent closed the connection (close code {code})")
 
 
 class HostLog:

@@ -38,7 +38,19 @@ from server import intake as intake_module
 from server.agent_door import Door
 from server.confine import Told, told_of
 from server.db.session import Sessions
-from server.host_log import MAX_WHY, STOPPING, HostLog, closed, cut
+from server.host_log import (
+    CAUSES,
+    HANDLER_ENDED,
+    MAX_WHY,
+    STOPPING,
+    Ending,
+    HostLog,
+    closed,
+    cut,
+    frame_refused,
+    message_refused,
+    send_cut,
+)
 from server.intake import Intake
 from server.log_streams import LogStreams
 from server.loops import log_failure, timed, unit_of_work
@@ -102,7 +114,7 @@ class Hub:
         self._transports: dict[str, asyncio.Transport] = {}  # each socket's connection
         # why the server is ending a connection (a rotation, a removal, a stop, the send
         # watch): its handler's `finally` takes it for the disconnection's event
-        self._ending: dict[asyncio.BaseTransport, str] = {}
+        self._ending: dict[asyncio.BaseTransport, Ending] = {}
         # host -> since when a frame to it waits (monotonic), and the connection it waits on
         self._sending: dict[str, tuple[float, asyncio.Transport | None]] = {}
         self._ids: dict[str, int] = {}
@@ -119,6 +131,8 @@ class Hub:
         self._since: dict[str, float] = {}  # host -> when it connected, or went away
         self.logs = LogStreams(self.send)  # the log streams opened to connected hosts
         self._unpinned: dict[str, pins.Unpinned] = {}  # what its last push left unpinned
+        for cause in CAUSES:  # every series from the start: increase() sees the first one
+            metrics.agent_disconnects.labels(cause=cause)
 
     def is_connected(self, host: str) -> bool:
         """Does this process hold the host's agent connection?"""
@@ -161,7 +175,7 @@ class Hub:
             self.burst,
             logs=lambda message, over: self.logs.take(name, message, over),
         )
-        why = ""  # the hub's reason for ending the connection, if it ended it here
+        refused: Ending | None = None  # the hub ended it here: a frame or message refused
         transport = request.transport  # the request forgets it once the connection is lost
         try:  # registered inside: whatever happens from here, the finally unregisters it
             self._sockets[name] = ws
@@ -186,8 +200,9 @@ class Hub:
                 if msg.type == WSMsgType.ERROR:
                     error = msg.data if isinstance(msg.data, BaseException) else ws.exception()
                     if not isinstance(error, TimeoutError):  # a heartbeat's: see `closed`
-                        why = f"a bad frame: {error or 'websocket error'}"  # too big, or broken
-                        self._bad_frame(name, f"{error or 'websocket error'}")
+                        bad = f"{error or 'websocket error'}"  # too big, or broken
+                        refused = frame_refused(bad)
+                        self._bad_frame(name, bad)
                     break
                 if msg.type != WSMsgType.TEXT:
                     continue
@@ -195,12 +210,16 @@ class Hub:
                     intake.take(msg.data)
                 except ProtocolError as exc:
                     self._bad_frame(name, str(exc))
-                    why = f"a bad message: {exc}"
+                    refused = message_refused(str(exc))
                     reason = str(exc).encode()[:120]  # a close frame's reason: 123 bytes
                     await ws.close(code=1007, message=reason)
                     break
+        except Exception:  # a bug of the server's; not a CancelledError, which is how
+            # aiohttp ends the handler of a socket it lost (a heartbeat's timeout does)
+            refused = refused or HANDLER_ENDED
+            raise
         finally:
-            ended = self._ending.pop(transport, "") if transport is not None else ""
+            ended = self._ending.pop(transport, None) if transport is not None else None
             intake.close()
             if self._intakes.get(name) is intake:
                 del self._intakes[name]
@@ -212,7 +231,9 @@ class Hub:
                 self._since[name] = time.time()
                 self.on_change(name)
                 self.metrics.agent_connections.set(len(self._sockets))
-                why = clip(ended or why or closed(ws.close_code, ws.exception()), MAX_WHY)
+                ending = ended or refused or closed(ws.close_code, ws.exception())
+                self.metrics.agent_disconnects.labels(cause=ending.cause).inc()
+                why = clip(ending.why, MAX_WHY)
                 self.records.connection(host_id, name, False, None, why)
                 log.info("agent disconnected host=%s: %s", name, why)
         return ws
@@ -261,9 +282,7 @@ class Hub:
                     transport.abort()  # the waiting send returns; the connection's handler ends
                     self._sending[host] = (since, None)  # cut once: its `finally` forgets it
                     if self._transports.get(host) is transport:  # its handler still runs
-                        self._ending[transport] = (
-                            f"cut by the server: a frame waited {now - since:.0f} s"
-                        )
+                        self._ending.setdefault(transport, send_cut(now - since))
                     self._send_timed_out(host, now - since)
 
     async def push(self, hosts: Iterable[str]) -> None:
@@ -357,7 +376,7 @@ class Hub:
         # never answers it must not hold up the caller)
         transport = self._transports.get(name)
         if transport is not None:  # what its disconnection's event will say
-            self._ending[transport] = cut(code)
+            self._ending.setdefault(transport, cut(code))  # the first reason stands
         closing = asyncio.create_task(self._close(ws, transport, code, reason.encode()[:120]))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
@@ -368,7 +387,7 @@ class Hub:
     async def close_all(self) -> None:
         """Close every agent connection (the server is stopping)."""
         for transport in self._transports.values():
-            self._ending[transport] = cut(STOPPING)
+            self._ending.setdefault(transport, cut(STOPPING))
         await asyncio.gather(
             *(
                 self._close(ws, self._transports.get(name), STOPPING, b"server shutting down")

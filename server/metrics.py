@@ -31,6 +31,7 @@ class Metrics:
     agent_refused: Counter
     agent_sessions_replaced: Counter
     agent_send_timeouts: Counter
+    agent_disconnects: Counter
     audit_dropped: Counter
 
 
@@ -147,6 +148,19 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "flotilla_agent_send_timeouts_total",
             "Agent connections cut because a frame waited on them for 5 s (an agent that reads "
             "nothing: hung, or hostile). The agent reconnects and gets its whole desired state.",
+            registry=registry,
+        ),
+        agent_disconnects=Counter(
+            "flotilla_agent_disconnects_total",
+            "Agent connections that ended after their hello, by cause: heartbeat (no answer "
+            "to the server's heartbeat: the agent or its network hangs), broken (no close "
+            "frame), agent (the agent closed it), send_timeout (a frame waited on it: cut), "
+            "bad_frame and bad_message (refused: closed), rotated and removed (an admin cut "
+            "the host off), stopping (the server stopping: rarely scraped), server (the server "
+            "ended it otherwise: its handler failed, a bug the log shows). A connection replaced "
+            "by a newer one for the same host is not counted here "
+            "(flotilla_agent_sessions_replaced_total).",
+            ["cause"],
             registry=registry,
         ),
         audit_dropped=Counter(

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.codec import encode
 from agent.protocol import Event, Hello, Instance, Status
+from server.host_log import CAUSES
 from server.hub import SEND_SECONDS
 from tests.conftest import Flotilla, _flotilla
 from tests.harness import Engine, eventually
@@ -177,6 +178,11 @@ async def test_a_frame_past_the_cap_closes_the_connection(flotilla_sqlite: Floti
     assert ws.close_code == 1009  # message too big
     assert (await flotilla.api.call("GET", "/v1/hosts"))[0] == 200
 
+    async def counted_as_a_bad_frame() -> bool:
+        return (await disconnects(flotilla))["bad_frame"] == 1
+
+    await eventually(counted_as_a_bad_frame, timeout=10, interval=0.1)
+
 
 def small_receive_buffer(address: aiohttp.AddrInfoType) -> socket.socket:
     """A client socket with a receive buffer of a few KB: Linux would otherwise grow it up to
@@ -277,6 +283,16 @@ async def counted(flotilla: Flotilla, metric: str) -> float:
     raise AssertionError(f"no {metric} in /metrics")
 
 
+async def disconnects(flotilla: Flotilla) -> dict[str, float]:
+    """flotilla_agent_disconnects_total by cause, as /metrics says it now."""
+    async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == "flotilla_agent_disconnects":
+            return {s.labels["cause"]: s.value for s in family.samples if s.name.endswith("_total")}
+    raise AssertionError("no flotilla_agent_disconnects in /metrics")
+
+
 async def connections(flotilla: Flotilla) -> float:
     """The server's count of agent connections, as /metrics says it (at once, where the
     hosts' rows are written in a batch that waits out the rollouts)."""
@@ -324,6 +340,7 @@ async def test_an_agent_that_stops_reading_is_cut_off_and_holds_up_no_other(
             assert [e["kind"] for e in said[:2]] == ["host_disconnected", "host_send_timed_out"]
             assert said[0]["message"].startswith("agent disconnected: cut by the server: a frame")
             assert await counted(flotilla, "flotilla_agent_send_timeouts") == 1
+            assert (await disconnects(flotilla))["send_timeout"] == 1
         finally:
             await told.stop()
             await ws.close()
@@ -388,6 +405,8 @@ async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
     """`flotilla events` tells an ops engineer why an agent went away: a bad message, or a
     close (with its code)."""
     flotilla = flotilla_sqlite
+    # every cause is counted from the start, at 0 (an alert on increase() sees the first)
+    assert await disconnects(flotilla) == dict.fromkeys(CAUSES, 0.0)
     bad_name, bad_token = await flotilla.add_host()
     ws = await connect(flotilla, bad_name, bad_token)
     await ws.send_str("[1, 2]")
@@ -414,6 +433,8 @@ async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
         pass  # the agent reads to the end, as an agent does
     said = await eventually(lambda: disconnected(flotilla, rotated), timeout=10, interval=0.1)
     assert said == "agent disconnected: its token was rotated (close code 4004)"
+    counts = {cause: n for cause, n in (await disconnects(flotilla)).items() if n}
+    assert counts == {"bad_message": 1, "agent": 1, "rotated": 1}
 
 
 @pytest.fixture
@@ -439,6 +460,7 @@ async def test_an_agent_that_answers_no_heartbeat_is_disconnected_as_such(
         said = await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
         assert said == "agent disconnected: no answer to the server's heartbeat"
         await ws.close()
+    assert (await disconnects(flotilla))["heartbeat"] == 1
     async with flotilla.api.session.get(flotilla.url + "/metrics") as response:
         text = await response.text()
     families = {f.name: f for f in text_string_to_metric_families(text)}
