@@ -403,7 +403,7 @@ async def disconnected(flotilla: Flotilla, name: str) -> str | None:
 
 async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
     """`flotilla events` tells an ops engineer why an agent went away: a bad message, or a
-    close (with its code)."""
+    close (with its code); /metrics counts each by its cause."""
     flotilla = flotilla_sqlite
     # every cause is counted from the start, at 0 (an alert on increase() sees the first)
     assert await disconnects(flotilla) == dict.fromkeys(CAUSES, 0.0)
@@ -433,8 +433,19 @@ async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
         pass  # the agent reads to the end, as an agent does
     said = await eventually(lambda: disconnected(flotilla, rotated), timeout=10, interval=0.1)
     assert said == "agent disconnected: its token was rotated (close code 4004)"
+
+    # and an admin removes a host whose agent is connected
+    removed, removed_token = await flotilla.add_host()
+    ws = await connect(flotilla, removed, removed_token)
+    await eventually(lambda: connections(flotilla), timeout=5, interval=0.05)
+    status_code, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{removed}")
+    assert status_code == 204
+    while (await asyncio.wait_for(ws.receive(), 10)).type == WSMsgType.TEXT:
+        pass
+    said = await eventually(lambda: disconnected(flotilla, removed), timeout=10, interval=0.1)
+    assert said == "agent disconnected: the host was removed (close code 4005)"
     counts = {cause: n for cause, n in (await disconnects(flotilla)).items() if n}
-    assert counts == {"bad_message": 1, "agent": 1, "rotated": 1}
+    assert counts == {"bad_message": 1, "agent": 1, "rotated": 1, "removed": 1}
 
 
 @pytest.fixture
