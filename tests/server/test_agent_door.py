@@ -401,6 +401,21 @@ async def disconnected(flotilla: Flotilla, name: str) -> str | None:
     return said[0] if said else None
 
 
+async def cut_off_by_admin(flotilla: Flotilla, method: str, path: str, expected: int) -> str:
+    """A new host's connected agent, then the admin call `method` `path` (the host's name in
+    its braces), answered `expected`; what the host's disconnection event says, once the
+    agent has read to the end, as an agent does."""
+    name, token = await flotilla.add_host()
+    ws = await connect(flotilla, name, token)
+    await eventually(lambda: connections(flotilla), timeout=5, interval=0.05)
+    status_code, _ = await flotilla.api.call(method, path.format(name))
+    assert status_code == expected
+    while (await asyncio.wait_for(ws.receive(), 10)).type == WSMsgType.TEXT:
+        pass
+    said: str = await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
+    return said
+
+
 async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
     """`flotilla events` tells an ops engineer why an agent went away: a bad message, or a
     close (with its code); /metrics counts each by its cause."""
@@ -423,26 +438,10 @@ async def test_a_disconnection_says_why(flotilla_sqlite: Flotilla) -> None:
     said = await eventually(lambda: disconnected(flotilla, name), timeout=10, interval=0.1)
     assert said == "agent disconnected: the agent closed the connection (close code 1000)"
 
-    # the server's own close: an admin rotates the host's token
-    rotated, rotated_token = await flotilla.add_host()
-    ws = await connect(flotilla, rotated, rotated_token)
-    await eventually(lambda: connections(flotilla), timeout=5, interval=0.05)
-    status_code, _ = await flotilla.api.call("POST", f"/v1/hosts/{rotated}/token")
-    assert status_code == 201
-    while (await asyncio.wait_for(ws.receive(), 10)).type == WSMsgType.TEXT:
-        pass  # the agent reads to the end, as an agent does
-    said = await eventually(lambda: disconnected(flotilla, rotated), timeout=10, interval=0.1)
+    # the server's own closes: an admin rotates a host's token, or removes a host
+    said = await cut_off_by_admin(flotilla, "POST", "/v1/hosts/{}/token", 201)
     assert said == "agent disconnected: its token was rotated (close code 4004)"
-
-    # and an admin removes a host whose agent is connected
-    removed, removed_token = await flotilla.add_host()
-    ws = await connect(flotilla, removed, removed_token)
-    await eventually(lambda: connections(flotilla), timeout=5, interval=0.05)
-    status_code, _ = await flotilla.api.call("DELETE", f"/v1/hosts/{removed}")
-    assert status_code == 204
-    while (await asyncio.wait_for(ws.receive(), 10)).type == WSMsgType.TEXT:
-        pass
-    said = await eventually(lambda: disconnected(flotilla, removed), timeout=10, interval=0.1)
+    said = await cut_off_by_admin(flotilla, "DELETE", "/v1/hosts/{}", 204)
     assert said == "agent disconnected: the host was removed (close code 4005)"
     counts = {cause: n for cause, n in (await disconnects(flotilla)).items() if n}
     assert counts == {"bad_message": 1, "agent": 1, "rotated": 1, "removed": 1}
